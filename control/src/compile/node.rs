@@ -1,0 +1,128 @@
+//! The node's own [`NodeConfig`]: addresses and CIDRs from its Node object and the cluster
+//! settings, MACs and link settings from [`NodeLocal`].
+//!
+//! Invariants: the gateway is the first address of the podCIDR (the bridge CNI's `.1`); MACs
+//! not configured locally are derived from the node name and a role, so they are stable across
+//! restarts and differ between roles and nodes; the VTEP MAC is the one the Node publishes.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use dataplane::cidr::Cidr as DpCidr;
+use dataplane::tables::node::NodeConfig;
+use dataplane::wire::MacAddr as DpMac;
+use k8s_openapi::api::core::v1::Node;
+
+use super::local::NodeLocal;
+use super::{CompileError, Problem};
+use crate::model::node as node_model;
+use crate::net::{Cidr, MacAddr};
+use crate::state::ClusterState;
+
+/// The IPv4 address, if `ip` is one.
+pub(crate) fn to_v4(ip: IpAddr) -> Option<Ipv4Addr> {
+    match ip {
+        IpAddr::V4(v4) => Some(v4),
+        IpAddr::V6(_) => None,
+    }
+}
+
+/// The dataplane's (IPv4-only) form of a CIDR.
+pub(crate) fn to_dp_cidr(cidr: &Cidr) -> Option<DpCidr> {
+    DpCidr::new(to_v4(cidr.network())?, cidr.prefix_len()).ok()
+}
+
+pub(crate) fn to_dp_mac(mac: MacAddr) -> DpMac {
+    DpMac(mac.0)
+}
+
+/// A stable MAC for one of a node's interfaces (`uplink`, `host`, `gateway`).
+pub fn derived_mac(node: &str, role: &str) -> DpMac {
+    to_dp_mac(MacAddr::derived_from_name(&format!("{node}/{role}")))
+}
+
+/// The MAC the bridge CNI gives a pod: `0a:58` followed by the pod's IPv4 address.
+pub fn pod_mac(ip: Ipv4Addr) -> DpMac {
+    let [a, b, c, d] = ip.octets();
+    DpMac([0x0a, 0x58, a, b, c, d])
+}
+
+/// The node's underlay IPv4 address (its first InternalIP).
+pub fn node_ip(node: &Node) -> Option<Ipv4Addr> {
+    node_model::internal_ip(node).and_then(to_v4)
+}
+
+/// The VTEP MAC the node publishes, or the one the API server would derive for it.
+fn vtep_mac(node: &Node, name: &str) -> DpMac {
+    node_model::backend_data(node)
+        .and_then(|data| data.vtep_mac.parse::<MacAddr>().ok())
+        .map_or_else(|| to_dp_mac(MacAddr::derived_from_name(name)), to_dp_mac)
+}
+
+pub(super) fn node_config(
+    state: &ClusterState,
+    name: &str,
+    local: &NodeLocal,
+    problems: &mut Vec<Problem>,
+) -> Result<NodeConfig, CompileError> {
+    let fail = |message: &str| CompileError {
+        node: name.to_owned(),
+        message: message.to_owned(),
+    };
+    let node = state.node(name).ok_or_else(|| fail("no such Node"))?;
+    let node_ip = node_ip(node).ok_or_else(|| fail("the Node has no IPv4 InternalIP"))?;
+    let pod_cidr = node_model::pod_cidr(node)
+        .as_ref()
+        .and_then(to_dp_cidr)
+        .ok_or_else(|| fail("the Node has no IPv4 spec.podCIDR"))?;
+    let settings = state.settings();
+    let cluster_cidr =
+        to_dp_cidr(&settings.cluster_cidr).ok_or_else(|| fail("the cluster CIDR is not IPv4"))?;
+    let service_cidr =
+        to_dp_cidr(&settings.service_cidr).ok_or_else(|| fail("the service CIDR is not IPv4"))?;
+    let gateway_ip = Ipv4Addr::from(u32::from(pod_cidr.network()).saturating_add(1));
+    let masquerade_exempt = local
+        .masquerade_exempt
+        .iter()
+        .filter_map(|cidr| {
+            let v4 = to_dp_cidr(cidr);
+            if v4.is_none() {
+                problems.push(Problem::new(
+                    format!("node-config {name}"),
+                    format!("masquerade exemption {cidr} is not IPv4; ignored"),
+                ));
+            }
+            v4
+        })
+        .collect();
+    let node_port_addresses = if local.node_port_addresses.is_empty() {
+        vec![node_ip]
+    } else {
+        local.node_port_addresses.clone()
+    };
+    Ok(NodeConfig {
+        name: name.to_owned(),
+        node_ip,
+        uplink_mac: local
+            .uplink_mac
+            .map_or_else(|| derived_mac(name, "uplink"), to_dp_mac),
+        uplink_next_hop_mac: to_dp_mac(local.uplink_next_hop_mac),
+        vtep_mac: vtep_mac(node, name),
+        gateway_ip,
+        gateway_mac: local
+            .gateway_mac
+            .map_or_else(|| derived_mac(name, "gateway"), to_dp_mac),
+        host_mac: local
+            .host_mac
+            .map_or_else(|| derived_mac(name, "host"), to_dp_mac),
+        pod_cidr,
+        cluster_cidr,
+        service_cidr,
+        masquerade_exempt,
+        node_port_addresses,
+        overlay: local.overlay,
+        vxlan_port: settings.vxlan_port,
+        vni: settings.vxlan_vni,
+        underlay_mtu: local.underlay_mtu,
+        snat_ports: local.snat_ports,
+    })
+}

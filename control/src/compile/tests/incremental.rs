@@ -1,0 +1,157 @@
+//! The incremental [`Compiler::update`] gives what a fresh compile gives, whatever it cached.
+
+use dataplane::flow::L4Proto::Tcp;
+use dataplane::tables::policy::PolicyVerdict;
+
+use super::*;
+use crate::compile::Compiler;
+use crate::model::Kind;
+
+/// What a snapshot says, as comparable data: Services with their backends, local pods, routes.
+type View = (
+    Vec<(String, Vec<(Ipv4Addr, u16, bool, bool)>)>,
+    Vec<(String, Ipv4Addr)>,
+    Vec<String>,
+);
+
+fn view(snapshot: &Snapshot) -> View {
+    let services = snapshot
+        .services
+        .iter()
+        .map(|(_, s)| {
+            let backends = s
+                .backends()
+                .iter()
+                .map(|b| (b.ip, b.port, b.serving, b.node_local))
+                .collect();
+            (s.name().to_string(), backends)
+        })
+        .collect();
+    let mut pods: Vec<(String, Ipv4Addr)> = snapshot
+        .ports
+        .pods()
+        .map(|p| (p.name.to_string(), p.ip))
+        .collect();
+    pods.sort();
+    let routes = snapshot
+        .routes
+        .nodes()
+        .iter()
+        .map(|n| format!("{} {} {}", n.name, n.pod_cidr, n.vtep_mac))
+        .collect();
+    (services, pods, routes)
+}
+
+const WEB: &str = "apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector:
+    app: web
+  ports:
+  - name: http
+    port: 80
+    targetPort: http
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: api
+spec:
+  selector:
+    app: api
+  ports:
+  - port: 8080
+";
+
+/// Updates `compiler` with the cluster's last change and checks it against a fresh compile.
+fn step(compiler: &mut Compiler, cluster: &Cluster) -> Snapshot {
+    let ports = PortAssignments::sequential(cluster.state(), NODE_A);
+    let incremental = compiler
+        .update(cluster.state(), cluster.touched(), &ports)
+        .unwrap()
+        .snapshot;
+    let fresh = cluster.compile(NODE_A).snapshot;
+    assert_eq!(view(&incremental), view(&fresh));
+    incremental
+}
+
+#[test]
+fn updates_match_a_fresh_compile_after_each_change() {
+    let mut cluster = Cluster::new();
+    cluster.apply(WEB).apply(
+        &[
+            pod("default", "w1", "app=web", NODE_A, &[("http", 8080)]),
+            pod("default", "a1", "app=api", NODE_B, &[]),
+        ]
+        .concat(),
+    );
+    let mut compiler = Compiler::new(NODE_A, NodeLocal::default());
+    let first = step(&mut compiler, &cluster);
+    assert_eq!(view(&first).0[1].1.len(), 1);
+
+    // A new endpoint on another node: web's slices change.
+    cluster.apply(&pod("default", "w2", "app=web", NODE_B, &[("http", 9090)]));
+    let second = step(&mut compiler, &cluster);
+    let w2 = cluster.ip("default", "w2");
+    assert!(endpoints(service(&second, "default/web:http").unwrap()).contains(&(w2, 9090)));
+
+    // A new local pod: ports change.
+    cluster.apply(&pod("default", "w3", "app=web", NODE_A, &[("http", 8080)]));
+    let third = step(&mut compiler, &cluster);
+    assert!(third.ports.pod(cluster.ip("default", "w3")).is_some());
+
+    // A policy appears: the cached policy must not be reused.
+    let w1 = cluster.ip("default", "w1");
+    let a1 = cluster.ip("default", "a1");
+    assert_eq!(
+        third.policy.check_ingress(w1, a1, Tcp, 8080),
+        PolicyVerdict::NotIsolated
+    );
+    cluster.apply(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: only-web\nspec:\n  podSelector:\n    matchLabels:\n      app: web\n  ingress:\n  - from:\n    - podSelector:\n        matchLabels:\n          app: web\n",
+    );
+    let fourth = step(&mut compiler, &cluster);
+    assert!(matches!(
+        fourth.policy.check_ingress(w1, a1, Tcp, 8080),
+        PolicyVerdict::Denied(Some(_))
+    ));
+
+    // A relabelled pod joins the policy's peers: pod changes reach the policy.
+    cluster.apply(&pod("default", "a1", "app=web", NODE_B, &[]));
+    let fifth = step(&mut compiler, &cluster);
+    assert!(matches!(
+        fifth.policy.check_ingress(w1, a1, Tcp, 8080),
+        PolicyVerdict::Allowed(_)
+    ));
+
+    // A new node, then a Service and a pod go away.
+    cluster.apply(&node("node-c", "192.168.50.13"));
+    step(&mut compiler, &cluster);
+    cluster.delete(&ObjectRef::new(Kind::Service, "default", "api"));
+    let seventh = step(&mut compiler, &cluster);
+    assert!(service(&seventh, "default/api:8080").is_none());
+    cluster.delete(&ObjectRef::new(Kind::Pod, "default", "w3"));
+    let eighth = step(&mut compiler, &cluster);
+    assert_eq!(eighth.ports.pods().count(), 1);
+}
+
+#[test]
+fn a_failed_update_is_followed_by_a_full_compile() {
+    let mut cluster = Cluster::new();
+    cluster.apply(WEB);
+    let mut compiler = Compiler::new(NODE_A, NodeLocal::default());
+    step(&mut compiler, &cluster);
+    cluster.delete(&ObjectRef::new(Kind::Node, "", NODE_A));
+    let ports = PortAssignments::new();
+    assert!(
+        compiler
+            .update(cluster.state(), cluster.touched(), &ports)
+            .is_err()
+    );
+    cluster.apply(&node(NODE_A, "192.168.50.21"));
+    // The failed call dropped the caches: the next update compiles everything.
+    let snapshot = step(&mut compiler, &cluster);
+    assert_eq!(snapshot.node.node_ip, ip("192.168.50.21"));
+}

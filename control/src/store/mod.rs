@@ -1,0 +1,237 @@
+//! The state directory: the embedded API server's storage, shared by every `ferroplane` process
+//! on the machine (one per simulated node, plus the CLI).
+//!
+//! Layout:
+//! ```text
+//! DIR/cluster.json                      cluster settings (defaults when absent)
+//! DIR/generation                        change counter, bumped once per committed transaction
+//! DIR/lock                              flock(2) target: exclusive for writers, shared for readers
+//! DIR/transaction-in-progress           present only while a commit is being written
+//! DIR/objects/<plural>/<name>.json              cluster-scoped objects (namespaces, nodes)
+//! DIR/objects/<plural>/<namespace>/<name>.json  namespaced objects
+//! ```
+//! Invariants: every write happens under the exclusive lock; each object file is replaced
+//! atomically ([`durable`]); `generation` is written last in a commit, so a watcher that sees a
+//! new generation and then loads under the shared lock sees the whole commit. Names used in paths
+//! have been validated as DNS names first, so they cannot contain `/` or be `.`/`..`.
+
+pub mod durable;
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::model::{Kind, Object, ObjectRef};
+use crate::settings::ClusterSettings;
+
+/// The default state directory.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/ferroplane";
+
+/// An error reading or writing the state directory, with the path involved.
+#[derive(Debug)]
+pub struct StoreError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+impl StoreError {
+    pub fn io(path: &Path, error: &io::Error) -> StoreError {
+        StoreError {
+            path: path.to_path_buf(),
+            message: error.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "state {}: {}", self.path.display(), self.message)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// A held flock on the state directory; released when dropped.
+pub struct StateLock {
+    _file: File,
+}
+
+/// A state directory by path. Cheap to construct; nothing is touched until used.
+#[derive(Clone, Debug)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    pub fn new(root: impl Into<PathBuf>) -> StateDir {
+        StateDir { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn settings_path(&self) -> PathBuf {
+        self.root.join("cluster.json")
+    }
+
+    pub fn generation_path(&self) -> PathBuf {
+        self.root.join("generation")
+    }
+
+    fn lock_path(&self) -> PathBuf {
+        self.root.join("lock")
+    }
+
+    pub(crate) fn marker_path(&self) -> PathBuf {
+        self.root.join("transaction-in-progress")
+    }
+
+    fn objects_dir(&self) -> PathBuf {
+        self.root.join("objects")
+    }
+
+    /// Where an object lives. The caller has validated the name and namespace.
+    pub fn object_path(&self, key: &ObjectRef) -> PathBuf {
+        let mut path = self.objects_dir().join(key.kind.plural());
+        if key.kind.is_namespaced() {
+            path.push(&key.namespace);
+        }
+        path.push(format!("{}.json", key.name));
+        path
+    }
+
+    /// Creates the directory (and its parents) if missing.
+    pub fn ensure_exists(&self) -> Result<(), StoreError> {
+        durable::create_dir_durable(&self.objects_dir())
+            .map_err(|e| StoreError::io(&self.objects_dir(), &e))
+    }
+
+    fn lock(&self, exclusive: bool) -> Result<StateLock, StoreError> {
+        let path = self.lock_path();
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| StoreError::io(&path, &e))?;
+        let locked = if exclusive {
+            file.lock()
+        } else {
+            file.lock_shared()
+        };
+        locked.map_err(|e| StoreError::io(&path, &e))?;
+        Ok(StateLock { _file: file })
+    }
+
+    /// Blocks until no other process holds the lock, then holds it exclusively.
+    pub fn lock_exclusive(&self) -> Result<StateLock, StoreError> {
+        self.ensure_exists()?;
+        self.lock(true)
+    }
+
+    /// Blocks until no writer holds the lock; readers share it. `None` when the directory does
+    /// not exist yet (then there is nothing to read).
+    pub fn lock_shared(&self) -> Result<Option<StateLock>, StoreError> {
+        if !self.root.is_dir() {
+            return Ok(None);
+        }
+        self.lock(false).map(Some)
+    }
+
+    /// The settings, or the defaults when the file is absent.
+    pub fn read_settings(&self) -> Result<ClusterSettings, StoreError> {
+        let path = self.settings_path();
+        match fs::read(&path) {
+            Ok(bytes) => {
+                ClusterSettings::from_json(&bytes).map_err(|message| StoreError { path, message })
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(ClusterSettings::default()),
+            Err(e) => Err(StoreError::io(&path, &e)),
+        }
+    }
+
+    pub fn write_settings(&self, settings: &ClusterSettings) -> Result<(), StoreError> {
+        self.ensure_exists()?;
+        let path = self.settings_path();
+        durable::write_atomic(&path, &settings.to_json()).map_err(|e| StoreError::io(&path, &e))
+    }
+
+    /// The change counter: 0 for a fresh directory. Cheap enough to poll.
+    pub fn read_generation(&self) -> Result<u64, StoreError> {
+        let path = self.generation_path();
+        match fs::read_to_string(&path) {
+            Ok(text) => text.trim().parse().map_err(|_| StoreError {
+                path,
+                message: format!("generation {:?} is not a number", text.trim()),
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(StoreError::io(&path, &e)),
+        }
+    }
+
+    /// Reads every stored object. Files that cannot be decoded, or whose contents do not match
+    /// their path, are returned as problems instead of failing the load.
+    pub fn read_objects(&self) -> Result<(Vec<Object>, Vec<StoreError>), StoreError> {
+        let mut objects = Vec::new();
+        let mut problems = Vec::new();
+        for kind in Kind::ALL {
+            let dir = self.objects_dir().join(kind.plural());
+            let files = if kind.is_namespaced() {
+                let mut files = Vec::new();
+                for namespace_dir in list_entries(&dir)? {
+                    if namespace_dir.is_dir() {
+                        files.extend(list_entries(&namespace_dir)?);
+                    }
+                }
+                files
+            } else {
+                list_entries(&dir)?
+            };
+            for path in files
+                .into_iter()
+                .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            {
+                match self.read_object(kind, &path) {
+                    Ok(object) => objects.push(object),
+                    Err(problem) => problems.push(problem),
+                }
+            }
+        }
+        Ok((objects, problems))
+    }
+
+    fn read_object(&self, kind: Kind, path: &Path) -> Result<Object, StoreError> {
+        let bytes = fs::read(path).map_err(|e| StoreError::io(path, &e))?;
+        let object = Object::from_json_slice(kind, &bytes).map_err(|e| StoreError {
+            path: path.to_path_buf(),
+            message: format!("not a valid {kind}: {e}"),
+        })?;
+        if self.object_path(&object.object_ref()) != path {
+            return Err(StoreError {
+                path: path.to_path_buf(),
+                message: format!("holds {}, which belongs elsewhere", object.object_ref()),
+            });
+        }
+        Ok(object)
+    }
+}
+
+/// Entries of a directory, dot-files (temporaries) skipped; a missing directory is empty.
+fn list_entries(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(StoreError::io(dir, &e)),
+    };
+    let mut paths = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| StoreError::io(dir, &e))?;
+        if !entry.file_name().to_string_lossy().starts_with('.') {
+            paths.push(entry.path());
+        }
+    }
+    paths.sort();
+    Ok(paths)
+}

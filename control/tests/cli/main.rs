@@ -1,0 +1,12 @@
+//! Integration tests that run the real `ferroplane` binary against temporary state directories.
+
+#![allow(clippy::unwrap_used)] // tests may unwrap (COMMON.md); the helpers here are test code too
+
+mod bad_input;
+mod concurrency;
+mod endpoints;
+mod harness;
+mod nodes_pods;
+mod seed;
+mod services;
+mod trace;

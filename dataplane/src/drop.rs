@@ -1,0 +1,195 @@
+//! Every reason the dataplane drops a packet, and the per-worker counters for them.
+//!
+//! Invariants:
+//! - A packet is never discarded without a `DropReason`; the one call that discards
+//!   (`DropCounters::count`) also counts it.
+//! - `DropReason::ALL` lists every variant in discriminant order, so counters are a flat
+//!   array indexed by the discriminant and the control thread can sum them by name.
+
+/// Why a packet was dropped. Names are stable: they are metric labels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum DropReason {
+    /// Frame shorter than its headers claim, or a header field out of range.
+    Malformed,
+    /// L4 checksum wrong on a frame we must rewrite.
+    BadChecksum,
+    /// EtherType or IP protocol we do not forward.
+    UnsupportedProtocol,
+    /// Frame not addressed to us (unicast MAC of someone else) on a routed port.
+    NotForUs,
+    /// Source IP or MAC on a pod port is not that pod's own.
+    SpoofedSource,
+    /// VXLAN from an address that is not a known peer VTEP.
+    VxlanUnknownPeer,
+    /// VXLAN with another VNI, or a malformed VXLAN header.
+    VxlanBadHeader,
+    /// A pod sent VXLAN/encapsulated traffic toward the underlay port (never decapsulated).
+    VxlanFromPod,
+    /// TCP segment that does not fit the connection's state (e.g. non-SYN without an entry).
+    CtInvalid,
+    /// The flow table could not take a new flow even after eviction.
+    CtTableFull,
+    /// Packet to a VIP on a port that is not a Service port.
+    VipNoService,
+    /// Service with traffic policy Local and no local endpoint.
+    NoLocalEndpoint,
+    /// Source outside the Service's loadBalancerSourceRanges.
+    LbSourceRange,
+    /// NetworkPolicy denied the flow on the sender's (egress) side.
+    PolicyEgressDenied,
+    /// NetworkPolicy denied the flow on the receiver's (ingress) side.
+    PolicyIngressDenied,
+    /// No SNAT port could be allocated.
+    SnatPortsExhausted,
+    /// No route for the destination.
+    NoRoute,
+    /// Destination pod CIDR belongs to a node with no known VTEP.
+    UnknownVtep,
+    /// Packet exceeds the path MTU and DF forbids fragmenting (an ICMP was sent if possible).
+    MtuExceeded,
+    /// IPv4 fragment of a flow that needs translation (fragments are not reassembled).
+    Fragment,
+    /// TTL reached zero.
+    TtlExceeded,
+    /// ICMP error that relates to no tracked flow and is not for a local pod.
+    IcmpUnrelated,
+    /// Transmit ring full / device refused the frame.
+    TxRingFull,
+    /// The frame would have gone back out the port it came in on where that is not allowed.
+    Hairpin,
+}
+
+impl DropReason {
+    pub const COUNT: usize = 24;
+    pub const ALL: [DropReason; Self::COUNT] = [
+        Self::Malformed,
+        Self::BadChecksum,
+        Self::UnsupportedProtocol,
+        Self::NotForUs,
+        Self::SpoofedSource,
+        Self::VxlanUnknownPeer,
+        Self::VxlanBadHeader,
+        Self::VxlanFromPod,
+        Self::CtInvalid,
+        Self::CtTableFull,
+        Self::VipNoService,
+        Self::NoLocalEndpoint,
+        Self::LbSourceRange,
+        Self::PolicyEgressDenied,
+        Self::PolicyIngressDenied,
+        Self::SnatPortsExhausted,
+        Self::NoRoute,
+        Self::UnknownVtep,
+        Self::MtuExceeded,
+        Self::Fragment,
+        Self::TtlExceeded,
+        Self::IcmpUnrelated,
+        Self::TxRingFull,
+        Self::Hairpin,
+    ];
+
+    /// Stable snake_case name, used as the Prometheus `reason` label.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::BadChecksum => "bad_checksum",
+            Self::UnsupportedProtocol => "unsupported_protocol",
+            Self::NotForUs => "not_for_us",
+            Self::SpoofedSource => "spoofed_source",
+            Self::VxlanUnknownPeer => "vxlan_unknown_peer",
+            Self::VxlanBadHeader => "vxlan_bad_header",
+            Self::VxlanFromPod => "vxlan_from_pod",
+            Self::CtInvalid => "ct_invalid",
+            Self::CtTableFull => "ct_table_full",
+            Self::VipNoService => "vip_no_service",
+            Self::NoLocalEndpoint => "no_local_endpoint",
+            Self::LbSourceRange => "lb_source_range",
+            Self::PolicyEgressDenied => "policy_egress_denied",
+            Self::PolicyIngressDenied => "policy_ingress_denied",
+            Self::SnatPortsExhausted => "snat_ports_exhausted",
+            Self::NoRoute => "no_route",
+            Self::UnknownVtep => "unknown_vtep",
+            Self::MtuExceeded => "mtu_exceeded",
+            Self::Fragment => "fragment",
+            Self::TtlExceeded => "ttl_exceeded",
+            Self::IcmpUnrelated => "icmp_unrelated",
+            Self::TxRingFull => "tx_ring_full",
+            Self::Hairpin => "hairpin",
+        }
+    }
+}
+
+/// Per-worker drop counters. Plain integers: one worker owns them; the control thread
+/// reads copies published by the worker (see `worker` stats), never the live array.
+#[derive(Clone, Debug)]
+pub struct DropCounters {
+    counts: [u64; DropReason::COUNT],
+}
+
+impl Default for DropCounters {
+    fn default() -> Self {
+        Self {
+            counts: [0; DropReason::COUNT],
+        }
+    }
+}
+
+impl DropCounters {
+    #[inline]
+    pub fn count(&mut self, reason: DropReason) {
+        self.counts[reason as usize] += 1;
+    }
+
+    pub fn get(&self, reason: DropReason) -> u64 {
+        self.counts[reason as usize]
+    }
+
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// Adds another worker's counters into these.
+    pub fn merge(&mut self, other: &DropCounters) {
+        for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
+            *a += b;
+        }
+    }
+
+    /// Non-zero counters by name.
+    pub fn iter(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
+        DropReason::ALL
+            .iter()
+            .map(|r| (*r, self.counts[*r as usize]))
+            .filter(|(_, n)| *n > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_is_in_discriminant_order_and_names_are_unique() {
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i, "{r:?} out of order");
+        }
+        let mut names: Vec<_> = DropReason::ALL.iter().map(|r| r.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), DropReason::COUNT);
+    }
+
+    #[test]
+    fn counters_count_and_merge() {
+        let mut a = DropCounters::default();
+        a.count(DropReason::NoRoute);
+        a.count(DropReason::NoRoute);
+        let mut b = DropCounters::default();
+        b.count(DropReason::Malformed);
+        a.merge(&b);
+        assert_eq!(a.get(DropReason::NoRoute), 2);
+        assert_eq!(a.total(), 3);
+        assert_eq!(a.iter().count(), 2);
+    }
+}

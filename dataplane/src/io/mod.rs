@@ -1,0 +1,47 @@
+//! Packet I/O: the batch trait every backend implements, and the backends.
+//!
+//! Invariants:
+//! - A backend moves frames between a device and pool buffers; it never interprets them
+//!   beyond what the device reports (e.g. a partial checksum flag).
+//! - `unsafe` and syscalls are allowed only in this module tree, each with a SAFETY note.
+//! - `rx_burst` takes buffers from the caller's pool and `tx_burst` gives them back: the
+//!   data path allocates nothing.
+
+pub mod af_packet;
+pub mod mem;
+pub mod netdev;
+pub mod reflect;
+mod sys;
+pub mod tap;
+#[cfg(test)]
+mod testframes;
+#[cfg(test)]
+mod testnet;
+
+use std::io;
+use std::os::fd::RawFd;
+
+use crate::packet::{Packet, PacketPool, PortId};
+
+/// One port's device, seen as bursts of frames.
+pub trait PacketIo {
+    /// Appends up to `max` received frames to `batch`, each in a buffer taken from `pool`
+    /// with `meta.in_port` set to `port`. Returns how many were added.
+    fn rx_burst(
+        &mut self,
+        port: PortId,
+        pool: &mut PacketPool,
+        batch: &mut Vec<Packet>,
+        max: usize,
+    ) -> io::Result<usize>;
+
+    /// Transmits and drains `pkts`, returning every buffer to `pool`. Returns how many
+    /// frames the device accepted; the rest were discarded and the caller counts them.
+    fn tx_burst(&mut self, pkts: &mut Vec<Packet>, pool: &mut PacketPool) -> io::Result<usize>;
+
+    /// A descriptor that turns readable when `rx_burst` would find a frame, for a worker
+    /// that sleeps in poll(2) when idle; `None` when there is nothing to wait on.
+    fn poll_fd(&self) -> Option<RawFd> {
+        None
+    }
+}

@@ -1,0 +1,22 @@
+//! ferroplane's dataplane: the per-node packet engine.
+//!
+//! Layering (dependencies point down only):
+//! - `wire`: zero-copy header views, checksums. Knows bytes, nothing else.
+//! - `flow`, `cidr`, `tables`: keys and values (conntrack, services, policy, routes). Never
+//!   see bytes.
+//! - `packet`: buffers with headroom, per-packet metadata, pools.
+//! - `stages`, `pipeline`: per-packet decisions over batches against a `Snapshot`.
+//! - `io`: the batch I/O trait and its backends; the only place for `unsafe` and syscalls.
+
+pub mod cidr;
+pub mod drop;
+pub mod flow;
+pub mod io;
+pub mod packet;
+pub mod pipeline;
+pub mod reconcile;
+pub mod snapshot;
+pub mod stages;
+pub mod tables;
+pub mod wire;
+pub mod worker;

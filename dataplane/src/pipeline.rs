@@ -1,0 +1,239 @@
+//! The pipeline driver: runs every packet of a batch through the stages against one
+//! snapshot, and owns the worker-local state the stages need.
+//!
+//! Invariants:
+//! - One `Pipeline` per worker thread; its counters are plain integers owned by that thread.
+//! - `now` is set once per batch by the caller (`begin_batch`); no stage reads a clock.
+//! - Every packet leaves `process` with `Verdict::Tx` or `Verdict::Drop`, and every drop is
+//!   counted under its reason exactly once.
+//! - Tracing is opt-in (the `trace` tool, `monitor`); when off it costs one branch per event.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use crate::drop::{DropCounters, DropReason};
+use crate::flow::{Dir, FlowKey};
+use crate::packet::{Packet, PortId, Verdict};
+use crate::snapshot::Snapshot;
+use crate::stages::{arp, classify, conntrack, route, vxlan};
+use crate::tables::affinity::AffinityTable;
+use crate::tables::conntrack::{Conntrack, Now, SweepCursor};
+use crate::tables::policy::PolicyVerdict;
+use crate::tables::ports::PortKind;
+use crate::tables::services::{FrontendKind, ServiceId};
+use crate::wire::{EthernetFrame, ethernet};
+
+/// Worker-local counters besides drops.
+#[derive(Clone, Debug, Default)]
+pub struct PipelineStats {
+    pub packets: u64,
+    pub forwarded: u64,
+    pub new_flows: u64,
+    /// First packets whose insert lost a race and adopted another worker's entry.
+    pub races_lost: u64,
+    pub rejects: u64,
+    pub icmp_generated: u64,
+    pub expired: u64,
+}
+
+/// Where routing sent a packet, for traces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RouteTarget {
+    Pod(Ipv4Addr),
+    Node(Ipv4Addr),
+    Host,
+    Uplink,
+}
+
+/// One decision of one stage, recorded when tracing is on.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TraceEvent {
+    Received {
+        port: PortId,
+        kind: Option<PortKind>,
+    },
+    Decapsulated {
+        from: Ipv4Addr,
+    },
+    Parsed {
+        key: FlowKey,
+    },
+    ConntrackHit {
+        dir: Dir,
+        xlate: FlowKey,
+    },
+    ConntrackNew {
+        original: FlowKey,
+        reply: FlowKey,
+        raced: bool,
+    },
+    Untracked,
+    IcmpRelated {
+        tracked: bool,
+    },
+    Service {
+        id: ServiceId,
+        kind: FrontendKind,
+        backend: (Ipv4Addr, u16),
+    },
+    Rejected,
+    Policy {
+        ingress: bool,
+        pod: Ipv4Addr,
+        verdict: PolicyVerdict,
+    },
+    Snat {
+        ip: Ipv4Addr,
+        port: u16,
+    },
+    Generated(&'static str),
+    Route(RouteTarget),
+    Encapsulated {
+        to: Ipv4Addr,
+    },
+    Verdict(Verdict),
+}
+
+/// xorshift64*: cheap per-worker randomness for backend choice and SNAT ports.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed | 1)
+    }
+
+    #[inline]
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+pub struct Pipeline {
+    pub(crate) ct: Arc<Conntrack>,
+    pub(crate) affinity: Arc<AffinityTable>,
+    pub(crate) rng: Rng,
+    pub(crate) now: Now,
+    pub drops: DropCounters,
+    pub stats: PipelineStats,
+    trace: Option<Vec<TraceEvent>>,
+    sweep: SweepCursor,
+}
+
+impl Pipeline {
+    pub fn new(ct: Arc<Conntrack>, affinity: Arc<AffinityTable>, seed: u64) -> Self {
+        Self {
+            ct,
+            affinity,
+            rng: Rng::new(seed),
+            now: 0,
+            drops: DropCounters::default(),
+            stats: PipelineStats::default(),
+            trace: None,
+            sweep: SweepCursor::default(),
+        }
+    }
+
+    pub fn conntrack(&self) -> &Arc<Conntrack> {
+        &self.ct
+    }
+
+    /// Sets the time for the packets that follow (seconds of CLOCK_MONOTONIC).
+    pub fn begin_batch(&mut self, now: Now) {
+        self.now = now;
+    }
+
+    /// Starts recording stage decisions (used by `trace` and `monitor`).
+    pub fn enable_trace(&mut self) {
+        self.trace = Some(Vec::new());
+    }
+
+    /// Returns and clears the recorded decisions.
+    pub fn take_trace(&mut self) -> Vec<TraceEvent> {
+        self.trace.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    #[inline]
+    pub(crate) fn trace(&mut self, event: impl FnOnce() -> TraceEvent) {
+        if let Some(t) = self.trace.as_mut() {
+            t.push(event());
+        }
+    }
+
+    /// Runs every packet of the batch; each packet's `meta.verdict` holds the outcome.
+    pub fn process_batch(&mut self, snap: &Snapshot, batch: &mut [Packet]) {
+        for pkt in batch.iter_mut() {
+            self.process(snap, pkt);
+        }
+    }
+
+    /// Runs one packet through the stages and records its verdict.
+    pub fn process(&mut self, snap: &Snapshot, pkt: &mut Packet) -> Verdict {
+        self.stats.packets += 1;
+        let verdict = match self.run(snap, pkt) {
+            Ok(v) => v,
+            Err(reason) => Verdict::Drop(reason),
+        };
+        match verdict {
+            Verdict::Drop(reason) => self.drops.count(reason),
+            Verdict::Tx(_) => self.stats.forwarded += 1,
+            Verdict::Pending => {}
+        }
+        pkt.meta.verdict = verdict;
+        self.trace(|| TraceEvent::Verdict(verdict));
+        verdict
+    }
+
+    /// Housekeeping between batches: ages out at most `budget` conntrack buckets.
+    pub fn housekeeping(&mut self, budget: usize) -> usize {
+        let n = self.ct.sweep(&mut self.sweep, budget, self.now);
+        self.stats.expired += n as u64;
+        n
+    }
+
+    fn run(&mut self, snap: &Snapshot, pkt: &mut Packet) -> Result<Verdict, DropReason> {
+        let port = pkt.meta.in_port;
+        let kind = snap.ports.kind(port);
+        self.trace(|| TraceEvent::Received { port, kind });
+        let in_kind = kind.ok_or(DropReason::NotForUs)?;
+        let (ethertype, mut l3) = parse_ethernet(pkt)?;
+        match ethertype {
+            ethernet::ETHERTYPE_ARP => return Ok(arp::handle(snap, pkt, in_kind, l3)),
+            ethernet::ETHERTYPE_IPV4 => {}
+            _ => return Err(DropReason::UnsupportedProtocol),
+        }
+        let mut from_peer = None;
+        if in_kind == PortKind::Uplink
+            && let Some(peer) = vxlan::decap(snap, pkt, l3)?
+        {
+            self.trace(|| TraceEvent::Decapsulated { from: peer });
+            let (inner_type, inner_l3) = parse_ethernet(pkt)?;
+            if inner_type != ethernet::ETHERTYPE_IPV4 {
+                return Err(DropReason::UnsupportedProtocol);
+            }
+            l3 = inner_l3;
+            from_peer = Some(peer);
+        }
+        let mut ctx = classify::ipv4(snap, pkt, in_kind, l3)?;
+        ctx.from_peer = from_peer;
+        self.trace(|| TraceEvent::Parsed { key: ctx.key });
+        if let Some(answer) = conntrack::track(self, snap, pkt, &mut ctx)? {
+            return Ok(answer);
+        }
+        Ok(route::route(self, snap, pkt, &ctx))
+    }
+}
+
+/// The effective EtherType and the L3 offset; 802.1Q-tagged frames are not forwarded.
+fn parse_ethernet(pkt: &Packet) -> Result<(u16, usize), DropReason> {
+    let eth = EthernetFrame::new_checked(pkt.data()).map_err(|_| DropReason::Malformed)?;
+    if eth.vlan_id().is_some() {
+        return Err(DropReason::UnsupportedProtocol);
+    }
+    Ok((eth.ethertype(), eth.header_len()))
+}

@@ -1,0 +1,124 @@
+//! Flushing flows that a table change made stale, when a new snapshot replaces an old one.
+//!
+//! Rules (user-needs A3, A5, A10, C1):
+//! - UDP flows DNATed to a backend that is no longer a serving endpoint of any UDP Service
+//!   are removed (senders that reuse one source port would otherwise be blackholed).
+//! - Flows whose front end belonged to a Service whose port, nodePort or target ports changed
+//!   are removed (all protocols: the old translation points at a port nobody serves).
+//! - Flows to or from a local pod IP that disappeared are removed before the IP is reused.
+//! - TCP flows to a backend that is merely terminating or gone are kept: they finish
+//!   gracefully (C1); only their new connections go elsewhere.
+//!
+//! Invariant: this runs on the control thread (one scan of the flow table per publication
+//! that needs it) and never on a worker.
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+
+use crate::flow::L4Proto;
+use crate::snapshot::Snapshot;
+use crate::tables::conntrack::{Conntrack, FlowView, Now, flags};
+use crate::tables::services::{Frontend, Service, ServiceTable};
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlushReport {
+    pub udp_backend_removed: usize,
+    pub service_changed: usize,
+    pub pod_deleted: usize,
+}
+
+impl FlushReport {
+    pub fn total(&self) -> usize {
+        self.udp_backend_removed + self.service_changed + self.pod_deleted
+    }
+}
+
+/// Removes the flows of `ct` that `new` makes stale relative to `old`.
+pub fn flush_stale(ct: &Conntrack, old: &Snapshot, new: &Snapshot, now: Now) -> FlushReport {
+    let gone_udp = removed_udp_backends(&old.services, &new.services);
+    let changed = changed_services(&old.services, &new.services);
+    let gone_pods = removed_pod_ips(old, new);
+    let mut report = FlushReport::default();
+    if gone_udp.is_empty() && changed.is_empty() && gone_pods.is_empty() {
+        return report;
+    }
+    ct.flush(now, |f: &FlowView| {
+        let dnat = f.flags & flags::DNAT != 0;
+        if dnat
+            && f.original.proto == L4Proto::Udp
+            && gone_udp.contains(&(f.reply.src, f.reply.sport))
+        {
+            report.udp_backend_removed += 1;
+            return true;
+        }
+        if dnat
+            && let Frontend::Service { id, .. } =
+                old.services
+                    .lookup(f.original.dst, f.original.dport, f.original.proto)
+            && changed.contains(&id)
+        {
+            report.service_changed += 1;
+            return true;
+        }
+        let touches = |ip: &Ipv4Addr| gone_pods.contains(ip);
+        if [f.original.src, f.original.dst, f.reply.src, f.reply.dst]
+            .iter()
+            .any(touches)
+        {
+            report.pod_deleted += 1;
+            return true;
+        }
+        false
+    });
+    report
+}
+
+/// Serving UDP backends of `old` that are not serving UDP backends in `new`.
+fn removed_udp_backends(old: &ServiceTable, new: &ServiceTable) -> HashSet<(Ipv4Addr, u16)> {
+    let serving = |t: &ServiceTable| -> HashSet<(Ipv4Addr, u16)> {
+        t.iter()
+            .filter(|(_, s)| s.proto() == L4Proto::Udp)
+            .flat_map(|(_, s)| s.backends().iter())
+            .filter(|b| b.serving)
+            .map(|b| (b.ip, b.port))
+            .collect()
+    };
+    let now = serving(new);
+    serving(old)
+        .into_iter()
+        .filter(|b| !now.contains(b))
+        .collect()
+}
+
+/// Ids (in `old`) of Services present in both whose ports changed.
+fn changed_services(old: &ServiceTable, new: &ServiceTable) -> HashSet<u32> {
+    let by_name: std::collections::HashMap<&str, &Service> =
+        new.iter().map(|(_, s)| (&**s.name(), s)).collect();
+    old.iter()
+        .filter(|(_, s)| {
+            by_name
+                .get(&**s.name())
+                .is_some_and(|n| ports_changed(s, n))
+        })
+        .map(|(id, _)| id)
+        .collect()
+}
+
+fn ports_changed(a: &Service, b: &Service) -> bool {
+    let targets = |s: &Service| -> HashSet<u16> { s.backends().iter().map(|x| x.port).collect() };
+    a.port() != b.port()
+        || a.proto() != b.proto()
+        || a.node_port() != b.node_port()
+        || (!a.backends().is_empty() && !b.backends().is_empty() && targets(a) != targets(b))
+}
+
+/// Local pod addresses `old` had that `new` does not. Pod IPs are reused only on the node
+/// that owns the pod CIDR, so each node flushes its own deleted pods; a pod that merely left
+/// a Service's selector is not deleted and keeps its connections.
+fn removed_pod_ips(old: &Snapshot, new: &Snapshot) -> HashSet<Ipv4Addr> {
+    old.ports
+        .pods()
+        .map(|p| p.ip)
+        .filter(|ip| new.ports.pod(*ip).is_none())
+        .collect()
+}

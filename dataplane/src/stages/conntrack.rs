@@ -1,0 +1,356 @@
+//! The conntrack stage: established flows are translated from their entry; the first packet
+//! of a flow goes through Service load-balancing, NetworkPolicy and SNAT, then is inserted.
+//!
+//! Invariants:
+//! - Policy is decided once, on the first packet, on the post-DNAT destination and the
+//!   pre-SNAT source (user-needs K6); replies and related ICMP follow the entry (K5).
+//! - A flow's backend is decided once: if two workers race on the first packets of one
+//!   flow, the insert that loses adopts the winner's translation (A1).
+//! - SNAT ports are claimed by inserting the reply tuple, which fails if it is taken, so two
+//!   flows can never share one (A2).
+//! - A TCP flow starts only with a SYN; any other segment without an entry is dropped as
+//!   invalid rather than passed on un-translated (A9).
+
+use std::net::Ipv4Addr;
+
+use crate::drop::DropReason;
+use crate::flow::{FlowKey, L4Proto};
+use crate::packet::{Packet, Verdict};
+use crate::pipeline::{Pipeline, TraceEvent};
+use crate::snapshot::Snapshot;
+use crate::tables::conntrack::{InsertError, Inserted, NewFlow, Track, flags};
+use crate::tables::policy::PolicyVerdict;
+use crate::tables::ports::PortKind;
+use crate::tables::services::{Frontend, FrontendKind, SelectCtx, Selection, Service};
+use crate::wire::TcpFlags;
+
+use super::Ctx;
+use super::icmp::translate_error;
+use super::nat::rewrite;
+use super::reject::reject;
+
+/// How many random SNAT ports to try before giving up on a flow.
+const SNAT_ATTEMPTS: usize = 16;
+/// Seed of the Maglev flow hash: the same on every node, so ECMP-sprayed packets of one
+/// flow pick the same backend everywhere (user-needs D11).
+const MAGLEV_SEED: u64 = 0x6d61_676c_6576_0001;
+
+/// Runs conntrack for the packet. `Ok(None)`: translated, go on to routing.
+/// `Ok(Some(v))`: finished here (a reject answer).
+pub fn track(
+    p: &mut Pipeline,
+    snap: &Snapshot,
+    pkt: &mut Packet,
+    ctx: &mut Ctx,
+) -> Result<Option<Verdict>, DropReason> {
+    if ctx.icmp_error {
+        let related = translate_error(&p.ct, pkt.data_mut(), ctx.l3, ctx.l4, p.now)?;
+        ctx.translated = related;
+        p.trace(|| TraceEvent::IcmpRelated { tracked: related });
+        if !related && !is_local_destination(snap, ctx.key.dst) {
+            return Err(DropReason::IcmpUnrelated);
+        }
+        return Ok(None);
+    }
+    if let Some(hit) = p.ct.lookup(&ctx.key, p.now) {
+        match p.ct.on_packet(&hit, ctx.tcp_flags, p.now) {
+            Track::Ok => {
+                p.trace(|| TraceEvent::ConntrackHit {
+                    dir: hit.dir,
+                    xlate: hit.xlate,
+                });
+                rewrite(pkt.data_mut(), ctx.l3, ctx.l4, &ctx.key, &hit.xlate);
+                ctx.translated = hit.xlate != ctx.key;
+                return Ok(None);
+            }
+            Track::Invalid => return Err(DropReason::CtInvalid),
+            Track::Restart => {
+                p.ct.remove(&hit);
+            }
+        }
+    }
+    if is_untracked(snap, ctx) {
+        p.trace(|| TraceEvent::Untracked);
+        return Ok(None);
+    }
+    new_flow(p, snap, pkt, ctx)
+}
+
+/// Traffic that needs neither NAT nor policy is not tracked (user-needs A13): the node's own
+/// traffic to and from the underlay, bridged between the uplink and the host port.
+fn is_untracked(snap: &Snapshot, ctx: &Ctx) -> bool {
+    let node = &snap.node;
+    let dst = ctx.key.dst;
+    let cluster = |ip| node.cluster_cidr.contains(ip) || node.service_cidr.contains(ip);
+    match ctx.in_kind {
+        PortKind::Uplink => {
+            ctx.from_peer.is_none()
+                && dst == node.node_ip
+                && !matches!(
+                    snap.services.lookup(dst, ctx.key.dport, ctx.key.proto),
+                    Frontend::Service { .. }
+                )
+        }
+        PortKind::Host => !cluster(dst) && !snap.services.is_vip(dst),
+        PortKind::Pod => false,
+    }
+}
+
+fn is_local_destination(snap: &Snapshot, dst: Ipv4Addr) -> bool {
+    snap.ports.pod(dst).is_some() || dst == snap.node.node_ip
+}
+
+/// What the load-balancing step decided for a new flow.
+struct Balanced {
+    dnat: Option<(Ipv4Addr, u16)>,
+    service: u32,
+    backend: u32,
+    /// External client under externalTrafficPolicy Cluster: hide its address (SNAT).
+    snat_external: bool,
+}
+
+fn new_flow(
+    p: &mut Pipeline,
+    snap: &Snapshot,
+    pkt: &mut Packet,
+    ctx: &mut Ctx,
+) -> Result<Option<Verdict>, DropReason> {
+    let key = ctx.key;
+    if key.proto == L4Proto::Tcp && !is_plain_syn(ctx.tcp_flags) {
+        return Err(DropReason::CtInvalid);
+    }
+    let lb = match balance(p, snap, ctx)? {
+        Ok(lb) => lb,
+        Err(()) => {
+            p.stats.rejects += 1;
+            p.trace(|| TraceEvent::Rejected);
+            return Ok(Some(reject(pkt, ctx)));
+        }
+    };
+    let (dst, dport) = lb.dnat.unwrap_or((key.dst, key.dport));
+    check_policy(p, snap, ctx, dst, dport)?;
+
+    let node = &snap.node;
+    let hairpin = lb.dnat.is_some() && dst == key.src;
+    let masquerade = ctx.in_kind == PortKind::Pod
+        && node.needs_masquerade(dst)
+        && snap.routes.peer(dst).is_none();
+    let snat = hairpin || masquerade || lb.snat_external;
+    let mut fl = 0u8;
+    if lb.dnat.is_some() {
+        fl |= flags::DNAT;
+    }
+    if snat {
+        fl |= flags::SNAT;
+    }
+    if hairpin {
+        fl |= flags::HAIRPIN;
+    }
+    if ctx.in_kind == PortKind::Host {
+        fl |= flags::FROM_HOST;
+    }
+    if lb.snat_external {
+        fl |= flags::EXTERNAL;
+    }
+    let mut flow = NewFlow {
+        original: key,
+        reply: FlowKey::new(key.proto, dst, dport, key.src, key.sport),
+        service: lb.service,
+        backend: lb.backend,
+        flags: fl,
+        tcp_flags: ctx.tcp_flags,
+    };
+    if key.proto == L4Proto::Icmp {
+        flow.reply.sport = flow.reply.dport;
+    }
+    let inserted = if snat {
+        insert_with_snat_port(p, snap, &mut flow)?
+    } else {
+        p.ct.insert(&flow, p.now).map_err(|e| match e {
+            InsertError::ReplyTaken => DropReason::CtInvalid,
+            InsertError::Full => DropReason::CtTableFull,
+        })?
+    };
+    let hit = match inserted {
+        Inserted::Created(hit) => {
+            p.stats.new_flows += 1;
+            p.trace(|| TraceEvent::ConntrackNew {
+                original: flow.original,
+                reply: flow.reply,
+                raced: false,
+            });
+            hit
+        }
+        Inserted::Existing(hit) => {
+            p.stats.races_lost += 1;
+            p.trace(|| TraceEvent::ConntrackNew {
+                original: flow.original,
+                reply: hit.xlate.reversed(),
+                raced: true,
+            });
+            hit
+        }
+    };
+    rewrite(pkt.data_mut(), ctx.l3, ctx.l4, &key, &hit.xlate);
+    ctx.translated = hit.xlate != key;
+    Ok(None)
+}
+
+fn is_plain_syn(tcp_flags: u8) -> bool {
+    let f = TcpFlags(tcp_flags);
+    f.contains(TcpFlags::SYN) && !f.contains(TcpFlags::ACK) && !f.contains(TcpFlags::RST)
+}
+
+/// Service load-balancing for a first packet. `Ok(Err(()))` means "reject the connection".
+fn balance(
+    p: &mut Pipeline,
+    snap: &Snapshot,
+    ctx: &Ctx,
+) -> Result<Result<Balanced, ()>, DropReason> {
+    let key = ctx.key;
+    let none = Balanced {
+        dnat: None,
+        service: 0,
+        backend: 0,
+        snat_external: false,
+    };
+    let (id, kind) = match snap.services.lookup(key.dst, key.dport, key.proto) {
+        Frontend::NotService => return Ok(Ok(none)),
+        Frontend::VipOtherPort => return Err(DropReason::VipNoService),
+        Frontend::Service { id, kind } => (id, kind),
+    };
+    let svc = snap.services.service(id).ok_or(DropReason::NoRoute)?;
+    let from_cluster = is_from_cluster(snap, ctx);
+    // loadBalancerSourceRanges filter external clients only (user-needs D5).
+    if !from_cluster && !svc.source_allowed(kind, key.src) {
+        return Err(DropReason::LbSourceRange);
+    }
+    let local_only = local_policy_applies(svc, kind, from_cluster);
+    let sel = SelectCtx {
+        kind,
+        from_cluster,
+        flow_hash: key.hash_seeded(MAGLEV_SEED),
+        random: p.rng.next_u64(),
+    };
+    let pinned = affinity_backend(p, svc, &sel, id, key.src);
+    let index = match pinned {
+        Some(i) => i,
+        None => match svc.select(&sel) {
+            Selection::Backend(i) => i,
+            Selection::Reject => return Ok(Err(())),
+            Selection::Drop => return Err(DropReason::NoLocalEndpoint),
+        },
+    };
+    let b = svc
+        .backends()
+        .get(index as usize)
+        .ok_or(DropReason::NoRoute)?;
+    if svc.affinity_timeout().is_some() {
+        p.affinity.set(id, key.src, b.ip, b.port, p.now);
+    }
+    p.trace(|| TraceEvent::Service {
+        id,
+        kind,
+        backend: (b.ip, b.port),
+    });
+    Ok(Ok(Balanced {
+        dnat: Some((b.ip, b.port)),
+        service: id,
+        backend: index,
+        snat_external: !from_cluster && !local_only,
+    }))
+}
+
+/// Pods, this node and other nodes count as "in the cluster" (user-needs D3).
+fn is_from_cluster(snap: &Snapshot, ctx: &Ctx) -> bool {
+    ctx.in_kind != PortKind::Uplink
+        || ctx.from_peer.is_some()
+        || snap.node.cluster_cidr.contains(ctx.key.src)
+        || snap.routes.peer(ctx.key.src).is_some()
+}
+
+fn local_policy_applies(svc: &Service, kind: FrontendKind, from_cluster: bool) -> bool {
+    match kind {
+        FrontendKind::ClusterIp => svc.internal_local(),
+        _ => svc.external_local() && !from_cluster,
+    }
+}
+
+/// The backend a ClientIP affinity entry pins, if it is still one `select` could pick
+/// for this flow (usable, and local where a Local policy applies: user-needs E2, D9).
+fn affinity_backend(
+    p: &Pipeline,
+    svc: &Service,
+    sel: &SelectCtx,
+    id: u32,
+    client: Ipv4Addr,
+) -> Option<u32> {
+    let timeout = svc.affinity_timeout()?;
+    let (ip, port) = p.affinity.get(id, client, timeout, p.now)?;
+    svc.selectable(sel, ip, port)
+}
+
+fn check_policy(
+    p: &mut Pipeline,
+    snap: &Snapshot,
+    ctx: &Ctx,
+    dst: Ipv4Addr,
+    dport: u16,
+) -> Result<(), DropReason> {
+    let key = ctx.key;
+    if ctx.in_kind == PortKind::Pod {
+        let v = snap.policy.check_egress(key.src, dst, key.proto, dport);
+        p.trace(|| TraceEvent::Policy {
+            ingress: false,
+            pod: key.src,
+            verdict: v,
+        });
+        if let PolicyVerdict::Denied(_) = v {
+            return Err(DropReason::PolicyEgressDenied);
+        }
+    }
+    // Node-local traffic is always allowed, recognised by the port it came from (K7).
+    if ctx.in_kind != PortKind::Host && snap.ports.pod(dst).is_some() {
+        let v = snap.policy.check_ingress(dst, key.src, key.proto, dport);
+        p.trace(|| TraceEvent::Policy {
+            ingress: true,
+            pod: dst,
+            verdict: v,
+        });
+        if let PolicyVerdict::Denied(_) = v {
+            return Err(DropReason::PolicyIngressDenied);
+        }
+    }
+    Ok(())
+}
+
+/// Inserts the flow with a masquerade port drawn at random from the node's SNAT range;
+/// the insert itself is the collision check (it fails if the reply tuple is taken).
+fn insert_with_snat_port(
+    p: &mut Pipeline,
+    snap: &Snapshot,
+    flow: &mut NewFlow,
+) -> Result<Inserted, DropReason> {
+    let (lo, hi) = snap.node.snat_ports;
+    let span = u64::from(hi.saturating_sub(lo)) + 1;
+    flow.reply.dst = snap.node.node_ip;
+    for _ in 0..SNAT_ATTEMPTS {
+        let port = lo + (p.rng.next_u64() % span) as u16;
+        flow.reply.dport = port;
+        if flow.original.proto == L4Proto::Icmp {
+            flow.reply.sport = port;
+        }
+        match p.ct.insert(flow, p.now) {
+            Ok(ins) => {
+                p.trace(|| TraceEvent::Snat {
+                    ip: snap.node.node_ip,
+                    port,
+                });
+                return Ok(ins);
+            }
+            Err(InsertError::ReplyTaken) => continue,
+            Err(InsertError::Full) => return Err(DropReason::CtTableFull),
+        }
+    }
+    Err(DropReason::SnatPortsExhausted)
+}

@@ -1,0 +1,42 @@
+//! The per-packet stages of the pipeline. Each is a function over one packet that either
+//! hands a parsed context to the next stage or ends the packet with a `Verdict`.
+//!
+//! Invariants:
+//! - Stages read the snapshot and the flow tables; only the conntrack stage inserts.
+//! - Offsets in `Ctx` always describe the packet's current bytes: a stage that moves the
+//!   frame (decap, encap, reject) re-derives them.
+//! - No stage allocates, locks, logs or reads a clock; `now` comes from the driver.
+
+pub mod arp;
+pub mod classify;
+pub mod conntrack;
+pub mod icmp;
+pub mod nat;
+pub mod reject;
+pub mod route;
+pub mod vxlan;
+
+use crate::flow::FlowKey;
+use crate::tables::ports::PortKind;
+
+/// What earlier stages learned about the packet, for later stages.
+#[derive(Clone, Copy, Debug)]
+pub struct Ctx {
+    /// Kind of the port the packet came in on.
+    pub in_kind: PortKind,
+    /// The packet arrived VXLAN-encapsulated from this peer node (already decapsulated).
+    pub from_peer: Option<std::net::Ipv4Addr>,
+    /// Offset of the IPv4 header in the frame.
+    pub l3: usize,
+    /// Offset of the L4 header in the frame.
+    pub l4: usize,
+    /// The flow key as received (before any translation).
+    pub key: FlowKey,
+    /// TCP flags of the segment (0 for other protocols).
+    pub tcp_flags: u8,
+    /// The packet is an ICMP error (its quoted packet is what conntrack matches).
+    pub icmp_error: bool,
+    /// Conntrack rewrote an address or port: this node proxies the flow, so it may forward
+    /// it back out the port it came from (e.g. external client -> NodePort -> remote pod).
+    pub translated: bool,
+}

@@ -1,0 +1,357 @@
+//! `FlowMap`: a fixed-capacity concurrent hash table of fixed-size records made of `u64` words,
+//! shared by all workers, with lock-free reads. Conntrack and session affinity sit on it.
+//!
+//! Layout (one flat `[AtomicU64]`, position independent: indices, never pointers):
+//! - a header of 8 words: magic, layout version, value words `V`, slots per bucket, bucket count,
+//!   seed 0, seed 1, and a reserved zero word;
+//! - `buckets` buckets of `3 + 16 * (2 + V)` words: a version word, two tag words (one byte per
+//!   slot, 0 = empty), then 16 slots, each a key (2 words) and a value (`V` words).
+//!
+//! Invariants and protocol:
+//! - A key has two candidate buckets (two seeded hashes) and lives in at most one slot of them.
+//!   Records never move: a [`SlotId`] names a record until the record is cleared.
+//! - Writers lock buckets with [`FlowMap::lock`]: a CAS makes the version odd. Several buckets are
+//!   locked in ascending index order, so writers cannot deadlock. Unlocking bumps the version of a
+//!   modified bucket and restores the version of an untouched one.
+//! - Readers never lock: they read the version (waiting while it is odd), read the words with
+//!   Relaxed loads, issue an Acquire fence and re-read the version; a change means a writer came
+//!   in between and the read is retried. A reader waits only while a writer is inside its short
+//!   critical section (no allocation, no syscall there).
+//! - Publication order of a record: after a Release fence, the key and value words `1..V` are
+//!   stored, then value word 0 (the *head* word) with Release. The owner may change the head word
+//!   outside any lock with single-word atomics, and `clear` leaves the value words in place, so an
+//!   owner can keep a per-slot generation in the head word across reuse of the slot.
+//! - Capacity is fixed at construction. A key whose two buckets are full gets no vacancy; eviction
+//!   is the caller's policy (or [`FlowMap::upsert_evicting`]'s least-recently-used one).
+
+mod layout;
+mod locked;
+#[cfg(test)]
+mod tests;
+
+use std::sync::atomic::{AtomicU64, Ordering, fence};
+
+pub use layout::{LAYOUT_VERSION, LayoutError};
+pub use locked::Locked;
+
+use crate::flow::mix64;
+
+/// A record key: two words (a [`crate::flow::FlowKey`] packs into exactly this).
+pub type Key = [u64; 2];
+
+/// Slots in one bucket.
+pub const SLOTS_PER_BUCKET: usize = 16;
+/// Words of a key at the start of every record.
+pub const KEY_WORDS: usize = 2;
+/// Words at the start of a bucket: version, then two tag words.
+const BUCKET_HEADER_WORDS: usize = 3;
+
+/// A record's position: bucket * [`SLOTS_PER_BUCKET`] + lane. Only a map makes them, in bounds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SlotId(u32);
+
+impl SlotId {
+    fn new(bucket: usize, lane: usize) -> Self {
+        // The constructors guarantee every slot index fits in u32.
+        Self((bucket * SLOTS_PER_BUCKET + lane) as u32)
+    }
+
+    /// The index as stored in records that point at other records.
+    pub fn raw(self) -> u32 {
+        self.0
+    }
+
+    /// The bucket holding this slot.
+    pub fn bucket(self) -> usize {
+        self.0 as usize / SLOTS_PER_BUCKET
+    }
+
+    fn lane(self) -> usize {
+        self.0 as usize % SLOTS_PER_BUCKET
+    }
+}
+
+/// Where a key may live: its two candidate buckets (equal only in a one-bucket map) and its tag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Placement {
+    buckets: [usize; 2],
+    tag: u8,
+}
+
+impl Placement {
+    fn distinct(self) -> impl Iterator<Item = usize> {
+        let second = (self.buckets[1] != self.buckets[0]).then_some(self.buckets[1]);
+        std::iter::once(self.buckets[0]).chain(second)
+    }
+}
+
+/// A bounded step of a full-table scan (ageing, flushes): the next bucket to visit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SweepCursor {
+    next: usize,
+}
+
+impl SweepCursor {
+    /// Returns the bucket to visit now and moves past it, wrapping at `buckets`.
+    pub fn advance(&mut self, buckets: usize) -> usize {
+        let bucket = self.next % buckets.max(1);
+        self.next = (bucket + 1) % buckets.max(1);
+        bucket
+    }
+}
+
+/// What [`FlowMap::upsert_evicting`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Upsert {
+    Inserted,
+    Replaced,
+    /// Both buckets were full: the record with this key, the least recently used, was dropped.
+    Evicted(Key),
+}
+
+/// A consistent copy of one bucket's occupied slots.
+#[derive(Clone, Copy, Debug)]
+pub struct BucketSnapshot<const V: usize> {
+    bucket: usize,
+    occupied: u16,
+    keys: [Key; SLOTS_PER_BUCKET],
+    values: [[u64; V]; SLOTS_PER_BUCKET],
+}
+
+impl<const V: usize> BucketSnapshot<V> {
+    /// The occupied slots with their keys and values.
+    pub fn iter(&self) -> impl Iterator<Item = (SlotId, Key, [u64; V])> + '_ {
+        (0..SLOTS_PER_BUCKET)
+            .filter(|lane| self.occupied & (1 << lane) != 0)
+            .map(|lane| {
+                (
+                    SlotId::new(self.bucket, lane),
+                    self.keys[lane],
+                    self.values[lane],
+                )
+            })
+    }
+}
+
+/// The table. `V` is the number of value words per record (at least 1: word 0 is the head).
+pub struct FlowMap<const V: usize> {
+    words: Box<[AtomicU64]>,
+    buckets: usize,
+    seeds: [u64; 2],
+}
+
+impl<const V: usize> FlowMap<V> {
+    const SLOT_WORDS: usize = KEY_WORDS + V;
+    const BUCKET_WORDS: usize = BUCKET_HEADER_WORDS + SLOTS_PER_BUCKET * Self::SLOT_WORDS;
+
+    /// A zeroed table with room for at least `records` records and fresh random seeds.
+    ///
+    /// # Panics
+    /// If the table would hold more than `u32::MAX` slots (hundreds of GiB).
+    pub fn with_capacity(records: usize) -> Self {
+        let buckets = records.div_ceil(SLOTS_PER_BUCKET).max(1);
+        Self::with_buckets(buckets, layout::random_seeds())
+    }
+
+    /// The number of records the table can hold.
+    pub fn slots(&self) -> usize {
+        self.buckets * SLOTS_PER_BUCKET
+    }
+
+    /// The number of buckets.
+    pub fn buckets(&self) -> usize {
+        self.buckets
+    }
+
+    /// The raw storage (header and buckets), e.g. to copy into a shared-memory file.
+    pub fn words(&self) -> &[AtomicU64] {
+        &self.words
+    }
+
+    /// Gives the storage back, for [`FlowMap::from_words`] in a successor.
+    pub fn into_words(self) -> Box<[AtomicU64]> {
+        self.words
+    }
+
+    /// Checks a slot index read from a record; `None` if it is out of this table.
+    pub fn slot(&self, raw: u32) -> Option<SlotId> {
+        ((raw as usize) < self.slots()).then_some(SlotId(raw))
+    }
+
+    /// The candidate buckets of `key` (equal only when the table has one bucket).
+    pub fn candidate_buckets(&self, key: &Key) -> [usize; 2] {
+        self.placement(key).buckets
+    }
+
+    /// The words of one record: its key, then its value. For single-word atomic updates of a
+    /// record's head word and for reads that validate themselves (see the module doc).
+    pub fn record(&self, slot: SlotId) -> &[AtomicU64] {
+        let start = Self::record_start(slot);
+        &self.words[start..start + Self::SLOT_WORDS]
+    }
+
+    /// Lock-free lookup: the slot and a consistent copy of the value of `key`.
+    pub fn get(&self, key: &Key) -> Option<(SlotId, [u64; V])> {
+        let place = self.placement(key);
+        place.distinct().find_map(|bucket| {
+            self.read_stable(bucket, |words| {
+                let lane = Self::find_lane(words, key, place.tag)?;
+                Some((SlotId::new(bucket, lane), Self::load_value(words, lane)))
+            })
+        })
+    }
+
+    /// A consistent copy of one bucket, for scans that run beside writers.
+    pub fn read_bucket(&self, bucket: usize) -> BucketSnapshot<V> {
+        self.read_stable(bucket, |words| {
+            let tags = load_tags(words);
+            let mut snapshot = BucketSnapshot {
+                bucket,
+                occupied: 0,
+                keys: [[0; 2]; SLOTS_PER_BUCKET],
+                values: [[0; V]; SLOTS_PER_BUCKET],
+            };
+            for lane in (0..SLOTS_PER_BUCKET).filter(|&lane| lane_tag(tags, lane) != 0) {
+                snapshot.occupied |= 1 << lane;
+                snapshot.keys[lane] = Self::load_key(words, lane);
+                snapshot.values[lane] = Self::load_value(words, lane);
+            }
+            snapshot
+        })
+    }
+
+    /// Locks the candidate buckets of up to two keys (ascending order) until the guard drops.
+    ///
+    /// # Panics
+    /// If given more than two keys.
+    pub fn lock(&self, keys: &[Key]) -> Locked<'_, V> {
+        Locked::new(self, keys)
+    }
+
+    /// Inserts or overwrites `key`. When both buckets are full, the record with the smallest
+    /// `last_used` in them is overwritten (least recently used eviction).
+    pub fn upsert_evicting(
+        &self,
+        key: Key,
+        value: [u64; V],
+        last_used: impl Fn(&[u64; V]) -> u32,
+    ) -> Upsert {
+        let mut locked = self.lock(&[key]);
+        if let Some(slot) = locked.find(&key) {
+            locked.write(slot, key, value);
+            return Upsert::Replaced;
+        }
+        let (slot, evicted) = match locked.vacancy(&key, None, |_, _, _| false) {
+            Some(slot) => (slot, None),
+            None => {
+                let slot = locked.least_recent(&key, last_used);
+                (slot, Some(locked.key(slot)))
+            }
+        };
+        locked.write(slot, key, value);
+        evicted.map_or(Upsert::Inserted, Upsert::Evicted)
+    }
+
+    /// Removes `key` if `remove` says so about its current slot and value; returns the value.
+    pub fn remove_if(
+        &self,
+        key: &Key,
+        remove: impl FnOnce(SlotId, &[u64; V]) -> bool,
+    ) -> Option<[u64; V]> {
+        let mut locked = self.lock(&[*key]);
+        let slot = locked.find(key)?;
+        let value = locked.value(slot);
+        remove(slot, &value).then(|| {
+            locked.clear(slot);
+            value
+        })
+    }
+
+    fn placement(&self, key: &Key) -> Placement {
+        let hash = |seed: u64| mix64(key[0] ^ seed, key[1].wrapping_add(seed.rotate_left(29)));
+        let (first, second) = (hash(self.seeds[0]), hash(self.seeds[1]));
+        let reduce = |h: u64| ((u128::from(h) * self.buckets as u128) >> 64) as usize;
+        let b0 = reduce(first);
+        let mut b1 = reduce(second);
+        if b1 == b0 {
+            b1 = (b0 + 1) % self.buckets;
+        }
+        // The tag comes from the low byte, independent of the high bits that pick the bucket.
+        let tag = (first as u8).max(1);
+        Placement {
+            buckets: [b0, b1],
+            tag,
+        }
+    }
+
+    fn bucket_words(&self, bucket: usize) -> &[AtomicU64] {
+        let start = layout::HEADER_WORDS + bucket * Self::BUCKET_WORDS;
+        &self.words[start..start + Self::BUCKET_WORDS]
+    }
+
+    fn record_start(slot: SlotId) -> usize {
+        layout::HEADER_WORDS + slot.bucket() * Self::BUCKET_WORDS + Self::lane_offset(slot.lane())
+    }
+
+    fn lane_offset(lane: usize) -> usize {
+        BUCKET_HEADER_WORDS + lane * Self::SLOT_WORDS
+    }
+
+    /// Runs `read` over a bucket until it saw no concurrent writer (the seqlock read side).
+    fn read_stable<T>(&self, bucket: usize, read: impl Fn(&[AtomicU64]) -> T) -> T {
+        let words = self.bucket_words(bucket);
+        let mut waited = 0u32;
+        loop {
+            let before = words[0].load(Ordering::Acquire);
+            if before & 1 == 0 {
+                let out = read(words);
+                fence(Ordering::Acquire);
+                if words[0].load(Ordering::Relaxed) == before {
+                    return out;
+                }
+            }
+            wait_a_little(&mut waited);
+        }
+    }
+
+    fn find_lane(words: &[AtomicU64], key: &Key, tag: u8) -> Option<usize> {
+        let tags = load_tags(words);
+        (0..SLOTS_PER_BUCKET)
+            .find(|&lane| lane_tag(tags, lane) == tag && Self::load_key(words, lane) == *key)
+    }
+
+    fn load_key(words: &[AtomicU64], lane: usize) -> Key {
+        let at = Self::lane_offset(lane);
+        [
+            words[at].load(Ordering::Relaxed),
+            words[at + 1].load(Ordering::Relaxed),
+        ]
+    }
+
+    fn load_value(words: &[AtomicU64], lane: usize) -> [u64; V] {
+        let at = Self::lane_offset(lane) + KEY_WORDS;
+        std::array::from_fn(|i| words[at + i].load(Ordering::Relaxed))
+    }
+}
+
+/// Backs off while a writer holds a bucket: spin, and let the OS run others now and then in case
+/// the writer was preempted.
+fn wait_a_little(waited: &mut u32) {
+    *waited = waited.wrapping_add(1);
+    if waited.is_multiple_of(128) {
+        std::thread::yield_now();
+    } else {
+        std::hint::spin_loop();
+    }
+}
+
+fn load_tags(bucket: &[AtomicU64]) -> [u64; 2] {
+    [
+        bucket[1].load(Ordering::Relaxed),
+        bucket[2].load(Ordering::Relaxed),
+    ]
+}
+
+fn lane_tag(tags: [u64; 2], lane: usize) -> u8 {
+    (tags[lane / 8] >> ((lane % 8) * 8)) as u8
+}

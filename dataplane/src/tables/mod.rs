@@ -1,0 +1,15 @@
+//! The dataplane's tables: keys and values only, never packet bytes.
+//!
+//! - Snapshot tables (immutable per generation, built by the control thread): `node`,
+//!   `ports`, `routes`, `services`, `policy`.
+//! - Flow tables (shared by all workers, outlive generations): `conntrack`, `affinity`,
+//!   both on the lock-free-read `flowmap`.
+
+pub mod affinity;
+pub mod conntrack;
+pub mod flowmap;
+pub mod node;
+pub mod policy;
+pub mod ports;
+pub mod routes;
+pub mod services;

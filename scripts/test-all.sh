@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every check and test of ferroplane: formatting, clippy, unit and integration tests
+# (the device tests need root: they create their own network namespaces), and builds the
+# benchmarks. Installs what it needs first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+    echo "error: run as root: the device tests create network namespaces, veth pairs and TAPs" >&2
+    exit 1
+fi
+./scripts/install-deps.sh
+export CARGO_TERM_COLOR=never
+
+echo "== cargo fmt --check"
+cargo fmt --all --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --workspace --locked
+echo "== benchmarks compile"
+cargo bench -p bench --locked --no-run

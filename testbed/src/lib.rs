@@ -1,0 +1,1 @@
+//! The netns cluster-in-a-box (nodes, pods, underlay, external host, scenarios).

@@ -1,8 +1,8 @@
 //! The node's ports (uplink, host, one per pod) and the local pods behind them.
 //!
-//! Invariant: `PortId` values index `kinds`; every local pod maps to exactly one pod port.
+//! Invariant: `PortId` values index `kinds`; every local pod maps to exactly one pod port,
+//! and a pod whose port is outside `kinds` is reachable by IP but owns no port.
 
-use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -31,8 +31,9 @@ pub struct LocalPod {
 #[derive(Clone, Debug, Default)]
 pub struct PortTable {
     kinds: Vec<PortKind>,
-    pods_by_ip: HashMap<Ipv4Addr, LocalPod>,
-    pod_by_port: HashMap<PortId, Ipv4Addr>,
+    pods_by_ip: foldhash::HashMap<Ipv4Addr, LocalPod>,
+    /// Indexed by `PortId`: the pod on that port, if it is a pod port.
+    pod_by_port: Vec<Option<Ipv4Addr>>,
     uplink: Option<PortId>,
     host: Option<PortId>,
 }
@@ -47,7 +48,12 @@ impl PortTable {
             .iter()
             .position(|k| *k == PortKind::Host)
             .map(|i| PortId(i as u16));
-        let pod_by_port = pods.iter().map(|p| (p.port, p.ip)).collect();
+        let mut pod_by_port = vec![None; kinds.len()];
+        for p in &pods {
+            if let Some(slot) = pod_by_port.get_mut(usize::from(p.port.0)) {
+                *slot = Some(p.ip);
+            }
+        }
         let pods_by_ip = pods.into_iter().map(|p| (p.ip, p)).collect();
         Self {
             kinds,
@@ -72,8 +78,10 @@ impl PortTable {
     #[inline]
     pub fn pod_on(&self, port: PortId) -> Option<&LocalPod> {
         self.pod_by_port
-            .get(&port)
-            .and_then(|ip| self.pods_by_ip.get(ip))
+            .get(usize::from(port.0))
+            .copied()
+            .flatten()
+            .and_then(|ip| self.pods_by_ip.get(&ip))
     }
 
     pub fn uplink(&self) -> Option<PortId> {

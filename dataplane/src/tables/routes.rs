@@ -3,7 +3,6 @@
 //! Invariants: prefixes are grouped by length and matched longest first, so a lookup costs
 //! one hash probe per distinct prefix length (one in a cluster of equal per-node CIDRs).
 
-use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 use crate::cidr::Cidr;
@@ -25,20 +24,20 @@ pub struct RemoteNode {
 pub struct RouteTable {
     nodes: Vec<RemoteNode>,
     /// (prefix length, map from masked network to index in `nodes`), longest first.
-    by_len: Vec<(u8, HashMap<u32, usize>)>,
-    by_node_ip: HashMap<Ipv4Addr, usize>,
+    by_len: Vec<(u8, foldhash::HashMap<u32, usize>)>,
+    by_node_ip: foldhash::HashMap<Ipv4Addr, usize>,
 }
 
 impl RouteTable {
     pub fn new(nodes: Vec<RemoteNode>) -> Self {
-        let mut by_len: Vec<(u8, HashMap<u32, usize>)> = Vec::new();
-        let mut by_node_ip = HashMap::new();
+        let mut by_len: Vec<(u8, foldhash::HashMap<u32, usize>)> = Vec::new();
+        let mut by_node_ip = foldhash::HashMap::default();
         for (i, n) in nodes.iter().enumerate() {
             let len = n.pod_cidr.prefix();
             let slot = match by_len.iter().position(|(l, _)| *l == len) {
                 Some(s) => s,
                 None => {
-                    by_len.push((len, HashMap::new()));
+                    by_len.push((len, foldhash::HashMap::default()));
                     by_len.len() - 1
                 }
             };

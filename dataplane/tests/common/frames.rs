@@ -43,7 +43,10 @@ fn v4(a: Ipv4Addr) -> [u8; 4] {
 }
 
 /// An Ethernet/IPv4 frame with the given L4 header and payload (DF set when `df`).
-#[allow(clippy::too_many_arguments, reason = "a test builder: one argument per header field")]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "a test builder: one argument per header field"
+)]
 pub fn ipv4(
     src_mac: MacAddr,
     dst_mac: MacAddr,

@@ -314,10 +314,31 @@ impl<const V: usize> FlowMap<V> {
         }
     }
 
+    /// The lane holding `key`. Tags are matched eight lanes at a time (SWAR zero-byte test on
+    /// `tags ^ tag-pattern`); the test may flag extra lanes, never misses one, and every flagged
+    /// lane's tag and key are compared exactly.
     fn find_lane(words: &[AtomicU64], key: &Key, tag: u8) -> Option<usize> {
-        let tags = load_tags(words);
-        (0..SLOTS_PER_BUCKET)
-            .find(|&lane| lane_tag(tags, lane) == tag && Self::load_key(words, lane) == *key)
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGHS: u64 = 0x8080_8080_8080_8080;
+        let pattern = u64::from(tag) * ONES;
+        for (half, tag_word) in load_tags(words).into_iter().enumerate() {
+            let x = tag_word ^ pattern;
+            let mut candidates = x.wrapping_sub(ONES) & !x & HIGHS;
+            while candidates != 0 {
+                let byte = candidates.trailing_zeros() / 8;
+                let lane = half * 8 + byte as usize;
+                // The exact tag check drops the test's false positives (an empty lane, tag 0,
+                // may still hold the words of an old key).
+                if (tag_word >> (byte * 8)) as u8 == tag
+                    && lane < SLOTS_PER_BUCKET
+                    && Self::load_key(words, lane) == *key
+                {
+                    return Some(lane);
+                }
+                candidates &= candidates - 1;
+            }
+        }
+        None
     }
 
     fn load_key(words: &[AtomicU64], lane: usize) -> Key {

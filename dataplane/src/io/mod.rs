@@ -17,6 +17,7 @@ pub mod tap;
 mod testframes;
 #[cfg(test)]
 mod testnet;
+pub mod thread;
 
 use std::io;
 use std::os::fd::RawFd;

@@ -8,6 +8,7 @@
 //!   data path allocates nothing.
 
 pub mod af_packet;
+pub mod af_xdp;
 pub mod handoff;
 pub mod mem;
 pub mod netdev;

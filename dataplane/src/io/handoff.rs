@@ -97,7 +97,7 @@ mod tests {
         fs::create_dir_all(&dir).expect("dir");
         let path = dir.join("conntrack");
         let cfg = ConntrackConfig::default();
-        let ct = Conntrack::new(cfg.clone());
+        let ct = Conntrack::new(cfg);
         let c = std::net::Ipv4Addr::new(10, 244, 1, 5);
         let vip = std::net::Ipv4Addr::new(10, 96, 0, 1);
         let b = std::net::Ipv4Addr::new(10, 244, 2, 7);

@@ -5,10 +5,14 @@
 //! `configured` lines next to YAML output, warnings) to standard error; the exit status is 0
 //! only when every object was accepted.
 
+mod admin_client;
 mod apply;
 mod delete;
 mod get;
 mod init;
+mod observe;
+mod run;
+mod stats;
 mod table;
 mod trace;
 
@@ -46,6 +50,16 @@ pub enum Command {
     Delete(DeleteArgs),
     /// Follow a synthetic first packet through every node's pipeline and print each decision.
     Trace(trace::TraceArgs),
+    /// Run the node dataplane process (node.yaml keys are listed in `run --help`).
+    Run(run::RunArgs),
+    /// Show a running node's traffic, drop and flow-table counters (over its admin socket).
+    Stats(stats::StatsArgs),
+    /// Inspect a running node's flow table.
+    Conntrack(stats::ConntrackArgs),
+    /// Stream a running node's packet drops with 5-tuple, port and reason.
+    Monitor(observe::MonitorArgs),
+    /// Write the frames of one port of a running node to a pcap file.
+    Capture(observe::CaptureArgs),
 }
 
 /// Output formats of `apply`.
@@ -117,6 +131,11 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Get(args) => get::run(&dir, &args),
         Command::Delete(args) => delete::run(&dir, &args),
         Command::Trace(args) => trace::run(&dir, &args),
+        Command::Run(args) => run::run(dir.root(), &args),
+        Command::Stats(args) => stats::stats(&args),
+        Command::Conntrack(args) => stats::conntrack(&args),
+        Command::Monitor(args) => observe::monitor(&args),
+        Command::Capture(args) => observe::capture(&args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

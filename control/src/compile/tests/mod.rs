@@ -2,10 +2,13 @@
 //! (so objects carry the defaults, IPs and EndpointSlices a real apply gives them). Expected
 //! values are written from the Kubernetes semantics, not read back from the compiler.
 
+mod endpoints;
 mod incremental;
 mod node_ports;
 mod policy;
+mod policy_ports;
 mod services;
+mod verdicts;
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;

@@ -1,0 +1,115 @@
+//! `ferroplane stats` and `ferroplane conntrack list`: a running node's counters and flow table,
+//! read over its admin socket.
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+use super::admin_client::{self, SocketArgs};
+
+#[derive(Debug, clap::Args)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    pub socket: SocketArgs,
+    /// Print the raw JSON instead of tables.
+    #[arg(short, long, value_parser = ["json", "text"], default_value = "text")]
+    pub output: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConntrackArgs {
+    #[command(subcommand)]
+    pub command: ConntrackCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ConntrackCommand {
+    /// List tracked flows like `conntrack -L`: original tuple, reply tuple after NAT, flags.
+    List(SocketArgs),
+}
+
+pub fn stats(args: &StatsArgs) -> Result<bool, String> {
+    let body = admin_client::get_text(&args.socket.path()?, "/stats")?;
+    if args.output == "json" {
+        print!("{body}");
+        return Ok(true);
+    }
+    let stats: Value =
+        serde_json::from_str(&body).map_err(|e| format!("/stats is not JSON: {e}"))?;
+    print!("{}", stats_table(&stats));
+    Ok(true)
+}
+
+fn num(v: &Value) -> u64 {
+    v.as_u64().unwrap_or(0)
+}
+
+/// `/stats` as tables: traffic per worker and port, drops per worker and reason, the flow
+/// table.
+pub fn stats_table(stats: &Value) -> String {
+    let mut out = String::new();
+    let ct = &stats["conntrack"];
+    let _ = writeln!(
+        out,
+        "node {}  generation {}  flows {}/{}  evictions {}  adopted {}",
+        stats["node"].as_str().unwrap_or("?"),
+        num(&stats["generation"]),
+        num(&ct["entries"]),
+        num(&ct["capacity"]),
+        num(&ct["evictions"]),
+        num(&ct["adopted"]),
+    );
+    let _ = writeln!(
+        out,
+        "\n{:<7}{:<28}{:<16}{:>10}{:>12}{:>10}{:>12}{:>10}",
+        "WORKER", "PORT", "INTERFACE", "RX_PKTS", "RX_BYTES", "TX_PKTS", "TX_BYTES", "RING_FULL"
+    );
+    let workers = stats["workers"].as_array().cloned().unwrap_or_default();
+    for w in &workers {
+        for p in w["ports"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                out,
+                "{:<7}{:<28}{:<16}{:>10}{:>12}{:>10}{:>12}{:>10}",
+                num(&w["worker"]),
+                p["name"].as_str().unwrap_or("?"),
+                p["interface"].as_str().unwrap_or("?"),
+                num(&p["rx_packets"]),
+                num(&p["rx_bytes"]),
+                num(&p["tx_packets"]),
+                num(&p["tx_bytes"]),
+                num(&p["tx_ring_full"]),
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\n{:<7}{:<28}{:>10}",
+        "WORKER", "DROP REASON", "PACKETS"
+    );
+    for w in &workers {
+        for (reason, count) in w["drops"].as_object().into_iter().flatten() {
+            let _ = writeln!(
+                out,
+                "{:<7}{:<28}{:>10}",
+                num(&w["worker"]),
+                reason,
+                num(count)
+            );
+        }
+    }
+    out
+}
+
+pub fn conntrack(args: &ConntrackArgs) -> Result<bool, String> {
+    match &args.command {
+        ConntrackCommand::List(socket) => {
+            let body = admin_client::get_text(&socket.path()?, "/conntrack")?;
+            print!("{body}");
+            eprintln!(
+                "ferroplane: {} flow entries have been shown.",
+                body.lines().count()
+            );
+            Ok(true)
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! The watcher side of the Kubernetes source: client configuration, one reflector store per
+//! watched kind, and the tasks that keep the stores current, all driven by one tokio
+//! current-thread runtime on the source's own thread.
+//!
+//! Invariants: every store is written only by its reflector (the `reflect` stage of its watch
+//! stream), before the event reaches [`follow`], so [`Progress`] records an event only once the
+//! store shows it. `managedFields` are cleared before an object is stored (nothing here reads
+//! them, and they are often the largest part of an object). Watch failures are retried with
+//! kube's default backoff forever; they are recorded, never fatal.
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::store::Writer;
+use kube::runtime::reflector::{Lookup, Store};
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client, Config, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+use crate::model::{Kind, StoredKind};
+use crate::state::ClusterState;
+
+use super::progress::Progress;
+use super::{KubeSourceConfig, KubeSourceError};
+
+/// A k8s-openapi type the source watches.
+pub(super) trait WatchedKind:
+    Resource<DynamicType = ()> + StoredKind + Clone + Debug + DeserializeOwned + Send + Sync + 'static
+{
+}
+
+impl<K> WatchedKind for K where
+    K: Resource<DynamicType = ()>
+        + StoredKind
+        + Clone
+        + Debug
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// The read side of every reflector store.
+pub(super) struct Stores {
+    namespaces: Store<Namespace>,
+    nodes: Store<Node>,
+    pods: Store<Pod>,
+    services: Store<Service>,
+    endpoint_slices: Store<EndpointSlice>,
+    network_policies: Store<NetworkPolicy>,
+}
+
+/// The write side of every reflector store, handed to the watcher thread.
+pub(super) struct Writers {
+    namespaces: Writer<Namespace>,
+    nodes: Writer<Node>,
+    pods: Writer<Pod>,
+    services: Writer<Service>,
+    endpoint_slices: Writer<EndpointSlice>,
+    network_policies: Writer<NetworkPolicy>,
+}
+
+/// Empty stores and their writers.
+pub(super) fn stores() -> (Stores, Writers) {
+    let writers = Writers {
+        namespaces: Writer::default(),
+        nodes: Writer::default(),
+        pods: Writer::default(),
+        services: Writer::default(),
+        endpoint_slices: Writer::default(),
+        network_policies: Writer::default(),
+    };
+    let stores = Stores {
+        namespaces: writers.namespaces.as_reader(),
+        nodes: writers.nodes.as_reader(),
+        pods: writers.pods.as_reader(),
+        services: writers.services.as_reader(),
+        endpoint_slices: writers.endpoint_slices.as_reader(),
+        network_policies: writers.network_policies.as_reader(),
+    };
+    (stores, writers)
+}
+
+impl Stores {
+    /// Copies every stored object into `state`.
+    pub(super) fn copy_into(&self, state: &mut ClusterState) {
+        copy_store(&self.namespaces, state);
+        copy_store(&self.nodes, state);
+        copy_store(&self.pods, state);
+        copy_store(&self.services, state);
+        copy_store(&self.endpoint_slices, state);
+        copy_store(&self.network_policies, state);
+    }
+}
+
+fn copy_store<K>(store: &Store<K>, state: &mut ClusterState)
+where
+    K: StoredKind + Lookup<DynamicType = ()> + Clone + 'static,
+{
+    for object in store.state() {
+        state.insert(Arc::unwrap_or_clone(object).into_object());
+    }
+}
+
+/// Loads the client configuration: the given kubeconfig file, or the default kubeconfig when
+/// only a context is given, or else kube's inference (`KUBECONFIG` or `~/.kube/config`, then the
+/// in-cluster service account when running in a pod).
+pub(super) async fn load_config(config: &KubeSourceConfig) -> Result<Config, KubeSourceError> {
+    let options = KubeConfigOptions {
+        context: config.context.clone(),
+        ..KubeConfigOptions::default()
+    };
+    match &config.kubeconfig {
+        Some(path) => {
+            let kubeconfig = Kubeconfig::read_from(path).map_err(KubeSourceError::Kubeconfig)?;
+            Config::from_custom_kubeconfig(kubeconfig, &options)
+                .await
+                .map_err(KubeSourceError::Kubeconfig)
+        }
+        None if config.context.is_some() => Config::from_kubeconfig(&options)
+            .await
+            .map_err(KubeSourceError::Kubeconfig),
+        None => Config::infer().await.map_err(KubeSourceError::Infer),
+    }
+}
+
+/// Creates the client; must run inside the runtime that will drive it.
+pub(super) fn client(config: Config) -> Result<Client, KubeSourceError> {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Fails only if another thread installed one in between, which is as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+    Client::try_from(config).map_err(KubeSourceError::Client)
+}
+
+/// Watches every kind until the returned future is dropped.
+pub(super) fn watch_all(
+    client: &Client,
+    writers: Writers,
+    progress: &Arc<Progress>,
+) -> impl Future<Output = ()> + use<> {
+    let watchers: Vec<Pin<Box<dyn Future<Output = ()> + Send>>> = vec![
+        Box::pin(follow(client, writers.namespaces, progress)),
+        Box::pin(follow(client, writers.nodes, progress)),
+        Box::pin(follow(client, writers.pods, progress)),
+        Box::pin(follow(client, writers.services, progress)),
+        Box::pin(follow(client, writers.endpoint_slices, progress)),
+        Box::pin(follow(client, writers.network_policies, progress)),
+    ];
+    async move {
+        futures_util::future::join_all(watchers).await;
+    }
+}
+
+/// Lists and watches one kind cluster-wide into its store, recording every event.
+fn follow<K: WatchedKind>(
+    client: &Client,
+    writer: Writer<K>,
+    progress: &Arc<Progress>,
+) -> impl Future<Output = ()> + Send + use<K> {
+    let api: Api<K> = Api::all(client.clone());
+    let progress = Arc::clone(progress);
+    let kind: Kind = K::KIND;
+    async move {
+        let events = watcher::watcher(api, watcher::Config::default())
+            .default_backoff()
+            .modify(|object: &mut K| object.managed_fields_mut().clear())
+            .reflect(writer);
+        let mut events = pin!(events);
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(Event::Apply(_) | Event::Delete(_)) => progress.record_change(),
+                Ok(Event::InitDone) => progress.record_listed(kind),
+                // A (re-)list in progress: the store buffers it until `InitDone`.
+                Ok(Event::Init | Event::InitApply(_)) => {}
+                Err(error) => progress.record_error(kind, &error),
+            }
+        }
+    }
+}

@@ -1,0 +1,482 @@
+//! `ferroplane run`: the node process's life.
+//!
+//! Start: adopt the flow table the previous process handed off (if any), open the uplink and
+//! host devices (one per worker), start the snapshot source (retrying until the node can be
+//! compiled; the port manager opens pod devices as the source asks), start the workers, the
+//! admin endpoint and the health endpoints. Run: the control thread polls the source, detaches
+//! pods after the snapshot without them is published, follows health-check Services, answers
+//! signals. Stop (SIGTERM/SIGINT): `/healthz` turns 503, the workers stop, the flow table is
+//! written to the hand-off file, the process exits 0. SIGHUP reloads `node.yaml`.
+//!
+//! Invariants: the control thread is the only one that publishes snapshots and changes the
+//! port assignments; a snapshot is published only after the devices it references were handed
+//! to every worker (see `ports`); the hand-off file is written only after every worker
+//! stopped, so it holds a quiescent table.
+
+use std::io;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use dataplane::io::thread::{allowed_cpus, monotonic_secs};
+use dataplane::io::{handoff, netdev};
+use dataplane::packet::PortId;
+use dataplane::pipeline::Pipeline;
+use dataplane::reconcile::flush_stale;
+use dataplane::tables::affinity::AffinityTable;
+use dataplane::tables::conntrack::Conntrack;
+use dataplane::tables::node::OverlayMode;
+use dataplane::worker::{RunConfig, Worker};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use super::admin::{self, AdminState};
+use super::config::{self, NodeSettings, Overrides, UplinkBackend};
+use super::devices::{self, Device, NodePort};
+
+use super::health::{self, HealthChecks, NodeHealth};
+use super::log;
+use super::observe::Observers;
+use super::ports::{PodPorts, PortManager};
+use super::source::{Source, SourceInputs, StartError, Starter};
+use super::worker::{WorkerContext, WorkerThread, seed};
+use crate::compile::{HOST_PORT, UPLINK_PORT};
+use crate::net::MacAddr;
+use crate::sync::{PollOutcome, PortSource, SyncClock};
+
+/// Packet buffers per worker.
+const POOL_SIZE: usize = 4096;
+/// How often the control thread polls the source.
+const POLL_INTERVAL: Duration = Duration::from_millis(10);
+/// How often pods whose interface is missing, and health checks that failed to bind, are
+/// retried, and a source that could not start is tried again.
+const RETRY_INTERVAL: Duration = Duration::from_millis(250);
+/// The kind name of the conntrack hand-off file.
+const HANDOFF_KIND: &str = "conntrack";
+
+/// Where `run` re-reads its configuration on SIGHUP.
+pub struct Reload {
+    pub config: Option<PathBuf>,
+    pub overrides: Overrides,
+}
+
+/// Runs the node process until SIGTERM or SIGINT; `Err` explains a failed start.
+pub fn run(settings: NodeSettings, reload: Reload) -> Result<(), String> {
+    let mut settings = settings;
+    check_cores(&settings)?;
+    let signals = watch_signals()?;
+    log::info(format_args!(
+        "ferroplane {} starting for node {} ({} workers, uplink {} via {:?}, pods via {:?})",
+        env!("CARGO_PKG_VERSION"),
+        settings.node_name,
+        settings.workers,
+        settings.uplink.interface,
+        settings.uplink.backend,
+        settings.pods.backend
+    ));
+    let (conntrack, adopted) = conntrack_table(&settings);
+    let affinity = Arc::new(AffinityTable::new(65_536));
+    let observers = Arc::new(Observers::default());
+    let uplink = open_uplink(&settings)?;
+    let host = match &settings.host {
+        Some(host) => {
+            let (devices, mac) = open_host(&host.interface, host.mac, settings.workers)?;
+            settings.local.host_mac = Some(mac);
+            Some(devices)
+        }
+        None => None,
+    };
+    let (senders, receivers): (Vec<_>, Vec<_>) =
+        (0..settings.workers).map(|_| mpsc::channel()).unzip();
+    let manager = Arc::new(Mutex::new(PortManager::new(
+        &PodPorts {
+            node: &settings.node_name,
+            backend: settings.pods.backend,
+            netns_dir: &settings.pods.netns_dir,
+            pod_mtu: pod_mtu(&settings),
+            uplink_interface: &settings.uplink.interface,
+            host_interface: settings.host.as_ref().map(|h| h.interface.as_str()),
+        },
+        senders,
+        Arc::clone(&observers),
+    )));
+    let port_source = || -> PortSource {
+        let manager = Arc::clone(&manager);
+        Box::new(move |state| {
+            manager
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .assignments(state)
+        })
+    };
+    let mut starter = Starter::new(settings.source.clone());
+    let mut source = loop {
+        let inputs = SourceInputs {
+            node: &settings.node_name,
+            local: settings.local.clone(),
+            conntracks: vec![Arc::clone(&conntrack)],
+            resync: settings.resync_interval,
+        };
+        match starter.try_start(inputs, port_source(), clock()) {
+            Ok(source) => break source,
+            Err(StartError::Fatal(why)) => return Err(why),
+            Err(StartError::NotYet(why)) => {
+                log::warn(format_args!("no snapshot yet: {why}"));
+                if let Some(signal) = wait_signal(&signals, Duration::from_secs(1))
+                    && signal != SIGHUP
+                {
+                    save_handoff(&settings, &conntrack);
+                    return Ok(());
+                }
+            }
+        }
+    };
+    log::info(format_args!(
+        "first snapshot published ({} problems)",
+        source.problems().len()
+    ));
+    for problem in source.problems() {
+        log::warn(format_args!("{problem}"));
+    }
+    let cells = Arc::new(ArcSwap::new(source.cell()));
+    let context = Arc::new(WorkerContext {
+        cells: Arc::clone(&cells),
+        observers: Arc::clone(&observers),
+        affinity: Arc::clone(&affinity),
+        stop: Arc::new(AtomicBool::new(false)),
+        run: RunConfig::default(),
+    });
+    let mut host = host.map(Vec::into_iter);
+    let mut workers = Vec::new();
+    for (id, (uplink, commands)) in uplink.into_iter().zip(receivers).enumerate() {
+        let mut ports = vec![NodePort::new(uplink, UPLINK_PORT, Arc::clone(&observers))];
+        if let Some(device) = host.as_mut().and_then(Iterator::next) {
+            ports.push(NodePort::new(device, HOST_PORT, Arc::clone(&observers)));
+        }
+        let pipeline = Pipeline::new(Arc::clone(&conntrack), Arc::clone(&affinity), seed(id));
+        let worker = Worker::new(pipeline, ports, POOL_SIZE);
+        let cpu = settings.cores.get(id).copied();
+        workers.push(
+            WorkerThread::spawn(id, worker, commands, Arc::clone(&context), cpu)
+                .map_err(|e| format!("starting worker {id}: {e}"))?,
+        );
+    }
+    let health = Arc::new(NodeHealth::default());
+    health.ready.store(true, Ordering::Relaxed);
+    health::serve_healthz(settings.health_bind, Arc::clone(&health)).map_err(|e| e.to_string())?;
+    let names = manager
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .names();
+    let health_services = manager
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .health_services();
+    let admin_state = Arc::new(AdminState {
+        node: settings.node_name.clone(),
+        reports: workers.iter().map(|w| Arc::clone(&w.report)).collect(),
+        conntrack: Arc::clone(&conntrack),
+        adopted_flows: adopted,
+        names,
+        sync: Mutex::new(source.metrics().clone()),
+        cells: Arc::clone(&cells),
+        observers,
+        health: Arc::clone(&health),
+    });
+    admin::serve_unix(&settings.admin.socket, Arc::clone(&admin_state))
+        .map_err(|e| e.to_string())?;
+    if let Some((addr, token)) = settings.admin.listen.clone() {
+        admin::serve_tcp(addr, token, Arc::clone(&admin_state)).map_err(|e| e.to_string())?;
+    }
+    let mut checks = HealthChecks::new(Arc::clone(&cells));
+    let node_ip = |settings: &NodeSettings| -> Ipv4Addr {
+        settings
+            .node_ip
+            .unwrap_or_else(|| cells.load().load().node.node_ip)
+    };
+    checks.update(node_ip(&settings), &health_services.load());
+    log::info(format_args!(
+        "running: admin socket {}, /healthz on {}",
+        settings.admin.socket.display(),
+        settings.health_bind
+    ));
+
+    let mut last_retry = Instant::now();
+    let mut last_failure = String::new();
+    loop {
+        match wait_signal(&signals, POLL_INTERVAL) {
+            Some(SIGHUP) => {
+                reload_config(
+                    &reload,
+                    &mut settings,
+                    &mut source,
+                    &cells,
+                    &conntrack,
+                    &port_source,
+                );
+            }
+            Some(_) => break,
+            None => {}
+        }
+        match source.poll(clock()) {
+            PollOutcome::Idle => {}
+            PollOutcome::Published { generation, .. } => {
+                manager
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .after_publish();
+                checks.update(node_ip(&settings), &health_services.load());
+                *admin_state
+                    .sync
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = source.metrics().clone();
+                last_failure.clear();
+                log::info(format_args!(
+                    "published generation {generation} ({} problems)",
+                    source.problems().len()
+                ));
+            }
+            PollOutcome::Failed(error) => {
+                *admin_state
+                    .sync
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = source.metrics().clone();
+                if error.0 != last_failure {
+                    log::warn(format_args!(
+                        "sync failed, keeping the last snapshot: {error}"
+                    ));
+                    last_failure = error.0;
+                }
+            }
+        }
+        if last_retry.elapsed() >= RETRY_INTERVAL {
+            last_retry = Instant::now();
+            let pending = manager
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .has_pending();
+            if pending {
+                source.request_sync();
+            }
+            if checks.has_failures() {
+                checks.update(node_ip(&settings), &health_services.load());
+            }
+        }
+    }
+    log::info(format_args!("stopping: draining"));
+    health.draining.store(true, Ordering::Relaxed);
+    context.stop.store(true, Ordering::Relaxed);
+    let mut stopped = Vec::new();
+    for (id, worker) in workers.into_iter().enumerate() {
+        match worker.join() {
+            Ok(worker) => stopped.push(worker),
+            Err(error) => log::error(format_args!("worker {id}: {error}")),
+        }
+    }
+    save_handoff(&settings, &conntrack);
+    drop(stopped);
+    drop(checks);
+    let _ = std::fs::remove_file(&settings.admin.socket);
+    log::info(format_args!("stopped"));
+    Ok(())
+}
+
+fn clock() -> SyncClock {
+    SyncClock::now(monotonic_secs())
+}
+
+fn pod_mtu(settings: &NodeSettings) -> u16 {
+    match settings.local.overlay {
+        OverlayMode::Vxlan => settings.local.underlay_mtu.saturating_sub(50),
+        OverlayMode::Routed => settings.local.underlay_mtu,
+    }
+}
+
+fn check_cores(settings: &NodeSettings) -> Result<(), String> {
+    if settings.cores.is_empty() {
+        return Ok(());
+    }
+    let allowed = allowed_cpus().map_err(|e| format!("reading the CPU affinity: {e}"))?;
+    match settings.cores.iter().find(|c| !allowed.contains(c)) {
+        Some(core) => Err(format!(
+            "workers.cores: CPU {core} is not available to this process (allowed: {allowed:?})"
+        )),
+        None => Ok(()),
+    }
+}
+
+fn watch_signals() -> Result<Receiver<i32>, String> {
+    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .map_err(|e| format!("installing signal handlers: {e}"))?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("fp-signals".to_owned())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if tx.send(signal).is_err() {
+                    break;
+                }
+            }
+        })
+        .map_err(|e| format!("starting the signal thread: {e}"))?;
+    Ok(rx)
+}
+
+fn wait_signal(signals: &Receiver<i32>, timeout: Duration) -> Option<i32> {
+    match signals.recv_timeout(timeout) {
+        Ok(signal) => Some(signal),
+        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
+    }
+}
+
+/// The flow table: the one the previous process handed off, if it fits, else a new one.
+fn conntrack_table(settings: &NodeSettings) -> (Arc<Conntrack>, u64) {
+    let path = &settings.handoff;
+    match handoff::take(path, HANDOFF_KIND) {
+        Ok(Some(words)) => match Conntrack::adopt(words, settings.conntrack) {
+            Ok(table) => {
+                let flows = table.len() as u64;
+                log::info(format_args!(
+                    "adopted {flows} flows from {}",
+                    path.display()
+                ));
+                return (Arc::new(table), flows);
+            }
+            Err(error) => log::warn(format_args!(
+                "hand-off file {} does not fit this table ({error:?}); starting empty",
+                path.display()
+            )),
+        },
+        Ok(None) => {}
+        Err(error) => log::warn(format_args!("hand-off file: {error}; starting empty")),
+    }
+    (Arc::new(Conntrack::new(settings.conntrack)), 0)
+}
+
+fn save_handoff(settings: &NodeSettings, conntrack: &Conntrack) {
+    let path = &settings.handoff;
+    if let Some(dir) = path.parent()
+        && let Err(error) = std::fs::create_dir_all(dir)
+    {
+        log::error(format_args!(
+            "hand-off directory {}: {error}",
+            dir.display()
+        ));
+        return;
+    }
+    match handoff::save(path, HANDOFF_KIND, conntrack.words()) {
+        Ok(()) => log::info(format_args!(
+            "handed off {} flows to {}",
+            conntrack.len(),
+            path.display()
+        )),
+        Err(error) => log::error(format_args!(
+            "writing the hand-off file {}: {error}",
+            path.display()
+        )),
+    }
+}
+
+fn open_uplink(settings: &NodeSettings) -> Result<Vec<Device>, String> {
+    let uplink = &settings.uplink;
+    let n = settings.workers;
+    let opened = match uplink.backend {
+        UplinkBackend::AfPacket => {
+            devices::open_af_packet(&uplink.interface, n, devices::fanout_group(PortId(0)))
+        }
+        UplinkBackend::Tap => devices::open_tap(&uplink.interface, n, None).map(|(d, _)| d),
+        UplinkBackend::AfXdp => devices::open_af_xdp(&uplink.interface, n, uplink.xdp_mode),
+    };
+    opened.map_err(|e| format!("ports.uplink.interface {}: {e}", uplink.interface))
+}
+
+/// Opens the host TAP, sets its MAC if one is configured and brings it up; returns its MAC.
+fn open_host(
+    interface: &str,
+    mac: Option<MacAddr>,
+    workers: usize,
+) -> Result<(Vec<Device>, MacAddr), String> {
+    let fail = |e: io::Error| format!("ports.host.interface {interface}: {e}");
+    let (devices, _) = devices::open_tap(interface, workers, None).map_err(fail)?;
+    if let Some(mac) = mac {
+        let out = Command::new("ip")
+            .args(["link", "set", "dev", interface, "address", &mac.to_string()])
+            .output()
+            .map_err(|e| format!("ports.host.mac: running `ip`: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "ports.host.mac {mac}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+    }
+    netdev::set_up(interface).map_err(fail)?;
+    let actual = MacAddr(netdev::mac_address(interface).map_err(fail)?);
+    Ok((devices, actual))
+}
+
+fn reload_config(
+    reload: &Reload,
+    settings: &mut NodeSettings,
+    source: &mut Source,
+    cells: &ArcSwap<dataplane::snapshot::SnapshotCell>,
+    conntrack: &Arc<Conntrack>,
+    port_source: &dyn Fn() -> PortSource,
+) {
+    let Some(path) = &reload.config else {
+        log::info(format_args!("SIGHUP: no --config to reload"));
+        return;
+    };
+    let mut fresh = match config::load(path).and_then(|f| config::resolve(f, &reload.overrides)) {
+        Ok(fresh) => fresh,
+        Err(error) => {
+            log::error(format_args!(
+                "SIGHUP: keeping the running configuration: {error}"
+            ));
+            return;
+        }
+    };
+    // The host TAP keeps the MAC it was started with: changing it needs a restart.
+    fresh.local.host_mac = settings.local.host_mac;
+    let (live, restart) = fresh.changes_from(settings);
+    if live.is_empty() && restart.is_empty() {
+        log::info(format_args!("SIGHUP: {} unchanged", path.display()));
+        return;
+    }
+    if !restart.is_empty() {
+        log::warn(format_args!(
+            "SIGHUP: changed, effective at the next start: {}",
+            restart.join(", ")
+        ));
+    }
+    if live.is_empty() {
+        return;
+    }
+    let old = cells.load().load();
+    let inputs = SourceInputs {
+        node: &settings.node_name,
+        local: fresh.local.clone(),
+        conntracks: vec![Arc::clone(conntrack)],
+        resync: fresh.resync_interval,
+    };
+    match source.with_local(inputs, port_source(), clock()) {
+        Ok(()) => {
+            let cell = source.cell();
+            if !Arc::ptr_eq(&cell, &cells.load()) {
+                flush_stale(conntrack, &old, &cell.load(), monotonic_secs());
+                cells.store(cell);
+            }
+            settings.local = fresh.local;
+            settings.resync_interval = fresh.resync_interval;
+            log::info(format_args!("SIGHUP: applied {}", live.join(", ")));
+        }
+        Err(error) => log::error(format_args!(
+            "SIGHUP: could not recompile with the new settings, keeping the old: {error}"
+        )),
+    }
+}

@@ -1,0 +1,183 @@
+//! The devices behind the node's ports, one per worker per port: TAP queues, AF_PACKET sockets
+//! (one fanout group per port) or AF_XDP sockets (one device queue per worker), behind one
+//! [`NodePort`] type that the workers run and that feeds packet capture.
+//!
+//! Invariants:
+//! - Every worker holds its own device for every port it serves, so each worker can transmit
+//!   on every port; receive is spread over them by the kernel (TAP queue selection, AF_PACKET
+//!   fanout by flow hash, NIC RSS for AF_XDP).
+//! - Capture costs one relaxed load per burst while nobody captures; frames are copied only
+//!   for a port someone captures (see `observe`).
+
+use std::io;
+use std::os::fd::RawFd;
+use std::path::Path;
+use std::sync::Arc;
+
+use dataplane::io::PacketIo;
+use dataplane::io::af_packet::{AfPacketConfig, AfPacketPort};
+use dataplane::io::af_xdp::{AfXdpConfig, AfXdpPort, XdpMode};
+use dataplane::io::tap::TapQueue;
+use dataplane::packet::{Packet, PacketPool, PortId};
+
+use super::config::XdpModeKind;
+use super::netns;
+use super::observe::{Frame, Observers, wall_now};
+
+/// One worker's device on one port.
+pub enum Device {
+    Tap(TapQueue),
+    AfPacket(AfPacketPort),
+    AfXdp(AfXdpPort),
+}
+
+/// A device as a worker runs it: the device, the port it serves, and the capture hook.
+pub struct NodePort {
+    device: Device,
+    port: PortId,
+    observers: Arc<Observers>,
+}
+
+impl NodePort {
+    pub fn new(device: Device, port: PortId, observers: Arc<Observers>) -> NodePort {
+        NodePort {
+            device,
+            port,
+            observers,
+        }
+    }
+
+    fn capture(&self, pkts: &[Packet]) {
+        let hub = &self.observers.capture;
+        if !hub.wants(self.port) {
+            return;
+        }
+        let at = wall_now();
+        let frames: Vec<Frame> = pkts
+            .iter()
+            .map(|p| Frame {
+                at,
+                data: p.data().to_vec(),
+            })
+            .collect();
+        hub.publish(self.port, &frames);
+    }
+}
+
+impl PacketIo for NodePort {
+    fn rx_burst(
+        &mut self,
+        port: PortId,
+        pool: &mut PacketPool,
+        batch: &mut Vec<Packet>,
+        max: usize,
+    ) -> io::Result<usize> {
+        let before = batch.len();
+        let received = match &mut self.device {
+            Device::Tap(d) => d.rx_burst(port, pool, batch, max),
+            Device::AfPacket(d) => d.rx_burst(port, pool, batch, max),
+            Device::AfXdp(d) => d.rx_burst(port, pool, batch, max),
+        }?;
+        if received > 0 && self.observers.capture.is_active() {
+            self.capture(&batch[before..]);
+        }
+        Ok(received)
+    }
+
+    fn tx_burst(&mut self, pkts: &mut Vec<Packet>, pool: &mut PacketPool) -> io::Result<usize> {
+        if !pkts.is_empty() && self.observers.capture.is_active() {
+            self.capture(pkts);
+        }
+        match &mut self.device {
+            Device::Tap(d) => d.tx_burst(pkts, pool),
+            Device::AfPacket(d) => d.tx_burst(pkts, pool),
+            Device::AfXdp(d) => d.tx_burst(pkts, pool),
+        }
+    }
+
+    fn poll_fd(&self) -> Option<RawFd> {
+        match &self.device {
+            Device::Tap(d) => d.poll_fd(),
+            Device::AfPacket(d) => d.poll_fd(),
+            Device::AfXdp(d) => d.poll_fd(),
+        }
+    }
+}
+
+/// One queue per worker of the multi-queue TAP `name`, created (persistent) if it does not
+/// exist; inside the namespace bound at `netns` when given. Returns whether it was created.
+pub fn open_tap(
+    name: &str,
+    workers: usize,
+    netns: Option<&Path>,
+) -> io::Result<(Vec<Device>, bool)> {
+    let open = || {
+        let existed = dataplane::io::netdev::ifindex(name).is_ok();
+        let queues = (0..workers)
+            .map(|_| TapQueue::open(name))
+            .collect::<io::Result<Vec<_>>>()?;
+        if let Some(first) = queues.first() {
+            first.set_persistent(true)?;
+        }
+        Ok((queues.into_iter().map(Device::Tap).collect(), !existed))
+    };
+    match netns {
+        None => open(),
+        Some(ns) => netns::run_in(ns, open),
+    }
+}
+
+/// Deletes the persistent TAP `name` (in the namespace bound at `netns` when given) once
+/// its last queue closes.
+pub fn release_tap(name: &str, netns: Option<&Path>) -> io::Result<()> {
+    let release = || {
+        if dataplane::io::netdev::ifindex(name).is_err() {
+            return Ok(());
+        }
+        TapQueue::open(name)?.set_persistent(false)
+    };
+    match netns {
+        None => release(),
+        Some(ns) => netns::run_in(ns, release),
+    }
+}
+
+/// One AF_PACKET socket per worker on `name`, all in fanout group `group`.
+pub fn open_af_packet(name: &str, workers: usize, group: u16) -> io::Result<Vec<Device>> {
+    let config = AfPacketConfig {
+        fanout_group: Some(group),
+        ..AfPacketConfig::default()
+    };
+    (0..workers)
+        .map(|_| AfPacketPort::open(name, &config).map(Device::AfPacket))
+        .collect()
+}
+
+/// One AF_XDP socket per worker on `name`, worker `i` on device queue `i`.
+pub fn open_af_xdp(name: &str, workers: usize, mode: XdpModeKind) -> io::Result<Vec<Device>> {
+    let mode = match mode {
+        XdpModeKind::Auto => XdpMode::Auto,
+        XdpModeKind::Generic => XdpMode::Generic,
+        XdpModeKind::Native => XdpMode::Native,
+    };
+    (0..workers)
+        .map(|queue| {
+            let config = AfXdpConfig {
+                queue: u32::try_from(queue).map_err(io::Error::other)?,
+                mode,
+                ..AfXdpConfig::default()
+            };
+            AfXdpPort::open(name, &config)
+                .map(Device::AfXdp)
+                .map_err(|e| io::Error::new(e.kind(), format!("queue {queue}: {e}")))
+        })
+        .collect()
+}
+
+/// The fanout group of a port: distinct per port, and per process so that a previous
+/// process's sockets still closing never join it.
+pub fn fanout_group(port: PortId) -> u16 {
+    (std::process::id() as u16)
+        .wrapping_mul(64)
+        .wrapping_add(port.0)
+}

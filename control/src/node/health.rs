@@ -1,0 +1,209 @@
+//! Health endpoints as kube-proxy serves them:
+//! - `/healthz` on `health.bindAddress` (10256): 200 once the first snapshot is published,
+//!   503 before that and while draining (after SIGTERM until exit);
+//! - for each LoadBalancer Service with `externalTrafficPolicy: Local` and a
+//!   `healthCheckNodePort`, HTTP on the node IP at that port, any path: 200 with
+//!   `{"service":{"namespace":..,"name":..},"localEndpoints":N}` when N > 0 local serving,
+//!   non-terminating endpoints, else 503 with the same body (user-needs D2).
+//!
+//! Invariants: the health-check listeners follow the Services at every sync (opened for new
+//! ones, closed for removed ones, a port that fails to bind is retried at the next sync); the
+//! count is read from the current snapshot at request time, so it is never staler than what
+//! the workers run.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arc_swap::ArcSwap;
+use dataplane::snapshot::{Snapshot, SnapshotCell};
+
+use super::http::{self, Handler};
+use super::log;
+use crate::state::ClusterState;
+
+/// A Service whose health-check node port this node serves.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HealthService {
+    pub namespace: String,
+    pub name: String,
+    pub port: u16,
+}
+
+/// The health-checked Services of `state`.
+pub fn services_of(state: &ClusterState) -> Vec<HealthService> {
+    state
+        .services()
+        .filter_map(|service| {
+            let spec = service.spec.as_ref()?;
+            let wanted = spec.type_.as_deref() == Some("LoadBalancer")
+                && spec.external_traffic_policy.as_deref() == Some("Local");
+            let port = u16::try_from(spec.health_check_node_port?).ok()?;
+            (wanted && port > 0).then(|| HealthService {
+                namespace: service.metadata.namespace.clone().unwrap_or_default(),
+                name: service.metadata.name.clone().unwrap_or_default(),
+                port,
+            })
+        })
+        .collect()
+}
+
+/// Local serving, non-terminating endpoints of the Service `namespace/name` (the most of any
+/// of its ports).
+pub fn local_endpoints(snapshot: &Snapshot, namespace: &str, name: &str) -> usize {
+    let prefix = format!("{namespace}/{name}:");
+    snapshot
+        .services
+        .iter()
+        .filter(|(_, s)| s.name().starts_with(&prefix))
+        .map(|(_, s)| s.local_ready_endpoints())
+        .max()
+        .unwrap_or(0)
+}
+
+/// The body of a health-check answer.
+pub fn health_body(namespace: &str, name: &str, local: usize) -> String {
+    serde_json::json!({
+        "service": {"namespace": namespace, "name": name},
+        "localEndpoints": local,
+    })
+    .to_string()
+}
+
+/// Whether the node is up and not draining.
+#[derive(Default)]
+pub struct NodeHealth {
+    pub ready: AtomicBool,
+    pub draining: AtomicBool,
+}
+
+impl NodeHealth {
+    pub fn healthy(&self) -> bool {
+        self.ready.load(Ordering::Relaxed) && !self.draining.load(Ordering::Relaxed)
+    }
+
+    /// `/healthz`'s status and body.
+    pub fn healthz(&self) -> (u16, String) {
+        let body = serde_json::json!({
+            "ready": self.ready.load(Ordering::Relaxed),
+            "draining": self.draining.load(Ordering::Relaxed),
+        })
+        .to_string();
+        (if self.healthy() { 200 } else { 503 }, body)
+    }
+}
+
+/// Starts the `/healthz` listener.
+pub fn serve_healthz(bind: SocketAddr, health: Arc<NodeHealth>) -> io::Result<()> {
+    let listener = TcpListener::bind(bind)
+        .map_err(|e| io::Error::new(e.kind(), format!("health.bindAddress {bind}: {e}")))?;
+    let handler: Handler = Arc::new(move |request, conn| {
+        if request.path != "/healthz" && request.path != "/livez" {
+            return http::respond(conn, 404, "text/plain", b"not found\n");
+        }
+        let (status, body) = health.healthz();
+        http::respond(conn, status, "application/json", body.as_bytes())
+    });
+    http::serve_tcp(listener, Arc::new(AtomicBool::new(false)), handler, true)
+}
+
+struct Listener {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+}
+
+/// The health-check node port listeners, following the Services.
+pub struct HealthChecks {
+    cells: Arc<ArcSwap<SnapshotCell>>,
+    listeners: BTreeMap<HealthService, Listener>,
+    failed: BTreeMap<HealthService, String>,
+}
+
+impl HealthChecks {
+    pub fn new(cells: Arc<ArcSwap<SnapshotCell>>) -> HealthChecks {
+        HealthChecks {
+            cells,
+            listeners: BTreeMap::new(),
+            failed: BTreeMap::new(),
+        }
+    }
+
+    /// Opens listeners for `wanted` on `node_ip` and closes the others.
+    pub fn update(&mut self, node_ip: Ipv4Addr, wanted: &[HealthService]) {
+        let keep: Vec<HealthService> = self
+            .listeners
+            .keys()
+            .filter(|s| !wanted.contains(s) || self.listeners[*s].addr.ip() != IpAddr::V4(node_ip))
+            .cloned()
+            .collect();
+        for service in keep {
+            if let Some(listener) = self.listeners.remove(&service) {
+                listener.stop.store(true, Ordering::Relaxed);
+                http::wake(listener.addr);
+                log::info(format_args!(
+                    "health check of {}/{} on {} closed",
+                    service.namespace, service.name, listener.addr
+                ));
+            }
+        }
+        self.failed.retain(|s, _| wanted.contains(s));
+        for service in wanted {
+            if self.listeners.contains_key(service) {
+                continue;
+            }
+            let addr = SocketAddr::from((node_ip, service.port));
+            match self.open(service, addr) {
+                Ok(listener) => {
+                    log::info(format_args!(
+                        "health check of {}/{} on {addr}",
+                        service.namespace, service.name
+                    ));
+                    self.failed.remove(service);
+                    self.listeners.insert(service.clone(), listener);
+                }
+                Err(error) => {
+                    let message = error.to_string();
+                    if self.failed.get(service) != Some(&message) {
+                        log::warn(format_args!(
+                            "health check of {}/{} on {addr}: {message}",
+                            service.namespace, service.name
+                        ));
+                    }
+                    self.failed.insert(service.clone(), message);
+                }
+            }
+        }
+    }
+
+    /// Services whose listener could not be opened (retried at every update).
+    pub fn has_failures(&self) -> bool {
+        !self.failed.is_empty()
+    }
+
+    fn open(&self, service: &HealthService, addr: SocketAddr) -> io::Result<Listener> {
+        let listener = TcpListener::bind(addr)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let cells = Arc::clone(&self.cells);
+        let (namespace, name) = (service.namespace.clone(), service.name.clone());
+        let handler: Handler = Arc::new(move |_request, conn| {
+            let snapshot = cells.load().load();
+            let local = local_endpoints(&snapshot, &namespace, &name);
+            let status = if local > 0 { 200 } else { 503 };
+            let body = health_body(&namespace, &name, local);
+            http::respond(conn, status, "application/json", body.as_bytes())
+        });
+        http::serve_tcp(listener, Arc::clone(&stop), handler, true)?;
+        Ok(Listener { addr, stop })
+    }
+}
+
+impl Drop for HealthChecks {
+    fn drop(&mut self) {
+        for listener in self.listeners.values() {
+            listener.stop.store(true, Ordering::Relaxed);
+            http::wake(listener.addr);
+        }
+    }
+}

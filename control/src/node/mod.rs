@@ -1,0 +1,33 @@
+//! The node process, `ferroplane run`: the dataplane of one Kubernetes node.
+//!
+//! - [`config`]: `node.yaml` and the command-line overrides.
+//! - `daemon`: start, run, stop, reload.
+//! - `source`: snapshots from the state directory ([`crate::sync::Syncer`]) or a Kubernetes API
+//!   server ([`crate::kube_source::KubeSource`]).
+//! - `ports`, `devices`, `netns`: which pod sits on which port; TAP, AF_PACKET and AF_XDP
+//!   devices, one per worker per port.
+//! - `worker`: the worker threads.
+//! - `health`, `admin`, `http`, `render`, `observe`: kube-proxy-style health endpoints; the
+//!   admin API (metrics, stats, conntrack, monitor, capture).
+//!
+//! Invariants of the whole: workers never lock, allocate or log per packet (observation is
+//! opt-in per listener); the control thread alone publishes snapshots and changes ports; a
+//! clean stop hands the flow table to the next process, so a restart keeps connections.
+
+mod admin;
+pub mod config;
+mod daemon;
+mod devices;
+mod health;
+mod http;
+mod log;
+mod naming;
+mod netns;
+mod observe;
+mod ports;
+mod render;
+mod source;
+mod worker;
+
+pub use daemon::{Reload, run};
+pub use naming::pod_interface_name;

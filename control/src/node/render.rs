@@ -1,0 +1,415 @@
+//! What the admin endpoint answers, as text: Prometheus metrics from the workers' reports,
+//! the flow table and the sync loop; `/stats` as JSON; the flow table like `conntrack -L`; drop
+//! events like `cilium monitor`; frames as a pcap stream.
+//!
+//! Invariants: rendering reads published copies only (worker reports, table counters, a
+//! consistent scan of the flow table); nothing here touches a worker's live state. Every
+//! metric name carries the `ferroplane_` prefix and every counter ends in `_total`.
+
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+
+use dataplane::drop::DropReason;
+use dataplane::flow::L4Proto;
+use dataplane::packet::PortId;
+use dataplane::tables::conntrack::{CtStats, FlowState, FlowView, flags};
+use dataplane::worker::WorkerReport;
+use serde_json::{Value, json};
+
+use super::observe::{DropEvent, Frame};
+use super::ports::PortNames;
+use crate::sync::metrics::SyncMetrics;
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn port_labels(names: &PortNames, port: usize) -> String {
+    let port_id = u16::try_from(port).map(PortId).ok();
+    match port_id.and_then(|p| names.label(p)) {
+        Some(l) => format!("port=\"{}\",interface=\"{}\"", l.name, l.interface),
+        None => format!("port=\"{port}\",interface=\"\""),
+    }
+}
+
+/// Everything `/metrics` shows, besides what the caller appends.
+pub struct MetricsInput<'a> {
+    pub reports: &'a [WorkerReport],
+    pub names: &'a PortNames,
+    pub conntrack: CtStats,
+    pub conntrack_capacity: usize,
+    pub adopted_flows: u64,
+    pub generation: u64,
+    pub sync: &'a SyncMetrics,
+    pub monitor_lost: u64,
+    pub capture_lost: u64,
+}
+
+/// The Prometheus text exposition.
+pub fn metrics(input: &MetricsInput<'_>) -> String {
+    let mut out = String::new();
+    type PortField = fn(&dataplane::worker::PortCounters) -> u64;
+    let port_metrics: [(&str, &str, PortField); 5] = [
+        (
+            "ferroplane_port_rx_packets_total",
+            "Frames received on a port.",
+            |c| c.rx_packets,
+        ),
+        (
+            "ferroplane_port_rx_bytes_total",
+            "Bytes received on a port.",
+            |c| c.rx_bytes,
+        ),
+        (
+            "ferroplane_port_tx_packets_total",
+            "Frames a port's device accepted.",
+            |c| c.tx_packets,
+        ),
+        (
+            "ferroplane_port_tx_bytes_total",
+            "Bytes handed to a port's device.",
+            |c| c.tx_bytes,
+        ),
+        (
+            "ferroplane_port_tx_ring_full_total",
+            "Frames a port's device refused (ring full).",
+            |c| c.tx_refused,
+        ),
+    ];
+    for (name, help, field) in port_metrics {
+        header(&mut out, name, "counter", help);
+        for r in input.reports {
+            for (port, counters) in r.ports.iter().enumerate() {
+                if input.names.label(PortId(port as u16)).is_none() && field(counters) == 0 {
+                    continue;
+                }
+                let labels = port_labels(input.names, port);
+                let _ = writeln!(
+                    out,
+                    "{name}{{worker=\"{}\",{labels}}} {}",
+                    r.worker,
+                    field(counters)
+                );
+            }
+        }
+    }
+    header(
+        &mut out,
+        "ferroplane_drops_total",
+        "counter",
+        "Packets dropped, by reason.",
+    );
+    for r in input.reports {
+        for reason in DropReason::ALL {
+            let _ = writeln!(
+                out,
+                "ferroplane_drops_total{{worker=\"{}\",reason=\"{}\"}} {}",
+                r.worker,
+                reason.name(),
+                r.drops.get(reason)
+            );
+        }
+    }
+    type StatField = fn(&WorkerReport) -> u64;
+    let worker_metrics: [(&str, &str, StatField); 9] = [
+        (
+            "ferroplane_pipeline_packets_total",
+            "Packets run through the pipeline.",
+            |r| r.stats.packets,
+        ),
+        (
+            "ferroplane_pipeline_forwarded_total",
+            "Packets forwarded.",
+            |r| r.stats.forwarded,
+        ),
+        (
+            "ferroplane_pipeline_new_flows_total",
+            "Flows created by this worker.",
+            |r| r.stats.new_flows,
+        ),
+        (
+            "ferroplane_pipeline_insert_races_lost_total",
+            "First packets that adopted another worker's flow.",
+            |r| r.stats.races_lost,
+        ),
+        (
+            "ferroplane_pipeline_rejects_total",
+            "Connections rejected (no endpoints).",
+            |r| r.stats.rejects,
+        ),
+        (
+            "ferroplane_pipeline_icmp_generated_total",
+            "ICMP errors generated.",
+            |r| r.stats.icmp_generated,
+        ),
+        (
+            "ferroplane_worker_rx_errors_total",
+            "Receive calls that failed.",
+            |r| r.rx_errors,
+        ),
+        (
+            "ferroplane_worker_idle_rounds_total",
+            "Rounds that found no packet.",
+            |r| r.idle_rounds,
+        ),
+        (
+            "ferroplane_worker_sleeps_total",
+            "Times a worker slept on its ports.",
+            |r| r.sleeps,
+        ),
+    ];
+    for (name, help, field) in worker_metrics {
+        header(&mut out, name, "counter", help);
+        for r in input.reports {
+            let _ = writeln!(out, "{name}{{worker=\"{}\"}} {}", r.worker, field(r));
+        }
+    }
+    let ct = &input.conntrack;
+    for (name, kind, help, value) in [
+        (
+            "ferroplane_conntrack_entries",
+            "gauge",
+            "Live flows.",
+            ct.entries,
+        ),
+        (
+            "ferroplane_conntrack_capacity",
+            "gauge",
+            "Flows the table holds before it evicts.",
+            input.conntrack_capacity as u64,
+        ),
+        (
+            "ferroplane_conntrack_inserts_total",
+            "counter",
+            "Flows created.",
+            ct.inserts,
+        ),
+        (
+            "ferroplane_conntrack_evictions_total",
+            "counter",
+            "Live flows evicted to make room.",
+            ct.evictions,
+        ),
+        (
+            "ferroplane_conntrack_insert_failed_total",
+            "counter",
+            "Flows not created: table full.",
+            ct.insert_failed,
+        ),
+        (
+            "ferroplane_conntrack_expired_total",
+            "counter",
+            "Flows timed out.",
+            ct.expired,
+        ),
+        (
+            "ferroplane_conntrack_invalid_total",
+            "counter",
+            "Packets that did not fit their flow's state.",
+            ct.invalid,
+        ),
+        (
+            "ferroplane_conntrack_insert_races_lost_total",
+            "counter",
+            "Inserts that found the flow already created by another worker.",
+            ct.insert_races_lost,
+        ),
+        (
+            "ferroplane_handoff_adopted_flows",
+            "gauge",
+            "Flows adopted from the previous process at start.",
+            input.adopted_flows,
+        ),
+        (
+            "ferroplane_snapshot_generation",
+            "gauge",
+            "Generation of the snapshot the workers run.",
+            input.generation,
+        ),
+        (
+            "ferroplane_monitor_lost_total",
+            "counter",
+            "Drop events a slow monitor client missed.",
+            input.monitor_lost,
+        ),
+        (
+            "ferroplane_capture_lost_total",
+            "counter",
+            "Frames a slow capture client missed.",
+            input.capture_lost,
+        ),
+    ] {
+        header(&mut out, name, kind, help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+    input.sync.render_prometheus(&mut out);
+    out
+}
+
+/// `/stats`: the same numbers as JSON, ports by name, drops by reason (non-zero only).
+pub fn stats(input: &MetricsInput<'_>, node: &str) -> Value {
+    let workers: Vec<Value> = input
+        .reports
+        .iter()
+        .map(|r| {
+            let ports: Vec<Value> = r
+                .ports
+                .iter()
+                .enumerate()
+                .filter_map(|(port, c)| {
+                    let label = input.names.label(PortId(port as u16))?;
+                    Some(json!({
+                        "port": port, "name": label.name, "interface": label.interface,
+                        "rx_packets": c.rx_packets, "rx_bytes": c.rx_bytes,
+                        "tx_packets": c.tx_packets, "tx_bytes": c.tx_bytes,
+                        "tx_ring_full": c.tx_refused,
+                    }))
+                })
+                .collect();
+            let drops: serde_json::Map<String, Value> = r
+                .drops
+                .iter()
+                .map(|(reason, n)| (reason.name().to_owned(), json!(n)))
+                .collect();
+            json!({
+                "worker": r.worker,
+                "packets": r.stats.packets,
+                "forwarded": r.stats.forwarded,
+                "new_flows": r.stats.new_flows,
+                "drops": drops,
+                "rx_errors": r.rx_errors,
+                "ports": ports,
+            })
+        })
+        .collect();
+    let ct = &input.conntrack;
+    json!({
+        "node": node,
+        "generation": input.generation,
+        "workers": workers,
+        "conntrack": {
+            "entries": ct.entries, "capacity": input.conntrack_capacity,
+            "inserts": ct.inserts, "evictions": ct.evictions, "expired": ct.expired,
+            "insert_failed": ct.insert_failed, "adopted": input.adopted_flows,
+        },
+        "sync": {
+            "syncs": input.sync.syncs,
+            "failures": input.sync.sync_failures,
+            "last_sync_timestamp": input.sync.last_sync_timestamp,
+            "pending_changes": input.sync.pending_changes,
+        },
+    })
+}
+
+fn flag_names(bits: u8) -> String {
+    let names: Vec<&str> = [
+        (flags::DNAT, "DNAT"),
+        (flags::SNAT, "SNAT"),
+        (flags::HAIRPIN, "HAIRPIN"),
+        (flags::FROM_HOST, "FROM_HOST"),
+        (flags::EXTERNAL, "EXTERNAL"),
+    ]
+    .into_iter()
+    .filter(|(bit, _)| bits & bit != 0)
+    .map(|(_, name)| name)
+    .collect();
+    names.join(",")
+}
+
+fn tuple(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, proto: L4Proto) -> String {
+    match proto {
+        L4Proto::Icmp => format!("src={src} dst={dst} type=8 code=0 id={sport}"),
+        _ => format!("src={src} dst={dst} sport={sport} dport={dport}"),
+    }
+}
+
+/// One flow as `conntrack -L` prints it: protocol, number, seconds left, TCP state, original
+/// tuple, reply tuple (as it arrives after NAT), status flags in brackets.
+pub fn conntrack_line(f: &FlowView) -> String {
+    let o = &f.original;
+    let r = &f.reply;
+    let state = match f.state {
+        FlowState::UdpUnreplied | FlowState::UdpAssured | FlowState::Icmp => String::new(),
+        tcp => format!("{} ", tcp.name()),
+    };
+    let mut status = Vec::new();
+    match f.state {
+        FlowState::UdpUnreplied => status.push("[UNREPLIED]".to_owned()),
+        FlowState::UdpAssured | FlowState::Established => status.push("[ASSURED]".to_owned()),
+        _ => {}
+    }
+    if f.flags != 0 {
+        status.push(format!("[{}]", flag_names(f.flags)));
+    }
+    format!(
+        "{:<8}{:<3}{} {}{} {} {}",
+        o.proto.name(),
+        o.proto as u8,
+        f.expires_in,
+        state,
+        tuple(o.src, o.dst, o.sport, o.dport, o.proto),
+        tuple(r.src, r.dst, r.sport, r.dport, r.proto),
+        status.join(" ")
+    )
+    .trim_end()
+    .to_owned()
+}
+
+/// One drop event as a line of `ferroplane monitor`.
+pub fn drop_line(event: &DropEvent, names: &PortNames) -> String {
+    let secs = event.at.as_secs();
+    let millis = event.at.subsec_millis();
+    let port = names
+        .label(event.port)
+        .map_or_else(|| format!("port {}", event.port.0), |l| l.name.clone());
+    let flow = event.key.map_or_else(
+        || "(not parsed)".to_owned(),
+        |k| {
+            format!(
+                "{} {}:{} -> {}:{}",
+                k.proto.name(),
+                k.src,
+                k.sport,
+                k.dst,
+                k.dport
+            )
+        },
+    );
+    let mut line = format!(
+        "{secs}.{millis:03} xx drop ({}) flow {flow} from {port} worker {}",
+        event.reason.name(),
+        event.worker
+    );
+    if let Some(pod) = event.policy_pod {
+        let _ = write!(line, " policy-pod {pod}");
+    }
+    if let Some(policy) = &event.policy {
+        let _ = write!(line, " policy {policy}");
+    }
+    line
+}
+
+/// The pcap global header: microsecond timestamps, Ethernet, 65535-byte snapshots.
+pub fn pcap_header() -> [u8; 24] {
+    let mut h = [0u8; 24];
+    h[0..4].copy_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    h[4..6].copy_from_slice(&2u16.to_le_bytes());
+    h[6..8].copy_from_slice(&4u16.to_le_bytes());
+    h[16..20].copy_from_slice(&65_535u32.to_le_bytes());
+    h[20..24].copy_from_slice(&1u32.to_le_bytes());
+    h
+}
+
+/// One pcap record: header and frame.
+pub fn pcap_record(frame: &Frame, out: &mut Vec<u8>) {
+    let len = u32::try_from(frame.data.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&(frame.at.as_secs() as u32).to_le_bytes());
+    out.extend_from_slice(&frame.at.subsec_micros().to_le_bytes());
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&frame.data);
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,282 @@
+//! Where snapshots come from: the state directory through the [`Syncer`], or a Kubernetes API
+//! server through [`KubeSource`] and a compile loop of the same shape ([`KubeSync`]).
+//!
+//! Invariants (both sources): nothing is published until the first snapshot compiles (for
+//! Kubernetes, until every kind was listed once); a failed sync keeps the last snapshot;
+//! generations increase by one per publication; every publication is followed by the flush of
+//! the flows it made stale.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use dataplane::reconcile::flush_stale;
+use dataplane::snapshot::SnapshotCell;
+use dataplane::tables::conntrack::Conntrack;
+
+use super::config::SourceSettings;
+use crate::compile::{Compiler, NodeLocal, Problem};
+use crate::kube_source::KubeSource;
+use crate::store::StateDir;
+use crate::sync::metrics::{ObjectCounts, SyncMetrics};
+use crate::sync::{PollOutcome, PortSource, SyncClock, SyncError, Syncer};
+
+/// A running snapshot source.
+pub enum Source {
+    /// The Syncer and its state directory.
+    State(Box<Syncer>, std::path::PathBuf),
+    Kubernetes(Box<KubeSync>),
+}
+
+impl Source {
+    pub fn cell(&self) -> Arc<SnapshotCell> {
+        match self {
+            Source::State(s, _) => Arc::clone(s.cell()),
+            Source::Kubernetes(k) => Arc::clone(&k.cell),
+        }
+    }
+
+    pub fn poll(&mut self, clock: SyncClock) -> PollOutcome {
+        match self {
+            Source::State(s, _) => s.poll(clock),
+            Source::Kubernetes(k) => k.poll(clock),
+        }
+    }
+
+    pub fn request_sync(&mut self) {
+        match self {
+            Source::State(s, _) => s.request_sync(),
+            Source::Kubernetes(k) => k.force = true,
+        }
+    }
+
+    pub fn metrics(&self) -> &SyncMetrics {
+        match self {
+            Source::State(s, _) => s.metrics(),
+            Source::Kubernetes(k) => &k.metrics,
+        }
+    }
+
+    pub fn problems(&self) -> &[Problem] {
+        match self {
+            Source::State(s, _) => s.problems(),
+            Source::Kubernetes(k) => &k.problems,
+        }
+    }
+
+    /// Applies new node-local compile inputs (a reload). The Kubernetes source recompiles into
+    /// the same cell at its next poll; the state source is started anew, into a new cell the
+    /// caller hands to the workers. On failure the running source is kept.
+    pub fn with_local(
+        &mut self,
+        inputs: SourceInputs<'_>,
+        ports: PortSource,
+        clock: SyncClock,
+    ) -> Result<(), String> {
+        match self {
+            Source::Kubernetes(k) => {
+                k.compiler = Compiler::new(inputs.node, inputs.local);
+                k.resync = inputs.resync;
+                k.force = true;
+                Ok(())
+            }
+            Source::State(s, root) => {
+                let dir = StateDir::new(root.clone());
+                let fresh = Syncer::start(
+                    dir,
+                    inputs.node,
+                    inputs.local,
+                    ports,
+                    inputs.conntracks,
+                    clock,
+                )
+                .map_err(|e| e.to_string())?;
+                *s = Box::new(fresh.with_resync_interval(inputs.resync));
+                Ok(())
+            }
+        }
+    }
+}
+
+/// What every (re)start of a source needs.
+pub struct SourceInputs<'a> {
+    pub node: &'a str,
+    pub local: NodeLocal,
+    pub conntracks: Vec<Arc<Conntrack>>,
+    pub resync: Duration,
+}
+
+/// Starts a source, possibly over several tries (the Node may not exist yet, the API server
+/// may still be listing).
+pub struct Starter {
+    settings: SourceSettings,
+    kube: Option<KubeSource>,
+}
+
+impl Starter {
+    pub fn new(settings: SourceSettings) -> Starter {
+        Starter {
+            settings,
+            kube: None,
+        }
+    }
+
+    /// One try: the running source, or why there is none yet (fatal errors say so).
+    pub fn try_start(
+        &mut self,
+        inputs: SourceInputs<'_>,
+        ports: PortSource,
+        clock: SyncClock,
+    ) -> Result<Source, StartError> {
+        match &self.settings {
+            SourceSettings::State(dir) => Syncer::start(
+                StateDir::new(dir),
+                inputs.node,
+                inputs.local,
+                ports,
+                inputs.conntracks,
+                clock,
+            )
+            .map(|s| Source::State(Box::new(s.with_resync_interval(inputs.resync)), dir.clone()))
+            .map_err(|e| StartError::NotYet(e.to_string())),
+            SourceSettings::Kubernetes { client, cluster } => {
+                let source = match self.kube.take() {
+                    Some(source) => source,
+                    None => KubeSource::connect(client.clone(), cluster.clone())
+                        .map_err(|e| StartError::Fatal(e.to_string()))?,
+                };
+                KubeSync::start(source, inputs, ports, clock)
+                    .map(|k| Source::Kubernetes(Box::new(k)))
+                    .map_err(|(source, why)| {
+                        self.kube = Some(source);
+                        StartError::NotYet(why)
+                    })
+            }
+        }
+    }
+}
+
+/// Why no source runs yet.
+#[derive(Debug)]
+pub enum StartError {
+    /// Retry later (no Node yet, still listing, state unreadable).
+    NotYet(String),
+    /// Retrying will not help (bad kubeconfig).
+    Fatal(String),
+}
+
+/// The Kubernetes counterpart of the [`Syncer`]: polls the watchers' change counter and
+/// recompiles in full on every change (the watch delivers no per-object diff here).
+pub struct KubeSync {
+    source: KubeSource,
+    compiler: Compiler,
+    ports: PortSource,
+    cell: Arc<SnapshotCell>,
+    conntracks: Vec<Arc<Conntrack>>,
+    seen: u64,
+    resync: Duration,
+    last_sync: Instant,
+    force: bool,
+    published: u64,
+    metrics: SyncMetrics,
+    problems: Vec<Problem>,
+}
+
+impl KubeSync {
+    fn start(
+        source: KubeSource,
+        inputs: SourceInputs<'_>,
+        mut ports: PortSource,
+        clock: SyncClock,
+    ) -> Result<KubeSync, (KubeSource, String)> {
+        if !source.is_ready() {
+            let status = source.status();
+            let why = format!(
+                "waiting for the initial lists ({} of 6 kinds listed{})",
+                status.listed.len(),
+                status
+                    .last_error
+                    .map(|e| format!("; last error: {e}"))
+                    .unwrap_or_default()
+            );
+            return Err((source, why));
+        }
+        let started = Instant::now();
+        let state = source.snapshot();
+        let mut compiler = Compiler::new(inputs.node, inputs.local);
+        let compiled = match compiler.compile(&state, &ports(&state)) {
+            Ok(compiled) => compiled,
+            Err(error) => return Err((source, error.to_string())),
+        };
+        let mut snapshot = compiled.snapshot;
+        snapshot.generation = 1;
+        let mut sync = KubeSync {
+            seen: state.generation(),
+            source,
+            compiler,
+            ports,
+            metrics: SyncMetrics {
+                objects: ObjectCounts::of(&snapshot, compiled.problems.len()),
+                ..SyncMetrics::default()
+            },
+            cell: Arc::new(SnapshotCell::new(snapshot)),
+            conntracks: inputs.conntracks,
+            resync: inputs.resync,
+            last_sync: clock.mono,
+            force: false,
+            published: 1,
+            problems: compiled.problems,
+        };
+        sync.record_success(started, clock);
+        Ok(sync)
+    }
+
+    fn poll(&mut self, clock: SyncClock) -> PollOutcome {
+        let generation = self.source.generation();
+        let resync_due = clock.mono.saturating_duration_since(self.last_sync) >= self.resync;
+        if generation == self.seen && !resync_due && !self.force {
+            return PollOutcome::Idle;
+        }
+        let started = Instant::now();
+        let state = self.source.snapshot();
+        let assignments = (self.ports)(&state);
+        let compiled = match self.compiler.compile(&state, &assignments) {
+            Ok(compiled) => compiled,
+            Err(error) => {
+                self.metrics.sync_failures += 1;
+                return PollOutcome::Failed(SyncError(error.to_string()));
+            }
+        };
+        let mut snapshot = compiled.snapshot;
+        self.published += 1;
+        snapshot.generation = self.published;
+        self.metrics.objects = ObjectCounts::of(&snapshot, compiled.problems.len());
+        let old = self.cell.publish(snapshot);
+        let new = self.cell.load();
+        for ct in &self.conntracks {
+            flush_stale(ct, &old, &new, clock.conntrack);
+        }
+        let changed = generation != self.seen;
+        self.seen = state.generation();
+        self.problems = compiled.problems;
+        self.force = false;
+        self.last_sync = clock.mono;
+        self.record_success(started, clock);
+        PollOutcome::Published {
+            generation: self.published,
+            state_generation: self.seen,
+            changed: usize::from(changed),
+            full: true,
+        }
+    }
+
+    fn record_success(&mut self, started: Instant, clock: SyncClock) {
+        let m = &mut self.metrics;
+        m.syncs += 1;
+        m.sync_duration.observe(started.elapsed().as_secs_f64());
+        m.last_sync_timestamp = clock
+            .wall
+            .duration_since(UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_secs_f64());
+    }
+}

@@ -1,0 +1,87 @@
+//! A restart of ferroplane keeps an established TCP connection through a ClusterIP: the flow
+//! table is handed to the next process, which picks the same backend and translation.
+
+use std::io::{BufRead, BufReader};
+use std::time::{Duration, Instant};
+
+use crate::harness::{Backend, Node, service};
+
+/// Sends a numbered line every 10 ms for `argv[3]` seconds over one connection and prints the
+/// replies received and the longest gap between two replies, in ms.
+const STEADY_CLIENT: &str = r#"
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+f = s.makefile("rwb", buffering=0)
+print("connected", flush=True)
+end = time.time() + float(sys.argv[3])
+n, gap, last = 0, 0.0, time.time()
+while time.time() < end:
+    f.write(b"%d\n" % n)
+    reply = f.readline()
+    if not reply.startswith(b"%d from" % n):
+        print("bad reply", reply, flush=True); sys.exit(1)
+    now = time.time(); gap = max(gap, now - last); last = now; n += 1
+    time.sleep(0.01)
+print("replies", n, "max_gap_ms", int(gap * 1000), flush=True)
+"#;
+
+fn restart_keeps_a_connection(tag: &str, backend: Backend) {
+    let mut node = Node::start(
+        tag,
+        backend,
+        2,
+        1,
+        &service("echo", &format!("{tag}-b"), 80, 8080),
+    );
+    node.serve(1, 8080);
+    let vip = node.cluster_ip("echo");
+    let mut client =
+        node.pods[0]
+            .ns
+            .spawn(&["python3", "-u", "-c", STEADY_CLIENT, &vip, "80", "6"]);
+    let mut out = BufReader::new(client.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "connected");
+    std::thread::sleep(Duration::from_secs(1));
+    let stopped = node.stop();
+    let ready = node.launch();
+    let down = ready - stopped;
+    let adopted = node.metric("ferroplane_handoff_adopted_flows", &[]);
+    assert!(
+        adopted >= 1,
+        "the new process adopted no flow\n{}",
+        node.log()
+    );
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    let status = client.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut client.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(
+        status.success(),
+        "the connection broke: {line} {err}\n{}",
+        node.log()
+    );
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(fields.first(), Some(&"replies"), "{line}");
+    let replies: u64 = fields[1].parse().unwrap();
+    let gap: u64 = fields[3].parse().unwrap();
+    eprintln!(
+        "restart ({backend:?}): process down {} ms, longest traffic gap {gap} ms, {replies} replies",
+        down.as_millis()
+    );
+    assert!(replies > 100, "{line}");
+    assert!(gap < 5_000, "{line}");
+    let _ = Instant::now();
+}
+
+#[test]
+fn a_restart_keeps_a_tcp_connection_through_a_cluster_ip_tap() {
+    restart_keeps_a_connection("rt", Backend::Tap);
+}
+
+#[test]
+fn a_restart_keeps_a_tcp_connection_through_a_cluster_ip_af_packet() {
+    restart_keeps_a_connection("ra", Backend::AfPacket);
+}

@@ -422,8 +422,16 @@ fn arp_for_the_gateway_is_answered_in_place() {
     assert_eq!(&out[20..22], &[0, 2], "ARP reply");
     assert_eq!(&out[22..28], &gw_mac(&h).0, "gateway MAC");
     assert_eq!(&out[28..32], &gw.octets());
-    // Nobody else's address is answered on a pod port.
-    let (v, _) = h.run(CLIENT, &arp_request(CLIENT_MAC, ip(CLIENT_IP), ip(BE1_IP)));
+    // Proxy ARP: a neighbour's address on the pod CIDR is answered with the gateway MAC too,
+    // so pods with a connected /24 route still send everything through the dataplane.
+    let (v, out) = h.run(CLIENT, &arp_request(CLIENT_MAC, ip(CLIENT_IP), ip(BE1_IP)));
+    assert_eq!(v, Verdict::Tx(CLIENT));
+    assert_eq!(&out[22..28], &gw_mac(&h).0);
+    // A pod probing its own address (duplicate address detection) gets no answer.
+    let (v, _) = h.run(
+        CLIENT,
+        &arp_request(CLIENT_MAC, ip(CLIENT_IP), ip(CLIENT_IP)),
+    );
     assert_eq!(v, Verdict::Drop(DropReason::NotForUs));
 }
 

@@ -1,5 +1,7 @@
 //! The `ferroplane` command line: kubectl-like verbs over the state directory
 //! (`init`, `apply`, `get`, `delete`) and `trace`. Parsing lives here; each verb is its own module.
+//! `run` starts the node process; `stats`, `conntrack`, `monitor` and `capture` talk to a running
+//! one over its admin socket.
 //!
 //! Conventions: results go to standard output, diagnostics (per-object errors, `created` /
 //! `configured` lines next to YAML output, warnings) to standard error; the exit status is 0

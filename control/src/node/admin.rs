@@ -24,6 +24,7 @@ use dataplane::worker::WorkerReport;
 use super::health::NodeHealth;
 use super::http::{self, Conn, Handler, Request};
 use super::observe::Observers;
+use super::pcap;
 use super::ports::PortNames;
 use super::render::{self, MetricsInput};
 use crate::sync::metrics::SyncMetrics;
@@ -150,7 +151,7 @@ impl AdminState {
         let limit: Option<u64> = request.param("count").and_then(|c| c.parse().ok());
         let frames = self.observers.capture.subscribe(Some(port), STREAM_DEPTH);
         http::start_stream(&mut *conn, "application/vnd.tcpdump.pcap")?;
-        conn.write_all(&render::pcap_header())?;
+        conn.write_all(&pcap::pcap_header())?;
         conn.flush()?;
         let mut written = 0u64;
         let mut buffer = Vec::new();
@@ -159,7 +160,7 @@ impl AdminState {
                 Ok(frame) => {
                     buffer.clear();
                     for frame in std::iter::once(frame).chain(frames.try_iter()) {
-                        render::pcap_record(&frame, &mut buffer);
+                        pcap::pcap_record(&frame, &mut buffer);
                         written += 1;
                         if limit.is_some_and(|l| written >= l) {
                             break;
@@ -182,11 +183,22 @@ impl AdminState {
     }
 }
 
-/// Serves the admin API on the Unix socket `path` (a stale socket is replaced).
+/// Serves the admin API on the Unix socket `path` (a stale socket is replaced; a live one is
+/// an error).
 pub fn serve_unix(path: &Path, state: Arc<AdminState>) -> io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!(
+                "admin.socket {}: another process is serving it",
+                path.display()
+            ),
+        ));
+    }
+    // A socket nobody serves is left over from a process that died: replace it.
     match std::fs::remove_file(path) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}

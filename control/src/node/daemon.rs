@@ -13,40 +13,34 @@
 //! to every worker (see `ports`); the hand-off file is written only after every worker
 //! stopped, so it holds a quiescent table.
 
-use std::io;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use dataplane::io::thread::{allowed_cpus, monotonic_secs};
-use dataplane::io::{handoff, netdev};
-use dataplane::packet::PortId;
 use dataplane::pipeline::Pipeline;
-use dataplane::reconcile::flush_stale;
 use dataplane::tables::affinity::AffinityTable;
-use dataplane::tables::conntrack::Conntrack;
 use dataplane::tables::node::OverlayMode;
 use dataplane::worker::{RunConfig, Worker};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use super::admin::{self, AdminState};
-use super::config::{self, NodeSettings, Overrides, UplinkBackend};
-use super::devices::{self, Device, NodePort};
+use super::config::{NodeSettings, Overrides};
+use super::devices::{self, NodePort};
+use super::handoff;
 
 use super::health::{self, HealthChecks, NodeHealth};
 use super::log;
 use super::observe::Observers;
 use super::ports::{PodPorts, PortManager};
-use super::source::{Source, SourceInputs, StartError, Starter};
+use super::source::{SourceInputs, StartError, Starter};
 use super::worker::{WorkerContext, WorkerThread, seed};
 use crate::compile::{HOST_PORT, UPLINK_PORT};
-use crate::net::MacAddr;
 use crate::sync::{PollOutcome, PortSource, SyncClock};
 
 /// Packet buffers per worker.
@@ -56,8 +50,6 @@ const POLL_INTERVAL: Duration = Duration::from_millis(10);
 /// How often pods whose interface is missing, and health checks that failed to bind, are
 /// retried, and a source that could not start is tried again.
 const RETRY_INTERVAL: Duration = Duration::from_millis(250);
-/// The kind name of the conntrack hand-off file.
-const HANDOFF_KIND: &str = "conntrack";
 
 /// Where `run` re-reads its configuration on SIGHUP.
 pub struct Reload {
@@ -79,13 +71,13 @@ pub fn run(settings: NodeSettings, reload: Reload) -> Result<(), String> {
         settings.uplink.backend,
         settings.pods.backend
     ));
-    let (conntrack, adopted) = conntrack_table(&settings);
+    let (conntrack, adopted) = handoff::conntrack_table(&settings);
     let affinity = Arc::new(AffinityTable::new(65_536));
     let observers = Arc::new(Observers::default());
-    let uplink = open_uplink(&settings)?;
+    let uplink = devices::open_uplink(&settings)?;
     let host = match &settings.host {
         Some(host) => {
-            let (devices, mac) = open_host(&host.interface, host.mac, settings.workers)?;
+            let (devices, mac) = devices::open_host(&host.interface, host.mac, settings.workers)?;
             settings.local.host_mac = Some(mac);
             Some(devices)
         }
@@ -130,7 +122,7 @@ pub fn run(settings: NodeSettings, reload: Reload) -> Result<(), String> {
                 if let Some(signal) = wait_signal(&signals, Duration::from_secs(1))
                     && signal != SIGHUP
                 {
-                    save_handoff(&settings, &conntrack);
+                    handoff::save_handoff(&settings, &conntrack);
                     return Ok(());
                 }
             }
@@ -211,7 +203,7 @@ pub fn run(settings: NodeSettings, reload: Reload) -> Result<(), String> {
     loop {
         match wait_signal(&signals, POLL_INTERVAL) {
             Some(SIGHUP) => {
-                reload_config(
+                super::reload::reload_config(
                     &reload,
                     &mut settings,
                     &mut source,
@@ -278,15 +270,17 @@ pub fn run(settings: NodeSettings, reload: Reload) -> Result<(), String> {
             Err(error) => log::error(format_args!("worker {id}: {error}")),
         }
     }
-    save_handoff(&settings, &conntrack);
-    drop(stopped);
+    // Close the devices first (a TAP queue left open would still be chosen for frames), all
+    // at once: closing an AF_PACKET socket waits for an RCU grace period.
+    close_devices(stopped);
+    handoff::save_handoff(&settings, &conntrack);
     drop(checks);
     let _ = std::fs::remove_file(&settings.admin.socket);
     log::info(format_args!("stopped"));
     Ok(())
 }
 
-fn clock() -> SyncClock {
+pub(super) fn clock() -> SyncClock {
     SyncClock::now(monotonic_secs())
 }
 
@@ -328,155 +322,16 @@ fn watch_signals() -> Result<Receiver<i32>, String> {
 }
 
 fn wait_signal(signals: &Receiver<i32>, timeout: Duration) -> Option<i32> {
-    match signals.recv_timeout(timeout) {
-        Ok(signal) => Some(signal),
-        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-    }
+    signals.recv_timeout(timeout).ok()
 }
 
-/// The flow table: the one the previous process handed off, if it fits, else a new one.
-fn conntrack_table(settings: &NodeSettings) -> (Arc<Conntrack>, u64) {
-    let path = &settings.handoff;
-    match handoff::take(path, HANDOFF_KIND) {
-        Ok(Some(words)) => match Conntrack::adopt(words, settings.conntrack) {
-            Ok(table) => {
-                let flows = table.len() as u64;
-                log::info(format_args!(
-                    "adopted {flows} flows from {}",
-                    path.display()
-                ));
-                return (Arc::new(table), flows);
+/// Closes every device of the stopped workers, in parallel.
+fn close_devices(workers: Vec<Worker<NodePort>>) {
+    std::thread::scope(|scope| {
+        for mut worker in workers {
+            for port in worker.ports.drain(..).flatten() {
+                scope.spawn(move || drop(port));
             }
-            Err(error) => log::warn(format_args!(
-                "hand-off file {} does not fit this table ({error:?}); starting empty",
-                path.display()
-            )),
-        },
-        Ok(None) => {}
-        Err(error) => log::warn(format_args!("hand-off file: {error}; starting empty")),
-    }
-    (Arc::new(Conntrack::new(settings.conntrack)), 0)
-}
-
-fn save_handoff(settings: &NodeSettings, conntrack: &Conntrack) {
-    let path = &settings.handoff;
-    if let Some(dir) = path.parent()
-        && let Err(error) = std::fs::create_dir_all(dir)
-    {
-        log::error(format_args!(
-            "hand-off directory {}: {error}",
-            dir.display()
-        ));
-        return;
-    }
-    match handoff::save(path, HANDOFF_KIND, conntrack.words()) {
-        Ok(()) => log::info(format_args!(
-            "handed off {} flows to {}",
-            conntrack.len(),
-            path.display()
-        )),
-        Err(error) => log::error(format_args!(
-            "writing the hand-off file {}: {error}",
-            path.display()
-        )),
-    }
-}
-
-fn open_uplink(settings: &NodeSettings) -> Result<Vec<Device>, String> {
-    let uplink = &settings.uplink;
-    let n = settings.workers;
-    let opened = match uplink.backend {
-        UplinkBackend::AfPacket => {
-            devices::open_af_packet(&uplink.interface, n, devices::fanout_group(PortId(0)))
         }
-        UplinkBackend::Tap => devices::open_tap(&uplink.interface, n, None).map(|(d, _)| d),
-        UplinkBackend::AfXdp => devices::open_af_xdp(&uplink.interface, n, uplink.xdp_mode),
-    };
-    opened.map_err(|e| format!("ports.uplink.interface {}: {e}", uplink.interface))
-}
-
-/// Opens the host TAP, sets its MAC if one is configured and brings it up; returns its MAC.
-fn open_host(
-    interface: &str,
-    mac: Option<MacAddr>,
-    workers: usize,
-) -> Result<(Vec<Device>, MacAddr), String> {
-    let fail = |e: io::Error| format!("ports.host.interface {interface}: {e}");
-    let (devices, _) = devices::open_tap(interface, workers, None).map_err(fail)?;
-    if let Some(mac) = mac {
-        let out = Command::new("ip")
-            .args(["link", "set", "dev", interface, "address", &mac.to_string()])
-            .output()
-            .map_err(|e| format!("ports.host.mac: running `ip`: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "ports.host.mac {mac}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-    }
-    netdev::set_up(interface).map_err(fail)?;
-    let actual = MacAddr(netdev::mac_address(interface).map_err(fail)?);
-    Ok((devices, actual))
-}
-
-fn reload_config(
-    reload: &Reload,
-    settings: &mut NodeSettings,
-    source: &mut Source,
-    cells: &ArcSwap<dataplane::snapshot::SnapshotCell>,
-    conntrack: &Arc<Conntrack>,
-    port_source: &dyn Fn() -> PortSource,
-) {
-    let Some(path) = &reload.config else {
-        log::info(format_args!("SIGHUP: no --config to reload"));
-        return;
-    };
-    let mut fresh = match config::load(path).and_then(|f| config::resolve(f, &reload.overrides)) {
-        Ok(fresh) => fresh,
-        Err(error) => {
-            log::error(format_args!(
-                "SIGHUP: keeping the running configuration: {error}"
-            ));
-            return;
-        }
-    };
-    // The host TAP keeps the MAC it was started with: changing it needs a restart.
-    fresh.local.host_mac = settings.local.host_mac;
-    let (live, restart) = fresh.changes_from(settings);
-    if live.is_empty() && restart.is_empty() {
-        log::info(format_args!("SIGHUP: {} unchanged", path.display()));
-        return;
-    }
-    if !restart.is_empty() {
-        log::warn(format_args!(
-            "SIGHUP: changed, effective at the next start: {}",
-            restart.join(", ")
-        ));
-    }
-    if live.is_empty() {
-        return;
-    }
-    let old = cells.load().load();
-    let inputs = SourceInputs {
-        node: &settings.node_name,
-        local: fresh.local.clone(),
-        conntracks: vec![Arc::clone(conntrack)],
-        resync: fresh.resync_interval,
-    };
-    match source.with_local(inputs, port_source(), clock()) {
-        Ok(()) => {
-            let cell = source.cell();
-            if !Arc::ptr_eq(&cell, &cells.load()) {
-                flush_stale(conntrack, &old, &cell.load(), monotonic_secs());
-                cells.store(cell);
-            }
-            settings.local = fresh.local;
-            settings.resync_interval = fresh.resync_interval;
-            log::info(format_args!("SIGHUP: applied {}", live.join(", ")));
-        }
-        Err(error) => log::error(format_args!(
-            "SIGHUP: could not recompile with the new settings, keeping the old: {error}"
-        )),
-    }
+    });
 }

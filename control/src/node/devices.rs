@@ -12,23 +12,26 @@
 use std::io;
 use std::os::fd::RawFd;
 use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 
-use dataplane::io::PacketIo;
 use dataplane::io::af_packet::{AfPacketConfig, AfPacketPort};
 use dataplane::io::af_xdp::{AfXdpConfig, AfXdpPort, XdpMode};
 use dataplane::io::tap::TapQueue;
+use dataplane::io::{PacketIo, netdev};
 use dataplane::packet::{Packet, PacketPool, PortId};
 
-use super::config::XdpModeKind;
+use super::config::{NodeSettings, UplinkBackend, XdpModeKind};
 use super::netns;
 use super::observe::{Frame, Observers, wall_now};
+use crate::net::MacAddr;
 
 /// One worker's device on one port.
 pub enum Device {
     Tap(TapQueue),
     AfPacket(AfPacketPort),
-    AfXdp(AfXdpPort),
+    /// Boxed: an XDP socket with its rings is several times larger than the others.
+    AfXdp(Box<AfXdpPort>),
 }
 
 /// A device as a worker runs it: the device, the port it serves, and the capture hook.
@@ -112,7 +115,7 @@ pub fn open_tap(
     netns: Option<&Path>,
 ) -> io::Result<(Vec<Device>, bool)> {
     let open = || {
-        let existed = dataplane::io::netdev::ifindex(name).is_ok();
+        let existed = netdev::ifindex(name).is_ok();
         let queues = (0..workers)
             .map(|_| TapQueue::open(name))
             .collect::<io::Result<Vec<_>>>()?;
@@ -131,7 +134,7 @@ pub fn open_tap(
 /// its last queue closes.
 pub fn release_tap(name: &str, netns: Option<&Path>) -> io::Result<()> {
     let release = || {
-        if dataplane::io::netdev::ifindex(name).is_err() {
+        if netdev::ifindex(name).is_err() {
             return Ok(());
         }
         TapQueue::open(name)?.set_persistent(false)
@@ -168,7 +171,7 @@ pub fn open_af_xdp(name: &str, workers: usize, mode: XdpModeKind) -> io::Result<
                 ..AfXdpConfig::default()
             };
             AfXdpPort::open(name, &config)
-                .map(Device::AfXdp)
+                .map(|port| Device::AfXdp(Box::new(port)))
                 .map_err(|e| io::Error::new(e.kind(), format!("queue {queue}: {e}")))
         })
         .collect()
@@ -180,4 +183,40 @@ pub fn fanout_group(port: PortId) -> u16 {
     (std::process::id() as u16)
         .wrapping_mul(64)
         .wrapping_add(port.0)
+}
+
+pub fn open_uplink(settings: &NodeSettings) -> Result<Vec<Device>, String> {
+    let uplink = &settings.uplink;
+    let n = settings.workers;
+    let opened = match uplink.backend {
+        UplinkBackend::AfPacket => open_af_packet(&uplink.interface, n, fanout_group(PortId(0))),
+        UplinkBackend::Tap => open_tap(&uplink.interface, n, None).map(|(d, _)| d),
+        UplinkBackend::AfXdp => open_af_xdp(&uplink.interface, n, uplink.xdp_mode),
+    };
+    opened.map_err(|e| format!("ports.uplink.interface {}: {e}", uplink.interface))
+}
+
+/// Opens the host TAP, sets its MAC if one is configured and brings it up; returns its MAC.
+pub fn open_host(
+    interface: &str,
+    mac: Option<MacAddr>,
+    workers: usize,
+) -> Result<(Vec<Device>, MacAddr), String> {
+    let fail = |e: io::Error| format!("ports.host.interface {interface}: {e}");
+    let (devices, _) = open_tap(interface, workers, None).map_err(fail)?;
+    if let Some(mac) = mac {
+        let out = Command::new("ip")
+            .args(["link", "set", "dev", interface, "address", &mac.to_string()])
+            .output()
+            .map_err(|e| format!("ports.host.mac: running `ip`: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "ports.host.mac {mac}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+    }
+    netdev::set_up(interface).map_err(fail)?;
+    let actual = MacAddr(netdev::mac_address(interface).map_err(fail)?);
+    Ok((devices, actual))
 }

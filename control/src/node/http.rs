@@ -203,7 +203,9 @@ pub fn serve_tcp(
                     break;
                 }
                 let Ok(conn) = conn else { continue };
-                let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+                // A request handled on the accepting thread must not hold it for long.
+                let timeout = if inline { 1 } else { 5 };
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(timeout)));
                 dispatch(conn, &handler, inline);
             }
         })

@@ -90,7 +90,7 @@ impl Source {
                     clock,
                 )
                 .map_err(|e| e.to_string())?;
-                *s = Box::new(fresh.with_resync_interval(inputs.resync));
+                **s = fresh.with_resync_interval(inputs.resync);
                 Ok(())
             }
         }
@@ -139,17 +139,15 @@ impl Starter {
             .map(|s| Source::State(Box::new(s.with_resync_interval(inputs.resync)), dir.clone()))
             .map_err(|e| StartError::NotYet(e.to_string())),
             SourceSettings::Kubernetes { client, cluster } => {
-                let source = match self.kube.take() {
-                    Some(source) => source,
-                    None => KubeSource::connect(client.clone(), cluster.clone())
-                        .map_err(|e| StartError::Fatal(e.to_string()))?,
-                };
-                KubeSync::start(source, inputs, ports, clock)
+                if self.kube.is_none() {
+                    self.kube = Some(
+                        KubeSource::connect(client.clone(), cluster.clone())
+                            .map_err(|e| StartError::Fatal(e.to_string()))?,
+                    );
+                }
+                KubeSync::start(&mut self.kube, inputs, ports, clock)
                     .map(|k| Source::Kubernetes(Box::new(k)))
-                    .map_err(|(source, why)| {
-                        self.kube = Some(source);
-                        StartError::NotYet(why)
-                    })
+                    .map_err(StartError::NotYet)
             }
         }
     }
@@ -182,12 +180,16 @@ pub struct KubeSync {
 }
 
 impl KubeSync {
+    /// Compiles the first snapshot from `slot`'s source, taking the source on success.
     fn start(
-        source: KubeSource,
+        slot: &mut Option<KubeSource>,
         inputs: SourceInputs<'_>,
         mut ports: PortSource,
         clock: SyncClock,
-    ) -> Result<KubeSync, (KubeSource, String)> {
+    ) -> Result<KubeSync, String> {
+        let Some(source) = slot.as_ref() else {
+            return Err("no Kubernetes source".to_owned());
+        };
         if !source.is_ready() {
             let status = source.status();
             let why = format!(
@@ -198,14 +200,16 @@ impl KubeSync {
                     .map(|e| format!("; last error: {e}"))
                     .unwrap_or_default()
             );
-            return Err((source, why));
+            return Err(why);
         }
         let started = Instant::now();
         let state = source.snapshot();
         let mut compiler = Compiler::new(inputs.node, inputs.local);
-        let compiled = match compiler.compile(&state, &ports(&state)) {
-            Ok(compiled) => compiled,
-            Err(error) => return Err((source, error.to_string())),
+        let compiled = compiler
+            .compile(&state, &ports(&state))
+            .map_err(|e| e.to_string())?;
+        let Some(source) = slot.take() else {
+            return Err("no Kubernetes source".to_owned());
         };
         let mut snapshot = compiled.snapshot;
         snapshot.generation = 1;

@@ -3,181 +3,25 @@
 //! namespace per pod wired to the node's pod ports the way a CNI would (TAP moved into the pod,
 //! or a veth whose node end ferroplane opens).
 //!
-//! Invariants: every namespace is `fpn-<pid>-<n>-<role>` and deleted when dropped (also on
-//! panic); namespaces of test runs whose process is gone are deleted before the first one is
-//! created; the tests need root and fail with a clear message otherwise.
+//! Invariant: everything a `Node` made (processes, namespaces, its temporary directory) goes
+//! away when it is dropped, on success and on panic; the log is printed on panic.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::Once;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use control::node::pod_interface_name;
 
+pub use crate::netns::{Netns, must, require_root};
+use crate::scripts::{ECHO_SERVER, TCP_CLIENT, UDP_CLIENT};
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_ferroplane");
 pub const NODE_IP: &str = "192.168.100.10";
 pub const UNDERLAY_IP: &str = "192.168.100.1";
 pub const GATEWAY: &str = "10.244.0.1";
-
-/// Fails the test unless it runs as root.
-pub fn require_root() {
-    let out = Command::new("id").arg("-u").output().unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "0",
-        "the node process tests create network namespaces, TAPs and veths: run them as root"
-    );
-}
-
-pub fn sh(program: &str, args: &[&str]) -> Output {
-    Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running {program}: {e}"))
-}
-
-/// Runs a command that must succeed.
-pub fn must(program: &str, args: &[&str]) -> String {
-    let out = sh(program, args);
-    assert!(
-        out.status.success(),
-        "{program} {}: {}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-const PREFIX: &str = "fpn-";
-
-fn delete_stale_namespaces() {
-    let listing = must("ip", &["netns", "list"]);
-    for name in listing.lines().filter_map(|l| l.split_whitespace().next()) {
-        let Some(rest) = name.strip_prefix(PREFIX) else {
-            continue;
-        };
-        let pid = rest.split('-').next().unwrap_or_default();
-        if !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = sh("ip", &["netns", "del", name]);
-        }
-    }
-}
-
-/// A network namespace for the life of this value.
-pub struct Netns {
-    pub name: String,
-}
-
-impl Netns {
-    pub fn new(test: u32, role: &str) -> Netns {
-        require_root();
-        static CLEANUP: Once = Once::new();
-        CLEANUP.call_once(delete_stale_namespaces);
-        let name = format!("{PREFIX}{}-{test}-{role}", std::process::id());
-        must("ip", &["netns", "add", &name]);
-        let ns = Netns { name };
-        ns.exec(&[
-            "sh",
-            "-c",
-            "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6; \
-             echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6; ip link set lo up",
-        ]);
-        ns
-    }
-
-    /// `ip -n NS args`, which must succeed.
-    pub fn ip(&self, args: &[&str]) -> String {
-        let mut all = vec!["-n", self.name.as_str()];
-        all.extend_from_slice(args);
-        must("ip", &all)
-    }
-
-    /// Runs `args` inside the namespace; returns the output whatever the status.
-    pub fn run(&self, args: &[&str]) -> Output {
-        let mut all = vec!["netns", "exec", self.name.as_str()];
-        all.extend_from_slice(args);
-        sh("ip", &all)
-    }
-
-    /// Runs `args` inside the namespace; it must succeed.
-    pub fn exec(&self, args: &[&str]) -> String {
-        let mut all = vec!["netns", "exec", self.name.as_str()];
-        all.extend_from_slice(args);
-        must("ip", &all)
-    }
-
-    pub fn spawn(&self, args: &[&str]) -> Child {
-        Command::new("ip")
-            .args(["netns", "exec", &self.name])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    }
-
-    pub fn has_link(&self, name: &str) -> bool {
-        sh("ip", &["-n", &self.name, "link", "show", name])
-            .status
-            .success()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = sh("ip", &["netns", "del", &self.name]);
-    }
-}
-
-/// A server in a pod: TCP (line echo, any number of connections) and UDP echo on `port`,
-/// answering `<line> from <client ip>`.
-pub const ECHO_SERVER: &str = r#"
-import socket, sys, threading
-port = int(sys.argv[1])
-def serve(conn, peer):
-    f = conn.makefile("rwb", buffering=0)
-    for line in f:
-        f.write(line.rstrip(b"\n") + b" from " + peer[0].encode() + b"\n")
-def tcp():
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", port)); s.listen(64)
-    while True:
-        c, peer = s.accept()
-        threading.Thread(target=serve, args=(c, peer), daemon=True).start()
-def udp():
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("0.0.0.0", port))
-    while True:
-        data, peer = u.recvfrom(2048)
-        u.sendto(data + b" from " + peer[0].encode(), peer)
-threading.Thread(target=udp, daemon=True).start()
-print("ready", flush=True)
-tcp()
-"#;
-
-/// TCP client: connects to argv[1]:argv[2], sends argv[3], prints the answer.
-pub const TCP_CLIENT: &str = r#"
-import socket, sys
-s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)
-s.sendall(sys.argv[3].encode() + b"\n")
-print(s.makefile().readline().strip())
-"#;
-
-/// UDP client: sends argv[3] to argv[1]:argv[2] (retrying), prints the answer.
-pub const UDP_CLIENT: &str = r#"
-import socket, sys
-u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(0.5)
-for _ in range(6):
-    u.sendto(sys.argv[3].encode(), (sys.argv[1], int(sys.argv[2])))
-    try:
-        print(u.recvfrom(2048)[0].decode()); break
-    except socket.timeout:
-        pass
-"#;
 
 /// How pods are attached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -220,6 +64,18 @@ impl Node {
     /// A cluster with node `node-<tag>` and pods `<tag>-a`, `<tag>-b`, ... (10.244.0.2, .3, ...)
     /// and the extra manifests, and ferroplane running with `workers` workers.
     pub fn start(tag: &str, backend: Backend, pods: usize, workers: usize, extra: &str) -> Node {
+        Node::start_with_uplink(tag, backend, "af-packet", pods, workers, extra)
+    }
+
+    /// As [`Node::start`], with the uplink on `uplink` (`af-packet`, `af-xdp`, `tap`).
+    pub fn start_with_uplink(
+        tag: &str,
+        backend: Backend,
+        uplink: &str,
+        pods: usize,
+        workers: usize,
+        extra: &str,
+    ) -> Node {
         require_root();
         let test = NEXT.fetch_add(1, Ordering::Relaxed);
         let dir = tempfile::tempdir().unwrap();
@@ -335,7 +191,7 @@ impl Node {
             servers: Vec::new(),
             restarts: 0,
         };
-        this.write_config(workers);
+        this.write_config(workers, uplink);
         this.launch();
         this.wire_pods();
         this
@@ -349,10 +205,10 @@ impl Node {
         self.dir.path().join("node.yaml")
     }
 
-    fn write_config(&self, workers: usize) {
+    fn write_config(&self, workers: usize, uplink: &str) {
         let underlay_mac = self.underlay.exec(&["cat", "/sys/class/net/ul0/address"]);
         let config = format!(
-            "nodeName: {name}\nsource: state\nstateDir: {state}\nports:\n  uplink:\n    interface: up0\n    backend: af-packet\n    nextHopMAC: {mac}\n  host:\n    interface: fp-host\n  pods:\n    backend: {backend}\n    netnsDir: {netns}\nworkers:\n  count: {workers}\nadmin:\n  socket: {socket}\nhealth:\n  bindAddress: 0.0.0.0:10256\nhandoff: {handoff}\n",
+            "nodeName: {name}\nsource: state\nstateDir: {state}\nports:\n  uplink:\n    interface: up0\n    backend: {uplink}\n    nextHopMAC: {mac}\n  host:\n    interface: fp-host\n  pods:\n    backend: {backend}\n    netnsDir: {netns}\nworkers:\n  count: {workers}\nconntrack:\n  maxEntries: 16384\nadmin:\n  socket: {socket}\nhealth:\n  bindAddress: 0.0.0.0:10256\nhandoff: {handoff}\n",
             name = self.node_name(),
             state = self.dir.path().join("state").display(),
             mac = underlay_mac.trim(),
@@ -410,9 +266,10 @@ impl Node {
         panic!("ferroplane did not become healthy:\n{}", self.log());
     }
 
-    /// SIGTERMs ferroplane and waits for a clean exit.
+    /// SIGTERMs ferroplane and waits for a clean exit; returns when the signal was sent.
     pub fn stop(&mut self) -> Instant {
         let mut child = self.process.take().unwrap();
+        let signalled = Instant::now();
         must("kill", &["-TERM", &child.id().to_string()]);
         let status = child.wait().unwrap();
         assert!(
@@ -420,7 +277,7 @@ impl Node {
             "ferroplane exited with {status}:\n{}",
             self.log()
         );
-        Instant::now()
+        signalled
     }
 
     /// The log, `/stats` and the pods' links, for failure messages.
@@ -491,10 +348,13 @@ impl Node {
 
     /// Starts the echo server on `port` in pod `i` and waits until it listens.
     pub fn serve(&mut self, i: usize, port: u16) {
-        let mut child =
-            self.pods[i]
-                .ns
-                .spawn(&["python3", "-u", "-c", ECHO_SERVER, &port.to_string()]);
+        self.serve_in(i, port);
+    }
+
+    /// Starts the echo server on `port` in pod `i`, or in the underlay for `usize::MAX`.
+    pub fn serve_in(&mut self, i: usize, port: u16) {
+        let ns = self.pods.get(i).map_or(&self.underlay, |p| &p.ns);
+        let mut child = ns.spawn(&["python3", "-u", "-c", ECHO_SERVER, &port.to_string()]);
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)

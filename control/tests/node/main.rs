@@ -6,5 +6,8 @@
 mod admin;
 mod harness;
 mod lifecycle;
+mod netns;
 mod pods;
 mod restart;
+mod scripts;
+mod uplink;

@@ -2,7 +2,7 @@
 //! table is handed to the next process, which picks the same backend and translation.
 
 use std::io::{BufRead, BufReader};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::harness::{Backend, Node, service};
 
@@ -68,12 +68,11 @@ fn restart_keeps_a_connection(tag: &str, backend: Backend) {
     let replies: u64 = fields[1].parse().unwrap();
     let gap: u64 = fields[3].parse().unwrap();
     eprintln!(
-        "restart ({backend:?}): process down {} ms, longest traffic gap {gap} ms, {replies} replies",
+        "restart ({backend:?}): SIGTERM to the new process ready {} ms, longest traffic gap {gap} ms, {replies} replies",
         down.as_millis()
     );
     assert!(replies > 100, "{line}");
-    assert!(gap < 5_000, "{line}");
-    let _ = Instant::now();
+    assert!(gap < 2_000, "{line}");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! ARP responder: answers requests for the addresses this node owns on each port, in place.
 //!
-//! - pod ports: the pod gateway address (pods route everything through it);
+//! - pod ports: every address but the pod's own (proxy ARP: a pod with a connected pod-CIDR
+//!   route still sends everything to the gateway MAC, so all its traffic is routed here);
 //! - uplink: the node IP (the underlay reaches VXLAN, NodePorts and the host through it);
 //! - host port: every address (proxy ARP: the host routes cluster traffic through us).
 //!
@@ -23,7 +24,7 @@ pub fn handle(snap: &Snapshot, pkt: &mut Packet, in_kind: PortKind, l3: usize) -
     }
     let node = &snap.node;
     let answer: Option<MacAddr> = match in_kind {
-        PortKind::Pod if repr.target_ip == node.gateway_ip => Some(node.gateway_mac),
+        PortKind::Pod if repr.target_ip != repr.sender_ip => Some(node.gateway_mac),
         PortKind::Uplink if repr.target_ip == node.node_ip => Some(node.uplink_mac),
         PortKind::Host if repr.target_ip != node.node_ip => Some(node.gateway_mac),
         _ => None,

@@ -7,6 +7,7 @@
 //! every key is documented in [`CONFIG_HELP`] and in `control/examples/node.yaml` (a test
 //! checks both against each other).
 
+mod diff;
 mod resolve;
 pub mod units;
 

@@ -234,3 +234,23 @@ fn an_empty_file_is_an_empty_configuration() {
     assert!(parse("").unwrap().node_name.is_none());
     assert!(parse("nodeName: [").is_err());
 }
+
+#[test]
+fn the_deploy_config_map_is_a_valid_node_yaml_for_the_kubernetes_source() {
+    let text = include_str!("../../../../deploy/10-configmap.yaml");
+    let map: k8s_openapi::api::core::v1::ConfigMap = serde_saphyr::from_str(text).unwrap();
+    let node_yaml = map.data.unwrap().remove("node.yaml").unwrap();
+    let flags = Overrides {
+        node_name: Some("worker-1".to_owned()),
+        source: Some(SourceKind::Kubernetes),
+        ..Overrides::default()
+    };
+    let s = resolve(parse(&node_yaml).unwrap(), &flags).unwrap();
+    assert!(matches!(s.source, SourceSettings::Kubernetes { .. }));
+    assert_eq!(s.workers, 2);
+    assert_eq!(s.uplink.backend, UplinkBackend::AfPacket);
+    assert_eq!(
+        s.handoff,
+        PathBuf::from("/var/lib/ferroplane/conntrack.handoff")
+    );
+}

@@ -11,6 +11,7 @@ use dataplane::worker::{PortCounters, WorkerReport};
 
 use super::*;
 use crate::node::observe::{DropEvent, Frame};
+use crate::node::pcap::{pcap_header, pcap_record};
 use crate::node::ports::{PortLabel, PortNames};
 use crate::sync::metrics::SyncMetrics;
 

@@ -153,6 +153,15 @@ impl Pipeline {
         self.trace = Some(Vec::new());
     }
 
+    /// Stops recording (and drops what was recorded).
+    pub fn disable_trace(&mut self) {
+        self.trace = None;
+    }
+
+    pub fn is_tracing(&self) -> bool {
+        self.trace.is_some()
+    }
+
     /// Returns and clears the recorded decisions.
     pub fn take_trace(&mut self) -> Vec<TraceEvent> {
         self.trace.as_mut().map(std::mem::take).unwrap_or_default()

@@ -116,7 +116,7 @@ fn a_running_worker_forwards_reports_and_stops_on_request() {
     };
     let handle = {
         let (cell, stop, report) = (cell.clone(), stop.clone(), report.clone());
-        std::thread::spawn(move || run(0, w, &cell, &rx, &stop, &report, &cfg))
+        std::thread::spawn(move || run(0, w, &*cell, &rx, &stop, &report, &cfg))
     };
     // Replace the client's port by one holding traffic, as the control thread does for a pod.
     let mut port = MemPort::new(usize::MAX);

@@ -139,7 +139,6 @@ pub fn run(settings: NodeSettings, reload: Reload) -> Result<(), String> {
     let context = Arc::new(WorkerContext {
         cells: Arc::clone(&cells),
         observers: Arc::clone(&observers),
-        affinity: Arc::clone(&affinity),
         stop: Arc::new(AtomicBool::new(false)),
         run: RunConfig::default(),
     });

@@ -1,30 +1,25 @@
-//! Worker threads: `dataplane::worker::run`'s loop (pin; then commands, snapshot, poll,
-//! housekeeping, idle sleep, report, until stopped), with the two things the node process adds
-//! between rounds: the snapshot cell is looked up each round, so a source rebuilt on SIGHUP
-//! reaches running workers, and the pipeline's trace is switched on only while someone
+//! Worker threads: `dataplane::worker::run` with the two things the node process adds between
+//! rounds (`NodeRounds`): the snapshot cell is looked up each round, so a source rebuilt on
+//! SIGHUP reaches running workers, and the pipeline's trace is switched on only while someone
 //! watches the drop stream (`/monitor`).
 //!
-//! Invariants (as in `dataplane::worker::runtime`):
+//! Invariants:
 //! - The cell, the snapshot and the clock are read once per round.
 //! - With no monitor listener the trace is off: one relaxed load per round, no allocation.
 //! - A stopped worker returns its `Worker` (devices and counters) to the caller.
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::Receiver;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use dataplane::io::PacketIo;
-use dataplane::io::thread::{monotonic_secs, pin_current_thread, pollfd, wait_readable};
 use dataplane::packet::Verdict;
-use dataplane::pipeline::{Pipeline, TraceEvent};
+use dataplane::pipeline::TraceEvent;
 use dataplane::snapshot::{Snapshot, SnapshotCell};
-use dataplane::tables::affinity::AffinityTable;
 use dataplane::tables::policy::PolicyVerdict;
-use dataplane::worker::{RunConfig, Worker, WorkerCommand, WorkerReport};
+use dataplane::worker::{Rounds, RunConfig, Worker, WorkerCommand, WorkerReport};
 
 use super::devices::NodePort;
 use super::observe::{DropEvent, Observers, wall_now};
@@ -34,7 +29,6 @@ pub struct WorkerContext {
     /// The cell of the current snapshot source.
     pub cells: Arc<ArcSwap<SnapshotCell>>,
     pub observers: Arc<Observers>,
-    pub affinity: Arc<AffinityTable>,
     pub stop: Arc<AtomicBool>,
     pub run: RunConfig,
 }
@@ -75,95 +69,52 @@ impl WorkerThread {
 
 fn run(
     id: usize,
-    mut worker: Worker<NodePort>,
+    worker: Worker<NodePort>,
     commands: &Receiver<WorkerCommand<NodePort>>,
     ctx: &WorkerContext,
     report: &ArcSwap<WorkerReport>,
     cpu: Option<usize>,
 ) -> io::Result<Worker<NodePort>> {
-    if let Some(cpu) = cpu {
-        pin_current_thread(cpu)?;
-    }
-    let cfg = &ctx.run;
-    let mut idle = 0u32;
-    let (mut idle_total, mut sleeps) = (0u64, 0u64);
-    let mut fds = Vec::new();
-    let mut tracing = false;
-    let every = Duration::from_millis(cfg.report_every_ms);
-    let mut last_report = Instant::now();
-    while !ctx.stop.load(Ordering::Relaxed) {
-        while let Ok(cmd) = commands.try_recv() {
-            match cmd {
-                WorkerCommand::Attach(port, dev) => worker.attach(port, dev),
-                WorkerCommand::Detach(port) => drop(worker.detach(port)),
-            }
-            fds.clear();
-        }
-        let snap = ctx.cells.load().load();
-        let now = monotonic_secs();
-        let watched = ctx.observers.drops.is_active();
-        if watched != tracing {
-            set_trace(&mut worker.pipeline, watched, &ctx.affinity, id);
-            tracing = watched;
-        }
-        let n = worker.poll_once(&snap, now);
-        if tracing {
-            publish_drops(&worker.pipeline.take_trace(), id, &snap, &ctx.observers);
-        }
-        worker.pipeline.begin_batch(now);
-        worker.pipeline.housekeeping(cfg.housekeeping_budget);
-        if n == 0 {
-            idle += 1;
-            idle_total += 1;
-            if idle >= cfg.idle_rounds {
-                if fds.is_empty() {
-                    fds.extend(
-                        worker
-                            .ports
-                            .iter()
-                            .flatten()
-                            .filter_map(|p| p.poll_fd())
-                            .map(pollfd),
-                    );
-                }
-                wait_readable(&mut fds, cfg.sleep_ms)?;
-                sleeps += 1;
-                idle = 0;
-            }
-        } else {
-            idle = 0;
-        }
-        if last_report.elapsed() >= every {
-            report.store(Arc::new(WorkerReport {
-                worker: id,
-                stats: worker.pipeline.stats.clone(),
-                drops: worker.pipeline.drops.clone(),
-                ports: worker.counters.clone(),
-                rx_errors: worker.rx_errors,
-                idle_rounds: idle_total,
-                sleeps,
-            }));
-            last_report = Instant::now();
-        }
-    }
-    Ok(worker)
+    let cfg = RunConfig {
+        cpu,
+        ..ctx.run.clone()
+    };
+    let rounds = NodeRounds { id, ctx };
+    dataplane::worker::run(id, worker, rounds, commands, &ctx.stop, report, &cfg)
 }
 
-/// Turns the pipeline's trace on, or off by replacing the pipeline with an untraced one that
-/// carries the counters over (the pipeline has no other way to stop tracing).
-fn set_trace(pipeline: &mut Pipeline, on: bool, affinity: &Arc<AffinityTable>, id: usize) {
-    if on {
-        pipeline.enable_trace();
-        return;
+/// The node's additions to each worker round.
+struct NodeRounds<'a> {
+    id: usize,
+    ctx: &'a WorkerContext,
+}
+
+impl Rounds<NodePort> for NodeRounds<'_> {
+    /// The current source's cell: a source rebuilt on SIGHUP reaches running workers.
+    fn snapshot(&mut self) -> Arc<Snapshot> {
+        self.ctx.cells.load().load()
     }
-    let mut untraced = Pipeline::new(
-        Arc::clone(pipeline.conntrack()),
-        Arc::clone(affinity),
-        seed(id),
-    );
-    untraced.drops = std::mem::take(&mut pipeline.drops);
-    untraced.stats = std::mem::take(&mut pipeline.stats);
-    *pipeline = untraced;
+
+    /// Tracing follows whether anyone watches the drop stream.
+    fn before_poll(&mut self, worker: &mut Worker<NodePort>) {
+        let watched = self.ctx.observers.drops.is_active();
+        if watched && !worker.pipeline.is_tracing() {
+            worker.pipeline.enable_trace();
+        } else if !watched && worker.pipeline.is_tracing() {
+            worker.pipeline.disable_trace();
+        }
+    }
+
+    fn after_poll(&mut self, worker: &mut Worker<NodePort>, snap: &Snapshot) {
+        if worker.pipeline.is_tracing() {
+            publish_drops(
+                &worker.pipeline.take_trace(),
+                self.id,
+                snap,
+                &self.ctx.observers,
+            );
+        }
+    }
 }
 
 /// A per-worker, per-process seed for backend choice and SNAT ports.

@@ -18,7 +18,7 @@ use crate::tables::conntrack::Now;
 
 mod runtime;
 
-pub use runtime::{RunConfig, WorkerCommand, WorkerReport, run};
+pub use runtime::{Rounds, RunConfig, WorkerCommand, WorkerReport, run};
 
 /// How many frames one port may contribute to a batch.
 pub const BURST: usize = 64;

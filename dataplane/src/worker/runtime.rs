@@ -1,5 +1,7 @@
 //! A worker thread's life: pin, then loop { commands, snapshot, poll, housekeeping, report }
 //! until told to stop; busy-poll under load, sleep in poll(2) on the ports when idle.
+//! What a caller adds between rounds (where the snapshot comes from, observing the round)
+//! goes through the `Rounds` hooks, so there is one loop.
 //!
 //! Invariants:
 //! - The snapshot is loaded once per round and the clock read once per round; the packet
@@ -22,7 +24,7 @@ use crate::io::PacketIo;
 use crate::io::thread::{monotonic_secs, pin_current_thread, pollfd, wait_readable};
 use crate::packet::PortId;
 use crate::pipeline::PipelineStats;
-use crate::snapshot::SnapshotCell;
+use crate::snapshot::{Snapshot, SnapshotCell};
 
 #[derive(Clone, Debug)]
 pub struct RunConfig {
@@ -67,11 +69,30 @@ pub struct WorkerReport {
     pub sleeps: u64,
 }
 
+/// What the caller of `run` decides each round.
+pub trait Rounds<P: PacketIo> {
+    /// The snapshot the round runs against (loaded once per round).
+    fn snapshot(&mut self) -> Arc<Snapshot>;
+
+    /// Before the round's poll (e.g. switch tracing on or off).
+    fn before_poll(&mut self, _worker: &mut Worker<P>) {}
+
+    /// After the round's poll, with the snapshot it ran against (e.g. drain a trace).
+    fn after_poll(&mut self, _worker: &mut Worker<P>, _snap: &Snapshot) {}
+}
+
+/// The plain case: every round reads one snapshot cell.
+impl<P: PacketIo> Rounds<P> for &SnapshotCell {
+    fn snapshot(&mut self) -> Arc<Snapshot> {
+        self.load()
+    }
+}
+
 /// Runs `worker` until `stop` is set; returns it (with its tables) for a clean hand-over.
 pub fn run<P: PacketIo>(
     id: usize,
     mut worker: Worker<P>,
-    cell: &SnapshotCell,
+    mut rounds: impl Rounds<P>,
     commands: &Receiver<WorkerCommand<P>>,
     stop: &AtomicBool,
     report: &ArcSwap<WorkerReport>,
@@ -93,9 +114,11 @@ pub fn run<P: PacketIo>(
             }
             fds.clear();
         }
-        let snap = cell.load();
+        let snap = rounds.snapshot();
         let now = monotonic_secs();
+        rounds.before_poll(&mut worker);
         let n = worker.poll_once(&snap, now);
+        rounds.after_poll(&mut worker, &snap);
         worker.pipeline.begin_batch(now);
         worker.pipeline.housekeeping(cfg.housekeeping_budget);
         if n == 0 {

@@ -1,0 +1,176 @@
+//! `testbed up` and `testbed apply`: the state directory, the fabric, one ferroplane per node,
+//! and every Pod of the control plane brought up as a namespace on its node.
+//!
+//! Invariants: `up` starts from a clean slate (leftovers of the same prefix are removed
+//! first) and removes everything it made when any step fails; a Pod is wired only once the
+//! control plane gave it an IP and placed it on a testbed node; `state.json` is saved after
+//! every node and pod, so `down` and `status` see everything started so far; `apply` returns
+//! only once every new pod's node has attached its port.
+
+use std::path::PathBuf;
+
+use crate::cluster::{Ferroplane, NodeInfo};
+use crate::error::{Error, Result, context};
+use crate::fabric;
+use crate::layout::{Layout, MAX_NODES, node_ip, node_name};
+use crate::nodes;
+use crate::pods::{self, PodSpec};
+use crate::run_state::{Io, Mode, RunState};
+use crate::teardown;
+
+/// The demo manifests applied by `up` without `-f`, in order.
+pub const DEMO_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/demo");
+pub const DEMO_APPLIED: [&str; 3] = [
+    "00-nodes.yaml",
+    "10-store-app.yaml",
+    "20-store-be-service.yaml",
+];
+/// The demo's NetworkPolicies, ready for `testbed apply -f`.
+pub const DEMO_POLICY: &str = "30-store-policy.yaml";
+
+/// The internet host's server: how it answers, and on which ports (TCP and UDP).
+pub const INTERNET_SERVER_NAME: &str = "internet";
+pub const INTERNET_SERVER_PORTS: [u16; 2] = [80, 8080];
+
+pub struct UpOptions {
+    pub nodes: usize,
+    pub io: Io,
+    pub mode: Mode,
+    pub manifests: Vec<PathBuf>,
+    pub ferroplane: PathBuf,
+}
+
+/// Builds the whole testbed; on failure removes what was built and returns the error.
+pub fn up(layout: &Layout, options: &UpOptions) -> Result<RunState> {
+    if !(1..=MAX_NODES).contains(&options.nodes) {
+        return Err(Error(format!("--nodes: 1 to {MAX_NODES}")));
+    }
+    teardown::down(layout)?;
+    build(layout, options).inspect_err(|_| {
+        // The error being returned says what failed; cleaning up is best effort.
+        let _ = teardown::down(layout);
+    })
+}
+
+fn build(layout: &Layout, options: &UpOptions) -> Result<RunState> {
+    let run_dir = layout.run_dir();
+    let state_dir = run_dir.join("state");
+    std::fs::create_dir_all(&run_dir).map_err(context(run_dir.display()))?;
+    let ferroplane = Ferroplane {
+        bin: options.ferroplane.clone(),
+        state_dir: state_dir.clone(),
+    };
+    ferroplane.init()?;
+    ferroplane.apply_text(&nodes_manifest(options.nodes)?)?;
+    let nodes: Vec<NodeInfo> = ferroplane.nodes()?;
+    let mut state = RunState {
+        prefix: layout.prefix.clone(),
+        state_dir,
+        ferroplane: options.ferroplane.clone(),
+        io: options.io,
+        mode: options.mode,
+        nodes: Vec::new(),
+        pods: Vec::new(),
+    };
+    state.save(layout)?;
+    fabric::build(layout, options.mode, &nodes)?;
+    pods::start_server(
+        layout,
+        &layout.internet_ns(),
+        INTERNET_SERVER_NAME,
+        &INTERNET_SERVER_PORTS,
+    )?;
+    for (index, node) in nodes.iter().enumerate() {
+        let netns = fabric::attach_node(layout, index, node)?;
+        let record = nodes::start(
+            layout,
+            &options.ferroplane,
+            &state.state_dir,
+            (options.io, options.mode),
+            node,
+            &nodes,
+            &netns,
+        )?;
+        state.nodes.push(record);
+        state.save(layout)?;
+    }
+    let manifests = if options.manifests.is_empty() {
+        DEMO_APPLIED
+            .iter()
+            .map(|f| PathBuf::from(DEMO_DIR).join(f))
+            .collect()
+    } else {
+        options.manifests.clone()
+    };
+    apply(layout, &mut state, &manifests)?;
+    Ok(state)
+}
+
+/// The testbed's Node objects: `node-1` .. `node-N` at 192.168.50.2 ..
+fn nodes_manifest(count: usize) -> Result<String> {
+    (0..count)
+        .map(|index| {
+            let ip = node_ip(index).ok_or_else(|| Error(format!("no address for node {index}")))?;
+            Ok(format!(
+                "apiVersion: v1\nkind: Node\nmetadata:\n  name: {}\nstatus:\n  addresses:\n  - type: InternalIP\n    address: {ip}\n---\n",
+                node_name(index)
+            ))
+        })
+        .collect()
+}
+
+/// `ferroplane apply` of `files`, then every Pod not yet up is brought up on its node.
+/// Returns what ferroplane printed.
+pub fn apply(layout: &Layout, state: &mut RunState, files: &[PathBuf]) -> Result<String> {
+    let ferroplane = Ferroplane {
+        bin: state.ferroplane.clone(),
+        state_dir: state.state_dir.clone(),
+    };
+    let printed = ferroplane.apply_files(files)?;
+    let testbed_nodes: Vec<&str> = state.nodes.iter().map(|n| n.name.as_str()).collect();
+    if let Some(stray) = ferroplane
+        .nodes()?
+        .into_iter()
+        .find(|n| !testbed_nodes.contains(&n.name.as_str()))
+    {
+        return Err(Error(format!(
+            "Node {} is not one of this testbed's nodes ({}); use --nodes",
+            stray.name,
+            testbed_nodes.join(", ")
+        )));
+    }
+    let mut started = Vec::new();
+    for pod in ferroplane.pods()? {
+        if state
+            .pod(&format!("{}/{}", pod.namespace, pod.name))
+            .is_some()
+        {
+            continue;
+        }
+        let node_name = pod
+            .node
+            .as_deref()
+            .ok_or_else(|| Error(format!("Pod {} names no spec.nodeName", pod.name)))?;
+        let node = state
+            .node(node_name)
+            .ok_or_else(|| Error(format!("Pod {}: no testbed node {node_name}", pod.name)))?
+            .clone();
+        let ip = pod
+            .ip
+            .ok_or_else(|| Error(format!("Pod {} was given no IP", pod.name)))?;
+        let spec = PodSpec {
+            namespace: &pod.namespace,
+            name: &pod.name,
+            ip,
+            ports: &pod.ports,
+        };
+        let record = pods::start(layout, (state.io, state.mode), &node, &spec)?;
+        state.pods.push(record);
+        state.save(layout)?;
+        started.push((node, pod.namespace, pod.name));
+    }
+    for (node, namespace, name) in &started {
+        nodes::wait_attached(node, namespace, name)?;
+    }
+    Ok(printed)
+}

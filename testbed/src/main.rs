@@ -1,0 +1,250 @@
+//! The `testbed` command: bring a ferroplane cluster up in network namespaces, look at it,
+//! probe it, and take it down. `testbed --help` lists the verbs.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use serde_json::json;
+use testbed::cluster::{Ferroplane, locate_ferroplane};
+use testbed::error::{Error, Result};
+use testbed::layout::{DEFAULT_PREFIX, Layout};
+use testbed::lifecycle::{self, DEMO_DIR, DEMO_POLICY, UpOptions};
+use testbed::probe::{Protocol, probe};
+use testbed::run_state::{Io, Mode, RunState};
+use testbed::{netexec, netns, teardown};
+
+#[derive(Parser)]
+#[command(about = "A Kubernetes cluster in network namespaces, with ferroplane on every node")]
+struct Cli {
+    /// Prefix of every namespace and of the run directory (/run/ferroplane-testbed/PREFIX).
+    #[arg(long, global = true, env = "TESTBED_PREFIX", default_value = DEFAULT_PREFIX)]
+    prefix: String,
+    #[command(subcommand)]
+    command: Verb,
+}
+
+#[derive(Subcommand)]
+enum Verb {
+    /// Build the cluster: underlay, router, internet host, nodes running ferroplane, pods.
+    Up {
+        #[arg(long, default_value_t = 2)]
+        nodes: usize,
+        #[arg(long, value_enum, default_value_t = Io::Tap)]
+        io: Io,
+        #[arg(long, value_enum, default_value_t = Mode::Vxlan)]
+        mode: Mode,
+        /// Manifests to apply (default: the demo store app and its Service).
+        #[arg(short = 'f', long = "filename")]
+        manifests: Vec<PathBuf>,
+        /// The ferroplane binary (default: beside this one, else on PATH).
+        #[arg(long, env = "FERROPLANE_BIN")]
+        ferroplane: Option<PathBuf>,
+    },
+    /// Remove every namespace, process and file of this testbed (also after a killed run).
+    Down,
+    /// The state directory, the nodes and the pods.
+    Status {
+        #[arg(short = 'o', long = "output")]
+        output: Option<OutputFormat>,
+    },
+    /// Connect from a pod to TARGET:PORT and report who answered.
+    Probe {
+        from: String,
+        target: SocketAddr,
+        #[arg(long, value_enum, default_value_t = Protocol::Tcp)]
+        protocol: Protocol,
+        /// 500ms, 1s, 2 (seconds).
+        #[arg(long, default_value = "1s", value_parser = parse_duration)]
+        timeout: Duration,
+        /// Requests over the one connection (TCP) or socket (UDP).
+        #[arg(long, default_value_t = 1)]
+        requests: usize,
+        #[arg(short = 'o', long = "output")]
+        output: Option<OutputFormat>,
+    },
+    /// Run a command inside a pod's network namespace.
+    Exec {
+        pod: String,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Apply manifests through ferroplane and bring up any new pods.
+    Apply {
+        #[arg(short = 'f', long = "filename", required = true)]
+        manifests: Vec<PathBuf>,
+    },
+    /// The pods' server (run inside a pod by `up`).
+    #[command(hide = true)]
+    Netexec {
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_delimiter = ',')]
+        ports: Vec<u16>,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OutputFormat {
+    Json,
+}
+
+fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    let parsed = if let Some(ms) = text.strip_suffix("ms") {
+        ms.parse().map(Duration::from_millis)
+    } else {
+        text.strip_suffix('s')
+            .unwrap_or(text)
+            .parse()
+            .map(Duration::from_secs)
+    };
+    parsed.map_err(|_| format!("{text:?}: use e.g. 500ms, 1s or 2"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("testbed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let layout = Layout::new(&cli.prefix)?;
+    match cli.command {
+        Verb::Up {
+            nodes,
+            io,
+            mode,
+            manifests,
+            ferroplane,
+        } => {
+            let options = UpOptions {
+                nodes,
+                io,
+                mode,
+                manifests,
+                ferroplane: locate_ferroplane(ferroplane.as_deref()),
+            };
+            let state = lifecycle::up(&layout, &options)?;
+            print_status(&state, None)?;
+            println!("\nNetworkPolicies ready to apply: testbed apply -f {DEMO_DIR}/{DEMO_POLICY}");
+        }
+        Verb::Down => {
+            let removed = teardown::down(&layout)?;
+            println!(
+                "removed {} namespaces, stopped {} processes",
+                removed.namespaces.len(),
+                removed.processes
+            );
+        }
+        Verb::Status { output } => print_status(&RunState::load(&layout)?, output)?,
+        Verb::Probe {
+            from,
+            target,
+            protocol,
+            timeout,
+            requests,
+            output,
+        } => {
+            let state = RunState::load(&layout)?;
+            let pod = state
+                .pod(&from)
+                .ok_or_else(|| Error(format!("no pod {from}")))?;
+            let report = netns::within(&pod.netns, || {
+                Ok(probe(target, protocol, timeout, requests.max(1)))
+            })?;
+            if output.is_some() {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!(
+                    "{} {} {}",
+                    serde_json::to_value(report.result)?
+                        .as_str()
+                        .unwrap_or_default(),
+                    report.answered_by.as_deref().unwrap_or("-"),
+                    report.client_addr.as_deref().unwrap_or("-")
+                );
+            }
+        }
+        Verb::Exec { pod, command } => {
+            let state = RunState::load(&layout)?;
+            let record = state
+                .pod(&pod)
+                .ok_or_else(|| Error(format!("no pod {pod}")))?;
+            let status = std::process::Command::new("ip")
+                .args(["netns", "exec", &record.netns])
+                .args(&command)
+                .status()?;
+            return Ok(ExitCode::from(
+                u8::try_from(status.code().unwrap_or(1)).unwrap_or(1),
+            ));
+        }
+        Verb::Apply { manifests } => {
+            let mut state = RunState::load(&layout)?;
+            print!("{}", lifecycle::apply(&layout, &mut state, &manifests)?);
+        }
+        Verb::Netexec { name, ports } => netexec::serve(&name, &ports)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_status(state: &RunState, output: Option<OutputFormat>) -> Result<()> {
+    let ferroplane = Ferroplane {
+        bin: state.ferroplane.clone(),
+        state_dir: state.state_dir.clone(),
+    };
+    let ready: Vec<(String, String, bool)> = ferroplane
+        .pods()?
+        .into_iter()
+        .map(|p| (p.namespace, p.name, p.ready))
+        .collect();
+    let is_ready = |namespace: &str, name: &str| {
+        ready
+            .iter()
+            .any(|(ns, n, r)| ns == namespace && n == name && *r)
+    };
+    if output.is_some() {
+        let status = json!({
+            "state_dir": state.state_dir,
+            "io": state.io,
+            "mode": state.mode,
+            "nodes": state.nodes.iter().map(|n| json!({
+                "name": n.name, "ip": n.ip, "pod_cidr": n.pod_cidr, "netns": n.netns,
+                "pid": n.pid, "admin_socket": n.admin_socket, "log": n.log,
+            })).collect::<Vec<_>>(),
+            "pods": state.pods.iter().map(|p| json!({
+                "name": p.name, "namespace": p.namespace, "node": p.node, "ip": p.ip,
+                "ready": is_ready(&p.namespace, &p.name), "netns": p.netns, "ports": p.ports,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(());
+    }
+    println!("state_dir: {}", state.state_dir.display());
+    println!("{:<12} {:<15} {:<16} NETNS", "NODE", "IP", "POD CIDR");
+    for n in &state.nodes {
+        println!("{:<12} {:<15} {:<16} {}", n.name, n.ip, n.pod_cidr, n.netns);
+    }
+    println!("{:<24} {:<12} {:<15} READY", "POD", "NODE", "IP");
+    for p in &state.pods {
+        let name = if p.namespace == "default" {
+            p.name.clone()
+        } else {
+            format!("{}/{}", p.namespace, p.name)
+        };
+        println!(
+            "{:<24} {:<12} {:<15} {}",
+            name,
+            p.node,
+            p.ip,
+            is_ready(&p.namespace, &p.name)
+        );
+    }
+    Ok(())
+}

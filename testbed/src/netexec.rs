@@ -1,0 +1,92 @@
+//! The pods' built-in server (like agnhost netexec): on every declared port, TCP and UDP, it
+//! answers each request line (TCP) or datagram (UDP) with `<pod name> <client ip:port>`.
+//!
+//! Invariants: it prints `ready` only once every port is bound for both protocols; one slow or
+//! broken client never stops the others (a thread per TCP connection).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+
+use crate::error::{Error, Result, context};
+
+/// The answer to one request: the pod's name and the client address it saw.
+pub fn answer(pod: &str, client: SocketAddr) -> String {
+    format!("{pod} {client}")
+}
+
+/// Splits an [`answer`] into the pod name and the client address.
+pub fn parse_answer(text: &str) -> Option<(String, String)> {
+    let (pod, client) = text.trim().split_once(' ')?;
+    Some((pod.to_owned(), client.to_owned()))
+}
+
+/// Binds every port (TCP and UDP), prints `ready`, and serves until killed.
+pub fn serve(pod: &str, ports: &[u16]) -> Result<()> {
+    if ports.is_empty() {
+        return Err(Error("netexec needs at least one port".to_owned()));
+    }
+    let mut tcp = Vec::new();
+    let mut udp = Vec::new();
+    for &port in ports {
+        let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
+        tcp.push(TcpListener::bind(addr).map_err(context(format!("TCP port {port}")))?);
+        udp.push(UdpSocket::bind(addr).map_err(context(format!("UDP port {port}")))?);
+    }
+    println!("ready");
+    std::thread::scope(|scope| {
+        for listener in &tcp {
+            scope.spawn(move || serve_tcp(pod, listener));
+        }
+        for socket in &udp {
+            scope.spawn(move || serve_udp(pod, socket));
+        }
+    });
+    Ok(())
+}
+
+fn serve_tcp(pod: &str, listener: &TcpListener) {
+    for stream in listener.incoming().flatten() {
+        let pod = pod.to_owned();
+        std::thread::spawn(move || answer_connection(&pod, stream));
+    }
+}
+
+fn answer_connection(pod: &str, stream: TcpStream) {
+    let Ok(peer) = stream.peer_addr() else {
+        return;
+    };
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
+    for line in BufReader::new(stream).lines() {
+        if line.is_err() || writeln!(writer, "{}", answer(pod, peer)).is_err() {
+            return;
+        }
+    }
+}
+
+fn serve_udp(pod: &str, socket: &UdpSocket) {
+    let mut buf = [0u8; 2048];
+    loop {
+        if let Ok((_, peer)) = socket.recv_from(&mut buf) {
+            // A lost reply is the client's to retry, as with any UDP service.
+            let _ = socket.send_to(answer(pod, peer).as_bytes(), peer);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_round_trip() {
+        let client: SocketAddr = "10.244.0.2:41234".parse().unwrap();
+        assert_eq!(answer("store-be-1", client), "store-be-1 10.244.0.2:41234");
+        assert_eq!(
+            parse_answer("store-be-1 10.244.0.2:41234\n"),
+            Some(("store-be-1".to_owned(), "10.244.0.2:41234".to_owned()))
+        );
+        assert_eq!(parse_answer("garbage"), None);
+    }
+}

@@ -1,0 +1,160 @@
+//! Playing CNI and kubelet for one pod: its namespace, its interface wired to the node's
+//! ferroplane, its address and routes, and the `testbed netexec` server on its ports.
+//!
+//! Invariants: the pod's interface is `eth0` with MAC `0a:58:<ip>` and `IP/24` without the
+//! connected route; everything goes through the gateway (`.1` of the node's podCIDR), which the
+//! dataplane answers ARP for. With AF_PACKET the pod side never emits GSO super-frames
+//! (`gso_max_segs 1`): the packet socket would see them whole and drop them.
+
+use std::net::Ipv4Addr;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use control::node::pod_interface_name;
+
+use crate::error::{Error, Result, context};
+use crate::layout::{Layout, POD_IF, pod_mac};
+use crate::netns::{add, ip, wait_for_link};
+use crate::nodes::netns_dir;
+use crate::run_state::{Io, Mode, NodeRecord, PodRecord};
+
+const SERVER_READY_WITHIN: Duration = Duration::from_secs(10);
+
+/// A pod to bring up on `node`.
+pub struct PodSpec<'a> {
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub ip: Ipv4Addr,
+    pub ports: &'a [u16],
+}
+
+/// Creates the pod's namespace, attaches it to `node` and starts its server.
+pub fn start(
+    layout: &Layout,
+    (io, mode): (Io, Mode),
+    node: &NodeRecord,
+    pod: &PodSpec<'_>,
+) -> Result<PodRecord> {
+    let ns = layout.pod_ns(pod.namespace, pod.name);
+    add(&ns)?;
+    let link = Path::new("/run/netns").join(&ns);
+    let bound = netns_dir(layout, &node.name).join(&ns);
+    std::os::unix::fs::symlink(&link, &bound).map_err(context(bound.display()))?;
+    let iface = pod_interface_name(pod.namespace, pod.name);
+    match io {
+        Io::Tap => {
+            wait_for_link(&node.netns, &iface, Duration::from_secs(10))?;
+            ip(&node.netns, &["link", "set", &iface, "netns", &ns])?;
+            ip(&ns, &["link", "set", &iface, "name", POD_IF])?;
+        }
+        Io::AfPacket => {
+            let mtu = match mode {
+                Mode::Vxlan => "1450",
+                Mode::Routed => "1500",
+            };
+            ip(
+                &node.netns,
+                &[
+                    "link", "add", &iface, "mtu", mtu, "type", "veth", "peer", "name", POD_IF,
+                    "mtu", mtu, "netns", &ns,
+                ],
+            )?;
+            ip(&node.netns, &["link", "set", &iface, "up"])?;
+            ip(&ns, &["link", "set", POD_IF, "gso_max_segs", "1"])?;
+        }
+    }
+    let gateway = gateway_of(&node.pod_cidr)?;
+    ip(&ns, &["link", "set", POD_IF, "address", &pod_mac(pod.ip)])?;
+    ip(
+        &ns,
+        &[
+            "addr",
+            "add",
+            &format!("{}/24", pod.ip),
+            "dev",
+            POD_IF,
+            "noprefixroute",
+        ],
+    )?;
+    ip(&ns, &["link", "set", POD_IF, "up"])?;
+    ip(
+        &ns,
+        &["route", "add", &gateway, "dev", POD_IF, "scope", "link"],
+    )?;
+    ip(&ns, &["route", "add", "default", "via", &gateway])?;
+    let server_pid = if pod.ports.is_empty() {
+        None
+    } else {
+        Some(start_server(layout, &ns, pod.name, pod.ports)?)
+    };
+    Ok(PodRecord {
+        namespace: pod.namespace.to_owned(),
+        name: pod.name.to_owned(),
+        node: node.name.clone(),
+        ip: pod.ip,
+        netns: ns,
+        ports: pod.ports.to_vec(),
+        server_pid,
+    })
+}
+
+/// The first address of a podCIDR (`10.244.1.0/24` -> `10.244.1.1`).
+fn gateway_of(pod_cidr: &str) -> Result<String> {
+    let network: Ipv4Addr = pod_cidr
+        .split('/')
+        .next()
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| Error(format!("podCIDR {pod_cidr:?} is not IPv4")))?;
+    Ok(Ipv4Addr::from(u32::from(network) + 1).to_string())
+}
+
+/// Starts `testbed netexec` answering as `name` in namespace `ns` and waits until it prints
+/// `ready` to its log (in the run directory's `servers/`).
+pub fn start_server(layout: &Layout, ns: &str, name: &str, ports: &[u16]) -> Result<u32> {
+    let dir = layout.run_dir().join("servers");
+    std::fs::create_dir_all(&dir).map_err(context(dir.display()))?;
+    let log_path = dir.join(format!("{ns}.log"));
+    let log = std::fs::File::create(&log_path).map_err(context(log_path.display()))?;
+    let exe = std::env::current_exe()?;
+    let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(exe)
+        .args(["netexec", "--name", name, "--ports", &ports.join(",")])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .map_err(context(format!("starting netexec in {ns}")))?;
+    let started = Instant::now();
+    while started.elapsed() < SERVER_READY_WITHIN {
+        if let Some(status) = child.try_wait()? {
+            return Err(Error(format!(
+                "netexec in {ns} exited ({status}): {}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            )));
+        }
+        if std::fs::read_to_string(&log_path).is_ok_and(|t| t.lines().any(|l| l == "ready")) {
+            return Ok(child.id());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err(Error(format!(
+        "netexec in {ns} not ready within {SERVER_READY_WITHIN:?}"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gateway_is_the_first_address_of_the_pod_cidr() {
+        assert_eq!(gateway_of("10.244.1.0/24").unwrap(), "10.244.1.1");
+        assert_eq!(gateway_of("10.244.255.0/24").unwrap(), "10.244.255.1");
+        assert!(gateway_of("fd00::/64").is_err());
+    }
+}

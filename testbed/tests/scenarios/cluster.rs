@@ -1,0 +1,162 @@
+//! One testbed per test, under a prefix of its own, taken down when the guard drops (on
+//! success and on panic, with the node logs printed on panic).
+//!
+//! Invariant: the ferroplane binary the testbed runs is the workspace's own debug build
+//! (built here once if the test run did not build it).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+pub const TESTBED: &str = env!("CARGO_BIN_EXE_testbed");
+pub const DEMO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/demo");
+pub const MANIFESTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/manifests");
+
+/// `target/debug/ferroplane`, built by `cargo build -p control` when missing.
+fn ferroplane() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let bin = Path::new(TESTBED).with_file_name("ferroplane");
+        if !bin.is_file() {
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "-p", "control", "--bin", "ferroplane"])
+                .status()
+                .unwrap();
+            assert!(status.success(), "building ferroplane failed");
+        }
+        bin
+    })
+}
+
+pub struct Cluster {
+    pub prefix: String,
+}
+
+impl Cluster {
+    /// `testbed up` with these arguments, under prefix `t<tag><pid>`.
+    pub fn up(tag: &str, args: &[&str]) -> Cluster {
+        let out = Command::new("id").arg("-u").output().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "0",
+            "the scenarios build network namespaces: run them as root"
+        );
+        let cluster = Cluster {
+            prefix: format!("t{tag}{}", std::process::id()),
+        };
+        let mut all = vec!["up", "--ferroplane"];
+        let bin = ferroplane().display().to_string();
+        all.push(&bin);
+        all.extend_from_slice(args);
+        let out = cluster.testbed(&all);
+        assert!(
+            out.status.success(),
+            "testbed up failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        cluster
+    }
+
+    pub fn testbed(&self, args: &[&str]) -> Output {
+        Command::new(TESTBED)
+            .arg("--prefix")
+            .arg(&self.prefix)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    pub fn status(&self) -> Value {
+        let out = self.testbed(&["status", "-o", "json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// The pod's IP, from `testbed status`.
+    pub fn pod_ip(&self, pod: &str) -> String {
+        let status = self.status();
+        let pods = status["pods"].as_array().unwrap();
+        let found = pods.iter().find(|p| p["name"] == pod).unwrap();
+        found["ip"].as_str().unwrap().to_owned()
+    }
+
+    /// `testbed probe FROM TARGET --protocol P -o json`, parsed.
+    pub fn probe(&self, from: &str, target: &str, protocol: &str, requests: usize) -> Value {
+        let requests = requests.to_string();
+        let out = self.testbed(&[
+            "probe",
+            from,
+            target,
+            "--protocol",
+            protocol,
+            "--timeout",
+            "2s",
+            "--requests",
+            &requests,
+            "-o",
+            "json",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// A Service's ClusterIP, from the control plane.
+    pub fn cluster_ip(&self, service: &str) -> String {
+        let state = self.status()["state_dir"].as_str().unwrap().to_owned();
+        let out = Command::new(ferroplane())
+            .args(["--state", &state, "get", "svc", service, "-o", "json"])
+            .output()
+            .unwrap();
+        let svc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        svc["spec"]["clusterIP"].as_str().unwrap().to_owned()
+    }
+
+    pub fn namespace(&self, role: &str) -> String {
+        format!("{}-{role}", self.prefix)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let logs = Path::new("/run/ferroplane-testbed")
+                .join(&self.prefix)
+                .join("nodes");
+            for entry in std::fs::read_dir(logs).into_iter().flatten().flatten() {
+                let log = std::fs::read_to_string(entry.path().join("ferroplane.log"));
+                eprintln!("---- {:?}\n{}", entry.file_name(), log.unwrap_or_default());
+            }
+        }
+        let out = self.testbed(&["down"]);
+        assert!(
+            out.status.success() || std::thread::panicking(),
+            "testbed down: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let left: Vec<String> = String::from_utf8_lossy(
+            &Command::new("ip")
+                .args(["netns", "list"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .lines()
+        .filter(|l| l.starts_with(&format!("{}-", self.prefix)))
+        .map(str::to_owned)
+        .collect();
+        assert!(
+            left.is_empty() || std::thread::panicking(),
+            "testbed down left {left:?}"
+        );
+    }
+}

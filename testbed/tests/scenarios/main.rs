@@ -1,0 +1,10 @@
+//! End-to-end scenarios: a whole testbed per test (real `ferroplane run` on every node), probed
+//! from pods. They need root (network namespaces).
+
+#![allow(clippy::unwrap_used)] // tests may unwrap (COMMON.md); the helpers here are test code too
+
+mod capture;
+mod cluster;
+mod internet;
+mod pod_to_pod;
+mod service;

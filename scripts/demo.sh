@@ -1,63 +1,76 @@
 #!/usr/bin/env bash
-# The ferroplane demo: the seed talk's store app on a two-node cluster, applied to the embedded
-# API server, then each "life of a packet" of the talk run through the real pipeline code of
-# every node it crosses (`ferroplane trace`). Leaves the cluster state in place to explore.
+# The ferroplane demo: a two-node cluster in network namespaces (the testbed), every node
+# running the real `ferroplane run`, with the seed talk's store app; then the talk's "life of
+# a packet" cases, each shown by a real connection (`testbed probe`) and by the pipeline's own
+# account of it (`ferroplane trace`). Leaves the cluster up to explore.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
-cargo build --release --locked -p control
-F="$PWD/target/release/ferroplane"
-STATE="${FERROPLANE_DEMO_STATE:-/var/lib/ferroplane-demo}"
-export FERROPLANE_STATE="$STATE"
-rm -rf "$STATE"
-mkdir -p "$STATE"
+cargo build --release --locked -p control -p testbed
+BIN="$PWD/target/release"
+T="$BIN/testbed"
+F="$BIN/ferroplane"
+export FERROPLANE_BIN="$F"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
-step "A cluster: two nodes, the store app (fe, be x3, db) spread over them"
-run "$F" init
-run "$F" apply -f testbed/manifests/demo/00-nodes.yaml
-run "$F" apply -f testbed/manifests/demo/10-store-app.yaml
-run "$F" get nodes -o wide
-run "$F" get pods -o wide
+step "A cluster: underlay, router, internet host 203.0.113.10, two nodes running ferroplane, the store app"
+"$T" down >/dev/null 2>&1 || true
+run "$T" up --nodes 2
+export FERROPLANE_STATE
+FERROPLANE_STATE=$("$T" status -o json | json 'd["state_dir"]')
 
 step "What you submit is simple; what you get back has more information"
-run "$F" apply -f testbed/manifests/demo/20-store-be-service.yaml
+run "$F" get service store-be -o yaml
 step "When you create a service, a controller wakes up"
 run "$F" get endpoints store-be
-VIP=$("$F" get service store-be -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["spec"]["clusterIP"])')
-FE=$("$F" get pod store-fe -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"]["podIP"])')
-DB=$("$F" get pod store-db -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"]["podIP"])')
+VIP=$("$F" get service store-be -o json | json 'd["spec"]["clusterIP"]')
+ip_of() { "$F" get pod "$1" -o json | json 'd["status"]["podIP"]'; }
+FE=$(ip_of store-fe)
+BE2=$(ip_of store-be-2)
+DB=$(ip_of store-db)
 
-step "Life of a packet: pod to service (DNAT to one backend, VXLAN to its node)"
+step "Pod to pod across nodes: IP-per-pod, no NAT, VXLAN on the underlay"
+run "$T" probe store-fe "$BE2:80"
+
+step "Life of a packet: pod to service. New connections spread over the three backends"
+for _ in 1 2 3 4 5 6 7 8 9; do "$T" probe store-fe "$VIP:80"; done
 run "$F" trace --from default/store-fe --dst "$VIP:80"
+
 step "A VIP answers only on its Service ports"
+run "$T" probe store-fe "$VIP:22" --timeout 1s || true
 run "$F" trace --from default/store-fe --dst "$VIP:22"
-step "Life of a packet: pod to internet (masquerade to the node IP)"
-run "$F" trace --from default/store-fe --dst 203.0.113.10:443
 
-step "L4: Service type=LoadBalancer (the seed's manifest), reached from outside"
-run "$F" apply -f control/tests/seed/service-store-be-lb.yaml
-LB=$("$F" get service store-be -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"]["loadBalancer"]["ingress"][0]["ip"])')
-run "$F" trace --src 203.0.113.10:5555 --node node-1 --dst "$LB:443"
-step "OnlyLocal: only node-local backends, client IP kept (node-1 has one be, node-2 two)"
-run "$F" apply -f control/tests/seed/service-store-be-onlylocal.yaml
-run "$F" trace --src 203.0.113.10:5555 --node node-1 --dst "$LB:443"
+step "Life of a packet: pod to internet. The internet host sees the node IP (masquerade)"
+run "$T" probe store-fe 203.0.113.10:80
 
-step "Network policy: the seed's policies and DefaultDeny (store-be back to its ClusterIP form)"
-run "$F" apply -f testbed/manifests/demo/20-store-be-service.yaml >/dev/null
-run "$F" apply -f testbed/manifests/demo/30-store-policy.yaml
-run "$F" trace --from default/store-be-1 --dst "$DB:6379"
+step "Network policy: the seed's policies and the DefaultDeny namespace"
+run "$T" apply -f testbed/manifests/demo/30-store-policy.yaml
+run "$T" probe store-be-1 "$DB:6379"
+run "$T" probe store-fe "$DB:6379" --timeout 1s || true
 run "$F" trace --from default/store-fe --dst "$DB:6379"
-run "$F" trace --from default/store-fe --dst "$VIP:80"
-run "$F" trace --from default/store-be-1 --dst "$FE:80"
+run "$T" probe store-fe "$VIP:80"
+run "$T" probe store-be-1 "$FE:80" --timeout 1s || true
+
+step "L4 LoadBalancer from outside, Cluster and OnlyLocal (pipeline traces; the cloud LB namespace is not built yet)"
+run "$F" apply -f control/tests/seed/service-store-be-lb.yaml >/dev/null
+LB=$("$F" get service store-be -o json | json 'd["status"]["loadBalancer"]["ingress"][0]["ip"]')
+run "$F" trace --src 203.0.113.10:5555 --node node-1 --dst "$LB:443"
+run "$F" apply -f control/tests/seed/service-store-be-onlylocal.yaml >/dev/null
+run "$F" trace --src 203.0.113.10:5555 --node node-1 --dst "$LB:443"
+run "$F" apply -f testbed/manifests/demo/20-store-be-service.yaml >/dev/null
 
 cat <<MSG
 
-The cluster state is in $STATE. Explore it:
-  export FERROPLANE_STATE=$STATE
+The cluster is up. Explore it:
+  export FERROPLANE_STATE=$FERROPLANE_STATE
+  $T status
+  $T probe store-fe $VIP:80 -o json
   $F get svc,pods,ep -o wide
   $F trace --from default/store-fe --dst $VIP:80 -o json
-  $F apply -f <manifest>      # change it, then trace again
+  $F stats --node-name node-1          # per-worker counters, drops by reason
+  $F conntrack list --node-name node-1
+  $T down                              # remove everything
 MSG

@@ -30,6 +30,7 @@ use dataplane::snapshot::Snapshot;
 use dataplane::tables::affinity::AffinityTable;
 use dataplane::tables::conntrack::{Conntrack, ConntrackConfig, Now};
 use dataplane::wire::EthernetFrame;
+use k8s_openapi::api::core::v1::Pod;
 
 use crate::compile::node::node_ip;
 use crate::compile::ports::{is_host_network, pod_network_ip};
@@ -152,52 +153,51 @@ enum Entry {
 }
 
 /// The first node, how the packet enters it, its source address and port.
-fn entry(
-    state: &ClusterState,
-    index: &NodeIndex,
-    request: &TraceRequest,
-) -> Result<(String, Entry, Ipv4Addr, u16), String> {
-    let (pod, port) = match &request.source {
+type Start = (String, Entry, Ipv4Addr, u16);
+
+fn entry(state: &ClusterState, index: &NodeIndex, request: &TraceRequest) -> Result<Start, String> {
+    match &request.source {
         Source::Pod { namespace, name } => {
             let pod = state
                 .pod(namespace, name)
                 .ok_or_else(|| format!("pod {namespace}/{name} not found"))?;
-            (Some(pod), DEFAULT_SOURCE_PORT)
+            pod_entry(pod, index, DEFAULT_SOURCE_PORT)
         }
         Source::Address { ip, port } => {
-            let pod = state.pods().find(|p| pod_network_ip(p) == Some(*ip));
-            (pod, port.unwrap_or(DEFAULT_SOURCE_PORT))
+            let port = port.unwrap_or(DEFAULT_SOURCE_PORT);
+            if let Some(pod) = state.pods().find(|p| pod_network_ip(p) == Some(*ip)) {
+                return pod_entry(pod, index, port);
+            }
+            match (request.node.as_ref(), index.by_ip.get(ip)) {
+                (None, Some(owner)) => Ok((owner.clone(), Entry::Host, *ip, port)),
+                (Some(node), Some(owner)) if node == owner => {
+                    Ok((node.clone(), Entry::Host, *ip, port))
+                }
+                (Some(node), _) => Ok((node.clone(), Entry::Uplink, *ip, port)),
+                (None, None) => Err(format!(
+                    "{ip} is neither a pod nor a node: give --node, the node where the packet enters"
+                )),
+            }
         }
-    };
-    if let Some(pod) = pod {
-        let name = pod.metadata.name.as_deref().unwrap_or_default();
-        let node =
-            pod::node_name(pod).ok_or_else(|| format!("pod {name} is not bound to a node"))?;
-        if is_host_network(pod) {
-            let ip = index
-                .by_ip
-                .iter()
-                .find(|(_, n)| n.as_str() == node)
-                .map(|(ip, _)| *ip)
-                .ok_or_else(|| format!("node {node} has no IPv4 InternalIP"))?;
-            return Ok((node.to_owned(), Entry::Host, ip, port));
-        }
-        let ip = pod_network_ip(pod)
-            .ok_or_else(|| format!("pod {name} has no IPv4 address or has finished"))?;
-        return Ok((node.to_owned(), Entry::Pod, ip, port));
     }
-    let Source::Address { ip, .. } = &request.source else {
-        return Err("unreachable: a pod source was resolved above".to_owned());
-    };
-    let owner = index.by_ip.get(ip);
-    match (request.node.as_ref(), owner) {
-        (None, Some(owner)) => Ok((owner.clone(), Entry::Host, *ip, port)),
-        (Some(node), Some(owner)) if node == owner => Ok((node.clone(), Entry::Host, *ip, port)),
-        (Some(node), _) => Ok((node.clone(), Entry::Uplink, *ip, port)),
-        (None, None) => Err(format!(
-            "{ip} is neither a pod nor a node: give --node, the node where the packet enters"
-        )),
+}
+
+/// A pod's packets enter at its port, or at the host port for a hostNetwork pod.
+fn pod_entry(pod: &Pod, index: &NodeIndex, port: u16) -> Result<Start, String> {
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    let node = pod::node_name(pod).ok_or_else(|| format!("pod {name} is not bound to a node"))?;
+    if is_host_network(pod) {
+        let ip = index
+            .by_ip
+            .iter()
+            .find(|(_, n)| n.as_str() == node)
+            .map(|(ip, _)| *ip)
+            .ok_or_else(|| format!("node {node} has no IPv4 InternalIP"))?;
+        return Ok((node.to_owned(), Entry::Host, ip, port));
     }
+    let ip = pod_network_ip(pod)
+        .ok_or_else(|| format!("pod {name} has no IPv4 address or has finished"))?;
+    Ok((node.to_owned(), Entry::Pod, ip, port))
 }
 
 /// Runs the trace.

@@ -14,6 +14,7 @@
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use crate::flow::L4Proto;
 use crate::snapshot::Snapshot;
@@ -35,8 +36,13 @@ impl FlushReport {
 
 /// Removes the flows of `ct` that `new` makes stale relative to `old`.
 pub fn flush_stale(ct: &Conntrack, old: &Snapshot, new: &Snapshot, now: Now) -> FlushReport {
-    let gone_udp = removed_udp_backends(&old.services, &new.services);
-    let changed = changed_services(&old.services, &new.services);
+    let touched = if Arc::ptr_eq(&old.services, &new.services) {
+        Vec::new()
+    } else {
+        unshared(&old.services, &new.services)
+    };
+    let gone_udp = removed_udp_backends(&touched, &new.services);
+    let changed = changed_services(&touched, &new.services);
     let gone_pods = removed_pod_ips(old, new);
     let mut report = FlushReport::default();
     if gone_udp.is_empty() && changed.is_empty() && gone_pods.is_empty() {
@@ -73,34 +79,61 @@ pub fn flush_stale(ct: &Conntrack, old: &Snapshot, new: &Snapshot, now: Now) -> 
     report
 }
 
-/// Serving UDP backends of `old` that are not serving UDP backends in `new`.
-fn removed_udp_backends(old: &ServiceTable, new: &ServiceTable) -> HashSet<(Ipv4Addr, u16)> {
-    let serving = |t: &ServiceTable| -> HashSet<(Ipv4Addr, u16)> {
-        t.iter()
-            .filter(|(_, s)| s.proto() == L4Proto::Udp)
-            .flat_map(|(_, s)| s.backends().iter())
-            .filter(|b| b.serving)
-            .map(|b| (b.ip, b.port))
-            .collect()
+/// Services of `old` that `new` does not share (the only ones a rebuild may have changed).
+fn unshared(old: &ServiceTable, new: &ServiceTable) -> Vec<(u32, Arc<Service>)> {
+    let shared: HashSet<*const Service> = new.shared().map(Arc::as_ptr).collect();
+    (1u32..)
+        .zip(old.shared())
+        .filter(|(_, s)| !shared.contains(&Arc::as_ptr(s)))
+        .map(|(id, s)| (id, Arc::clone(s)))
+        .collect()
+}
+
+/// Serving UDP backends of the `changed` services of `old` that are not serving UDP backends
+/// in `new`.
+fn removed_udp_backends(
+    changed: &[(u32, Arc<Service>)],
+    new: &ServiceTable,
+) -> HashSet<(Ipv4Addr, u16)> {
+    let serving_udp = |s: &Service| {
+        (s.proto() == L4Proto::Udp)
+            .then(|| {
+                s.backends()
+                    .iter()
+                    .filter(|b| b.serving)
+                    .map(|b| (b.ip, b.port))
+            })
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
     };
-    let now = serving(new);
-    serving(old)
+    let candidates: Vec<(Ipv4Addr, u16)> =
+        changed.iter().flat_map(|(_, s)| serving_udp(s)).collect();
+    if candidates.is_empty() {
+        return HashSet::new();
+    }
+    let now: HashSet<(Ipv4Addr, u16)> = new.iter().flat_map(|(_, s)| serving_udp(s)).collect();
+    candidates
         .into_iter()
         .filter(|b| !now.contains(b))
         .collect()
 }
 
-/// Ids (in `old`) of Services present in both whose ports changed.
-fn changed_services(old: &ServiceTable, new: &ServiceTable) -> HashSet<u32> {
+/// Ids (in `old`) of the `changed` services present in `new` whose ports changed.
+fn changed_services(changed: &[(u32, Arc<Service>)], new: &ServiceTable) -> HashSet<u32> {
+    if changed.is_empty() {
+        return HashSet::new();
+    }
     let by_name: std::collections::HashMap<&str, &Service> =
         new.iter().map(|(_, s)| (&**s.name(), s)).collect();
-    old.iter()
+    changed
+        .iter()
         .filter(|(_, s)| {
             by_name
                 .get(&**s.name())
                 .is_some_and(|n| ports_changed(s, n))
         })
-        .map(|(id, _)| id)
+        .map(|(id, _)| *id)
         .collect()
 }
 

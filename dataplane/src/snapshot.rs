@@ -22,8 +22,10 @@ pub struct Snapshot {
     pub node: NodeConfig,
     pub ports: PortTable,
     pub routes: RouteTable,
-    pub services: ServiceTable,
-    pub policy: PolicyTable,
+    /// Shared between generations when unchanged (a publication that only moved an endpoint
+    /// reuses the policy table, and the Services it did not touch).
+    pub services: Arc<ServiceTable>,
+    pub policy: Arc<PolicyTable>,
 }
 
 /// The slot workers read the current snapshot from.

@@ -29,8 +29,9 @@ fn harness(scheduler: Scheduler, affinity: Option<u32>) -> Harness {
     svc.scheduler = scheduler;
     svc.affinity_timeout = affinity;
     let mut snap = snapshot(OverlayMode::Vxlan);
-    snap.services =
-        ServiceTable::build(specs, &snap.node.node_port_addresses, 251).expect("services");
+    snap.services = std::sync::Arc::new(
+        ServiceTable::build(specs, &snap.node.node_port_addresses, 251).expect("services"),
+    );
     h.snap = snap;
     h
 }

@@ -30,8 +30,9 @@ fn two_workers_racing_on_one_udp_flow_share_one_entry_and_one_backend() {
         })
         .collect();
     let mut snap = snapshot(dataplane::tables::node::OverlayMode::Vxlan);
-    snap.services =
-        ServiceTable::build(specs, &snap.node.node_port_addresses, 251).expect("services");
+    snap.services = std::sync::Arc::new(
+        ServiceTable::build(specs, &snap.node.node_port_addresses, 251).expect("services"),
+    );
     let snap = Arc::new(snap);
     let (ct, aff) = tables(1 << 16);
 

@@ -14,8 +14,9 @@ fn with_services(mut f: impl FnMut(&mut Vec<ServiceSpec>)) -> Snapshot {
     let mut snap = snapshot(OverlayMode::Vxlan);
     let mut specs = services();
     f(&mut specs);
-    snap.services =
-        ServiceTable::build(specs, &snap.node.node_port_addresses, 251).expect("services");
+    snap.services = std::sync::Arc::new(
+        ServiceTable::build(specs, &snap.node.node_port_addresses, 251).expect("services"),
+    );
     snap
 }
 

@@ -17,13 +17,15 @@
 //! cannot be described) drops the caches, so the next call compiles in full; a change of the
 //! cluster settings always compiles in full.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use dataplane::snapshot::Snapshot;
 use dataplane::tables::node::NodeConfig;
+use dataplane::tables::policy::PolicyTable;
 use dataplane::tables::routes::RouteTable;
-use dataplane::tables::services::ServiceTable;
+use dataplane::tables::services::{Reuse, ServiceSpec, ServiceTable};
 use k8s_openapi::api::core::v1::{Endpoints, Pod};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
@@ -63,6 +65,11 @@ struct Cache {
     /// Pod -> [`pod_digest`].
     pod_digests: HashMap<Key, u64>,
     policy: PolicyOutput,
+    /// The last Service table, and the spec names recompiled since it was built.
+    service_table: Option<Arc<ServiceTable>>,
+    dirty_specs: HashSet<Arc<str>>,
+    /// The last policy table; `None` after the policy was recompiled.
+    policy_table: Option<Arc<PolicyTable>>,
 }
 
 impl Compiler {
@@ -86,6 +93,7 @@ impl Compiler {
     ) -> Result<Compiled, CompileError> {
         self.cache = None;
         let cache = Cache::build(state, &self.node, &self.local)?;
+        let mut cache = cache;
         let compiled = cache.assemble(state, ports, &self.local);
         self.cache = Some(cache);
         Ok(compiled)
@@ -163,6 +171,9 @@ impl Cache {
             slice_owner: HashMap::new(),
             pod_digests: HashMap::new(),
             policy: PolicyOutput::default(),
+            service_table: None,
+            dirty_specs: HashSet::new(),
+            policy_table: None,
         };
         for slice in state.endpoint_slices() {
             cache.track_slice(slice);
@@ -280,41 +291,64 @@ impl Cache {
             self.node_problems = problems;
         }
         for key in dirty_services {
-            match self.compile_service(state, &key, name, local) {
+            let output = self.compile_service(state, &key, name, local);
+            let new_names = output
+                .iter()
+                .flat_map(|o| o.specs.iter().map(|s| s.name.clone()));
+            self.dirty_specs.extend(new_names.collect::<Vec<_>>());
+            let old = match output {
                 Some(output) => self.services.insert(key, output),
                 None => self.services.remove(&key),
             };
+            self.dirty_specs.extend(
+                old.iter()
+                    .flat_map(|o| o.specs.iter().map(|s| s.name.clone())),
+            );
         }
         if policy_dirty {
             self.policy = policy::compile_policies(state, &local_pod_refs(state, &self.local_pods));
+            self.policy_table = None;
         }
         Ok(())
     }
 
     /// A snapshot from the cached parts.
     fn assemble(
-        &self,
+        &mut self,
         state: &ClusterState,
         ports: &PortAssignments,
         local: &NodeLocal,
     ) -> Compiled {
         let mut problems = self.node_problems.clone();
         let port_table = ports::port_table(&self.local_pods, ports, &mut problems);
-        let specs = self
+        let specs: Vec<&ServiceSpec> = self
             .services
             .values()
             .flat_map(|output| {
                 problems.extend(output.problems.iter().cloned());
-                output.specs.iter().cloned()
+                output.specs.iter()
             })
             .collect();
-        let (services, errors) = ServiceTable::build_lenient(
-            specs,
+        let dirty = std::mem::take(&mut self.dirty_specs);
+        let unchanged = |name: &str| !dirty.contains(name);
+        let previous = self.service_table.take();
+        let (services, errors) = ServiceTable::rebuild_lenient(
+            specs.into_iter(),
+            previous.as_deref().map(|previous| Reuse {
+                previous,
+                unchanged: &unchanged,
+            }),
             &self.node.node_port_addresses,
             local.maglev_table_size,
         );
+        let services = Arc::new(services);
+        self.service_table = Some(Arc::clone(&services));
         problems.extend(errors.iter().map(build_problem));
         problems.extend(self.policy.problems.iter().cloned());
+        let policy = Arc::clone(
+            self.policy_table
+                .get_or_insert_with(|| Arc::new(policy::build_table(&self.policy))),
+        );
         Compiled {
             snapshot: Snapshot {
                 generation: state.generation(),
@@ -322,7 +356,7 @@ impl Cache {
                 ports: port_table,
                 routes: self.routes.clone(),
                 services,
-                policy: policy::build_table(&self.policy),
+                policy,
             },
             problems,
         }

@@ -205,8 +205,8 @@ pub fn snapshot(overlay: OverlayMode) -> Snapshot {
         node,
         ports,
         routes,
-        services,
-        policy: policy(),
+        services: Arc::new(services),
+        policy: Arc::new(policy()),
     }
 }
 

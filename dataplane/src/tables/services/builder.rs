@@ -124,8 +124,8 @@ impl ServiceTable {
         maglev_m: usize,
     ) -> Result<Self, BuildError> {
         let mut builder = Builder::new(node_addresses, maglev_m, specs.len());
-        for spec in specs {
-            builder.add(spec)?;
+        for spec in &specs {
+            builder.add(spec, None)?;
         }
         Ok(builder.finish())
     }
@@ -136,17 +136,45 @@ impl ServiceTable {
         node_addresses: &[Ipv4Addr],
         maglev_m: usize,
     ) -> (Self, Vec<BuildError>) {
+        Self::rebuild_lenient(specs.iter(), None, node_addresses, maglev_m)
+    }
+
+    /// Like [`Self::build_lenient`], over borrowed specs; with `reuse`, a spec whose name
+    /// `reuse.previous` holds and `reuse.unchanged` accepts shares that service instead of
+    /// compiling it again. Front ends are always re-indexed.
+    pub fn rebuild_lenient<'a>(
+        specs: impl ExactSizeIterator<Item = &'a ServiceSpec>,
+        reuse: Option<Reuse<'_>>,
+        node_addresses: &[Ipv4Addr],
+        maglev_m: usize,
+    ) -> (Self, Vec<BuildError>) {
+        let reusable: std::collections::HashMap<&str, &Arc<Service>> = reuse
+            .map(|r| r.previous.services.iter().map(|s| (&*s.name, s)).collect())
+            .unwrap_or_default();
         let mut builder = Builder::new(node_addresses, maglev_m, specs.len());
         let errors = specs
-            .into_iter()
-            .filter_map(|spec| builder.add(spec).err())
+            .filter_map(|spec| {
+                let reused = reuse
+                    .filter(|r| (r.unchanged)(&spec.name))
+                    .and_then(|_| reusable.get(&*spec.name).copied());
+                builder.add(spec, reused).err()
+            })
             .collect();
         (builder.finish(), errors)
     }
 }
 
+/// What [`ServiceTable::rebuild_lenient`] may take from the table it replaces.
+#[derive(Clone, Copy)]
+pub struct Reuse<'a> {
+    /// The table being replaced; built with the same Maglev table size.
+    pub previous: &'a ServiceTable,
+    /// Whether the spec of this name is the one `previous` was built from.
+    pub unchanged: &'a dyn Fn(&str) -> bool,
+}
+
 struct Builder {
-    services: Vec<Service>,
+    services: Vec<Arc<Service>>,
     frontends: FrontendIndex,
     maglev_m: usize,
     maglev_m_is_prime: bool,
@@ -169,7 +197,7 @@ impl Builder {
         }
     }
 
-    fn add(&mut self, spec: ServiceSpec) -> Result<(), BuildError> {
+    fn add(&mut self, spec: &ServiceSpec, reused: Option<&Arc<Service>>) -> Result<(), BuildError> {
         let name = &spec.name;
         if !matches!(spec.proto, L4Proto::Tcp | L4Proto::Udp) {
             let proto = spec.proto;
@@ -190,7 +218,16 @@ impl Builder {
             .ok_or_else(|| BuildError::TooManyServices {
                 service: name.clone(),
             })?;
-        let source_ranges = compile_source_ranges(&spec)?;
+        if let Some(service) = reused {
+            let claims = self
+                .frontends
+                .plan(spec)
+                .map_err(|c| self.collision(spec, c))?;
+            self.frontends.commit(id, spec.proto, &claims);
+            self.services.push(Arc::clone(service));
+            return Ok(());
+        }
+        let source_ranges = compile_source_ranges(spec)?;
         let backends = canonical_backends(&spec.backends);
         // Indices stay below `u32::MAX`, which Maglev filling uses as "empty".
         if !u32::try_from(backends.len()).is_ok_and(|n| n < u32::MAX) {
@@ -203,12 +240,12 @@ impl Builder {
         let mut cluster = candidate_set(&backends, false);
         let mut local = candidate_set(&backends, true);
         if spec.scheduler == Scheduler::Maglev {
-            self.check_maglev_size(&spec, &cluster, &local)?;
+            self.check_maglev_size(spec, &cluster, &local)?;
         }
         let claims = self
             .frontends
-            .plan(&spec)
-            .map_err(|c| self.collision(&spec, c))?;
+            .plan(spec)
+            .map_err(|c| self.collision(spec, c))?;
         if spec.scheduler == Scheduler::Maglev {
             cluster.maglev = maglev_table(&backends, &cluster.members, self.maglev_m);
             local.maglev = if local.members == cluster.members {
@@ -218,8 +255,8 @@ impl Builder {
             };
         }
         self.frontends.commit(id, spec.proto, &claims);
-        self.services.push(Service {
-            name: spec.name,
+        self.services.push(Arc::new(Service {
+            name: spec.name.clone(),
             proto: spec.proto,
             port: spec.port,
             node_port: spec.node_port,
@@ -231,7 +268,7 @@ impl Builder {
             source_ranges,
             cluster,
             local,
-        });
+        }));
         Ok(())
     }
 

@@ -31,7 +31,7 @@ use std::sync::Arc;
 
 use crate::flow::L4Proto;
 
-pub use builder::{BuildError, DEFAULT_MAGLEV_M};
+pub use builder::{BuildError, DEFAULT_MAGLEV_M, Reuse};
 pub use select::{SelectCtx, Selection, Service};
 
 use frontend::FrontendIndex;
@@ -116,7 +116,7 @@ pub enum Frontend {
 /// All services of one snapshot, indexed by front end.
 #[derive(Debug)]
 pub struct ServiceTable {
-    services: Box<[Service]>,
+    services: Box<[Arc<Service>]>,
     frontends: FrontendIndex,
 }
 
@@ -132,7 +132,7 @@ impl ServiceTable {
     #[inline]
     pub fn service(&self, id: ServiceId) -> Option<&Service> {
         let index = usize::try_from(id.checked_sub(1)?).ok()?;
-        self.services.get(index)
+        self.services.get(index).map(|s| &**s)
     }
 
     /// Number of services (Service ports) in the table.
@@ -151,6 +151,11 @@ impl ServiceTable {
 
     /// All services with their ids, in id order.
     pub fn iter(&self) -> impl Iterator<Item = (ServiceId, &Service)> {
-        (1..).zip(self.services.iter())
+        (1..).zip(self.services.iter().map(|s| &**s))
+    }
+
+    /// All services as shared handles, in id order: what a rebuild may reuse.
+    pub fn shared(&self) -> impl Iterator<Item = &Arc<Service>> {
+        self.services.iter()
     }
 }

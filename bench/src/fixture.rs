@@ -129,8 +129,8 @@ pub fn snapshot(scale: Scale) -> Snapshot {
         generation: 1,
         ports: PortTable::new(kinds, pods),
         routes,
-        services,
-        policy: policies(scale),
+        services: std::sync::Arc::new(services),
+        policy: std::sync::Arc::new(policies(scale)),
         node,
     }
 }

@@ -24,6 +24,12 @@ pub fn run(dir: &StateDir, args: &GetArgs) -> Result<bool, String> {
     for problem in state.problems() {
         eprintln!("warning: skipped unreadable object: {problem}");
     }
+    if kinds
+        .iter()
+        .any(|k| matches!(k, Kind::Service | Kind::NetworkPolicy))
+    {
+        report_dataplane_problems(&state);
+    }
     let namespace = args.namespace.as_deref().unwrap_or("default");
     let mut found = Vec::new();
     for &kind in &kinds {
@@ -113,6 +119,22 @@ fn render(
         _ => {
             let items: Vec<serde_json::Value> = objects.iter().map(|o| o.to_json_value()).collect();
             list(&serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}))
+        }
+    }
+}
+
+/// Objects the API accepted but the dataplane compiler skips (SCTP ports, duplicate front
+/// ends, ...): a node logs them when it programs its tables; `get` shows them too, compiled
+/// for the first node (they do not depend on the node).
+fn report_dataplane_problems(state: &ClusterState) {
+    let Some(node) = state.nodes().next().and_then(|n| n.metadata.name.clone()) else {
+        return;
+    };
+    let ports = crate::compile::PortAssignments::sequential(state, &node);
+    let local = crate::compile::NodeLocal::default();
+    if let Ok(compiled) = crate::compile::compile(state, &node, &local, &ports) {
+        for p in compiled.problems {
+            eprintln!("warning: not programmed: {}: {}", p.object, p.message);
         }
     }
 }

@@ -316,3 +316,24 @@ fn settings_are_fixed_once_objects_exist_and_the_env_var_names_the_directory() {
         24
     ));
 }
+
+#[test]
+fn get_reports_services_the_dataplane_will_not_program() {
+    let cluster = Cluster::new();
+    let run = cluster.run_with_stdin(
+        &["apply", "-f", "-"],
+        &crate::harness::node("node-1", "192.168.50.2"),
+    );
+    assert!(run.success, "{}", run.stderr);
+    let sctp = "apiVersion: v1\nkind: Service\nmetadata: {name: sig}\nspec:\n  selector: {app: sig}\n  ports:\n  - {name: diameter, port: 3868, protocol: SCTP}\n";
+    let run = cluster.run_with_stdin(&["apply", "-f", "-"], sctp);
+    assert!(run.success, "the API accepts SCTP: {}", run.stderr);
+    let get = cluster.run(&["get", "svc"]);
+    assert!(get.success, "{}", get.stderr);
+    assert!(get.stdout.contains("sig"), "{}", get.stdout);
+    assert!(
+        get.stderr.contains("not programmed: Service default/sig") && get.stderr.contains("SCTP"),
+        "{}",
+        get.stderr
+    );
+}

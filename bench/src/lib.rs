@@ -2,4 +2,5 @@
 //! frame builders for the traffic each benchmark replays.
 
 pub mod fixture;
+pub mod io;
 pub mod traffic;

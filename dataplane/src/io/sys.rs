@@ -39,6 +39,30 @@ pub(crate) fn socket(domain: c_int, kind: c_int, protocol: c_int) -> io::Result<
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// getsockopt(2) into `value`, for options whose kernel type is exactly `T`.
+pub(crate) fn get_option<T>(
+    fd: BorrowedFd<'_>,
+    level: c_int,
+    name: c_int,
+    value: &mut T,
+    what: &str,
+) -> io::Result<()> {
+    let mut len = libc::socklen_t::try_from(size_of::<T>())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "socket option too large"))?;
+    // SAFETY: `value` is a live, exclusive reference to `len` bytes and `len` a live local;
+    // the kernel writes at most `len` bytes into `value`.
+    let ret = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            ptr::from_mut(value).cast::<c_void>(),
+            &mut len,
+        )
+    };
+    check(ret, what).map(drop)
+}
+
 /// setsockopt(2) with `value` passed by reference, as the kernel expects for every option
 /// used here.
 pub(crate) fn set_option<T>(

@@ -170,18 +170,13 @@ impl AfPacketPort {
     /// stops reporting POLLERR. Not per packet: one getsockopt.
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
         let mut code: c_int = 0;
-        let mut len = size_of::<c_int>() as libc::socklen_t;
-        // SAFETY: `code` and `len` are live, exclusive locals sized as SO_ERROR expects.
-        let ret = unsafe {
-            libc::getsockopt(
-                self.raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_ERROR,
-                (&raw mut code).cast(),
-                &mut len,
-            )
-        };
-        sys::check(ret, "SO_ERROR")?;
+        sys::get_option(
+            self.fd.as_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            &mut code,
+            "SO_ERROR",
+        )?;
         Ok((code != 0).then(|| io::Error::from_raw_os_error(code)))
     }
 
@@ -192,19 +187,13 @@ impl AfPacketPort {
             tp_packets: 0,
             tp_drops: 0,
         };
-        let mut len = size_of::<libc::tpacket_stats>() as libc::socklen_t;
-        // SAFETY: `kernel` and `len` are live, exclusive locals; the kernel writes at most
-        // `len` bytes, the size of a tpacket_stats (what V2 sockets report).
-        let ret = unsafe {
-            libc::getsockopt(
-                self.raw_fd(),
-                libc::SOL_PACKET,
-                libc::PACKET_STATISTICS,
-                (&raw mut kernel).cast(),
-                &mut len,
-            )
-        };
-        sys::check(ret, "PACKET_STATISTICS")?;
+        sys::get_option(
+            self.fd.as_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_STATISTICS,
+            &mut kernel,
+            "PACKET_STATISTICS",
+        )?;
         self.stats.kernel_seen += u64::from(kernel.tp_packets);
         self.stats.kernel_dropped += u64::from(kernel.tp_drops);
         Ok(self.stats)

@@ -31,7 +31,7 @@ mod program;
 mod umem;
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{BorrowedFd, RawFd};
 use std::time::Duration;
 
 use xdpilone::{DeviceQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, UmemConfig, User};
@@ -145,19 +145,13 @@ fn bind(umem: &Umem, user: &User) -> Result<(), xdpilone::Errno> {
 /// Whether the bound socket `fd` runs in zero-copy mode (XDP_OPTIONS).
 fn bound_zero_copy(fd: BorrowedFd<'_>) -> io::Result<bool> {
     let mut options = libc::xdp_options { flags: 0 };
-    let mut len = size_of::<libc::xdp_options>() as libc::socklen_t;
-    // SAFETY: `options` and `len` are live, exclusive locals; the kernel writes at most `len`
-    // bytes, the size of an xdp_options.
-    let ret = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_XDP,
-            libc::XDP_OPTIONS,
-            (&raw mut options).cast(),
-            &mut len,
-        )
-    };
-    sys::check(ret, "XDP_OPTIONS")?;
+    sys::get_option(
+        fd,
+        libc::SOL_XDP,
+        libc::XDP_OPTIONS,
+        &mut options,
+        "XDP_OPTIONS",
+    )?;
     Ok(options.flags & libc::XDP_OPTIONS_ZEROCOPY != 0)
 }
 

@@ -709,6 +709,34 @@ fn routed_mode_sends_plain_pod_packets_to_the_next_hop() {
 }
 
 #[test]
+fn pod_packets_to_another_nodes_address_go_to_that_node_not_the_router() {
+    // VXLAN: encapsulated to the node, whose decap delivers to its host or its conntrack.
+    let mut h = Harness::new();
+    let syn = |h: &Harness| {
+        from_client(
+            h,
+            NODE_B,
+            L4::Syn {
+                sport: 40017,
+                dport: 10256,
+                seq: 1,
+            },
+        )
+    };
+    let f = syn(&h);
+    let out = h.expect_tx(CLIENT, &f, UPLINK);
+    let inner = seen(&inner_of(&h, &out, NODE_B));
+    assert_eq!((inner.dst, inner.dport), (ip(NODE_B), 10256));
+    // Routed: as it is, straight to the node's underlay MAC (the router drops pod sources).
+    let mut h = Harness::with_overlay(OverlayMode::Routed);
+    let f = syn(&h);
+    let out = h.expect_tx(CLIENT, &f, UPLINK);
+    let s = seen(&out);
+    assert_eq!((s.dst, s.proto), (ip(NODE_B), 6), "not encapsulated");
+    assert_eq!(s.dst_mac, NODE_B_UPLINK_MAC);
+}
+
+#[test]
 fn ttl_one_is_dropped_and_tcp_without_syn_creates_no_flow() {
     let mut h = Harness::new();
     let f = frames::ipv4(

@@ -1,4 +1,5 @@
 //! Routing: local pod port, remote node (VXLAN or routed underlay), host port, or uplink.
+//! Pod-sourced packets to another node's own address go to that node like pod traffic.
 //! Also enforces the MTU (frag-needed when DF is set, user-needs J1) and the TTL.
 //!
 //! Invariants:
@@ -14,6 +15,7 @@ use crate::pipeline::{Pipeline, RouteTarget, TraceEvent};
 use crate::snapshot::Snapshot;
 use crate::tables::node::OverlayMode;
 use crate::tables::ports::PortKind;
+use crate::tables::routes::RemoteNode;
 use crate::wire::checksum::update_u16;
 use crate::wire::{EthernetFrame, Ipv4Packet, MacAddr, icmp};
 
@@ -58,20 +60,8 @@ fn route_inner(
             return Err(DropReason::NoRoute);
         }
         let remote = snap.routes.lookup(dst).ok_or(DropReason::UnknownVtep)?;
-        if total_len > node.pod_mtu() {
-            return too_big(p, snap, pkt, ctx, node.pod_mtu(), dont_frag, may_answer);
-        }
-        let uplink = snap.ports.uplink().ok_or(DropReason::NoRoute)?;
-        p.trace(|| TraceEvent::Route(RouteTarget::Node(remote.node_ip)));
-        match node.overlay {
-            OverlayMode::Vxlan => {
-                let hash = ctx.key.symmetric_hash();
-                encap(snap, pkt, remote, hash)?;
-                p.trace(|| TraceEvent::Encapsulated { to: remote.node_ip });
-            }
-            OverlayMode::Routed => set_macs(pkt, node.uplink_mac, node.uplink_next_hop_mac),
-        }
-        return Ok(Verdict::Tx(uplink));
+        let next_hop = node.uplink_next_hop_mac;
+        return to_remote(p, snap, pkt, ctx, remote, next_hop, (total_len, dont_frag, may_answer));
     }
     if dst == node.node_ip || dst == node.gateway_ip {
         let host = snap.ports.host().ok_or(DropReason::NoRoute)?;
@@ -85,12 +75,52 @@ fn route_inner(
     if from_outside {
         return Err(DropReason::NoRoute);
     }
+    // A pod's packet to another node's own address (a reply to that node's SNAT'd traffic, or
+    // a pod reaching a node service) travels like pod traffic: the underlay beyond the nodes
+    // does not carry pod sources.
+    if let Some(remote) = snap.routes.peer(dst) {
+        let src = Ipv4Packet::new_unchecked(&pkt.data()[ctx.l3..]).src_addr();
+        if node.cluster_cidr.contains(src) {
+            let next_hop = remote.underlay_mac;
+            return to_remote(p, snap, pkt, ctx, remote, next_hop, (total_len, dont_frag, may_answer));
+        }
+    }
     let uplink = snap.ports.uplink().ok_or(DropReason::NoRoute)?;
     if total_len > node.underlay_mtu {
         return too_big(p, snap, pkt, ctx, node.underlay_mtu, dont_frag, may_answer);
     }
     set_macs(pkt, node.uplink_mac, node.uplink_next_hop_mac);
     p.trace(|| TraceEvent::Route(RouteTarget::Uplink));
+    Ok(Verdict::Tx(uplink))
+}
+
+/// Sends a pod-sourced packet to `remote` over the uplink: VXLAN-encapsulated to its VTEP, or
+/// in routed mode as it is, to `routed_next_hop` (the underlay router for pod networks, the
+/// node itself for its own address). `(total_len, dont_frag, may_answer)` are for the MTU check.
+fn to_remote(
+    p: &mut Pipeline,
+    snap: &Snapshot,
+    pkt: &mut Packet,
+    ctx: &Ctx,
+    remote: &RemoteNode,
+    routed_next_hop: MacAddr,
+    (total_len, dont_frag, may_answer): (u16, bool, bool),
+) -> Result<Verdict, DropReason> {
+    let node = &snap.node;
+    let mtu = node.pod_mtu();
+    if total_len > mtu {
+        return too_big(p, snap, pkt, ctx, mtu, dont_frag, may_answer);
+    }
+    let uplink = snap.ports.uplink().ok_or(DropReason::NoRoute)?;
+    p.trace(|| TraceEvent::Route(RouteTarget::Node(remote.node_ip)));
+    match node.overlay {
+        OverlayMode::Vxlan => {
+            let hash = ctx.key.symmetric_hash();
+            encap(snap, pkt, remote, hash)?;
+            p.trace(|| TraceEvent::Encapsulated { to: remote.node_ip });
+        }
+        OverlayMode::Routed => set_macs(pkt, node.uplink_mac, routed_next_hop),
+    }
     Ok(Verdict::Tx(uplink))
 }
 

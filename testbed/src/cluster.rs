@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use serde_json::Value;
 
 use crate::error::{Error, Result, context};
-use crate::layout::{CLUSTER_CIDR, SERVICE_CIDR};
+use crate::layout::{CLUSTER_CIDR, LB_POOL, SERVICE_CIDR};
 
 /// A Node as the control plane stores it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,6 +78,8 @@ impl Ferroplane {
                 CLUSTER_CIDR,
                 "--service-cidr",
                 SERVICE_CIDR,
+                "--lb-pool",
+                LB_POOL,
             ],
             None,
         )
@@ -98,6 +100,18 @@ impl Ferroplane {
     /// `ferroplane apply -f -` with `manifest` on standard input.
     pub fn apply_text(&self, manifest: &str) -> Result<String> {
         self.run(&["apply", "-o", "name", "-f", "-"], Some(manifest))
+    }
+
+    /// One object as the control plane stores it (`ferroplane get KIND NAME -n NS -o json`).
+    pub fn get(&self, kind: &str, namespace: &str, name: &str) -> Result<Value> {
+        let text = self.run(&["get", kind, name, "-n", namespace, "-o", "json"], None)?;
+        Ok(serde_json::from_str(&text)?)
+    }
+
+    /// `ferroplane delete KIND NAME -n NS`.
+    pub fn delete(&self, kind: &str, namespace: &str, name: &str) -> Result<()> {
+        self.run(&["delete", kind, name, "-n", namespace], None)
+            .map(|_| ())
     }
 
     fn list(&self, kind: &str) -> Result<Vec<Value>> {

@@ -5,8 +5,8 @@
 //! Invariants: the router knows only the node subnet and the internet link (plus, in routed
 //! mode, one route per node podCIDR, like the seed's cloud routes) and drops anything from a
 //! pod address that is not going to another pod (as the seed's 1:1 NAT does); node uplinks
-//! carry no kernel address (ferroplane owns them); every device is created inside a testbed
-//! namespace.
+//! carry no kernel address and the node kernel never answers ARP on them (ferroplane owns
+//! them); every device is created inside a testbed namespace.
 
 use std::net::Ipv4Addr;
 
@@ -107,6 +107,9 @@ pub fn attach_node(layout: &Layout, index: usize, node: &NodeInfo) -> Result<Str
     veth(&ns, UPLINK, &underlay, &port)?;
     ip(&underlay, &["link", "set", &port, "master", BRIDGE, "up"])?;
     ip(&ns, &["link", "set", UPLINK, "up"])?;
+    // The node IP lives on the host TAP; the kernel must not answer ARP for it on the uplink
+    // with the veth's own MAC (that would steer traffic past ferroplane into the kernel).
+    sysctl(&ns, &format!("net/ipv4/conf/{UPLINK}/arp_ignore"), "8")?;
     Ok(ns)
 }
 

@@ -2,7 +2,8 @@
 //!
 //! Invariants: the prefix is 1 to 12 lowercase letters and digits, so one testbed's names
 //! (`<prefix>-...`) never match another's; node addresses come from 192.168.50.0/24, the
-//! internet from the documentation range 203.0.113.0/24; device names fit IFNAMSIZ.
+//! internet from the documentation range 203.0.113.0/24, LoadBalancer IPs from
+//! 198.51.100.0/24; device names fit IFNAMSIZ.
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -22,6 +23,12 @@ pub const ROUTER_NODE_SIDE: Ipv4Addr = Ipv4Addr::new(192, 168, 50, 1);
 pub const ROUTER_INTERNET_SIDE: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 /// The "internet" host.
 pub const INTERNET_HOST: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+/// The internet's range (the documentation range TEST-NET-3).
+pub const INTERNET_CIDR: &str = "203.0.113.0/24";
+/// The cloud load balancer's address on the node subnet; the router sends the pool there.
+pub const CLOUD_LB_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 50, 254);
+/// The LoadBalancer ingress pool (TEST-NET-2), handed to `ferroplane init`'s default.
+pub const LB_POOL: &str = "198.51.100.0/24";
 /// The router's MAC on the node subnet: every node's `nextHopMAC`.
 pub const ROUTER_MAC: &str = "02:fd:00:00:00:01";
 /// The pod address range handed to `ferroplane init`.
@@ -71,6 +78,10 @@ impl Layout {
 
     pub fn internet_ns(&self) -> String {
         format!("{}-internet", self.prefix)
+    }
+
+    pub fn cloud_lb_ns(&self) -> String {
+        format!("{}-cloudlb", self.prefix)
     }
 
     pub fn node_ns(&self, node: &str) -> String {

@@ -7,14 +7,18 @@
 //! or created is found again from the namespaces and the run directory alone, so `down` works
 //! after a killed run.
 
+pub mod cloud_lb;
 pub mod cluster;
 pub mod error;
 pub mod fabric;
 pub mod layout;
 pub mod lifecycle;
+pub mod load;
 pub mod netexec;
 pub mod netns;
 pub mod nodes;
+pub mod operations;
+pub mod pending;
 pub mod pods;
 pub mod probe;
 pub mod run_state;

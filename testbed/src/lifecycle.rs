@@ -1,19 +1,24 @@
-//! `testbed up` and `testbed apply`: the state directory, the fabric, one ferroplane per node,
-//! and every Pod of the control plane brought up as a namespace on its node.
+//! `testbed up` and `testbed apply`: the state directory, the fabric and the cloud load
+//! balancer, one ferroplane per node, and every Pod of the control plane brought up as a
+//! namespace on its node.
 //!
 //! Invariants: `up` starts from a clean slate (leftovers of the same prefix are removed
 //! first) and removes everything it made when any step fails; a Pod is wired only once the
 //! control plane gave it an IP and placed it on a testbed node; `state.json` is saved after
 //! every node and pod, so `down` and `status` see everything started so far; `apply` returns
-//! only once every new pod's node has attached its port.
+//! only once every new pod's node has attached its port, and new pods turn ready only then
+//! (see `pending`).
 
 use std::path::PathBuf;
 
+use crate::cloud_lb;
 use crate::cluster::{Ferroplane, NodeInfo};
 use crate::error::{Error, Result, context};
 use crate::fabric;
 use crate::layout::{Layout, MAX_NODES, node_ip, node_name};
 use crate::nodes;
+use crate::operations;
+use crate::pending;
 use crate::pods::{self, PodSpec};
 use crate::run_state::{Io, Mode, RunState};
 use crate::teardown;
@@ -74,6 +79,7 @@ fn build(layout: &Layout, options: &UpOptions) -> Result<RunState> {
     };
     state.save(layout)?;
     fabric::build(layout, options.mode, &nodes)?;
+    cloud_lb::build(layout)?;
     pods::start_server(
         layout,
         &layout.internet_ns(),
@@ -94,6 +100,8 @@ fn build(layout: &Layout, options: &UpOptions) -> Result<RunState> {
         state.nodes.push(record);
         state.save(layout)?;
     }
+    let node_ips: Vec<_> = nodes.iter().map(|n| n.ip).collect();
+    cloud_lb::launch(layout, &state.state_dir, &node_ips)?;
     let manifests = if options.manifests.is_empty() {
         DEMO_APPLIED
             .iter()
@@ -126,7 +134,13 @@ pub fn apply(layout: &Layout, state: &mut RunState, files: &[PathBuf]) -> Result
         bin: state.ferroplane.clone(),
         state_dir: state.state_dir.clone(),
     };
-    let printed = ferroplane.apply_files(files)?;
+    let prepared = pending::prepare(files, |namespace, name| {
+        state.pod(&format!("{namespace}/{name}")).is_none()
+    })?;
+    let (printed, pending) = match prepared {
+        Some(prepared) => (ferroplane.apply_text(&prepared.json)?, prepared.pending),
+        None => (ferroplane.apply_files(files)?, Vec::new()),
+    };
     let testbed_nodes: Vec<&str> = state.nodes.iter().map(|n| n.name.as_str()).collect();
     if let Some(stray) = ferroplane
         .nodes()?
@@ -171,6 +185,9 @@ pub fn apply(layout: &Layout, state: &mut RunState, files: &[PathBuf]) -> Result
     }
     for (node, namespace, name) in &started {
         nodes::wait_attached(node, namespace, name)?;
+    }
+    for (namespace, name) in &pending {
+        operations::set_ready(state, &format!("{namespace}/{name}"), true)?;
     }
     Ok(printed)
 }

@@ -14,7 +14,7 @@ use testbed::layout::{DEFAULT_PREFIX, Layout};
 use testbed::lifecycle::{self, DEMO_DIR, DEMO_POLICY, UpOptions};
 use testbed::probe::{Protocol, probe};
 use testbed::run_state::{Io, Mode, RunState};
-use testbed::{netexec, netns, teardown};
+use testbed::{cloud_lb, load, netexec, netns, operations, teardown};
 
 #[derive(Parser)]
 #[command(about = "A Kubernetes cluster in network namespaces, with ferroplane on every node")]
@@ -50,7 +50,8 @@ enum Verb {
         #[arg(short = 'o', long = "output")]
         output: Option<OutputFormat>,
     },
-    /// Connect from a pod to TARGET:PORT and report who answered.
+    /// Connect from a pod (or from the internet host: `internet`) to TARGET:PORT and report
+    /// who answered.
     Probe {
         from: String,
         target: SocketAddr,
@@ -65,6 +66,20 @@ enum Verb {
         #[arg(short = 'o', long = "output")]
         output: Option<OutputFormat>,
     },
+    /// Steady load from a pod: a new TCP connection per request every --interval, plus --hold
+    /// long-lived connections; prints what failed, when, and which backends answered.
+    Load {
+        from: String,
+        target: SocketAddr,
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        duration: Duration,
+        #[arg(long, default_value = "20ms", value_parser = parse_duration)]
+        interval: Duration,
+        #[arg(long, default_value = "1s", value_parser = parse_duration)]
+        timeout: Duration,
+        #[arg(long, default_value_t = 0)]
+        hold: usize,
+    },
     /// Run a command inside a pod's network namespace.
     Exec {
         pod: String,
@@ -75,6 +90,34 @@ enum Verb {
     Apply {
         #[arg(short = 'f', long = "filename", required = true)]
         manifests: Vec<PathBuf>,
+    },
+    /// Crash a pod: kill its processes, remove its namespace, delete the Pod.
+    KillPod { pod: String },
+    /// Set a pod's Ready condition (its endpoint becomes ready or not ready).
+    SetReady {
+        pod: String,
+        #[arg(action = clap::ArgAction::Set)]
+        ready: bool,
+    },
+    /// Change a pod's labels: KEY=VALUE sets, KEY- removes.
+    Label {
+        pod: String,
+        #[arg(required = true)]
+        changes: Vec<String>,
+    },
+    /// Restart a node's ferroplane (SIGTERM, or SIGKILL with --crash) and wait until it serves.
+    RestartNode {
+        node: String,
+        #[arg(long)]
+        crash: bool,
+    },
+    /// The cloud load balancer's health checker (run inside its namespace by `up`).
+    #[command(hide = true)]
+    CloudLb {
+        #[arg(long)]
+        state_dir: PathBuf,
+        #[arg(long, value_delimiter = ',')]
+        nodes: Vec<std::net::Ipv4Addr>,
     },
     /// The pods' server (run inside a pod by `up`).
     #[command(hide = true)]
@@ -153,10 +196,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             output,
         } => {
             let state = RunState::load(&layout)?;
-            let pod = state
-                .pod(&from)
-                .ok_or_else(|| Error(format!("no pod {from}")))?;
-            let report = netns::within(&pod.netns, || {
+            let client_ns = match state.pod(&from) {
+                Some(pod) => pod.netns.clone(),
+                None if from == "internet" => layout.internet_ns(),
+                None => return Err(Error(format!("no pod {from}"))),
+            };
+            let report = netns::within(&client_ns, || {
                 Ok(probe(target, protocol, timeout, requests.max(1)))
             })?;
             if output.is_some() {
@@ -171,6 +216,31 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     report.client_addr.as_deref().unwrap_or("-")
                 );
             }
+        }
+        Verb::Load {
+            from,
+            target,
+            duration,
+            interval,
+            timeout,
+            hold,
+        } => {
+            let state = RunState::load(&layout)?;
+            let pod = state
+                .pod(&from)
+                .ok_or_else(|| Error(format!("no pod {from}")))?;
+            if duration > Duration::from_secs(600) {
+                return Err(Error("--duration: at most 600s".to_owned()));
+            }
+            let options = load::LoadOptions {
+                target,
+                duration,
+                interval: interval.max(Duration::from_millis(1)),
+                timeout,
+                hold: hold.min(64),
+            };
+            let report = netns::within(&pod.netns, || Ok(load::run(&options)))?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Verb::Exec { pod, command } => {
             let state = RunState::load(&layout)?;
@@ -189,6 +259,26 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let mut state = RunState::load(&layout)?;
             print!("{}", lifecycle::apply(&layout, &mut state, &manifests)?);
         }
+        Verb::KillPod { pod } => {
+            let mut state = RunState::load(&layout)?;
+            operations::kill_pod(&layout, &mut state, &pod)?;
+            println!("pod {pod} killed");
+        }
+        Verb::SetReady { pod, ready } => {
+            operations::set_ready(&RunState::load(&layout)?, &pod, ready)?;
+            println!("pod {pod} ready={ready}");
+        }
+        Verb::Label { pod, changes } => {
+            operations::label(&RunState::load(&layout)?, &pod, &changes)?;
+            println!("pod {pod} labelled");
+        }
+        Verb::RestartNode { node, crash } => {
+            let mut state = RunState::load(&layout)?;
+            let started = std::time::Instant::now();
+            operations::restart_node(&layout, &mut state, &node, crash)?;
+            println!("node {node} restarted in {:?}", started.elapsed());
+        }
+        Verb::CloudLb { state_dir, nodes } => cloud_lb::balancer::serve(&state_dir, &nodes)?,
         Verb::Netexec { name, ports } => netexec::serve(&name, &ports)?,
     }
     Ok(ExitCode::SUCCESS)

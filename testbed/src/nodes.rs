@@ -91,7 +91,7 @@ pub fn start(
 
 /// Starts `ferroplane run` in the node namespace (its own process group, so it outlives the
 /// testbed command) and waits until it is healthy.
-fn launch(ferroplane: &Path, node: &NodeRecord) -> Result<u32> {
+pub fn launch(ferroplane: &Path, node: &NodeRecord) -> Result<u32> {
     let log = std::fs::File::create(&node.log).map_err(context(node.log.display()))?;
     let mut child = Command::new("ip")
         .args(["netns", "exec", &node.netns])
@@ -126,18 +126,25 @@ fn launch(ferroplane: &Path, node: &NodeRecord) -> Result<u32> {
     )))
 }
 
-/// The node's kernel stack: the node IP on the host TAP, the cluster and Service ranges
-/// through it (node -> pod and node -> Service traffic goes through the dataplane).
-fn configure_host_port(node: &NodeRecord) -> Result<()> {
+/// The node's kernel stack: the node IP on the host TAP, and every route through it (node ->
+/// pod, node -> Service and the node's own underlay traffic all go through the dataplane).
+/// Idempotent: a restarted ferroplane finds its persistent TAP configured already.
+pub fn configure_host_port(node: &NodeRecord) -> Result<()> {
     let ns = &node.netns;
     wait_for_link(ns, HOST_TAP, Duration::from_secs(5))?;
     ip(ns, &["link", "set", HOST_TAP, "up"])?;
     ip(
         ns,
-        &["addr", "add", &format!("{}/32", node.ip), "dev", HOST_TAP],
+        &[
+            "addr",
+            "replace",
+            &format!("{}/32", node.ip),
+            "dev",
+            HOST_TAP,
+        ],
     )?;
-    for cidr in [CLUSTER_CIDR, SERVICE_CIDR] {
-        ip(ns, &["route", "add", cidr, "dev", HOST_TAP])?;
+    for cidr in [CLUSTER_CIDR, SERVICE_CIDR, "default"] {
+        ip(ns, &["route", "replace", cidr, "dev", HOST_TAP])?;
     }
     Ok(())
 }

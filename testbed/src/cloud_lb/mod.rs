@@ -1,0 +1,119 @@
+//! The cloud's L4 load balancer, as a namespace on the underlay: it owns no address of the
+//! LoadBalancer pool, it routes each ingress IP (198.51.100.0/24) to the nodes with kernel ECMP
+//! hashed on the 5-tuple, like a pass-through cloud network LB (the node sees the client's own
+//! address and answers it directly through the router), and it sends only to nodes whose health
+//! check answers 200 (see [`balancer`]).
+//!
+//! Invariants: every device and route it makes lives in the testbed's `cloudlb` or router
+//! namespace; the router reaches the pool only through it; its health checker runs inside its
+//! namespace as a process of its own, found by `down` like every other testbed process.
+
+pub mod balancer;
+pub mod health;
+
+use std::net::Ipv4Addr;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result, context};
+use crate::layout::{BRIDGE, CLOUD_LB_IP, INTERNET_CIDR, LB_POOL, Layout, ROUTER_NODE_SIDE};
+use crate::netns::{add, ip, sysctl};
+
+/// The LB's device on the underlay bridge, and its peer there.
+const LB_IF: &str = "tb-lb0";
+const UNDERLAY_PORT: &str = "tb-lb";
+const READY_WITHIN: Duration = Duration::from_secs(10);
+
+/// Creates the LB namespace on the underlay and points the router's pool route at it.
+pub fn build(layout: &Layout) -> Result<()> {
+    let ns = layout.cloud_lb_ns();
+    let underlay = layout.underlay_ns();
+    add(&ns)?;
+    ip(
+        &ns,
+        &[
+            "link",
+            "add",
+            LB_IF,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            UNDERLAY_PORT,
+            "netns",
+            &underlay,
+        ],
+    )?;
+    ip(
+        &underlay,
+        &["link", "set", UNDERLAY_PORT, "master", BRIDGE, "up"],
+    )?;
+    ip(
+        &ns,
+        &["addr", "add", &format!("{CLOUD_LB_IP}/24"), "dev", LB_IF],
+    )?;
+    ip(&ns, &["link", "set", LB_IF, "up"])?;
+    // Only for the LB's own ICMP errors: client traffic is never routed back through it.
+    ip(
+        &ns,
+        &[
+            "route",
+            "add",
+            INTERNET_CIDR,
+            "via",
+            &ROUTER_NODE_SIDE.to_string(),
+        ],
+    )?;
+    for key in ["all", "default", LB_IF] {
+        sysctl(&ns, &format!("net/ipv4/conf/{key}/rp_filter"), "0")?;
+        sysctl(&ns, &format!("net/ipv4/conf/{key}/send_redirects"), "0")?;
+    }
+    sysctl(&ns, "net/ipv4/ip_forward", "1")?;
+    // ECMP on source and destination address and port, as cloud L4 balancers hash.
+    sysctl(&ns, "net/ipv4/fib_multipath_hash_policy", "1")?;
+    ip(
+        &layout.router_ns(),
+        &["route", "add", LB_POOL, "via", &CLOUD_LB_IP.to_string()],
+    )
+    .map(|_| ())
+}
+
+/// Starts the balancer (`testbed cloud-lb`) in the LB namespace for `nodes` and waits until it
+/// has programmed its first routes.
+pub fn launch(layout: &Layout, state_dir: &Path, nodes: &[Ipv4Addr]) -> Result<u32> {
+    let log_path = layout.run_dir().join("cloud-lb.log");
+    let log = std::fs::File::create(&log_path).map_err(context(log_path.display()))?;
+    let nodes: Vec<String> = nodes.iter().map(Ipv4Addr::to_string).collect();
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &layout.cloud_lb_ns()])
+        .arg(std::env::current_exe()?)
+        .arg("cloud-lb")
+        .arg("--state-dir")
+        .arg(state_dir)
+        .args(["--nodes", &nodes.join(",")])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .map_err(context("starting the cloud load balancer"))?;
+    let started = Instant::now();
+    while started.elapsed() < READY_WITHIN {
+        if let Some(status) = child.try_wait()? {
+            return Err(Error(format!(
+                "the cloud load balancer exited ({status}): {}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            )));
+        }
+        if std::fs::read_to_string(&log_path).is_ok_and(|t| t.lines().any(|l| l == "ready")) {
+            return Ok(child.id());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err(Error(format!(
+        "the cloud load balancer was not ready within {READY_WITHIN:?}; log: {}",
+        log_path.display()
+    )))
+}

@@ -1,12 +1,12 @@
 //! One testbed per test, under a prefix of its own, taken down when the guard drops (on
 //! success and on panic, with the node logs printed on panic).
 //!
-//! Invariant: the ferroplane binary the testbed runs is the workspace's own debug build
-//! (built here once if the test run did not build it).
+//! Invariants: the ferroplane binary the testbed runs is the workspace's own debug build
+//! (brought up to date once per run); one testbed runs at a time.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 
 use serde_json::Value;
 
@@ -14,24 +14,33 @@ pub const TESTBED: &str = env!("CARGO_BIN_EXE_testbed");
 pub const DEMO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/demo");
 pub const MANIFESTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/manifests");
 
-/// `target/debug/ferroplane`, built by `cargo build -p control` when missing.
+/// `ferroplane` beside the testbed binary, brought up to date by `cargo build` once per run
+/// (a no-op when `cargo test --workspace` just built it; never a stale binary otherwise).
 fn ferroplane() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let bin = Path::new(TESTBED).with_file_name("ferroplane");
-        if !bin.is_file() {
-            let status = Command::new(env!("CARGO"))
-                .args(["build", "-p", "control", "--bin", "ferroplane"])
-                .status()
-                .unwrap();
-            assert!(status.success(), "building ferroplane failed");
-        }
-        bin
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "control", "--bin", "ferroplane"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "building ferroplane failed");
+        Path::new(TESTBED).with_file_name("ferroplane")
     })
+}
+
+/// One testbed at a time: the scenarios measure timings (relabel, restart gaps) that a
+/// second cluster competing for the same two cores would distort.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// The I/O backend of every scenario's pods: `FERROPLANE_TESTBED_IO` (tap, af-packet, af-xdp),
+/// tap by default.
+pub fn io_backend() -> String {
+    std::env::var("FERROPLANE_TESTBED_IO").unwrap_or_else(|_| "tap".to_owned())
 }
 
 pub struct Cluster {
     pub prefix: String,
+    _turn: MutexGuard<'static, ()>,
 }
 
 impl Cluster {
@@ -43,12 +52,15 @@ impl Cluster {
             "0",
             "the scenarios build network namespaces: run them as root"
         );
+        let turn = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
         let cluster = Cluster {
             prefix: format!("t{tag}{}", std::process::id()),
+            _turn: turn,
         };
-        let mut all = vec!["up", "--ferroplane"];
+        let io = io_backend();
+        eprintln!("scenario {tag}: pods on {io}");
         let bin = ferroplane().display().to_string();
-        all.push(&bin);
+        let mut all = vec!["up", "--io", &io, "--ferroplane", &bin];
         all.extend_from_slice(args);
         let out = cluster.testbed(&all);
         assert!(
@@ -112,13 +124,43 @@ impl Cluster {
 
     /// A Service's ClusterIP, from the control plane.
     pub fn cluster_ip(&self, service: &str) -> String {
+        let svc = self.get("svc", service);
+        svc["spec"]["clusterIP"].as_str().unwrap().to_owned()
+    }
+
+    /// `ferroplane get KIND NAME -o json` on the testbed's state.
+    pub fn get(&self, kind: &str, name: &str) -> Value {
         let state = self.status()["state_dir"].as_str().unwrap().to_owned();
         let out = Command::new(ferroplane())
-            .args(["--state", &state, "get", "svc", service, "-o", "json"])
+            .args(["--state", &state, "get", kind, name, "-o", "json"])
             .output()
             .unwrap();
-        let svc: Value = serde_json::from_slice(&out.stdout).unwrap();
-        svc["spec"]["clusterIP"].as_str().unwrap().to_owned()
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// `testbed VERB ARGS...`, which must succeed.
+    pub fn ok(&self, args: &[&str]) {
+        let out = self.testbed(args);
+        assert!(
+            out.status.success(),
+            "testbed {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The nodes' IPs, in order.
+    pub fn node_ips(&self) -> Vec<String> {
+        let status = self.status();
+        let nodes = status["nodes"].as_array().unwrap();
+        nodes
+            .iter()
+            .map(|n| n["ip"].as_str().unwrap().to_owned())
+            .collect()
     }
 
     pub fn namespace(&self, role: &str) -> String {

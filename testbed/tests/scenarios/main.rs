@@ -4,7 +4,10 @@
 #![allow(clippy::unwrap_used)] // tests may unwrap (COMMON.md); the helpers here are test code too
 
 mod capture;
+mod change;
 mod cluster;
 mod internet;
+mod load_balancer;
 mod pod_to_pod;
+mod policy;
 mod service;

@@ -21,6 +21,7 @@ step "A cluster: underlay, router, internet host 203.0.113.10, two nodes running
 run "$T" up --nodes 2
 export FERROPLANE_STATE
 FERROPLANE_STATE=$("$T" status -o json | json 'd["state_dir"]')
+PREFIX=${TESTBED_PREFIX:-fptb}
 
 step "What you submit is simple; what you get back has more information"
 run "$F" get service store-be -o yaml
@@ -46,6 +47,26 @@ run "$F" trace --from default/store-fe --dst "$VIP:22"
 step "Life of a packet: pod to internet. The internet host sees the node IP (masquerade)"
 run "$T" probe store-fe 203.0.113.10:80
 
+step "Receiving external traffic: a type=LoadBalancer Service behind the cloud's L4 load balancer"
+run "$T" apply -f testbed/manifests/demo/40-store-be-lb.yaml
+LB=$("$F" get service store-be-lb -o json | json 'd["status"]["loadBalancer"]["ingress"][0]["ip"]')
+sleep 1 # the cloud LB routes an ingress IP once the nodes pass its health check
+run ip -n "$PREFIX-cloudlb" route show "$LB"
+echo "# externalTrafficPolicy Cluster: any node, any backend; the backend sees a node IP"
+for _ in 1 2 3 4 5 6; do "$T" probe internet "$LB:443"; done
+run "$F" trace --src 203.0.113.10:5555 --node node-1 --dst "$LB:443"
+
+step "OnlyLocal: the client IP is kept; a node without a ready local backend fails the health check"
+run "$T" apply -f testbed/manifests/demo/41-store-be-lb-onlylocal.yaml
+sleep 1
+for _ in 1 2 3 4; do "$T" probe internet "$LB:443"; done
+run "$T" set-ready store-be-1 false
+sleep 1
+echo "# node-1 (192.168.50.2) has no ready store-be now: the cloud LB sends only to node-2"
+run ip -n "$PREFIX-cloudlb" route show "$LB"
+for _ in 1 2 3 4; do "$T" probe internet "$LB:443"; done
+run "$T" set-ready store-be-1 true
+
 step "Network policy: the seed's policies and the DefaultDeny namespace"
 run "$T" apply -f testbed/manifests/demo/30-store-policy.yaml
 run "$T" probe store-be-1 "$DB:6379"
@@ -54,13 +75,25 @@ run "$F" trace --from default/store-fe --dst "$DB:6379"
 run "$T" probe store-fe "$VIP:80"
 run "$T" probe store-be-1 "$FE:80" --timeout 1s || true
 
-step "L4 LoadBalancer from outside, Cluster and OnlyLocal (pipeline traces; the cloud LB namespace is not built yet)"
-run "$F" apply -f control/tests/seed/service-store-be-lb.yaml >/dev/null
-LB=$("$F" get service store-be -o json | json 'd["status"]["loadBalancer"]["ingress"][0]["ip"]')
-run "$F" trace --src 203.0.113.10:5555 --node node-1 --dst "$LB:443"
-run "$F" apply -f control/tests/seed/service-store-be-onlylocal.yaml >/dev/null
-run "$F" trace --src 203.0.113.10:5555 --node node-1 --dst "$LB:443"
-run "$F" apply -f testbed/manifests/demo/20-store-be-service.yaml >/dev/null
+step "Dealing with change: store-fe keeps connecting while node-2's ferroplane restarts and a pod crashes"
+LOAD_OUT=$(mktemp)
+"$T" load store-fe "$VIP:80" --duration 8s --hold 2 >"$LOAD_OUT" &
+LOAD_PID=$!
+sleep 2
+run "$T" restart-node node-2
+sleep 2
+run "$T" kill-pod store-be-3
+wait "$LOAD_PID"
+python3 - "$LOAD_OUT" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"{r['requests']} requests: {r['connected']} answered, {r['refused']} refused, {r['timeout']} timed out")
+print("answered by", r["answered_by"])
+for h in r["held"]:
+    state = f"cut at {h['cut_at_ms']} ms ({h['error']})" if h["cut_at_ms"] else "never cut"
+    print(f"long-lived connection to {h['backend']}: {h['requests']} requests, {state}")
+PY
+rm -f "$LOAD_OUT"
 
 cat <<MSG
 
@@ -68,6 +101,9 @@ The cluster is up. Explore it:
   export FERROPLANE_STATE=$FERROPLANE_STATE
   $T status
   $T probe store-fe $VIP:80 -o json
+  $T probe internet $LB:443            # from the internet host, through the cloud LB
+  $T load store-fe $VIP:80 --duration 10s --hold 2 &   # then: $T kill-pod store-be-2,
+                                       # $T restart-node node-2, $T set-ready store-be-3 false
   $F get svc,pods,ep -o wide
   $F trace --from default/store-fe --dst $VIP:80 -o json
   $F stats --node-name node-1          # per-worker counters, drops by reason

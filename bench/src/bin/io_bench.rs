@@ -1,5 +1,6 @@
-//! `io_bench`: the raw I/O ceiling (a reflector) beside the full pipeline, per backend, in
-//! packets per second of 64-byte UDP over links in namespaces it makes and removes itself.
+//! `io_bench`: the raw I/O ceilings (reflector, plain forwarder) beside the full pipeline,
+//! per backend, in packets per second of 64-byte UDP over links in namespaces it makes and
+//! removes itself.
 //! Needs root. Prints the markdown table and writes it to `--out`.
 //!
 //! SIGINT/SIGTERM end the run early and cleanly (namespaces deleted, nothing written).
@@ -16,10 +17,10 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 /// Raw I/O ceiling vs full pipeline, per I/O backend (needs root).
 ///
 /// For each backend: a generator in its own network namespace blasts 64-byte UDP frames
-/// (1024 flows) over veth pairs (TAPs for the TAP backend) into a dataplane thread that either
-/// reflects them (the ceiling) or runs the full pipeline (pod -> ClusterIP -> local pod:
-/// conntrack, DNAT, policy, routing, out of a second link); the generator counts what comes
-/// back. Generator and dataplane are pinned to the first two allowed CPUs.
+/// (1024 flows) over veth pairs (TAPs for the TAP backend) into a dataplane thread that
+/// reflects them on one link, forwards them unchanged to a second link (the raw ceiling of the
+/// pipeline's path), or runs the full pipeline (pod -> ClusterIP -> local pod: conntrack, DNAT,
+/// policy, routing, out of the second link); the generator counts what comes back. Generator and dataplane are pinned to the first two allowed CPUs.
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {

@@ -1,5 +1,6 @@
 //! The dataplane side of a trial, on the calling thread (already in the right namespace):
-//! either `dataplane::io::reflect` on path A's port (the raw I/O ceiling), or a `Worker`
+//! `dataplane::io::reflect` on path A's port (one link's ceiling), a plain forwarder from
+//! path A's port to path B's (the raw ceiling of the pipeline's own path), or a `Worker`
 //! with the full pipeline under `dataplane::worker::run`, the node's own loop (snapshot load
 //! and clock read per round, housekeeping, reports), on the ports of paths A and B.
 //!
@@ -10,7 +11,7 @@
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 
 use arc_swap::ArcSwap;
@@ -122,6 +123,53 @@ pub fn reflect_side<P: BenchPort>(
         },
         port: described,
     })
+}
+
+/// Forwards frames from path A's port to path B's port until `stop`, MACs swapped, with no
+/// pipeline: per burst one `rx_burst`, a 12-byte swap per frame, one `tx_burst`, like the
+/// reflector, but over the two links the pipeline uses.
+pub fn forward_side<P: BenchPort>(
+    in_if: &str,
+    out_if: &str,
+    cpu: Option<usize>,
+    stop: &AtomicBool,
+    ready: SyncSender<()>,
+) -> io::Result<ForwarderCounts> {
+    if let Some(cpu) = cpu {
+        pin_current_thread(cpu)?;
+    }
+    let mut port_in = P::open(in_if)?;
+    let mut port_out = P::open(out_if)?;
+    let mut pool = PacketPool::with_capacity(POOL);
+    let described = port_in.describe();
+    let mut batch = Vec::with_capacity(BURST);
+    let mut counts = ForwarderCounts {
+        port: described,
+        ..ForwarderCounts::default()
+    };
+    let mut refused = 0;
+    let _ = ready.send(());
+    while !stop.load(Ordering::Relaxed) {
+        let received = port_in.rx_burst(POD_A, &mut pool, &mut batch, BURST)?;
+        if received == 0 {
+            std::hint::spin_loop();
+            continue;
+        }
+        for pkt in &mut batch {
+            if let Some(addrs) = pkt.data_mut().get_mut(..12) {
+                let (dst, src) = addrs.split_at_mut(6);
+                dst.swap_with_slice(src);
+            }
+        }
+        let transmitted = port_out.tx_burst(&mut batch, &mut pool)?;
+        counts.received += received as u64;
+        counts.transmitted += transmitted as u64;
+        refused += received.saturating_sub(transmitted) as u64;
+    }
+    if refused > 0 {
+        counts.drops.push(("tx_refused".to_owned(), refused));
+    }
+    Ok(counts)
 }
 
 /// Runs a worker with the full pipeline over paths A (in) and B (out) until `stop`.

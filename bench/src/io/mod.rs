@@ -1,6 +1,7 @@
-//! The I/O benchmark of issue 4: for each backend, the raw I/O ceiling (a reflector with no
-//! pipeline) beside the full pipeline end to end, in packets per second of 64-byte UDP, in
-//! one run, with the pipeline/reflect ratio against the 90 % target.
+//! The I/O benchmark of issue 4: for each backend, the raw I/O ceilings (a one-link reflector,
+//! and a plain forwarder over the two links the pipeline uses) beside the full pipeline end to
+//! end, in packets per second of 64-byte UDP, in one run, with the pipeline/forward ratio
+//! against the 90 % target.
 //!
 //! One trial: a topology of links in namespaces made here (`topology`, `netns`), a dataplane
 //! thread pinned to the second allowed CPU (`forwarder`), then a generator thread pinned to
@@ -41,7 +42,7 @@ pub use self::netns::{PREFIX, require_root};
 pub use self::report::{BackendResult, Report, Spread, TARGET_RATIO, Trial, spread};
 pub use self::scenario::FLOWS;
 
-use self::forwarder::{BenchPort, pipeline_side, reflect_side};
+use self::forwarder::{BenchPort, forward_side, pipeline_side, reflect_side};
 use self::generator::{Load, generate};
 use self::scenario::Expect;
 use self::topology::Topology;
@@ -103,16 +104,23 @@ impl FromStr for Backend {
 /// What runs on the dataplane side of a trial.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
-    /// `dataplane::io::reflect` on one port: the raw I/O ceiling.
+    /// `dataplane::io::reflect` on one port: the I/O ceiling of one link.
     Reflect,
+    /// In on one port, out on another, MACs swapped, no pipeline: the raw I/O ceiling of the
+    /// path the pipeline takes, the reference for the 90 % target.
+    Forward,
     /// A worker with the full pipeline, in on one port, out on another.
     Pipeline,
 }
 
 impl Mode {
+    /// In the order a round of trials runs them.
+    pub const ALL: [Mode; 3] = [Mode::Reflect, Mode::Forward, Mode::Pipeline];
+
     pub fn name(self) -> &'static str {
         match self {
             Mode::Reflect => "reflect",
+            Mode::Forward => "forward",
             Mode::Pipeline => "pipeline",
         }
     }
@@ -213,11 +221,11 @@ fn measure(
     };
     let mut trials = Vec::new();
     for _ in 0..options.repeats {
-        for mode in [Mode::Reflect, Mode::Pipeline] {
+        for mode in Mode::ALL {
             let load = Load {
                 frames,
                 expect: match mode {
-                    Mode::Reflect => Expect::reflected(),
+                    Mode::Reflect | Mode::Forward => Expect::reflected(),
                     Mode::Pipeline => Expect::forwarded(),
                 },
                 duration: Duration::from_secs_f64(options.seconds),
@@ -265,6 +273,9 @@ fn trial<P: BenchPort>(
             topology.dataplane_ns().enter_current_thread()?;
             match mode {
                 Mode::Reflect => reflect_side::<P>(a.dataplane, dp_cpu, &stop, ready_tx),
+                Mode::Forward => {
+                    forward_side::<P>(a.dataplane, b.dataplane, dp_cpu, &stop, ready_tx)
+                }
                 Mode::Pipeline => {
                     pipeline_side::<P>(a.dataplane, b.dataplane, dp_cpu, &stop, ready_tx)
                 }
@@ -279,7 +290,7 @@ fn trial<P: BenchPort>(
                 }
                 let counter = match mode {
                     Mode::Reflect => None,
-                    Mode::Pipeline => Some(b.generator),
+                    Mode::Forward | Mode::Pipeline => Some(b.generator),
                 };
                 generate(a.generator, counter, load, interrupted)
             })

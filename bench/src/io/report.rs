@@ -1,5 +1,5 @@
 //! Trials to numbers: per backend and mode the median, min and max of the delivered packet
-//! rate, the pipeline/reflect ratio, and the markdown table `io_bench` prints and writes.
+//! rate, the pipeline/forward ratio, and the markdown table `io_bench` prints and writes.
 //!
 //! Invariant: a backend that could not be measured shows its reason, never a number.
 
@@ -103,11 +103,11 @@ impl BackendResult {
         spread(&self.trials(mode).map(f).collect::<Vec<_>>()).map(|s| s.median)
     }
 
-    /// Median pipeline rate over median reflect rate.
+    /// Median pipeline rate over the median raw forwarding rate of the same path.
     pub fn ratio(&self) -> Option<f64> {
-        let reflect = self.delivered(Mode::Reflect)?.median;
+        let forward = self.delivered(Mode::Forward)?.median;
         let pipeline = self.delivered(Mode::Pipeline)?.median;
-        (reflect > 0.0).then(|| pipeline / reflect)
+        (forward > 0.0).then(|| pipeline / forward)
     }
 
     /// Whether the dataplane read (nearly) every frame offered in `mode` (median trial): then
@@ -121,12 +121,12 @@ impl BackendResult {
     pub fn verdict(&self) -> Option<String> {
         let ratio = self.ratio()?;
         let why = match (
-            self.generator_bound(Mode::Reflect),
+            self.generator_bound(Mode::Forward),
             self.generator_bound(Mode::Pipeline),
         ) {
             (false, _) if ratio >= TARGET_RATIO => "meets ≥ 90 %",
             (false, _) => "misses ≥ 90 %",
-            (true, false) => "upper bound: reflect was generator-bound",
+            (true, false) => "upper bound: forward was generator-bound",
             (true, true) => "inconclusive: both modes generator-bound",
         };
         Some(format!("{} ({why})", percent(ratio)))
@@ -187,7 +187,7 @@ impl Report {
         let _ = writeln!(
             md,
             "| backend | mode | delivered pps (median) | min | max | offered pps | \
-             taken in by dataplane | pipeline / reflect |"
+             taken in by dataplane | pipeline / forward |"
         );
         let _ = writeln!(md, "|---|---|--:|--:|--:|--:|--:|--:|");
         for result in &self.backends {
@@ -200,7 +200,7 @@ impl Report {
                 );
                 continue;
             }
-            for mode in [Mode::Reflect, Mode::Pipeline] {
+            for mode in Mode::ALL {
                 let Some(delivered) = result.delivered(mode) else {
                     continue;
                 };
@@ -208,7 +208,7 @@ impl Report {
                 let taken = result.median_of(mode, Trial::taken_in).unwrap_or(0.0);
                 let ratio = match mode {
                     Mode::Pipeline => result.verdict().unwrap_or_default(),
-                    Mode::Reflect => String::new(),
+                    Mode::Reflect | Mode::Forward => String::new(),
                 };
                 let _ = writeln!(
                     md,
@@ -245,7 +245,7 @@ fn details(result: &BackendResult) -> String {
     if let Some(port) = last(Mode::Reflect).and_then(|t| t.forwarder.port.as_deref()) {
         let _ = write!(text, " Dataplane port: {port}.");
     }
-    for mode in [Mode::Reflect, Mode::Pipeline] {
+    for mode in Mode::ALL {
         let Some(t) = last(mode) else { continue };
         let drops = if t.forwarder.drops.is_empty() {
             "none".to_owned()
@@ -282,7 +282,11 @@ AF_PACKET socket (mmap TX ring, qdisc bypass) in its own namespace blasting pre-
 1024 UDP flows from pod 0 to a ClusterIP, as fast as its core allows; the rate is what a second \
 AF_PACKET socket counts back at the far end during the interval, after a warm-up that sends \
 each flow once. *reflect* runs `dataplane::io::reflect` on the port (MACs swapped, sent back \
-out of the same port): the raw I/O ceiling. *pipeline* runs `dataplane::worker::run` with the \
+out of the same port): the I/O ceiling of one link. *forward* reads pod 0's port and writes \
+pod 1's, MACs swapped, with nothing in between: the raw I/O ceiling of the path the pipeline \
+takes, and the reference of the pipeline / forward ratio (sending on a second veth costs the \
+sending core the peer's receive work, so a one-link reflector overstates that ceiling). \
+*pipeline* runs `dataplane::worker::run` with the \
 full pipeline: frames enter on pod 0's port, hit conntrack (each flow was inserted by its \
 first packet in the warm-up), are DNATed to the Service's only endpoint, local pod 1, pass \
 pod 0's egress policies on the post-DNAT destination and are routed out of pod 1's port, a \
@@ -290,10 +294,10 @@ second link; 1,000 other Services and 100 policies are loaded. *offered* is the 
 send rate; *taken in* is the share of all frames sent that the dataplane read (the rest the \
 kernel dropped before it, ring or queue full). A mode whose dataplane took in at least 99 % \
 was *generator-bound*: the generator, not the dataplane, set its rate, so the dataplane can do \
-at least that much, and a ratio against a generator-bound reflect is only an upper bound. On \
+at least that much, and a ratio against a generator-bound forward is only an upper bound. On \
 two CPUs the generator (one core, which on veth by default also carries the kernel's delivery \
 into the dataplane's port) is about as fast as the reflector; `--steer-rx` moves that delivery \
 onto the dataplane's core with RPS (not native XDP, which runs on the sender's core), which \
 makes the dataplane the bottleneck at the price of inter-processor interrupts. \
-Each row's trials are interleaved with the other mode's, so drift from other load on the \
+Each row's trials are interleaved with the other modes', so drift from other load on the \
 machine hits both alike; the spread between min and max shows how much there was.\n";

@@ -3,7 +3,8 @@
 # the Debian packages below and, if cargo is missing, the pinned Rust toolchain.
 set -euo pipefail
 
-packages=(iproute2 iputils-ping tcpdump iperf3 procps python3 ca-certificates gcc libc6-dev)
+packages=(iproute2 iputils-ping tcpdump iperf3 procps python3 ca-certificates gcc libc6-dev
+          ethtool bind9-dnsutils)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

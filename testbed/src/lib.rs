@@ -21,5 +21,6 @@ pub mod operations;
 pub mod pending;
 pub mod pods;
 pub mod probe;
+pub mod resolv;
 pub mod run_state;
 pub mod teardown;

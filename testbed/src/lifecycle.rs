@@ -20,6 +20,7 @@ use crate::nodes;
 use crate::operations;
 use crate::pending;
 use crate::pods::{self, PodSpec};
+use crate::resolv;
 use crate::run_state::{Io, Mode, RunState};
 use crate::teardown;
 
@@ -153,6 +154,9 @@ pub fn apply(layout: &Layout, state: &mut RunState, files: &[PathBuf]) -> Result
             testbed_nodes.join(", ")
         )));
     }
+    let settings = control::StateDir::new(&state.state_dir)
+        .read_settings()
+        .map_err(context(state.state_dir.display()))?;
     let mut started = Vec::new();
     for pod in ferroplane.pods()? {
         if state
@@ -179,6 +183,12 @@ pub fn apply(layout: &Layout, state: &mut RunState, files: &[PathBuf]) -> Result
             ports: &pod.ports,
         };
         let record = pods::start(layout, (state.io, state.mode), &node, &spec)?;
+        resolv::write(
+            &record.netns,
+            &record.namespace,
+            settings.cluster_dns_ip,
+            &settings.cluster_domain,
+        )?;
         state.pods.push(record);
         state.save(layout)?;
         started.push((node, pod.namespace, pod.name));

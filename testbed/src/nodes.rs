@@ -73,6 +73,7 @@ pub fn start(
         backend = match io {
             Io::Tap => "tap",
             Io::AfPacket => "af-packet",
+            Io::AfXdp => "af-xdp",
         },
         netns_dir = netns_dir.display(),
         overlay = match mode {

@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::layout::Layout;
 use crate::netns;
 use crate::nodes;
+use crate::resolv;
 use crate::run_state::{RunState, split_pod_name};
 
 const EXIT_WITHIN: Duration = Duration::from_secs(10);
@@ -43,6 +44,7 @@ pub fn kill_pod(layout: &Layout, state: &mut RunState, name: &str) -> Result<()>
     let bound = nodes::netns_dir(layout, &pod.node).join(&pod.netns);
     let _ = std::fs::remove_file(bound);
     netns::delete(&pod.netns)?;
+    resolv::remove(&pod.netns);
     control(state).delete("pod", &pod.namespace, &pod.name)?;
     state
         .pods

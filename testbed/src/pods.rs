@@ -3,8 +3,9 @@
 //!
 //! Invariants: the pod's interface is `eth0` with MAC `0a:58:<ip>` and `IP/24` without the
 //! connected route; everything goes through the gateway (`.1` of the node's podCIDR), which the
-//! dataplane answers ARP for. With AF_PACKET the pod side never emits GSO super-frames
-//! (`gso_max_segs 1`): the packet socket would see them whole and drop them.
+//! dataplane answers ARP for. With AF_PACKET and AF_XDP the pod side never emits GSO
+//! super-frames (`gso_max_segs 1`): the socket would see them whole and drop them; with AF_XDP
+//! it also computes its own checksums (TX offload off), as AF_XDP frames carry no partial mark.
 
 use std::net::Ipv4Addr;
 use std::os::unix::process::CommandExt;
@@ -16,7 +17,7 @@ use control::node::pod_interface_name;
 
 use crate::error::{Error, Result, context};
 use crate::layout::{Layout, POD_IF, pod_mac};
-use crate::netns::{add, ip, wait_for_link};
+use crate::netns::{add, exec, ip, wait_for_link};
 use crate::nodes::netns_dir;
 use crate::run_state::{Io, Mode, NodeRecord, PodRecord};
 
@@ -49,7 +50,7 @@ pub fn start(
             ip(&node.netns, &["link", "set", &iface, "netns", &ns])?;
             ip(&ns, &["link", "set", &iface, "name", POD_IF])?;
         }
-        Io::AfPacket => {
+        Io::AfPacket | Io::AfXdp => {
             let mtu = match mode {
                 Mode::Vxlan => "1450",
                 Mode::Routed => "1500",
@@ -63,6 +64,10 @@ pub fn start(
             )?;
             ip(&node.netns, &["link", "set", &iface, "up"])?;
             ip(&ns, &["link", "set", POD_IF, "gso_max_segs", "1"])?;
+            if io == Io::AfXdp {
+                // AF_XDP carries no "checksum partial" mark: the pod must send whole checksums.
+                exec(&ns, &["ethtool", "-K", POD_IF, "tx", "off"])?;
+            }
         }
     }
     let gateway = gateway_of(&node.pod_cidr)?;

@@ -12,12 +12,16 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Result, context};
 use crate::layout::Layout;
 
-/// How pods are attached to their node's ferroplane.
+/// How pods are attached to their node's ferroplane (the uplink is AF_PACKET in every case).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Io {
+    /// A TAP per pod, created by ferroplane and moved into the pod.
     Tap,
+    /// A veth per pod; ferroplane opens its node end with AF_PACKET rings.
     AfPacket,
+    /// A veth per pod; ferroplane opens its node end with AF_XDP (generic XDP).
+    AfXdp,
 }
 
 /// How pod traffic crosses the underlay.

@@ -1,5 +1,5 @@
 //! `testbed down`: ends every process inside the testbed's namespaces, deletes the namespaces
-//! (their devices go with them) and the run directory.
+//! (their devices go with them), their `/etc/netns` entries and the run directory.
 //!
 //! Invariants: works from the namespaces alone (a killed run may have left no state file);
 //! touches only namespaces this layout owns and only processes inside them; every wait is
@@ -12,6 +12,7 @@ use rustix::process::{Pid, Signal, kill_process};
 use crate::error::{Result, context};
 use crate::layout::Layout;
 use crate::netns;
+use crate::resolv;
 
 const GRACE: Duration = Duration::from_secs(3);
 
@@ -35,6 +36,7 @@ pub fn down(layout: &Layout) -> Result<Removed> {
     for ns in &namespaces {
         netns::delete(ns)?;
     }
+    resolv::remove_all(layout)?;
     let run_dir = layout.run_dir();
     if run_dir.exists() {
         std::fs::remove_dir_all(&run_dir).map_err(context(run_dir.display()))?;

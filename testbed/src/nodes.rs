@@ -2,7 +2,7 @@
 //! node's own kernel stack on the host TAP.
 //!
 //! Invariants: a node is reported started only once its `/healthz` answers 200 (bounded wait);
-//! its logs, admin socket, flow-table hand-off file and pod netns directory all live in the
+//! its logs, admin socket, shared flow-table file and pod netns directory all live in the
 //! run directory; the uplink gets the dataplane's MAC `02:fe:<node ip>` and, in VXLAN mode, the
 //! uplink MACs of every peer (one L2 segment), so node-to-node traffic never needs the router.
 
@@ -60,7 +60,7 @@ pub fn start(
          nextHopMAC: {ROUTER_MAC}\n{peers}  host:\n    interface: {HOST_TAP}\n    backend: tap\n  \
          pods:\n    backend: {backend}\n    netnsDir: {netns_dir}\n\
          workers:\n  count: 1\noverlay: {overlay}\nconntrack:\n  maxEntries: 16384\n\
-         admin:\n  socket: {socket}\nhealth:\n  bindAddress: 0.0.0.0:10256\nhandoff: {handoff}\n",
+         admin:\n  socket: {socket}\nhealth:\n  bindAddress: 0.0.0.0:10256\nflowState: {flow_state}\n",
         name = node.name,
         ip = node.ip,
         state = state_dir.display(),
@@ -81,7 +81,7 @@ pub fn start(
             Mode::Routed => "routed",
         },
         socket = record.admin_socket.display(),
-        handoff = dir.join("conntrack.handoff").display(),
+        flow_state = dir.join("conntrack.shm").display(),
     );
     std::fs::write(&record.config, config).map_err(context(record.config.display()))?;
     let pid = launch(ferroplane, &record)?;

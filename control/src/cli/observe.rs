@@ -12,7 +12,8 @@ use super::admin_client::{self, SocketArgs};
 pub struct MonitorArgs {
     #[command(flatten)]
     pub socket: SocketArgs,
-    /// Event type: drop (every drop) or policy-verdict (policy drops only).
+    /// Event type: drop (every drop, with its reason) or policy-verdict (allowed and denied,
+    /// with the policy).
     #[arg(short, long = "type", value_parser = ["drop", "policy-verdict"], default_value = "drop")]
     pub kind: String,
 }

@@ -1,6 +1,6 @@
 //! The admin endpoint: HTTP on a Unix socket (and, when configured, on TCP with a bearer
-//! token) serving `/metrics`, `/stats`, `/conntrack`, `/healthz`, the live drop stream
-//! `/monitor` and packet capture `/capture?port=NAME` (pcap).
+//! token) serving `/metrics`, `/stats`, `/conntrack`, `/healthz`, the live event stream
+//! `/monitor?type=drop|policy-verdict` and packet capture `/capture?port=NAME` (pcap).
 //!
 //! Invariants: every answer is built from published copies (see `render`); a streaming
 //! client holds one subscription that ends when it disconnects; a TCP request without the
@@ -62,7 +62,7 @@ impl AdminState {
             adopted_flows: self.adopted_flows,
             generation: self.cells.load().load().generation,
             sync: &sync,
-            monitor_lost: self.observers.drops.lost(),
+            monitor_lost: self.observers.events.lost(),
             capture_lost: self.observers.capture.lost(),
         })
     }
@@ -99,29 +99,26 @@ impl AdminState {
         }
     }
 
+    /// The event stream: `type=drop` (the default) every drop, `type=policy-verdict` every
+    /// NetworkPolicy verdict on a new flow of an isolated pod, allowed or denied.
     fn monitor(&self, request: &Request, conn: &mut dyn Conn) -> io::Result<()> {
-        let policy_only = match request.param("type").as_deref() {
-            None | Some("drop") => false,
-            Some("policy-verdict" | "policy") => true,
+        let drops = match request.param("type").as_deref() {
+            None | Some("drop") => true,
+            Some("policy-verdict" | "policy") => false,
             Some(other) => {
                 let message = format!("unknown monitor type {other:?} (drop, policy-verdict)\n");
                 return http::respond(conn, 400, "text/plain", message.as_bytes());
             }
         };
-        let events = self.observers.drops.subscribe(None, STREAM_DEPTH);
+        let events = self.observers.events.subscribe(None, STREAM_DEPTH);
         http::start_stream(&mut *conn, "text/plain")?;
         loop {
             match events.recv_timeout(Duration::from_millis(500)) {
                 Ok(event) => {
-                    let policy = matches!(
-                        event.reason,
-                        dataplane::drop::DropReason::PolicyEgressDenied
-                            | dataplane::drop::DropReason::PolicyIngressDenied
-                    );
-                    if policy_only && !policy {
+                    if event.is_drop() != drops {
                         continue;
                     }
-                    let line = render::drop_line(&event, &self.names.load()) + "\n";
+                    let line = event.line(&self.names.load()) + "\n";
                     conn.write_all(line.as_bytes())?;
                 }
                 Err(RecvTimeoutError::Timeout) => {
@@ -214,12 +211,50 @@ pub fn serve_unix(path: &Path, state: Arc<AdminState>) -> io::Result<()> {
 pub fn serve_tcp(addr: SocketAddr, token: String, state: Arc<AdminState>) -> io::Result<()> {
     let listener = TcpListener::bind(addr)
         .map_err(|e| io::Error::new(e.kind(), format!("admin.listen {addr}: {e}")))?;
-    let expected = format!("Bearer {token}");
     let handler: Handler = Arc::new(move |request, conn| {
-        if request.header("authorization") != Some(expected.as_str()) {
-            return http::respond(conn, 401, "text/plain", b"missing or wrong bearer token\n");
+        if !bearer_matches(request.header("authorization"), &token) {
+            return http::respond_unauthorized(conn, b"missing or wrong bearer token\n");
         }
         state.handle(&request, conn)
     });
     http::serve_tcp(listener, Arc::new(AtomicBool::new(false)), handler, false)
+}
+
+/// Whether an `Authorization` header carries `token` with the Bearer scheme (whose name is
+/// case-insensitive, RFC 6750). The token is compared in time independent of where it
+/// differs, so the answer's timing does not reveal a prefix.
+fn bearer_matches(header: Option<&str>, token: &str) -> bool {
+    let Some((scheme, given)) = header.and_then(|h| h.trim().split_once(' ')) else {
+        return false;
+    };
+    let (given, token) = (given.trim_start().as_bytes(), token.as_bytes());
+    let differs = given
+        .iter()
+        .zip(token)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    scheme.eq_ignore_ascii_case("bearer") && given.len() == token.len() && differs == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_matches;
+
+    #[test]
+    fn only_the_bearer_token_itself_is_accepted() {
+        let token = "s3cret-token-0123456789";
+        for (header, accepted) in [
+            (Some("Bearer s3cret-token-0123456789"), true),
+            (Some("bearer  s3cret-token-0123456789 "), true),
+            (None, false),
+            (Some(""), false),
+            (Some("Bearer"), false),
+            (Some("Bearer s3cret-token-012345678"), false),
+            (Some("Bearer s3cret-token-01234567890"), false),
+            (Some("Bearer S3cret-token-0123456789"), false),
+            (Some("Basic s3cret-token-0123456789"), false),
+            (Some("s3cret-token-0123456789"), false),
+        ] {
+            assert_eq!(bearer_matches(header, token), accepted, "{header:?}");
+        }
+    }
 }

@@ -1,17 +1,17 @@
 //! `ferroplane run`: the node process's life.
 //!
-//! Start: adopt the flow table the previous process handed off (if any), open the uplink and
-//! host devices (one per worker), start the snapshot source (retrying until the node can be
-//! compiled; the port manager opens pod devices as the source asks), start the workers, the
-//! admin endpoint and the health endpoints. Run: the control thread polls the source, detaches
+//! Start: map the flow-state file and adopt the previous process's table (if any), open the
+//! uplink and host devices (one per worker), start the snapshot source (retrying until the
+//! node can be compiled; the port manager opens pod devices as the source asks), start the
+//! workers, the admin endpoint and the health endpoints. Run: the control thread polls the source, detaches
 //! pods after the snapshot without them is published, follows health-check Services, answers
-//! signals. Stop (SIGTERM/SIGINT): `/healthz` turns 503, the workers stop, the flow table is
-//! written to the hand-off file, the process exits 0. SIGHUP reloads `node.yaml`.
+//! signals. Stop (SIGTERM/SIGINT): `/healthz` turns 503, the workers stop, the devices close,
+//! the process exits 0; the flow table stays in its file. SIGHUP reloads `node.yaml`.
 //!
 //! Invariants: the control thread is the only one that publishes snapshots and changes the
 //! port assignments; a snapshot is published only after the devices it references were handed
-//! to every worker (see `ports`); the hand-off file is written only after every worker
-//! stopped, so it holds a quiescent table.
+//! to every worker (see `ports`); the flow table is mapped before any device opens and
+//! unmapped only after every worker stopped.
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -32,7 +32,7 @@ use signal_hook::iterator::Signals;
 use super::admin::{self, AdminState};
 use super::config::{NodeSettings, Overrides};
 use super::devices::{self, NodePort};
-use super::handoff;
+use super::flow_state;
 
 use super::health::{self, HealthChecks, NodeHealth};
 use super::log;
@@ -71,7 +71,7 @@ pub fn run(settings: NodeSettings, reload: Reload) -> Result<(), String> {
         settings.uplink.backend,
         settings.pods.backend
     ));
-    let (conntrack, adopted) = handoff::conntrack_table(&settings);
+    let (conntrack, adopted) = flow_state::conntrack_table(&settings)?;
     let affinity = Arc::new(AffinityTable::new(65_536));
     let observers = Arc::new(Observers::default());
     let uplink = devices::open_uplink(&settings)?;
@@ -122,7 +122,6 @@ pub fn run(settings: NodeSettings, reload: Reload) -> Result<(), String> {
                 if let Some(signal) = wait_signal(&signals, Duration::from_secs(1))
                     && signal != SIGHUP
                 {
-                    handoff::save_handoff(&settings, &conntrack);
                     return Ok(());
                 }
             }
@@ -272,7 +271,6 @@ pub fn run(settings: NodeSettings, reload: Reload) -> Result<(), String> {
     // Close the devices first (a TAP queue left open would still be chosen for frames), all
     // at once: closing an AF_PACKET socket waits for an RCU grace period.
     close_devices(stopped);
-    handoff::save_handoff(&settings, &conntrack);
     drop(checks);
     let _ = std::fs::remove_file(&settings.admin.socket);
     log::info(format_args!("stopped"));

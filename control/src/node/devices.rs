@@ -34,11 +34,13 @@ pub enum Device {
     AfXdp(Box<AfXdpPort>),
 }
 
-/// A device as a worker runs it: the device, the port it serves, and the capture hook.
+/// A device as a worker runs it: the device, the port it serves, the capture hook, and what
+/// the device refused of its last transmit burst (for the monitor's `tx_ring_full` events).
 pub struct NodePort {
     device: Device,
     port: PortId,
     observers: Arc<Observers>,
+    refused: usize,
 }
 
 impl NodePort {
@@ -47,7 +49,14 @@ impl NodePort {
             device,
             port,
             observers,
+            refused: 0,
         }
+    }
+
+    /// How many frames of the last transmit burst the device refused, as the worker counts
+    /// them (all of them when the burst failed); reset to 0.
+    pub fn take_refused(&mut self) -> usize {
+        std::mem::take(&mut self.refused)
     }
 
     fn capture(&self, pkts: &[Packet]) {
@@ -91,11 +100,14 @@ impl PacketIo for NodePort {
         if !pkts.is_empty() && self.observers.capture.is_active() {
             self.capture(pkts);
         }
-        match &mut self.device {
+        let offered = pkts.len();
+        let sent = match &mut self.device {
             Device::Tap(d) => d.tx_burst(pkts, pool),
             Device::AfPacket(d) => d.tx_burst(pkts, pool),
             Device::AfXdp(d) => d.tx_burst(pkts, pool),
-        }
+        };
+        self.refused = offered - sent.as_ref().map_or(0, |&n| n.min(offered));
+        sent
     }
 
     fn poll_fd(&self) -> Option<RawFd> {

@@ -110,7 +110,6 @@ fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         400 => "Bad Request",
-        401 => "Unauthorized",
         404 => "Not Found",
         405 => "Method Not Allowed",
         503 => "Service Unavailable",
@@ -129,6 +128,17 @@ pub fn respond(
         out,
         "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         reason(status),
+        body.len()
+    )?;
+    out.write_all(body)?;
+    out.flush()
+}
+
+/// Writes a 401 that names the scheme the client must use (RFC 6750).
+pub fn respond_unauthorized(mut out: impl Write, body: &[u8]) -> io::Result<()> {
+    write!(
+        out,
+        "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"ferroplane\"\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     )?;
     out.write_all(body)?;

@@ -7,21 +7,23 @@
 //! - `ports`, `devices`, `netns`: which pod sits on which port; TAP, AF_PACKET and AF_XDP
 //!   devices, one per worker per port.
 //! - `worker`: the worker threads.
-//! - `health`, `admin`, `http`, `render`, `observe`: kube-proxy-style health endpoints; the
-//!   admin API (metrics, stats, conntrack, monitor, capture).
+//! - `health`, `admin`, `http`, `render`, `observe`, `monitor`: kube-proxy-style health
+//!   endpoints; the admin API (metrics, stats, conntrack, monitor, capture).
 //!
 //! Invariants of the whole: workers never lock, allocate or log per packet (observation is
-//! opt-in per listener); the control thread alone publishes snapshots and changes ports; a
-//! clean stop hands the flow table to the next process, so a restart keeps connections.
+//! opt-in per listener); the control thread alone publishes snapshots and changes ports; the
+//! flow table lives in a shared file the next process adopts, so a restart, clean or after a
+//! crash, keeps connections.
 
 mod admin;
 pub mod config;
 mod daemon;
 mod devices;
-mod handoff;
+mod flow_state;
 mod health;
 mod http;
 mod log;
+mod monitor;
 mod naming;
 mod netns;
 mod observe;

@@ -1,5 +1,6 @@
-//! Opt-in observation of the data path: the live drop stream (`/monitor`) and packet capture
-//! (`/capture`). Each is a [`Hub`] that listeners subscribe to with a bounded channel.
+//! Opt-in observation of the data path: the live event stream (`/monitor`, see `monitor`) and
+//! packet capture (`/capture`). Each is a [`Hub`] that listeners subscribe to with a bounded
+//! channel.
 //!
 //! Invariants:
 //! - With no listener, the data path pays one relaxed atomic load per burst (capture) or per
@@ -7,15 +8,14 @@
 //! - A worker never blocks on a listener: a full channel loses the item (counted in
 //!   [`Hub::lost`]); a listener that went away is dropped at the next publication.
 
-use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use dataplane::drop::DropReason;
-use dataplane::flow::FlowKey;
 use dataplane::packet::PortId;
+
+use super::monitor::MonitorEvent;
 
 /// A frame seen on a port.
 #[derive(Clone, Debug)]
@@ -23,21 +23,6 @@ pub struct Frame {
     /// Since the Unix epoch.
     pub at: Duration,
     pub data: Vec<u8>,
-}
-
-/// One dropped packet.
-#[derive(Clone, Debug)]
-pub struct DropEvent {
-    pub at: Duration,
-    pub worker: usize,
-    pub port: PortId,
-    /// The 5-tuple, when the packet got as far as being parsed.
-    pub key: Option<FlowKey>,
-    pub reason: DropReason,
-    /// The NetworkPolicy that denied it, for policy drops.
-    pub policy: Option<String>,
-    /// The local pod the policy verdict was about.
-    pub policy_pod: Option<Ipv4Addr>,
 }
 
 struct Sink<T> {
@@ -133,7 +118,7 @@ impl<T: Clone> Hub<T> {
 #[derive(Default)]
 pub struct Observers {
     pub capture: Hub<Frame>,
-    pub drops: Hub<DropEvent>,
+    pub events: Hub<MonitorEvent>,
 }
 
 #[cfg(test)]

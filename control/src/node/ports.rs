@@ -24,7 +24,7 @@ use arc_swap::ArcSwap;
 use dataplane::packet::PortId;
 use dataplane::worker::WorkerCommand;
 
-use super::config::PodBackend;
+use super::config::{PodBackend, XdpModeKind};
 use super::devices::{self, Device, NodePort};
 use super::health::HealthService;
 use super::log;
@@ -301,6 +301,9 @@ impl PortManager {
             PodBackend::AfPacket => {
                 devices::open_af_packet(interface, count, devices::fanout_group(port))?
             }
+            // Generic XDP: a veth has no zero-copy to gain from native mode, and native XDP
+            // on a veth also needs as many receive queues as its peer has transmit queues.
+            PodBackend::AfXdp => devices::open_af_xdp(interface, count, XdpModeKind::Generic)?,
         };
         Ok(devices
             .into_iter()

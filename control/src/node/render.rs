@@ -16,7 +16,6 @@ use dataplane::tables::conntrack::{CtStats, FlowState, FlowView, flags};
 use dataplane::worker::WorkerReport;
 use serde_json::{Value, json};
 
-use super::observe::DropEvent;
 use super::ports::PortNames;
 use crate::sync::metrics::SyncMetrics;
 
@@ -216,7 +215,7 @@ pub fn metrics(input: &MetricsInput<'_>) -> String {
             ct.insert_races_lost,
         ),
         (
-            "ferroplane_handoff_adopted_flows",
+            "ferroplane_conntrack_adopted_flows",
             "gauge",
             "Flows adopted from the previous process at start.",
             input.adopted_flows,
@@ -230,7 +229,7 @@ pub fn metrics(input: &MetricsInput<'_>) -> String {
         (
             "ferroplane_monitor_lost_total",
             "counter",
-            "Drop events a slow monitor client missed.",
+            "Monitor events a slow monitor client missed.",
             input.monitor_lost,
         ),
         (
@@ -354,40 +353,6 @@ pub fn conntrack_line(f: &FlowView) -> String {
     )
     .trim_end()
     .to_owned()
-}
-
-/// One drop event as a line of `ferroplane monitor`.
-pub fn drop_line(event: &DropEvent, names: &PortNames) -> String {
-    let secs = event.at.as_secs();
-    let millis = event.at.subsec_millis();
-    let port = names
-        .label(event.port)
-        .map_or_else(|| format!("port {}", event.port.0), |l| l.name.clone());
-    let flow = event.key.map_or_else(
-        || "(not parsed)".to_owned(),
-        |k| {
-            format!(
-                "{} {}:{} -> {}:{}",
-                k.proto.name(),
-                k.src,
-                k.sport,
-                k.dst,
-                k.dport
-            )
-        },
-    );
-    let mut line = format!(
-        "{secs}.{millis:03} xx drop ({}) flow {flow} from {port} worker {}",
-        event.reason.name(),
-        event.worker
-    );
-    if let Some(pod) = event.policy_pod {
-        let _ = write!(line, " policy-pod {pod}");
-    }
-    if let Some(policy) = &event.policy {
-        let _ = write!(line, " policy {policy}");
-    }
-    line
 }
 
 #[cfg(test)]

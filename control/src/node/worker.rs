@@ -1,7 +1,7 @@
 //! Worker threads: `dataplane::worker::run` with the two things the node process adds between
 //! rounds (`NodeRounds`): the snapshot cell is looked up each round, so a source rebuilt on
 //! SIGHUP reaches running workers, and the pipeline's trace is switched on only while someone
-//! watches the drop stream (`/monitor`).
+//! watches the event stream (`/monitor`), whose events are built after each traced round.
 //!
 //! Invariants:
 //! - The cell, the snapshot and the clock are read once per round.
@@ -15,14 +15,13 @@ use std::sync::mpsc::Receiver;
 use std::thread::JoinHandle;
 
 use arc_swap::ArcSwap;
-use dataplane::packet::Verdict;
 use dataplane::pipeline::TraceEvent;
 use dataplane::snapshot::{Snapshot, SnapshotCell};
-use dataplane::tables::policy::PolicyVerdict;
 use dataplane::worker::{Rounds, RunConfig, Worker, WorkerCommand, WorkerReport};
 
 use super::devices::NodePort;
-use super::observe::{DropEvent, Observers, wall_now};
+use super::monitor::{Round, round_events};
+use super::observe::{Observers, wall_now};
 
 /// What every worker shares with the control thread.
 pub struct WorkerContext {
@@ -95,9 +94,9 @@ impl Rounds<NodePort> for NodeRounds<'_> {
         self.ctx.cells.load().load()
     }
 
-    /// Tracing follows whether anyone watches the drop stream.
+    /// Tracing follows whether anyone watches the event stream.
     fn before_poll(&mut self, worker: &mut Worker<NodePort>) {
-        let watched = self.ctx.observers.drops.is_active();
+        let watched = self.ctx.observers.events.is_active();
         if watched && !worker.pipeline.is_tracing() {
             worker.pipeline.enable_trace();
         } else if !watched && worker.pipeline.is_tracing() {
@@ -107,12 +106,8 @@ impl Rounds<NodePort> for NodeRounds<'_> {
 
     fn after_poll(&mut self, worker: &mut Worker<NodePort>, snap: &Snapshot) {
         if worker.pipeline.is_tracing() {
-            publish_drops(
-                &worker.pipeline.take_trace(),
-                self.id,
-                snap,
-                &self.ctx.observers,
-            );
+            let trace = worker.pipeline.take_trace();
+            publish_events(&trace, worker, self.id, snap, &self.ctx.observers);
         }
     }
 }
@@ -125,45 +120,31 @@ pub fn seed(id: usize) -> u64 {
     nanos ^ (u64::from(std::process::id()) << 32) ^ (id as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
-/// Turns one round's trace into drop events: a packet's events run from `Received` to
-/// `Verdict`.
-fn publish_drops(events: &[TraceEvent], worker: usize, snap: &Snapshot, observers: &Observers) {
-    let mut current: Option<DropEvent> = None;
-    let mut at = None;
-    for event in events {
-        match event {
-            TraceEvent::Received { port, .. } => {
-                let at = *at.get_or_insert_with(wall_now);
-                current = Some(DropEvent {
-                    at,
-                    worker,
-                    port: *port,
-                    key: None,
-                    reason: dataplane::drop::DropReason::Malformed,
-                    policy: None,
-                    policy_pod: None,
-                });
-            }
-            TraceEvent::Parsed { key } => {
-                if let Some(c) = current.as_mut() {
-                    c.key = Some(*key);
-                }
-            }
-            TraceEvent::Policy { pod, verdict, .. } => {
-                if let (Some(c), PolicyVerdict::Denied(id)) = (current.as_mut(), verdict) {
-                    c.policy_pod = Some(*pod);
-                    c.policy = id
-                        .and_then(|id| snap.policy.policy_name(id))
-                        .map(str::to_owned);
-                }
-            }
-            TraceEvent::Verdict(verdict) => {
-                if let (Some(mut c), Verdict::Drop(reason)) = (current.take(), verdict) {
-                    c.reason = *reason;
-                    observers.drops.publish(c.port, std::slice::from_ref(&c));
-                }
-            }
-            _ => {}
-        }
+/// Publishes the monitor events of one traced round (see `monitor`).
+fn publish_events(
+    trace: &[TraceEvent],
+    worker: &mut Worker<NodePort>,
+    id: usize,
+    snap: &Snapshot,
+    observers: &Observers,
+) {
+    let ports: Vec<Option<usize>> = worker
+        .ports
+        .iter_mut()
+        .map(|port| port.as_mut().map(NodePort::take_refused))
+        .collect();
+    if trace.is_empty() {
+        return;
+    }
+    let round = Round {
+        worker: id,
+        at: wall_now(),
+        ports: &ports,
+    };
+    let policy_name = |policy| snap.policy.policy_name(policy).map(str::to_owned);
+    for event in round_events(&round, trace, policy_name) {
+        observers
+            .events
+            .publish(event.port, std::slice::from_ref(&event));
     }
 }

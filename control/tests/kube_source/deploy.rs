@@ -193,8 +193,9 @@ fn the_daemon_set_runs_the_kubernetes_source_on_every_node() {
         (tun.path.as_str(), tun.type_.as_deref()),
         ("/dev/net/tun", Some("CharDevice"))
     );
-    let state = volume_at("/var/lib/ferroplane").host_path.as_ref().unwrap();
-    assert_eq!(state.path, "/var/lib/ferroplane");
+    // The flow table's file is on the host's tmpfs, so it outlives the container.
+    let flow_state = volume_at("/run/ferroplane").host_path.as_ref().unwrap();
+    assert_eq!(flow_state.path, "/run/ferroplane");
     let config = volume_at("/etc/ferroplane").config_map.as_ref().unwrap();
     assert_eq!(config.name, config_map.metadata.name.unwrap());
     let items = config.items.as_ref().unwrap();

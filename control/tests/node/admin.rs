@@ -147,3 +147,59 @@ fn healthz_is_served_on_the_node_and_stats_are_json() {
     assert_eq!(stats["node"], "node-hz");
     assert_eq!(node.admin("/nope").unwrap().0, 404);
 }
+
+/// GETs `/metrics` on the TCP admin endpoint once per `Authorization` value (`-`: none) and
+/// prints the status with, for a 401, the scheme asked for, else whether it is the metrics.
+const TCP_ADMIN_CLIENT: &str = r#"
+import sys, urllib.request, urllib.error
+for auth in sys.argv[1:]:
+    request = urllib.request.Request("http://127.0.0.1:9099/metrics")
+    if auth != "-":
+        request.add_header("Authorization", auth)
+    try:
+        r = urllib.request.urlopen(request, timeout=3)
+        print(r.status, "ferroplane_drops_total" in r.read().decode())
+    except urllib.error.HTTPError as e:
+        print(e.code, e.headers.get("WWW-Authenticate"))
+"#;
+
+#[test]
+fn the_tcp_admin_endpoint_answers_only_the_bearer_token() {
+    let mut node = Node::start("tk", Backend::AfPacket, 1, 1, "");
+    let token = "s3cret-token-0123456789";
+    let token_file = node.dir.path().join("admin-token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let config = std::fs::read_to_string(node.config_path()).unwrap();
+    let listen = format!(
+        "admin:\n  listen: 127.0.0.1:9099\n  tokenFile: {}\n",
+        token_file.display()
+    );
+    std::fs::write(node.config_path(), config.replace("admin:\n", &listen)).unwrap();
+    // The admin settings apply at the next start.
+    node.stop();
+    node.launch();
+    let wrong = "Bearer s3cret-token-0123456780".to_owned();
+    let right = format!("Bearer {token}");
+    let out = node.node.run(&[
+        "python3",
+        "-c",
+        TCP_ADMIN_CLIENT,
+        "-",
+        &wrong,
+        token,
+        &right,
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        vec![
+            "401 Bearer realm=\"ferroplane\"",
+            "401 Bearer realm=\"ferroplane\"",
+            "401 Bearer realm=\"ferroplane\"",
+            "200 True",
+        ],
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

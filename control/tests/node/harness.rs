@@ -1,7 +1,7 @@
 //! A node in network namespaces: a state directory with one Node and its Pods, a node
 //! namespace running the real `ferroplane run`, an underlay namespace on its uplink, and one
 //! namespace per pod wired to the node's pod ports the way a CNI would (TAP moved into the pod,
-//! or a veth whose node end ferroplane opens).
+//! or a veth whose node end ferroplane opens with AF_PACKET or AF_XDP).
 //!
 //! Invariant: everything a `Node` made (processes, namespaces, its temporary directory) goes
 //! away when it is dropped, on success and on panic; the log is printed on panic.
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use control::node::pod_interface_name;
 
 pub use crate::netns::{Netns, must, require_root};
-use crate::scripts::{ECHO_SERVER, TCP_CLIENT, UDP_CLIENT};
+use crate::scripts::{ECHO_SERVER, TCP_CLIENT, TX_CSUM_OFF, UDP_CLIENT};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_ferroplane");
 pub const NODE_IP: &str = "192.168.100.10";
@@ -28,6 +28,7 @@ pub const GATEWAY: &str = "10.244.0.1";
 pub enum Backend {
     Tap,
     AfPacket,
+    AfXdp,
 }
 
 impl Backend {
@@ -35,6 +36,7 @@ impl Backend {
         match self {
             Backend::Tap => "tap",
             Backend::AfPacket => "af-packet",
+            Backend::AfXdp => "af-xdp",
         }
     }
 }
@@ -149,7 +151,7 @@ impl Node {
                 ip,
             })
             .collect();
-        if backend == Backend::AfPacket {
+        if backend != Backend::Tap {
             for pod in &pods {
                 let iface = pod_interface_name("default", &pod.name);
                 node.ip(&[
@@ -208,13 +210,13 @@ impl Node {
     fn write_config(&self, workers: usize, uplink: &str) {
         let underlay_mac = self.underlay.exec(&["cat", "/sys/class/net/ul0/address"]);
         let config = format!(
-            "nodeName: {name}\nsource: state\nstateDir: {state}\nports:\n  uplink:\n    interface: up0\n    backend: {uplink}\n    nextHopMAC: {mac}\n  host:\n    interface: fp-host\n  pods:\n    backend: {backend}\n    netnsDir: {netns}\nworkers:\n  count: {workers}\nconntrack:\n  maxEntries: 16384\nadmin:\n  socket: {socket}\nhealth:\n  bindAddress: 0.0.0.0:10256\nhandoff: {handoff}\n",
+            "nodeName: {name}\nsource: state\nstateDir: {state}\nports:\n  uplink:\n    interface: up0\n    backend: {uplink}\n    nextHopMAC: {mac}\n  host:\n    interface: fp-host\n  pods:\n    backend: {backend}\n    netnsDir: {netns}\nworkers:\n  count: {workers}\nconntrack:\n  maxEntries: 16384\nadmin:\n  socket: {socket}\nhealth:\n  bindAddress: 0.0.0.0:10256\nflowState: {flow_state}\n",
             name = self.node_name(),
             state = self.dir.path().join("state").display(),
             mac = underlay_mac.trim(),
             backend = self.backend.name(),
             socket = self.socket().display(),
-            handoff = self.dir.path().join("conntrack.handoff").display(),
+            flow_state = self.dir.path().join("conntrack.shm").display(),
             netns = self.dir.path().join("netns").display(),
         );
         std::fs::write(self.config_path(), config).unwrap();
@@ -280,6 +282,17 @@ impl Node {
         signalled
     }
 
+    /// SIGKILLs ferroplane (a crash: nothing runs on the way out) and reaps it; returns when
+    /// the signal was sent.
+    pub fn kill(&mut self) -> Instant {
+        let mut child = self.process.take().unwrap();
+        let signalled = Instant::now();
+        must("kill", &["-KILL", &child.id().to_string()]);
+        let status = child.wait().unwrap();
+        assert!(!status.success(), "ferroplane survived SIGKILL: {status}");
+        signalled
+    }
+
     /// The log, `/stats` and the pods' links, for failure messages.
     pub fn debug(&self) -> String {
         let stats = self.admin("/stats").map(|(_, b)| b).unwrap_or_default();
@@ -326,6 +339,10 @@ impl Node {
             } else {
                 // No super-frames towards the packet socket (AF_PACKET sees GSO skbs whole).
                 pod.ns.ip(&["link", "set", "eth0", "gso_max_segs", "1"]);
+            }
+            if self.backend == Backend::AfXdp {
+                // AF_XDP carries no "checksum partial" mark: the pod sends whole checksums.
+                pod.ns.exec(&["python3", "-c", TX_CSUM_OFF, "eth0"]);
             }
             let octets: Vec<u8> = pod.ip.split('.').map(|o| o.parse().unwrap()).collect();
             let mac = format!(

@@ -37,7 +37,7 @@ fn a_bad_config_fails_with_the_field_named_and_help_lists_the_keys() {
     for key in [
         "ports.uplink.backend",
         "conntrack.maxEntries",
-        "handoff",
+        "flowState",
         "--node-name",
         "--workers",
     ] {

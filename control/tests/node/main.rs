@@ -6,6 +6,7 @@
 mod admin;
 mod harness;
 mod lifecycle;
+mod monitor;
 mod netns;
 mod pods;
 mod restart;

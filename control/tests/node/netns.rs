@@ -1,6 +1,6 @@
 //! Throw-away network namespaces and the commands the tests run in them.
 //!
-//! Invariants: every namespace is `fpn-<pid>-<n>-<role>` and deleted when dropped (also on
+//! Invariants: every namespace is `fpn4-<pid>-<n>-<role>` and deleted when dropped (also on
 //! panic); namespaces of runs whose process is gone are deleted before the first new one; the
 //! tests need root and fail with a clear message otherwise.
 
@@ -38,7 +38,7 @@ pub fn must(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-const PREFIX: &str = "fpn-";
+const PREFIX: &str = "fpn4-";
 
 fn delete_stale_namespaces() {
     let listing = must("ip", &["netns", "list"]);

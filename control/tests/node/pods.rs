@@ -1,6 +1,8 @@
 //! Pods on one node reach each other and a Service through ferroplane: ICMP, TCP, UDP, and
-//! ClusterIP DNAT, for each pod backend; AF_PACKET fanout over two workers keeps NAT'd flows
-//! working in both directions.
+//! ClusterIP DNAT, for each pod backend (TAP, AF_PACKET, AF_XDP); AF_PACKET fanout over two
+//! workers keeps NAT'd flows working in both directions.
+
+use control::node::pod_interface_name;
 
 use crate::harness::{Backend, Node, service};
 
@@ -13,6 +15,14 @@ fn pods_talk_directly_and_through_a_cluster_ip(tag: &str, backend: Backend) {
         &service("echo", &format!("{tag}-b"), 80, 8080),
     );
     node.serve(1, 8080);
+    if backend == Backend::AfXdp {
+        // The pods' veths carry ferroplane's redirect program, in generic mode.
+        for pod in &node.pods {
+            let iface = pod_interface_name("default", &pod.name);
+            let link = node.node.ip(&["link", "show", &iface]);
+            assert!(link.contains("xdpgeneric"), "{link}");
+        }
+    }
     let (a, b) = (node.pods[0].ip.clone(), node.pods[1].ip.clone());
     assert!(node.ping(0, &b), "ping {a} -> {b} failed\n{}", node.debug());
     assert!(node.ping(1, &a), "ping {b} -> {a} failed");
@@ -61,6 +71,11 @@ fn tap_pods_ping_tcp_udp_and_cluster_ip() {
 #[test]
 fn af_packet_pods_ping_tcp_udp_and_cluster_ip() {
     pods_talk_directly_and_through_a_cluster_ip("ap", Backend::AfPacket);
+}
+
+#[test]
+fn af_xdp_pods_ping_tcp_udp_and_cluster_ip() {
+    pods_talk_directly_and_through_a_cluster_ip("xp", Backend::AfXdp);
 }
 
 /// Twenty connections through a ClusterIP with two workers: requests and replies of one flow

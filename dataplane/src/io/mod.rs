@@ -1,4 +1,6 @@
-//! Packet I/O: the batch trait every backend implements, and the backends.
+//! Packet I/O: the batch trait every backend implements, and the backends; and the memory
+//! flow tables live in (`words`: heap, or a shared file mapping from `shm` that outlives the
+//! process).
 //!
 //! Invariants:
 //! - A backend moves frames between a device and pool buffers; it never interprets them
@@ -9,10 +11,10 @@
 
 pub mod af_packet;
 pub mod af_xdp;
-pub mod handoff;
 pub mod mem;
 pub mod netdev;
 pub mod reflect;
+pub mod shm;
 mod sys;
 pub mod tap;
 #[cfg(test)]
@@ -20,6 +22,7 @@ mod testframes;
 #[cfg(test)]
 mod testnet;
 pub mod thread;
+pub mod words;
 
 use std::io;
 use std::os::fd::RawFd;

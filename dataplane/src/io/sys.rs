@@ -146,7 +146,7 @@ impl IfName {
     }
 }
 
-/// A shared, read-write mapping of a descriptor (the AF_PACKET rings).
+/// A shared, read-write mapping of a descriptor (the AF_PACKET rings, shared table files).
 pub(crate) struct Mapping {
     base: NonNull<u8>,
     len: usize,
@@ -158,8 +158,8 @@ pub(crate) struct Mapping {
 unsafe impl Send for Mapping {}
 
 impl Mapping {
-    /// Maps `len` bytes of `fd` from offset 0, pre-faulted.
-    pub(crate) fn shared(fd: BorrowedFd<'_>, len: usize) -> io::Result<Self> {
+    /// Maps `len` bytes of `fd` from offset 0, pre-faulted; `what` names it in errors.
+    pub(crate) fn shared(fd: BorrowedFd<'_>, len: usize, what: &str) -> io::Result<Self> {
         // SAFETY: a null hint lets the kernel choose fresh addresses, so the mapping cannot
         // overlap any existing Rust object; the other arguments are plain values.
         let addr = unsafe {
@@ -173,7 +173,10 @@ impl Mapping {
             )
         };
         if addr == libc::MAP_FAILED {
-            return Err(context(io::Error::last_os_error(), "mmap of packet rings"));
+            return Err(context(
+                io::Error::last_os_error(),
+                format!("mmap of {what}"),
+            ));
         }
         let base = NonNull::new(addr.cast::<u8>())
             .ok_or_else(|| io::Error::other("mmap returned a null mapping"))?;
@@ -192,8 +195,9 @@ impl Mapping {
 impl Drop for Mapping {
     fn drop(&mut self) {
         // SAFETY: `base` and `len` are exactly what mmap returned and this is the only place
-        // that unmaps them; the ring cursors that point into the mapping live in the same
-        // owner and are gone once it is dropped. A failure leaves only a leak, so it is ignored.
+        // that unmaps them; whatever points into the mapping (ring cursors, the word slices of
+        // a shared table) lives in the same owner and is gone once it is dropped. A failure
+        // leaves only a leak, so it is ignored.
         unsafe { libc::munmap(self.base.as_ptr().cast::<c_void>(), self.len) };
     }
 }

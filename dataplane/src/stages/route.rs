@@ -61,7 +61,15 @@ fn route_inner(
         }
         let remote = snap.routes.lookup(dst).ok_or(DropReason::UnknownVtep)?;
         let next_hop = node.uplink_next_hop_mac;
-        return to_remote(p, snap, pkt, ctx, remote, next_hop, (total_len, dont_frag, may_answer));
+        return to_remote(
+            p,
+            snap,
+            pkt,
+            ctx,
+            remote,
+            next_hop,
+            (total_len, dont_frag, may_answer),
+        );
     }
     if dst == node.node_ip || dst == node.gateway_ip {
         let host = snap.ports.host().ok_or(DropReason::NoRoute)?;
@@ -82,7 +90,15 @@ fn route_inner(
         let src = Ipv4Packet::new_unchecked(&pkt.data()[ctx.l3..]).src_addr();
         if node.cluster_cidr.contains(src) {
             let next_hop = remote.underlay_mac;
-            return to_remote(p, snap, pkt, ctx, remote, next_hop, (total_len, dont_frag, may_answer));
+            return to_remote(
+                p,
+                snap,
+                pkt,
+                ctx,
+                remote,
+                next_hop,
+                (total_len, dont_frag, may_answer),
+            );
         }
     }
     let uplink = snap.ports.uplink().ok_or(DropReason::NoRoute)?;

@@ -62,7 +62,7 @@ impl NodeSettings {
             ("conntrack", self.conntrack != other.conntrack),
             ("admin", self.admin != other.admin),
             ("health", self.health_bind != other.health_bind),
-            ("handoff", self.handoff != other.handoff),
+            ("flowState", self.flow_state != other.flow_state),
         ] {
             if changed {
                 restart.push(name);

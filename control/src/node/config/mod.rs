@@ -58,7 +58,7 @@ pub struct FileConfig {
     pub admin: AdminFile,
     #[serde(default)]
     pub health: HealthFile,
-    pub handoff: Option<PathBuf>,
+    pub flow_state: Option<PathBuf>,
     pub resync_interval: Option<ConfigDuration>,
 }
 
@@ -109,6 +109,8 @@ pub enum PodBackend {
     Tap,
     #[serde(rename = "af-packet", alias = "af_packet")]
     AfPacket,
+    #[serde(rename = "af-xdp", alias = "af_xdp")]
+    AfXdp,
 }
 
 /// Where the AF_XDP program runs.
@@ -265,8 +267,10 @@ node.yaml keys (all optional unless marked; command-line flags override them):
   ports.host.mac           MAC set on the host TAP (default: the TAP's own)
   ports.pods.backend       tap (default): ferroplane creates a persistent multi-queue TAP per pod
                            and the CNI moves it into the pod; af-packet: the CNI creates a veth
-                           whose node end ferroplane opens. The interface name is
-                           fp + 10 hex digits of FNV-1a(namespace/name) (pod_interface_name)
+                           whose node end ferroplane opens; af-xdp: the same veth, opened with
+                           one AF_XDP socket per worker (generic XDP; the veth needs a queue per
+                           worker, and its pod end TX checksum offload off). The interface name
+                           is fp + 10 hex digits of FNV-1a(namespace/name) (pod_interface_name)
   ports.pods.netnsDir      where pod network namespaces are bound, searched for a pod's TAP
                            after a restart (default /run/netns)
   workers.count            worker threads (default: number of cores, else 1); also --workers
@@ -287,10 +291,13 @@ node.yaml keys (all optional unless marked; command-line flags override them):
   admin.listen             also serve the admin API on this TCP address (needs admin.tokenFile)
   admin.tokenFile          file holding the bearer token TCP clients must send
   health.bindAddress       /healthz listener (default 0.0.0.0:10256)
-  handoff                  conntrack hand-off file (default /dev/shm/ferroplane-<node>.conntrack)
+  flowState                file the flow table lives in, mapped shared (put it on tmpfs), so the
+                           next process adopts the flows after a stop or a crash; locked while
+                           in use (default /run/ferroplane/<node>/conntrack.shm)
   resyncInterval           full recompile period (default 30s)
-Signals: SIGTERM/SIGINT stop (the flow table is handed off to the next process), SIGHUP reloads
-node.yaml (fields that only shape the snapshot apply at once; the others at the next start).";
+Signals: SIGTERM/SIGINT stop (the flow table stays in flowState for the next process), SIGHUP
+reloads node.yaml (fields that only shape the snapshot apply at once; the others at the next
+start).";
 
 #[cfg(test)]
 mod tests;

@@ -88,7 +88,8 @@ pub struct NodeSettings {
     pub conntrack: ConntrackConfig,
     pub admin: AdminSettings,
     pub health_bind: SocketAddr,
-    pub handoff: PathBuf,
+    /// The file the flow table lives in (see `flow_state`).
+    pub flow_state: PathBuf,
     pub resync_interval: Duration,
 }
 
@@ -209,9 +210,9 @@ pub fn resolve(file: FileConfig, flags: &Overrides) -> Result<NodeSettings, Conf
         },
     };
     Ok(NodeSettings {
-        handoff: file
-            .handoff
-            .unwrap_or_else(|| PathBuf::from(format!("/dev/shm/ferroplane-{node_name}.conntrack"))),
+        flow_state: file
+            .flow_state
+            .unwrap_or_else(|| PathBuf::from(format!("/run/ferroplane/{node_name}/conntrack.shm"))),
         node_name,
         node_ip,
         source,

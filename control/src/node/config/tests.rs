@@ -46,8 +46,8 @@ fn the_example_file_resolves_to_what_it_says() {
     );
     assert_eq!(s.health_bind.port(), 10256);
     assert_eq!(
-        s.handoff,
-        PathBuf::from("/dev/shm/ferroplane-node-a.conntrack")
+        s.flow_state,
+        PathBuf::from("/run/ferroplane/node-a/conntrack.shm")
     );
 }
 
@@ -249,8 +249,5 @@ fn the_deploy_config_map_is_a_valid_node_yaml_for_the_kubernetes_source() {
     assert!(matches!(s.source, SourceSettings::Kubernetes { .. }));
     assert_eq!(s.workers, 2);
     assert_eq!(s.uplink.backend, UplinkBackend::AfPacket);
-    assert_eq!(
-        s.handoff,
-        PathBuf::from("/var/lib/ferroplane/conntrack.handoff")
-    );
+    assert_eq!(s.flow_state, PathBuf::from("/run/ferroplane/conntrack.shm"));
 }

@@ -5,12 +5,11 @@ use std::time::Duration;
 
 use dataplane::drop::{DropCounters, DropReason};
 use dataplane::flow::{FlowKey, L4Proto};
-use dataplane::packet::PortId;
 use dataplane::tables::conntrack::{CtStats, FlowState, FlowView, flags};
 use dataplane::worker::{PortCounters, WorkerReport};
 
 use super::*;
-use crate::node::observe::{DropEvent, Frame};
+use crate::node::observe::Frame;
 use crate::node::pcap::{pcap_header, pcap_record};
 use crate::node::ports::{PortLabel, PortNames};
 use crate::sync::metrics::SyncMetrics;
@@ -149,7 +148,7 @@ fn metrics_label_ports_by_name_and_list_every_drop_reason() {
         "ferroplane_drops_total{worker=\"1\",reason=\"ct_table_full\"} 0",
         "ferroplane_conntrack_entries 3",
         "ferroplane_conntrack_evictions_total 4",
-        "ferroplane_handoff_adopted_flows 2",
+        "ferroplane_conntrack_adopted_flows 2",
         "ferroplane_snapshot_generation 9",
         "ferroplane_sync_proxy_rules_syncs_total 0",
     ] {
@@ -163,28 +162,4 @@ fn metrics_label_ports_by_name_and_list_every_drop_reason() {
     assert_eq!(json["workers"][0]["drops"]["malformed"], 2);
     assert_eq!(json["workers"][0]["ports"][1]["name"], "default/web");
     assert_eq!(json["conntrack"]["entries"], 3);
-}
-
-#[test]
-fn drop_lines_name_reason_flow_and_port() {
-    let event = DropEvent {
-        at: Duration::new(1_700_000_000, 5_000_000),
-        worker: 0,
-        port: PortId(2),
-        key: Some(FlowKey::new(
-            L4Proto::Udp,
-            ip("10.244.0.2"),
-            1000,
-            ip("10.244.0.3"),
-            53,
-        )),
-        reason: DropReason::PolicyIngressDenied,
-        policy: Some("default/deny-all".to_owned()),
-        policy_pod: Some(ip("10.244.0.3")),
-    };
-    assert_eq!(
-        drop_line(&event, &names()),
-        "1700000000.005 xx drop (policy_ingress_denied) flow udp 10.244.0.2:1000 -> \
-         10.244.0.3:53 from default/web worker 0 policy-pod 10.244.0.3 policy default/deny-all"
-    );
 }

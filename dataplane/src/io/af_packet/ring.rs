@@ -86,7 +86,7 @@ pub(super) struct Rings {
 impl Rings {
     /// Maps the rings the socket was configured with: `rx_blocks` then `tx_blocks` blocks.
     pub(super) fn map(fd: BorrowedFd<'_>, rx_blocks: usize, tx_blocks: usize) -> io::Result<Self> {
-        let mapping = Mapping::shared(fd, (rx_blocks + tx_blocks) * BLOCK_SIZE)?;
+        let mapping = Mapping::shared(fd, (rx_blocks + tx_blocks) * BLOCK_SIZE, "packet rings")?;
         Ok(Self {
             mapping,
             rx: Cursor {

@@ -274,18 +274,16 @@ impl Conntrack {
     }
 
     /// After adoption: counts live flows, kills those whose reply record did not survive and
-    /// clears reply records whose original did not.
+    /// clears the records of dead flows (a process killed between a kill and its purge leaves
+    /// them) and reply records whose original did not survive.
     pub(super) fn recount(&self) {
         for bucket in 0..self.map.buckets() {
             for (slot, key, value) in self.map.read_bucket(bucket).iter() {
                 let head = Head(value[HEAD]);
-                if head.is_reply() {
+                if !head.is_live_original() {
                     if self.owner(slot, &value).is_none() {
                         self.clear_garbage(slot, &key);
                     }
-                    continue;
-                }
-                if !head.is_live_original() {
                     continue;
                 }
                 self.live.0.fetch_add(1, Ordering::Relaxed);

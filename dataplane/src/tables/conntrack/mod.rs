@@ -28,6 +28,8 @@ mod state;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_adopt;
+#[cfg(test)]
 mod tests_concurrent;
 #[cfg(test)]
 mod tests_model;
@@ -38,10 +40,12 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use record::{HEAD_IN_RECORD, Head, Map};
 
+use crate::io::words::Words;
 pub use crate::tables::flowmap::{LayoutError, SweepCursor};
 pub use state::{FlowState, Timeouts};
 
 use crate::flow::{Dir, FlowKey};
+use crate::tables::flowmap::SLOTS_PER_BUCKET;
 
 /// Seconds of CLOCK_MONOTONIC, shared by the processes of one host; always supplied by the caller.
 pub type Now = u32;
@@ -213,21 +217,48 @@ pub struct Conntrack {
 }
 
 impl Conntrack {
+    /// An empty table on the heap.
     pub fn new(cfg: ConntrackConfig) -> Self {
-        let slots = cfg.capacity.saturating_mul(SLOTS_PER_FLOW_NUM) / SLOTS_PER_FLOW_DEN;
-        Self::over(Map::with_capacity(slots), cfg)
+        Self::over(Map::with_capacity(Self::slots_for(&cfg)), cfg)
     }
 
-    /// Adopts the live table a previous process left (see [`Conntrack::words`]). Flows whose
-    /// reply record did not survive are dropped; the live count is rebuilt, counters start at 0.
-    pub fn adopt(words: Box<[AtomicU64]>, cfg: ConntrackConfig) -> Result<Self, LayoutError> {
-        let map = Map::from_words(words)?;
+    /// The number of words of storage an empty table for `cfg` takes ([`Conntrack::new_in`]).
+    pub fn storage_words(cfg: &ConntrackConfig) -> usize {
+        Map::storage_words(Self::slots_for(cfg))
+    }
+
+    /// An empty table in `words` (e.g. a freshly formatted shared file), which must be exactly
+    /// [`Conntrack::storage_words`] long.
+    pub fn new_in(words: Words, cfg: ConntrackConfig) -> Result<Self, LayoutError> {
+        Ok(Self::over(
+            Map::with_capacity_in(Self::slots_for(&cfg), words)?,
+            cfg,
+        ))
+    }
+
+    fn slots_for(cfg: &ConntrackConfig) -> usize {
+        cfg.capacity.saturating_mul(SLOTS_PER_FLOW_NUM) / SLOTS_PER_FLOW_DEN
+    }
+
+    /// Whether `words` hold a table [`Conntrack::adopt`] takes for `cfg`: this build's layout,
+    /// room for `cfg.capacity` flows. Reads only the header.
+    pub fn check_adoptable(words: &[AtomicU64], cfg: &ConntrackConfig) -> Result<(), LayoutError> {
+        let slots = Map::check_words(words)? * SLOTS_PER_BUCKET;
         let needed = cfg.capacity.saturating_mul(2);
-        if map.slots() < needed {
-            let slots = map.slots();
+        if slots < needed {
             return Err(LayoutError::TooSmall { slots, needed });
         }
-        let table = Self::over(map, cfg);
+        Ok(())
+    }
+
+    /// Adopts the live table a previous process left (see [`Conntrack::words`]), which may have
+    /// been killed at any instruction: buckets it held locked are repaired (see `flowmap`),
+    /// flows that lost a record are ended, records of dead flows are cleared, and the live
+    /// count is rebuilt from the records; counters start at 0. The caller must be the only
+    /// user of the words.
+    pub fn adopt(words: Words, cfg: ConntrackConfig) -> Result<Self, LayoutError> {
+        Self::check_adoptable(&words, &cfg)?;
+        let table = Self::over(Map::from_words(words)?, cfg);
         table.recount();
         Ok(table)
     }
@@ -249,8 +280,13 @@ impl Conntrack {
     }
 
     /// Gives the storage back, for [`Conntrack::adopt`].
-    pub fn into_words(self) -> Box<[AtomicU64]> {
+    pub fn into_words(self) -> Words {
         self.map.into_words()
+    }
+
+    /// Buckets that adoption found locked by a dead writer and repaired (0 for a new table).
+    pub fn repaired_buckets(&self) -> usize {
+        self.map.repaired_buckets()
     }
 
     /// The flow `key` belongs to, from the direction `key` travels. Expired flows are misses.

@@ -1,9 +1,9 @@
 //! Conntrack tests of the table as a whole: capacity and eviction, ageing sweeps, flushes and
-//! listings, adoption of a live table, and the size of a 1M-flow table.
+//! listings, and the size of a 1M-flow table.
 
 use std::net::Ipv4Addr;
 
-use super::tests::{ACK, CLIENT, SYN, SYN_ACK, VIP, backend, created, dnat, state_of, table};
+use super::tests::{ACK, CLIENT, SYN, VIP, backend, created, dnat, table};
 use super::*;
 use crate::flow::L4Proto;
 
@@ -128,59 +128,6 @@ fn flush_by_predicate_and_listing() {
 }
 
 #[test]
-fn adopted_table_keeps_flows_and_translations() {
-    let ct = table(1000);
-    let flows: Vec<NewFlow> = (0..800).map(|i| dnat(L4Proto::Tcp, i, 1, SYN)).collect();
-    let hits: Vec<Hit> = flows.iter().map(|f| created(ct.insert(f, 7))).collect();
-    let per_flow = ct.bytes_per_flow();
-    let adopted = Conntrack::adopt(ct.into_words(), ConntrackConfig::default_for(1000)).unwrap();
-    assert_eq!(adopted.len(), 800);
-    assert_eq!(adopted.bytes_per_flow(), per_flow);
-    for (flow, hit) in flows.iter().zip(&hits) {
-        assert_eq!(adopted.lookup(&flow.original, 8), Some(*hit));
-        assert_eq!(
-            adopted.lookup(&flow.reply, 8).map(|h| h.xlate.src),
-            Some(VIP)
-        );
-    }
-    let reply = adopted.lookup(&flows[0].reply, 8).unwrap();
-    assert_eq!(adopted.on_packet(&reply, SYN_ACK, 8), Track::Ok);
-    assert_eq!(
-        state_of(&adopted, &flows[0].original, 8),
-        Some(FlowState::SynRecv)
-    );
-    let too_big = ConntrackConfig::default_for(100_000);
-    let refused = Conntrack::adopt(adopted.into_words(), too_big).err();
-    assert!(matches!(refused, Some(LayoutError::TooSmall { .. })));
-}
-
-#[test]
-fn adoption_drops_flows_that_lost_a_record() {
-    let ct = table(1000);
-    let flows: Vec<NewFlow> = (0..600).map(|i| dnat(L4Proto::Udp, i, 1, 0)).collect();
-    for flow in &flows {
-        created(ct.insert(flow, 7));
-    }
-    // A writer died holding the bucket of one reply record: adoption clears that bucket.
-    let (slot, _) = ct.map.get(&flows[0].reply.to_words()).unwrap();
-    let bucket = slot.bucket();
-    let in_bucket = |key: &FlowKey| ct.map.get(&key.to_words()).unwrap().0.bucket() == bucket;
-    let hit: Vec<bool> = flows
-        .iter()
-        .map(|f| in_bucket(&f.original) || in_bucket(&f.reply))
-        .collect();
-    let version = &ct.words()[8 + bucket * (3 + 16 * 6)];
-    version.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let adopted = Conntrack::adopt(ct.into_words(), ConntrackConfig::default_for(1000)).unwrap();
-    let survivors = hit.iter().filter(|&&lost| !lost).count();
-    assert_eq!(adopted.len(), survivors);
-    for (flow, lost) in flows.iter().zip(hit) {
-        assert_eq!(adopted.lookup(&flow.original, 8).is_none(), lost);
-        assert_eq!(adopted.lookup(&flow.reply, 8).is_none(), lost);
-    }
-}
-
-#[test]
 fn a_million_flows_fit_in_128_bytes_each_without_eviction() {
     const FLOWS: u32 = 1_000_000;
     let ct = table(FLOWS as usize);
@@ -217,15 +164,6 @@ fn a_million_flows_fit_in_128_bytes_each_without_eviction() {
     created(ct.insert(&flow(FLOWS), 2));
     let stats = ct.stats();
     assert_eq!((stats.entries, stats.evictions), (u64::from(FLOWS), 1));
-}
-
-impl ConntrackConfig {
-    fn default_for(capacity: usize) -> Self {
-        Self {
-            capacity,
-            ..Self::default()
-        }
-    }
 }
 
 #[test]

@@ -3,13 +3,18 @@
 //! Invariants:
 //! - Word 0 is the magic, word 1 the layout version; a table whose header does not describe
 //!   exactly its own length, value width and bucket size is refused, never guessed at.
-//! - An adopted bucket left locked (its writer died mid-update) is zeroed and unlocked: its
-//!   records may be torn, so they are dropped rather than trusted.
+//! - Adoption repairs what a writer that died inside its critical section can leave: its
+//!   buckets' versions are odd (locked). Such a bucket keeps every record whose tag is its key's
+//!   tag in one of its key's candidate buckets; a slot caught between its words and its tag is
+//!   emptied, and the words of every empty slot are zeroed, so nobody resolving a record by its
+//!   slot (an owner following a partner index) finds half-written words; then the version
+//!   becomes even. What the records mean to each other is the owner's to check.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{FlowMap, SLOTS_PER_BUCKET};
+use super::{FlowMap, KEY_WORDS, SLOTS_PER_BUCKET, lane_tag, load_tags};
+use crate::io::words::Words;
 
 /// Words of the table header.
 pub(super) const HEADER_WORDS: usize = 8;
@@ -42,6 +47,8 @@ pub enum LayoutError {
     Length { buckets: u64, words: usize },
     /// The table is too small for what its owner is configured to hold.
     TooSmall { slots: usize, needed: usize },
+    /// Storage given for a new table is not the size the table needs.
+    Storage { expected: usize, found: usize },
 }
 
 impl fmt::Display for LayoutError {
@@ -67,6 +74,9 @@ impl fmt::Display for LayoutError {
             Self::TooSmall { slots, needed } => {
                 write!(f, "{slots} slots, {needed} needed")
             }
+            Self::Storage { expected, found } => {
+                write!(f, "{found} words of storage, the table takes {expected}")
+            }
         }
     }
 }
@@ -76,16 +86,47 @@ impl std::error::Error for LayoutError {}
 impl<const V: usize> FlowMap<V> {
     const VALUE_WORDS_VALID: () = assert!(V >= 1, "word 0 of a value is its head word");
 
-    pub(super) fn with_buckets(buckets: usize, seeds: [u64; 2]) -> Self {
+    /// An empty table on the heap with room for at least `records` records and fresh random
+    /// seeds.
+    ///
+    /// # Panics
+    /// If the table would hold more than `u32::MAX` slots (hundreds of GiB).
+    pub fn with_capacity(records: usize) -> Self {
+        let words = Words::zeroed(Self::storage_words(records));
+        match Self::with_capacity_in(records, words) {
+            Ok(map) => map,
+            Err(error) => unreachable!("storage sized by storage_words: {error}"),
+        }
+    }
+
+    /// The number of words a table for `records` records takes ([`FlowMap::with_capacity_in`]).
+    pub fn storage_words(records: usize) -> usize {
+        HEADER_WORDS + Self::buckets_for(records) * Self::BUCKET_WORDS
+    }
+
+    fn buckets_for(records: usize) -> usize {
+        records.div_ceil(SLOTS_PER_BUCKET).max(1)
+    }
+
+    /// An empty table for at least `records` records in `words`, which must be exactly
+    /// [`FlowMap::storage_words`] long (e.g. a freshly formatted shared file); every word is
+    /// overwritten.
+    ///
+    /// # Panics
+    /// If the table would hold more than `u32::MAX` slots (hundreds of GiB).
+    pub fn with_capacity_in(records: usize, words: Words) -> Result<Self, LayoutError> {
         let () = Self::VALUE_WORDS_VALID;
+        let buckets = Self::buckets_for(records);
         assert!(
             buckets.saturating_mul(SLOTS_PER_BUCKET) <= u32::MAX as usize,
             "a flowmap holds at most 2^32 slots"
         );
-        let len = HEADER_WORDS + buckets * Self::BUCKET_WORDS;
-        let words: Box<[AtomicU64]> = std::iter::repeat_with(|| AtomicU64::new(0))
-            .take(len)
-            .collect();
+        let expected = Self::storage_words(records);
+        if words.len() != expected {
+            let found = words.len();
+            return Err(LayoutError::Storage { expected, found });
+        }
+        let seeds = random_seeds();
         let header = [
             MAGIC,
             LAYOUT_VERSION,
@@ -95,19 +136,20 @@ impl<const V: usize> FlowMap<V> {
             seeds[0],
             seeds[1],
         ];
-        for (word, value) in words.iter().zip(header) {
-            word.store(value, Ordering::Relaxed);
+        for (i, word) in words.iter().enumerate() {
+            word.store(header.get(i).copied().unwrap_or(0), Ordering::Relaxed);
         }
-        Self {
+        Ok(Self {
             words,
             buckets,
             seeds,
-        }
+            repaired: 0,
+        })
     }
 
-    /// Adopts a table from its words (for example a table a previous process left behind),
-    /// after checking the header. Buckets left locked are cleared (see the module doc).
-    pub fn from_words(words: Box<[AtomicU64]>) -> Result<Self, LayoutError> {
+    /// Checks that `words` hold a table of this record width that this build can adopt;
+    /// returns its bucket count. Reads only the header.
+    pub fn check_words(words: &[AtomicU64]) -> Result<usize, LayoutError> {
         let () = Self::VALUE_WORDS_VALID;
         if words.len() < HEADER_WORDS {
             return Err(LayoutError::TooShort { words: words.len() });
@@ -140,37 +182,62 @@ impl<const V: usize> FlowMap<V> {
                     .and_then(|w| w.checked_add(HEADER_WORDS))
                     == Some(words.len())
         });
-        let Some(buckets) = fits else {
-            let words = words.len();
-            return Err(LayoutError::Length { buckets, words });
-        };
-        let seeds = [at(AT_SEEDS), at(AT_SEEDS + 1)];
-        let map = Self {
+        fits.ok_or(LayoutError::Length {
+            buckets,
+            words: words.len(),
+        })
+    }
+
+    /// Adopts a table from its words (for example a table a previous process left behind, in
+    /// place in a shared file), after checking the header. Buckets a dead writer left locked
+    /// are repaired (see the module doc). The caller must be the only user of the words.
+    pub fn from_words(words: Words) -> Result<Self, LayoutError> {
+        let buckets = Self::check_words(&words)?;
+        let seeds = [
+            words[AT_SEEDS].load(Ordering::Acquire),
+            words[AT_SEEDS + 1].load(Ordering::Acquire),
+        ];
+        let mut map = Self {
             words,
             buckets,
             seeds,
+            repaired: 0,
         };
-        map.unlock_abandoned();
+        map.repaired = (0..buckets)
+            .filter(|&bucket| map.repair_if_abandoned(bucket))
+            .count();
         Ok(map)
     }
 
-    /// Zeroes and unlocks every bucket whose writer never finished.
-    fn unlock_abandoned(&self) {
-        for bucket in 0..self.buckets {
-            let words = self.bucket_words(bucket);
-            let version = words[0].load(Ordering::Acquire);
-            if version & 1 == 1 {
-                for word in &words[1..] {
+    /// Repairs and unlocks `bucket` if a writer never finished with it; true if it did.
+    fn repair_if_abandoned(&self, bucket: usize) -> bool {
+        let words = self.bucket_words(bucket);
+        let version = words[0].load(Ordering::Acquire);
+        if version & 1 == 0 {
+            return false;
+        }
+        let mut tags = load_tags(words);
+        for lane in 0..SLOTS_PER_BUCKET {
+            let tag = lane_tag(tags, lane);
+            let place = self.placement(&Self::load_key(words, lane));
+            let whole = tag != 0 && tag == place.tag && place.buckets.contains(&bucket);
+            if !whole {
+                tags[lane / 8] &= !(0xff << ((lane % 8) * 8));
+                let at = Self::lane_offset(lane);
+                for word in &words[at..at + KEY_WORDS + V] {
                     word.store(0, Ordering::Relaxed);
                 }
-                words[0].store(version.wrapping_add(1), Ordering::Release);
             }
         }
+        words[1].store(tags[0], Ordering::Relaxed);
+        words[2].store(tags[1], Ordering::Relaxed);
+        words[0].store(version.wrapping_add(1), Ordering::Release);
+        true
     }
 }
 
 /// Two fresh random seeds, so that remote senders cannot aim flows at one bucket.
-pub(super) fn random_seeds() -> [u64; 2] {
+fn random_seeds() -> [u64; 2] {
     use std::hash::{BuildHasher, Hasher};
     let state = std::collections::hash_map::RandomState::new();
     std::array::from_fn(|i| {

@@ -1,7 +1,9 @@
 //! `FlowMap`: a fixed-capacity concurrent hash table of fixed-size records made of `u64` words,
 //! shared by all workers, with lock-free reads. Conntrack and session affinity sit on it.
 //!
-//! Layout (one flat `[AtomicU64]`, position independent: indices, never pointers):
+//! Layout (one flat `[AtomicU64]`, position independent: indices, never pointers; the words live
+//! in an [`io::words::Words`](crate::io::words::Words), on the heap or in a shared file mapping
+//! that outlives the process):
 //! - a header of 8 words: magic, layout version, value words `V`, slots per bucket, bucket count,
 //!   seed 0, seed 1, and a reserved zero word;
 //! - `buckets` buckets of `3 + 16 * (2 + V)` words: a version word, two tag words (one byte per
@@ -21,6 +23,8 @@
 //!   stored, then value word 0 (the *head* word) with Release. The owner may change the head word
 //!   outside any lock with single-word atomics, and `clear` leaves the value words in place, so an
 //!   owner can keep a per-slot generation in the head word across reuse of the slot.
+//! - A writer that dies holding a lock (the process was killed) leaves its buckets odd; adoption
+//!   (`FlowMap::from_words`) repairs them, see `layout`.
 //! - Capacity is fixed at construction. A key whose two buckets are full gets no vacancy; eviction
 //!   is the caller's policy (or [`FlowMap::upsert_evicting`]'s least-recently-used one).
 
@@ -35,6 +39,7 @@ pub use layout::{LAYOUT_VERSION, LayoutError};
 pub use locked::Locked;
 
 use crate::flow::mix64;
+use crate::io::words::Words;
 
 /// A record key: two words (a [`crate::flow::FlowKey`] packs into exactly this).
 pub type Key = [u64; 2];
@@ -135,23 +140,16 @@ impl<const V: usize> BucketSnapshot<V> {
 
 /// The table. `V` is the number of value words per record (at least 1: word 0 is the head).
 pub struct FlowMap<const V: usize> {
-    words: Box<[AtomicU64]>,
+    words: Words,
     buckets: usize,
     seeds: [u64; 2],
+    /// Buckets found locked by a dead writer and repaired at adoption.
+    repaired: usize,
 }
 
 impl<const V: usize> FlowMap<V> {
     const SLOT_WORDS: usize = KEY_WORDS + V;
     const BUCKET_WORDS: usize = BUCKET_HEADER_WORDS + SLOTS_PER_BUCKET * Self::SLOT_WORDS;
-
-    /// A zeroed table with room for at least `records` records and fresh random seeds.
-    ///
-    /// # Panics
-    /// If the table would hold more than `u32::MAX` slots (hundreds of GiB).
-    pub fn with_capacity(records: usize) -> Self {
-        let buckets = records.div_ceil(SLOTS_PER_BUCKET).max(1);
-        Self::with_buckets(buckets, layout::random_seeds())
-    }
 
     /// The number of records the table can hold.
     pub fn slots(&self) -> usize {
@@ -163,14 +161,19 @@ impl<const V: usize> FlowMap<V> {
         self.buckets
     }
 
-    /// The raw storage (header and buckets), e.g. to copy into a shared-memory file.
+    /// The raw storage (header and buckets).
     pub fn words(&self) -> &[AtomicU64] {
         &self.words
     }
 
     /// Gives the storage back, for [`FlowMap::from_words`] in a successor.
-    pub fn into_words(self) -> Box<[AtomicU64]> {
+    pub fn into_words(self) -> Words {
         self.words
+    }
+
+    /// Buckets that adoption found locked by a dead writer and repaired (0 for a new table).
+    pub fn repaired_buckets(&self) -> usize {
+        self.repaired
     }
 
     /// Checks a slot index read from a record; `None` if it is out of this table.

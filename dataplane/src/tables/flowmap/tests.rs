@@ -144,36 +144,97 @@ fn from_words_refuses_foreign_layouts() {
     ));
     let short: Box<[AtomicU64]> = (0..5).map(AtomicU64::new).collect();
     assert!(matches!(
-        FlowMap::<2>::from_words(short).err(),
+        FlowMap::<2>::from_words(short.into()).err(),
         Some(LayoutError::TooShort { words: 5 })
     ));
 }
 
 #[test]
-fn from_words_clears_a_bucket_left_locked() {
-    let map = FlowMap::<1>::with_capacity(64 * SLOTS_PER_BUCKET);
+fn from_words_repairs_the_buckets_a_dead_writer_left_locked() {
+    let map = FlowMap::<2>::with_capacity(64 * SLOTS_PER_BUCKET);
     for n in 0..200 {
-        insert(&map, key(n), [n]).unwrap();
+        insert(&map, key(n), [n, !n]).unwrap();
     }
-    let slot_of_3 = map.get(&key(3)).unwrap().0;
-    let victim = slot_of_3.bucket();
-    let lost: Vec<u64> = (0..200)
-        .filter(|&n| map.get(&key(n)).unwrap().0.bucket() == victim)
-        .collect();
-    map.bucket_words(victim)[0].fetch_add(1, Ordering::Relaxed);
-    let adopted = FlowMap::<1>::from_words(map.into_words()).unwrap();
-    for n in 0..200 {
-        let expected = (!lost.contains(&n)).then_some([n]);
-        assert_eq!(adopted.get(&key(n)).map(|(_, v)| v), expected, "key {n}");
+    let victim = map.get(&key(3)).unwrap().0.bucket();
+    let torn = (0..200)
+        .find(|&n| n != 3 && map.get(&key(n)).unwrap().0.bucket() == victim)
+        .unwrap();
+    let torn_lane = map.get(&key(torn)).unwrap().0.lane();
+    // The writer died holding key 3's buckets (readers would wait from now on) ...
+    std::mem::forget(map.lock(&[key(3)]));
+    let words = map.bucket_words(victim);
+    let tag_of = |lane: usize| lane_tag(load_tags(words), lane);
+    // ... after it wrote the words of a new record into an empty lane but before its tag ...
+    let empty = (0..SLOTS_PER_BUCKET).find(|&l| tag_of(l) == 0).unwrap();
+    let newcomer = (1000..)
+        .map(key)
+        .find(|k| map.candidate_buckets(k).contains(&victim))
+        .unwrap();
+    let at = FlowMap::<2>::lane_offset(empty);
+    for (i, word) in [newcomer[0], newcomer[1], 77, 78].into_iter().enumerate() {
+        words[at + i].store(word, Ordering::Relaxed);
     }
-    // The torn bucket is zeroed, value words included, and usable again.
+    // ... and while it overwrote the key of another record, whose tag is now wrong.
+    let at = FlowMap::<2>::lane_offset(torn_lane);
+    let stranger = (2000..)
+        .map(key)
+        .find(|k| map.placement(k).tag != tag_of(torn_lane))
+        .unwrap();
+    words[at].store(stranger[0], Ordering::Relaxed);
+    words[at + 1].store(stranger[1], Ordering::Relaxed);
+
+    let adopted = FlowMap::<2>::from_words(map.into_words()).unwrap();
+    assert_eq!(adopted.repaired_buckets(), 2, "both buckets of key 3");
+    for bucket in adopted.candidate_buckets(&key(3)) {
+        let version = adopted.bucket_words(bucket)[0].load(Ordering::Relaxed);
+        assert_eq!(version % 2, 0, "bucket {bucket} is unlocked");
+    }
+    // Every whole record survives, those of the repaired buckets included.
+    for n in (0..200).filter(|&n| n != torn) {
+        assert_eq!(
+            adopted.get(&key(n)).map(|(_, v)| v),
+            Some([n, !n]),
+            "key {n}"
+        );
+    }
+    assert_eq!(adopted.get(&key(torn)), None);
+    assert_eq!(adopted.get(&stranger), None);
+    assert_eq!(adopted.get(&newcomer), None);
+    // Emptied and never-finished lanes are zeroed, so no owner finds half a record there.
+    for lane in [empty, torn_lane] {
+        let at = FlowMap::<2>::lane_offset(lane);
+        let words = &adopted.bucket_words(victim)[at..at + 4];
+        assert!(
+            words.iter().all(|w| w.load(Ordering::Relaxed) == 0),
+            "lane {lane}"
+        );
+    }
+    // The buckets take writers again.
+    assert!(insert(&adopted, newcomer, [5, 6]).is_some());
+    assert_eq!(adopted.get(&newcomer).map(|(_, v)| v), Some([5, 6]));
+}
+
+#[test]
+fn with_capacity_in_takes_storage_of_exactly_its_size() {
+    let words = FlowMap::<2>::storage_words(100);
+    let dirty = crate::io::words::Words::zeroed(words);
+    dirty[words - 1].store(9, Ordering::Relaxed);
+    let map = FlowMap::<2>::with_capacity_in(100, dirty).unwrap();
+    assert!(map.slots() >= 100);
     assert!(
-        adopted
-            .record(slot_of_3)
+        map.words()[8..]
             .iter()
             .all(|w| w.load(Ordering::Relaxed) == 0)
     );
-    assert!(insert(&adopted, key(3), [3]).is_some());
+    assert_eq!(map.get(&key(1)), None);
+    let short = crate::io::words::Words::zeroed(words - 1);
+    assert_eq!(
+        FlowMap::<2>::with_capacity_in(100, short).err(),
+        Some(LayoutError::Storage {
+            expected: words,
+            found: words - 1
+        })
+    );
 }
 
 #[test]

@@ -10,6 +10,7 @@ pub mod apiserver;
 pub mod cli;
 pub mod compile;
 pub mod controllers;
+pub mod dns;
 pub mod kube_source;
 pub mod manifest;
 pub mod model;

@@ -10,6 +10,7 @@
 mod admin_client;
 mod apply;
 mod delete;
+mod dns;
 mod get;
 mod init;
 mod observe;
@@ -62,6 +63,8 @@ pub enum Command {
     Monitor(observe::MonitorArgs),
     /// Write the frames of one port of a running node to a pcap file.
     Capture(observe::CaptureArgs),
+    /// Serve the cluster DNS zone (kubernetes/dns specification) over UDP and TCP.
+    Dns(dns::DnsArgs),
 }
 
 /// Output formats of `apply`.
@@ -138,6 +141,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Conntrack(args) => stats::conntrack(&args),
         Command::Monitor(args) => observe::monitor(&args),
         Command::Capture(args) => observe::capture(&args),
+        Command::Dns(args) => dns::run(&dir, &args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -32,7 +32,13 @@ pub struct PodInfo {
     pub ready: bool,
     /// Every containerPort of every container, sorted, without duplicates.
     pub ports: Vec<u16>,
+    /// Whether a container runs the cluster DNS server (image [`DNS_IMAGE`]) instead of the
+    /// netexec server.
+    pub dns: bool,
 }
+
+/// The container image that makes a testbed pod run `ferroplane dns` (kube-dns's job).
+pub const DNS_IMAGE: &str = "ferroplane/dns";
 
 /// The `ferroplane` binary and the state directory it serves.
 #[derive(Clone, Debug)]
@@ -172,6 +178,11 @@ fn pod_info(pod: &Value) -> PodInfo {
             .flatten()
             .any(|c| c["type"] == "Ready" && c["status"] == "True"),
         ports,
+        dns: pod["spec"]["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["image"] == DNS_IMAGE),
     }
 }
 

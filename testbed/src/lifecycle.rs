@@ -26,8 +26,9 @@ use crate::teardown;
 
 /// The demo manifests applied by `up` without `-f`, in order.
 pub const DEMO_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/demo");
-pub const DEMO_APPLIED: [&str; 3] = [
+pub const DEMO_APPLIED: [&str; 4] = [
     "00-nodes.yaml",
+    "05-kube-dns.yaml",
     "10-store-app.yaml",
     "20-store-be-service.yaml",
 ];
@@ -181,6 +182,7 @@ pub fn apply(layout: &Layout, state: &mut RunState, files: &[PathBuf]) -> Result
             name: &pod.name,
             ip,
             ports: &pod.ports,
+            dns: pod.dns.then_some(&ferroplane),
         };
         let record = pods::start(layout, (state.io, state.mode), &node, &spec)?;
         resolv::write(

@@ -1,5 +1,6 @@
 //! Playing CNI and kubelet for one pod: its namespace, its interface wired to the node's
-//! ferroplane, its address and routes, and the `testbed netexec` server on its ports.
+//! ferroplane, its address and routes, and its server: `testbed netexec` on its ports, or for
+//! pods of the image `ferroplane/dns` the cluster DNS server, `ferroplane dns`, on port 53.
 //!
 //! Invariants: the pod's interface is `eth0` with MAC `0a:58:<ip>` and `IP/24` without the
 //! connected route; everything goes through the gateway (`.1` of the node's podCIDR), which the
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use control::node::pod_interface_name;
 
+use crate::cluster::Ferroplane;
 use crate::error::{Error, Result, context};
 use crate::layout::{Layout, POD_IF, pod_mac};
 use crate::netns::{add, exec, ip, wait_for_link};
@@ -29,6 +31,8 @@ pub struct PodSpec<'a> {
     pub name: &'a str,
     pub ip: Ipv4Addr,
     pub ports: &'a [u16],
+    /// Run the cluster DNS server (`ferroplane dns` on port 53) instead of netexec.
+    pub dns: Option<&'a Ferroplane>,
 }
 
 /// Creates the pod's namespace, attaches it to `node` and starts its server.
@@ -89,10 +93,10 @@ pub fn start(
         &["route", "add", &gateway, "dev", POD_IF, "scope", "link"],
     )?;
     ip(&ns, &["route", "add", "default", "via", &gateway])?;
-    let server_pid = if pod.ports.is_empty() {
-        None
-    } else {
-        Some(start_server(layout, &ns, pod.name, pod.ports)?)
+    let server_pid = match pod.dns {
+        Some(ferroplane) => Some(start_dns(layout, &ns, ferroplane)?),
+        None if pod.ports.is_empty() => None,
+        None => Some(start_server(layout, &ns, pod.name, pod.ports)?),
     };
     Ok(PodRecord {
         namespace: pod.namespace.to_owned(),
@@ -118,37 +122,61 @@ fn gateway_of(pod_cidr: &str) -> Result<String> {
 /// Starts `testbed netexec` answering as `name` in namespace `ns` and waits until it prints
 /// `ready` to its log (in the run directory's `servers/`).
 pub fn start_server(layout: &Layout, ns: &str, name: &str, ports: &[u16]) -> Result<u32> {
+    let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+    let mut command = Command::new(std::env::current_exe()?);
+    command.args(["netexec", "--name", name, "--ports", &ports.join(",")]);
+    spawn_in_pod(layout, ns, command, "ready")
+}
+
+/// Starts the cluster DNS server, `ferroplane dns` on port 53 (UDP and TCP) over the
+/// cluster's state, and waits until it serves.
+fn start_dns(layout: &Layout, ns: &str, ferroplane: &Ferroplane) -> Result<u32> {
+    let mut command = Command::new(&ferroplane.bin);
+    command
+        .arg("--state")
+        .arg(&ferroplane.state_dir)
+        .args(["dns", "--listen", "0.0.0.0:53"]);
+    spawn_in_pod(layout, ns, command, "serving ")
+}
+
+/// Runs `command` inside namespace `ns` (its own process group, output in the run directory's
+/// `servers/`) and waits until a line of its log starts with `ready_line`.
+fn spawn_in_pod(layout: &Layout, ns: &str, command: Command, ready_line: &str) -> Result<u32> {
     let dir = layout.run_dir().join("servers");
     std::fs::create_dir_all(&dir).map_err(context(dir.display()))?;
     let log_path = dir.join(format!("{ns}.log"));
     let log = std::fs::File::create(&log_path).map_err(context(log_path.display()))?;
-    let exe = std::env::current_exe()?;
-    let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
     let mut child = Command::new("ip")
         .args(["netns", "exec", ns])
-        .arg(exe)
-        .args(["netexec", "--name", name, "--ports", &ports.join(",")])
+        .arg(command.get_program())
+        .args(command.get_args())
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
         .process_group(0)
         .spawn()
-        .map_err(context(format!("starting netexec in {ns}")))?;
+        .map_err(context(format!(
+            "starting {:?} in {ns}",
+            command.get_program()
+        )))?;
     let started = Instant::now();
     while started.elapsed() < SERVER_READY_WITHIN {
         if let Some(status) = child.try_wait()? {
             return Err(Error(format!(
-                "netexec in {ns} exited ({status}): {}",
+                "the server in {ns} exited ({status}): {}",
                 std::fs::read_to_string(&log_path).unwrap_or_default()
             )));
         }
-        if std::fs::read_to_string(&log_path).is_ok_and(|t| t.lines().any(|l| l == "ready")) {
+        if std::fs::read_to_string(&log_path)
+            .is_ok_and(|t| t.lines().any(|l| l.starts_with(ready_line)))
+        {
             return Ok(child.id());
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     Err(Error(format!(
-        "netexec in {ns} not ready within {SERVER_READY_WITHIN:?}"
+        "the server in {ns} was not ready within {SERVER_READY_WITHIN:?}; log: {}",
+        log_path.display()
     )))
 }
 

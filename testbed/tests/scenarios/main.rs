@@ -6,6 +6,7 @@
 mod capture;
 mod change;
 mod cluster;
+mod dns;
 mod internet;
 mod load_balancer;
 mod pod_to_pod;

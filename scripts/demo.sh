@@ -44,6 +44,12 @@ step "A VIP answers only on its Service ports"
 run "$T" probe store-fe "$VIP:22" --timeout 1s || true
 run "$F" trace --from default/store-fe --dst "$VIP:22"
 
+step "Cluster DNS: two ferroplane dns pods behind kube-dns (10.96.0.10); pods use the kubelet search path"
+run "$T" exec store-fe -- cat /etc/resolv.conf
+run "$T" exec store-fe -- getent hosts store-be
+run "$T" exec store-fe -- dig +short SRV _http._tcp.store-be.default.svc.cluster.local
+run "$T" exec store-fe -- dig +short -x "$VIP"
+
 step "Life of a packet: pod to internet. The internet host sees the node IP (masquerade)"
 run "$T" probe store-fe 203.0.113.10:80
 

@@ -16,7 +16,11 @@ echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "== cargo test"
+echo "== cargo test (testbed scenarios with TAP pods)"
 cargo test --workspace --locked
+for io in af-packet af-xdp; do
+    echo "== testbed scenarios with $io pods"
+    FERROPLANE_TESTBED_IO=$io cargo test --locked -p testbed --test scenarios
+done
 echo "== benchmarks compile"
 cargo bench -p bench --locked --no-run

@@ -6,7 +6,10 @@
 //! never change namespace).
 
 use std::fs::File;
-use std::process::{Command, Output};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
 
@@ -101,6 +104,48 @@ pub fn within<T: Send>(ns: &str, f: impl FnOnce() -> Result<T> + Send) -> Result
             .join()
             .map_err(|_| Error(format!("the thread inside {ns} panicked")))?
     })
+}
+
+/// Starts `command` inside `ns` in a process group of its own (so it outlives the testbed
+/// command), stdout and stderr to `log`, and waits (at most `within`) until a line of the log
+/// starts with `ready_line`; returns its pid. If it exits first, the error quotes its log.
+pub fn spawn_until_ready(
+    ns: &str,
+    command: &Command,
+    log: &Path,
+    ready_line: &str,
+    within: Duration,
+) -> Result<u32> {
+    let file = File::create(log).map_err(context(log.display()))?;
+    let program = command.get_program();
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(program)
+        .args(command.get_args())
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .process_group(0)
+        .spawn()
+        .map_err(context(format!("starting {program:?} in {ns}")))?;
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if let Some(status) = child.try_wait()? {
+            return Err(Error(format!(
+                "{program:?} in {ns} exited ({status}): {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            )));
+        }
+        if std::fs::read_to_string(log).is_ok_and(|t| t.lines().any(|l| l.starts_with(ready_line)))
+        {
+            return Ok(child.id());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err(Error(format!(
+        "{program:?} in {ns} was not ready within {within:?}; log: {}",
+        log.display()
+    )))
 }
 
 /// Waits (at most `limit`) until device `name` exists in `ns`.

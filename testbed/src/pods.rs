@@ -9,17 +9,16 @@
 //! it also computes its own checksums (TX offload off), as AF_XDP frames carry no partial mark.
 
 use std::net::Ipv4Addr;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use control::node::pod_interface_name;
 
 use crate::cluster::Ferroplane;
 use crate::error::{Error, Result, context};
 use crate::layout::{Layout, POD_IF, pod_mac};
-use crate::netns::{add, exec, ip, wait_for_link};
+use crate::netns::{add, exec, ip, spawn_until_ready, wait_for_link};
 use crate::nodes::netns_dir;
 use crate::run_state::{Io, Mode, NodeRecord, PodRecord};
 
@@ -139,45 +138,13 @@ fn start_dns(layout: &Layout, ns: &str, ferroplane: &Ferroplane) -> Result<u32> 
     spawn_in_pod(layout, ns, command, "serving ")
 }
 
-/// Runs `command` inside namespace `ns` (its own process group, output in the run directory's
-/// `servers/`) and waits until a line of its log starts with `ready_line`.
+/// Runs `command` inside namespace `ns`, output in the run directory's `servers/`, and waits
+/// until a line of its log starts with `ready_line`.
 fn spawn_in_pod(layout: &Layout, ns: &str, command: Command, ready_line: &str) -> Result<u32> {
     let dir = layout.run_dir().join("servers");
     std::fs::create_dir_all(&dir).map_err(context(dir.display()))?;
-    let log_path = dir.join(format!("{ns}.log"));
-    let log = std::fs::File::create(&log_path).map_err(context(log_path.display()))?;
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns])
-        .arg(command.get_program())
-        .args(command.get_args())
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .process_group(0)
-        .spawn()
-        .map_err(context(format!(
-            "starting {:?} in {ns}",
-            command.get_program()
-        )))?;
-    let started = Instant::now();
-    while started.elapsed() < SERVER_READY_WITHIN {
-        if let Some(status) = child.try_wait()? {
-            return Err(Error(format!(
-                "the server in {ns} exited ({status}): {}",
-                std::fs::read_to_string(&log_path).unwrap_or_default()
-            )));
-        }
-        if std::fs::read_to_string(&log_path)
-            .is_ok_and(|t| t.lines().any(|l| l.starts_with(ready_line)))
-        {
-            return Ok(child.id());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Err(Error(format!(
-        "the server in {ns} was not ready within {SERVER_READY_WITHIN:?}; log: {}",
-        log_path.display()
-    )))
+    let log = dir.join(format!("{ns}.log"));
+    spawn_until_ready(ns, &command, &log, ready_line, SERVER_READY_WITHIN)
 }
 
 #[cfg(test)]

@@ -11,14 +11,14 @@
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{self, SyncSender};
 
 use arc_swap::ArcSwap;
 use dataplane::io::PacketIo;
 use dataplane::io::af_packet::{AfPacketConfig, AfPacketPort};
 use dataplane::io::af_xdp::{AfXdpConfig, AfXdpPort};
-use dataplane::io::reflect::reflect;
+use dataplane::io::reflect::{ReflectStats, forward, reflect};
 use dataplane::io::tap::TapQueue;
 use dataplane::io::thread::pin_current_thread;
 use dataplane::packet::PacketPool;
@@ -112,22 +112,10 @@ pub fn reflect_side<P: BenchPort>(
     // The receiver only disappears when the trial already gave up on this side.
     let _ = ready.send(());
     let stats = reflect(&mut port, POD_A, &mut pool, BURST, stop)?;
-    Ok(ForwarderCounts {
-        received: stats.received,
-        transmitted: stats.transmitted,
-        new_flows: 0,
-        drops: if stats.refused > 0 {
-            vec![("tx_refused".to_owned(), stats.refused)]
-        } else {
-            Vec::new()
-        },
-        port: described,
-    })
+    Ok(counts_of(stats, described))
 }
 
-/// Forwards frames from path A's port to path B's port until `stop`, MACs swapped, with no
-/// pipeline: per burst one `rx_burst`, a 12-byte swap per frame, one `tx_burst`, like the
-/// reflector, but over the two links the pipeline uses.
+/// Forwards frames from path A's port to path B's port until `stop`, with no pipeline.
 pub fn forward_side<P: BenchPort>(
     in_if: &str,
     out_if: &str,
@@ -142,34 +130,23 @@ pub fn forward_side<P: BenchPort>(
     let mut port_out = P::open(out_if)?;
     let mut pool = PacketPool::with_capacity(POOL);
     let described = port_in.describe();
-    let mut batch = Vec::with_capacity(BURST);
-    let mut counts = ForwarderCounts {
-        port: described,
-        ..ForwarderCounts::default()
-    };
-    let mut refused = 0;
     let _ = ready.send(());
-    while !stop.load(Ordering::Relaxed) {
-        let received = port_in.rx_burst(POD_A, &mut pool, &mut batch, BURST)?;
-        if received == 0 {
-            std::hint::spin_loop();
-            continue;
-        }
-        for pkt in &mut batch {
-            if let Some(addrs) = pkt.data_mut().get_mut(..12) {
-                let (dst, src) = addrs.split_at_mut(6);
-                dst.swap_with_slice(src);
-            }
-        }
-        let transmitted = port_out.tx_burst(&mut batch, &mut pool)?;
-        counts.received += received as u64;
-        counts.transmitted += transmitted as u64;
-        refused += received.saturating_sub(transmitted) as u64;
+    let stats = forward(&mut port_in, &mut port_out, POD_A, &mut pool, BURST, stop)?;
+    Ok(counts_of(stats, described))
+}
+
+fn counts_of(stats: ReflectStats, port: Option<String>) -> ForwarderCounts {
+    ForwarderCounts {
+        received: stats.received,
+        transmitted: stats.transmitted,
+        new_flows: 0,
+        drops: if stats.refused > 0 {
+            vec![("tx_refused".to_owned(), stats.refused)]
+        } else {
+            Vec::new()
+        },
+        port,
     }
-    if refused > 0 {
-        counts.drops.push(("tx_refused".to_owned(), refused));
-    }
-    Ok(counts)
 }
 
 /// Runs a worker with the full pipeline over paths A (in) and B (out) until `stop`.

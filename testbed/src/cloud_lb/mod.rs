@@ -12,14 +12,13 @@ pub mod balancer;
 pub mod health;
 
 use std::net::Ipv4Addr;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use crate::error::{Error, Result, context};
+use crate::error::Result;
 use crate::layout::{BRIDGE, CLOUD_LB_IP, INTERNET_CIDR, LB_POOL, Layout, ROUTER_NODE_SIDE};
-use crate::netns::{add, ip, sysctl};
+use crate::netns::{add, ip, spawn_until_ready, sysctl};
 
 /// The LB's device on the underlay bridge, and its peer there.
 const LB_IF: &str = "tb-lb0";
@@ -83,37 +82,13 @@ pub fn build(layout: &Layout) -> Result<()> {
 /// Starts the balancer (`testbed cloud-lb`) in the LB namespace for `nodes` and waits until it
 /// has programmed its first routes.
 pub fn launch(layout: &Layout, state_dir: &Path, nodes: &[Ipv4Addr]) -> Result<u32> {
-    let log_path = layout.run_dir().join("cloud-lb.log");
-    let log = std::fs::File::create(&log_path).map_err(context(log_path.display()))?;
     let nodes: Vec<String> = nodes.iter().map(Ipv4Addr::to_string).collect();
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &layout.cloud_lb_ns()])
-        .arg(std::env::current_exe()?)
+    let mut command = Command::new(std::env::current_exe()?);
+    command
         .arg("cloud-lb")
         .arg("--state-dir")
         .arg(state_dir)
-        .args(["--nodes", &nodes.join(",")])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .process_group(0)
-        .spawn()
-        .map_err(context("starting the cloud load balancer"))?;
-    let started = Instant::now();
-    while started.elapsed() < READY_WITHIN {
-        if let Some(status) = child.try_wait()? {
-            return Err(Error(format!(
-                "the cloud load balancer exited ({status}): {}",
-                std::fs::read_to_string(&log_path).unwrap_or_default()
-            )));
-        }
-        if std::fs::read_to_string(&log_path).is_ok_and(|t| t.lines().any(|l| l == "ready")) {
-            return Ok(child.id());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Err(Error(format!(
-        "the cloud load balancer was not ready within {READY_WITHIN:?}; log: {}",
-        log_path.display()
-    )))
+        .args(["--nodes", &nodes.join(",")]);
+    let log = layout.run_dir().join("cloud-lb.log");
+    spawn_until_ready(&layout.cloud_lb_ns(), &command, &log, "ready", READY_WITHIN)
 }

@@ -119,3 +119,31 @@ fn reflects_a_veth_peer_s_traffic_back_to_it() {
     assert_eq!(stats.transmitted, u64::from(count));
     assert_eq!(stats.refused, 0);
 }
+
+#[test]
+fn forward_sends_what_one_port_receives_out_of_the_other() {
+    let stop = AtomicBool::new(false);
+    let mut rx = StopWhenDrained {
+        inner: MemPort::new(16),
+        stop: &stop,
+    };
+    let mut tx = MemPort::new(3);
+    for i in 0..5u8 {
+        rx.inner
+            .inject(&[1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 0x08, 0x00, i]);
+    }
+    let mut pool = PacketPool::with_capacity(16);
+    let stats = forward(&mut rx, &mut tx, PortId(0), &mut pool, 4, &stop).unwrap();
+    assert_eq!(
+        (stats.received, stats.transmitted, stats.refused),
+        (5, 3, 2),
+        "the second port takes 3, refuses 2"
+    );
+    assert!(
+        rx.inner.take_tx().is_empty(),
+        "nothing goes back out of the receiving port"
+    );
+    let sent = tx.take_tx();
+    assert_eq!(sent[0], [2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 0x08, 0x00, 0]);
+    assert_eq!(pool.available(), 16, "refused frames go back to the pool");
+}

@@ -61,20 +61,29 @@ pub fn stats_table(stats: &Value) -> String {
     );
     let _ = writeln!(
         out,
-        "\n{:<7}{:<28}{:<16}{:>10}{:>12}{:>10}{:>12}{:>10}",
-        "WORKER", "PORT", "INTERFACE", "RX_PKTS", "RX_BYTES", "TX_PKTS", "TX_BYTES", "RING_FULL"
+        "\n{:<7}{:<28}{:<16}{:>10}{:>12}{:>11}{:>10}{:>12}{:>10}",
+        "WORKER",
+        "PORT",
+        "INTERFACE",
+        "RX_PKTS",
+        "RX_BYTES",
+        "RX_DROPPED",
+        "TX_PKTS",
+        "TX_BYTES",
+        "RING_FULL"
     );
     let workers = stats["workers"].as_array().cloned().unwrap_or_default();
     for w in &workers {
         for p in w["ports"].as_array().into_iter().flatten() {
             let _ = writeln!(
                 out,
-                "{:<7}{:<28}{:<16}{:>10}{:>12}{:>10}{:>12}{:>10}",
+                "{:<7}{:<28}{:<16}{:>10}{:>12}{:>11}{:>10}{:>12}{:>10}",
                 num(&w["worker"]),
                 p["name"].as_str().unwrap_or("?"),
                 p["interface"].as_str().unwrap_or("?"),
                 num(&p["rx_packets"]),
                 num(&p["rx_bytes"]),
+                num(&p["rx_dropped"]),
                 num(&p["tx_packets"]),
                 num(&p["tx_bytes"]),
                 num(&p["tx_ring_full"]),

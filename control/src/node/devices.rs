@@ -117,6 +117,14 @@ impl PacketIo for NodePort {
             Device::AfXdp(d) => d.poll_fd(),
         }
     }
+
+    fn rx_dropped(&mut self) -> u64 {
+        match &mut self.device {
+            Device::Tap(d) => d.rx_dropped(),
+            Device::AfPacket(d) => d.rx_dropped(),
+            Device::AfXdp(d) => d.rx_dropped(),
+        }
+    }
 }
 
 /// One queue per worker of the multi-queue TAP `name`, created (persistent) if it does not
@@ -157,10 +165,22 @@ pub fn release_tap(name: &str, netns: Option<&Path>) -> io::Result<()> {
     }
 }
 
-/// One AF_PACKET socket per worker on `name`, all in fanout group `group`.
-pub fn open_af_packet(name: &str, workers: usize, group: u16) -> io::Result<Vec<Device>> {
+/// RX ring frames of an uplink AF_PACKET socket: the uplink carries every pod's traffic, and
+/// a TCP sender's burst from the underlay must fit while the worker is busy or descheduled
+/// (512 frames overflowed under one iperf3 stream on the testbed; ~9 MiB per socket).
+pub const UPLINK_RX_FRAMES: usize = 4096;
+
+/// One AF_PACKET socket per worker on `name`, all in fanout group `group`, each with an RX
+/// ring of `rx_frames` (rounded up to whole blocks).
+pub fn open_af_packet(
+    name: &str,
+    workers: usize,
+    group: u16,
+    rx_frames: usize,
+) -> io::Result<Vec<Device>> {
     let config = AfPacketConfig {
         fanout_group: Some(group),
+        rx_frames,
         ..AfPacketConfig::default()
     };
     (0..workers)
@@ -201,7 +221,12 @@ pub fn open_uplink(settings: &NodeSettings) -> Result<Vec<Device>, String> {
     let uplink = &settings.uplink;
     let n = settings.workers;
     let opened = match uplink.backend {
-        UplinkBackend::AfPacket => open_af_packet(&uplink.interface, n, fanout_group(PortId(0))),
+        UplinkBackend::AfPacket => open_af_packet(
+            &uplink.interface,
+            n,
+            fanout_group(PortId(0)),
+            UPLINK_RX_FRAMES,
+        ),
         UplinkBackend::Tap => open_tap(&uplink.interface, n, None).map(|(d, _)| d),
         UplinkBackend::AfXdp => open_af_xdp(&uplink.interface, n, uplink.xdp_mode),
     };

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::sync::mpsc::Sender;
 
 use arc_swap::ArcSwap;
+use dataplane::io::af_packet::AfPacketConfig;
 use dataplane::packet::PortId;
 use dataplane::worker::WorkerCommand;
 
@@ -298,9 +299,12 @@ impl PortManager {
                 }
                 devices
             }
-            PodBackend::AfPacket => {
-                devices::open_af_packet(interface, count, devices::fanout_group(port))?
-            }
+            PodBackend::AfPacket => devices::open_af_packet(
+                interface,
+                count,
+                devices::fanout_group(port),
+                AfPacketConfig::default().rx_frames,
+            )?,
             // Generic XDP: a veth has no zero-copy to gain from native mode, and native XDP
             // on a veth also needs as many receive queues as its peer has transmit queues.
             PodBackend::AfXdp => devices::open_af_xdp(interface, count, XdpModeKind::Generic)?,

@@ -49,7 +49,7 @@ pub struct MetricsInput<'a> {
 pub fn metrics(input: &MetricsInput<'_>) -> String {
     let mut out = String::new();
     type PortField = fn(&dataplane::worker::PortCounters) -> u64;
-    let port_metrics: [(&str, &str, PortField); 5] = [
+    let port_metrics: [(&str, &str, PortField); 6] = [
         (
             "ferroplane_port_rx_packets_total",
             "Frames received on a port.",
@@ -74,6 +74,11 @@ pub fn metrics(input: &MetricsInput<'_>) -> String {
             "ferroplane_port_tx_ring_full_total",
             "Frames a port's device refused (ring full).",
             |c| c.tx_refused,
+        ),
+        (
+            "ferroplane_port_rx_dropped_total",
+            "Frames lost on a port's receive side before the pipeline (kernel ring full, no buffer, oversized).",
+            |c| c.rx_dropped,
         ),
     ];
     for (name, help, field) in port_metrics {
@@ -262,7 +267,7 @@ pub fn stats(input: &MetricsInput<'_>, node: &str) -> Value {
                         "port": port, "name": label.name, "interface": label.interface,
                         "rx_packets": c.rx_packets, "rx_bytes": c.rx_bytes,
                         "tx_packets": c.tx_packets, "tx_bytes": c.tx_bytes,
-                        "tx_ring_full": c.tx_refused,
+                        "tx_ring_full": c.tx_refused, "rx_dropped": c.rx_dropped,
                     }))
                 })
                 .collect();

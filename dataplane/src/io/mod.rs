@@ -50,4 +50,12 @@ pub trait PacketIo {
     fn poll_fd(&self) -> Option<RawFd> {
         None
     }
+
+    /// Frames that reached the device but never made it into a batch, since the port was
+    /// opened: dropped by the kernel before we could take them (receive ring full, no fill
+    /// buffer) or by the backend (longer than a buffer). Not per packet: it may cost a
+    /// syscall, so callers ask a few times a second.
+    fn rx_dropped(&mut self) -> u64 {
+        0
+    }
 }

@@ -132,6 +132,10 @@ fn is_frame_error(err: &io::Error) -> bool {
 }
 
 impl PacketIo for TapQueue {
+    fn rx_dropped(&mut self) -> u64 {
+        self.stats.rx_oversized
+    }
+
     fn rx_burst(
         &mut self,
         port: PortId,

@@ -34,6 +34,9 @@ pub struct PortCounters {
     pub tx_bytes: u64,
     /// Frames the device refused (ring full), also counted as `TxRingFull` drops.
     pub tx_refused: u64,
+    /// Frames lost on receive before a batch took them (`PacketIo::rx_dropped`: kernel ring
+    /// full, no buffer, oversized); refreshed when the worker publishes its report.
+    pub rx_dropped: u64,
 }
 
 pub struct Worker<P: PacketIo> {

@@ -150,6 +150,11 @@ pub fn run<P: PacketIo>(
             idle = 0;
         }
         if last_report.elapsed() >= every {
+            for (dev, counters) in worker.ports.iter_mut().zip(worker.counters.iter_mut()) {
+                if let Some(dev) = dev {
+                    counters.rx_dropped = dev.rx_dropped();
+                }
+            }
             report.store(Arc::new(WorkerReport {
                 worker: id,
                 stats: worker.pipeline.stats.clone(),

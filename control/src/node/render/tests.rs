@@ -112,6 +112,7 @@ fn metrics_label_ports_by_name_and_list_every_drop_reason() {
         ports: vec![
             PortCounters {
                 rx_packets: 5,
+                rx_dropped: 6,
                 ..PortCounters::default()
             },
             PortCounters::default(),
@@ -144,6 +145,7 @@ fn metrics_label_ports_by_name_and_list_every_drop_reason() {
         "ferroplane_port_rx_packets_total{worker=\"1\",port=\"uplink\",interface=\"eth0\"} 5",
         "ferroplane_port_tx_packets_total{worker=\"1\",port=\"default/web\",interface=\"fp0123456789\"} 7",
         "ferroplane_port_tx_ring_full_total{worker=\"1\",port=\"default/web\",interface=\"fp0123456789\"} 1",
+        "ferroplane_port_rx_dropped_total{worker=\"1\",port=\"uplink\",interface=\"eth0\"} 6",
         "ferroplane_drops_total{worker=\"1\",reason=\"malformed\"} 2",
         "ferroplane_drops_total{worker=\"1\",reason=\"ct_table_full\"} 0",
         "ferroplane_conntrack_entries 3",

@@ -279,6 +279,12 @@ fn copy_frame(pkt: &mut Packet, data: &[u8], vlan: Option<(u16, u16)>) -> bool {
 }
 
 impl PacketIo for AfPacketPort {
+    fn rx_dropped(&mut self) -> u64 {
+        // A failed getsockopt leaves the counters as they were.
+        let stats = self.stats().unwrap_or(self.stats);
+        stats.kernel_dropped + stats.rx_truncated
+    }
+
     fn rx_burst(
         &mut self,
         port: PortId,

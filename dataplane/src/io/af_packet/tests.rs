@@ -248,6 +248,11 @@ fn kernel_drops_on_a_full_rx_ring_are_counted() {
         let stats = port.stats().unwrap();
         assert!(stats.kernel_seen >= 100, "{stats:?}");
         assert_eq!(stats.kernel_dropped, stats.kernel_seen - 30, "{stats:?}");
+        assert_eq!(
+            port.rx_dropped(),
+            stats.kernel_dropped,
+            "what the worker reports as the port's receive drops"
+        );
         let mut pool = PacketPool::with_capacity(64);
         let mut batch = Vec::new();
         assert_eq!(

@@ -291,6 +291,12 @@ impl AfXdpPort {
 }
 
 impl PacketIo for AfXdpPort {
+    fn rx_dropped(&mut self) -> u64 {
+        // A failed getsockopt leaves the kernel's share out until the next ask.
+        let stats = self.stats().unwrap_or(self.stats);
+        stats.kernel_rx_dropped + stats.rx_truncated
+    }
+
     fn rx_burst(
         &mut self,
         port: PortId,

@@ -1,0 +1,208 @@
+//! `compare`: ferroplane beside the kernel path (flannel-style VXLAN + kube-proxy in iptables
+//! and nftables mode) and Open vSwitch's userspace datapath, on the same two-node topology in
+//! network namespaces and the same CPUs; writes `bench/results/compare.md` and
+//! `compare.svg`. Needs root.
+//!
+//! SIGINT/SIGTERM stop the run at the next bound and remove every namespace (nothing is
+//! written). The testbed library starts its helpers (the internet host's server, the cloud
+//! load balancer) by running the current executable as `testbed` would be run
+//! (`compare netexec ...`, `compare cloud-lb ...`); those are served here.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use bench::compare::{Dataplane, Family, Options, chart, dataplanes, require_root, run};
+use clap::Parser;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use testbed::run_state::Io;
+
+/// ferroplane vs kernel (kube-proxy iptables / nftables) vs OVS userspace, side by side
+/// (needs root).
+///
+/// Builds the same topology for each dataplane in turn (client pod on node 1, a Service with
+/// two backends on node 2, VXLAN between the nodes), runs the workloads from the client pod
+/// with the load tools on one CPU and the dataplane on the other, and writes a markdown table
+/// (median, min, max over the runs; ferroplane's ratios to the others) and an SVG chart.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// Runs per figure (default 5, or 1 with --quick).
+    #[arg(long)]
+    runs: Option<usize>,
+    /// A short smoke run: shorter trials and fewer samples.
+    #[arg(long)]
+    quick: bool,
+    /// Dataplanes, comma separated: ferroplane, iptables, nftables, ovs.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "ferroplane,iptables,nftables,ovs"
+    )]
+    only: Vec<Family>,
+    /// ferroplane's pod I/O backends to measure, comma separated: af-packet, tap, af-xdp.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "af-packet,tap,af-xdp"
+    )]
+    io: Vec<Io>,
+    /// The ferroplane binary (default: built by `cargo build --release -p control` when run
+    /// through cargo, else the one beside this executable, else PATH's).
+    #[arg(long, env = "FERROPLANE_BIN")]
+    ferroplane: Option<PathBuf>,
+    /// Where compare.md and compare.svg go.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/results"))]
+    out_dir: PathBuf,
+}
+
+/// The helpers the testbed library starts by running the current executable, with the
+/// arguments the `testbed` binary takes for them.
+#[derive(Parser, Debug)]
+enum TestbedHelper {
+    Netexec {
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_delimiter = ',')]
+        ports: Vec<u16>,
+    },
+    CloudLb {
+        #[arg(long)]
+        state_dir: PathBuf,
+        #[arg(long, value_delimiter = ',')]
+        nodes: Vec<std::net::Ipv4Addr>,
+    },
+}
+
+fn main() -> ExitCode {
+    if matches!(
+        std::env::args().nth(1).as_deref(),
+        Some("netexec" | "cloud-lb")
+    ) {
+        let served = match TestbedHelper::parse_from(std::env::args()) {
+            TestbedHelper::Netexec { name, ports } => testbed::netexec::serve(&name, &ports),
+            TestbedHelper::CloudLb { state_dir, nodes } => {
+                testbed::cloud_lb::balancer::serve(&state_dir, &nodes)
+            }
+        };
+        return match served {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e.0),
+        };
+    }
+    let args = Args::parse();
+    if let Err(e) = require_root() {
+        return fail(&e.0);
+    }
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&interrupted)) {
+            return fail(&format!("cannot watch signal {signal}: {e}"));
+        }
+    }
+    let chosen = dataplanes(&args.only, &args.io);
+    let ferroplane = if chosen.iter().any(|d| d.is_ferroplane()) {
+        match ferroplane_binary(args.ferroplane.as_deref()) {
+            Ok(path) => path,
+            Err(e) => return fail(&e),
+        }
+    } else {
+        PathBuf::new()
+    };
+    let cpus = match dataplane::io::thread::allowed_cpus() {
+        Ok(cpus) if cpus.len() >= 2 => cpus,
+        Ok(cpus) => return fail(&format!("needs two CPUs, this process may use {cpus:?}")),
+        Err(e) => return fail(&format!("reading the allowed CPUs: {e}")),
+    };
+    let options = Options {
+        runs: args
+            .runs
+            .unwrap_or(if args.quick { 1 } else { 5 })
+            .clamp(1, 50),
+        quick: args.quick,
+        dataplanes: chosen,
+        ferroplane,
+        load_cpu: cpus[0],
+        dataplane_cpu: cpus[1],
+    };
+    let comparison = match run(&options, &interrupted) {
+        Ok(c) => c,
+        Err(e) => return fail(&e.0),
+    };
+    let markdown = comparison.to_markdown();
+    print!("{markdown}");
+    let written = std::fs::create_dir_all(&args.out_dir)
+        .and_then(|()| std::fs::write(args.out_dir.join("compare.md"), &markdown));
+    if let Err(e) = written {
+        return fail(&format!("writing {}: {e}", args.out_dir.display()));
+    }
+    match chart::svg(&comparison) {
+        Ok(svg) => {
+            if let Err(e) = std::fs::write(args.out_dir.join("compare.svg"), svg) {
+                return fail(&format!("writing compare.svg: {e}"));
+            }
+        }
+        Err(e) => return fail(&e.0),
+    }
+    let failed: Vec<Dataplane> = comparison
+        .results
+        .iter()
+        .filter(|r| r.error.is_some())
+        .map(|r| r.dataplane)
+        .collect();
+    eprintln!(
+        "compare: wrote {0}/compare.md and {0}/compare.svg",
+        args.out_dir.display()
+    );
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        fail(&format!("{} dataplane(s) failed: {failed:?}", failed.len()))
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("compare: {message}");
+    ExitCode::FAILURE
+}
+
+/// The ferroplane binary: `explicit`, else built by the cargo running us (same profile and
+/// target directory's `release/`), else the testbed's search.
+fn ferroplane_binary(explicit: Option<&Path>) -> Result<PathBuf, String> {
+    if let Some(path) = explicit {
+        return Ok(path.to_owned());
+    }
+    if let Ok(cargo) = std::env::var("CARGO") {
+        let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
+        eprintln!("compare: building ferroplane (cargo build --release -p control)");
+        let mut build = Command::new(cargo);
+        build
+            .args(["build", "--release", "-p", "control", "--bin", "ferroplane"])
+            .args(["--manifest-path", manifest]);
+        // `cargo run` describes this package in the environment; build scripts that watch
+        // those variables would see a change and rebuild everything: leave them out.
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            if key.starts_with("CARGO_PKG_")
+                || key.starts_with("CARGO_MANIFEST_")
+                || matches!(
+                    key.as_ref(),
+                    "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE"
+                )
+            {
+                build.env_remove(key.as_ref());
+            }
+        }
+        let status = build.status().map_err(|e| format!("running cargo: {e}"))?;
+        if !status.success() {
+            return Err(format!("building ferroplane failed ({status})"));
+        }
+    }
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join("release").join("ferroplane")))
+        .filter(|path| path.is_file());
+    Ok(beside.unwrap_or_else(|| testbed::cluster::locate_ferroplane(None)))
+}

@@ -7,6 +7,9 @@
 //! - `packet`: buffers with headroom, per-packet metadata, pools.
 //! - `stages`, `pipeline`: per-packet decisions over batches against a `Snapshot`.
 //! - `io`: the batch I/O trait and its backends; the only place for `unsafe` and syscalls.
+//!   One exception to "down only": the flow tables keep their words in `io::words::Words`
+//!   (heap, or a shared file mapping from `io::shm` that outlives the process), so the
+//!   mapping's `unsafe` stays in `io` while the tables stay safe code.
 
 pub mod cidr;
 pub mod drop;

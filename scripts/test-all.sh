@@ -20,7 +20,8 @@ echo "== cargo test (testbed scenarios with TAP pods)"
 cargo test --workspace --locked
 for io in af-packet af-xdp; do
     echo "== testbed scenarios with $io pods"
-    FERROPLANE_TESTBED_IO=$io cargo test --locked -p testbed --test scenarios
+    # --workspace: the same feature unification as above, so nothing is rebuilt.
+    FERROPLANE_TESTBED_IO=$io cargo test --locked --workspace --test scenarios
 done
 echo "== benchmarks compile"
 cargo bench -p bench --locked --no-run

@@ -15,12 +15,13 @@ pub const DEMO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/demo");
 pub const MANIFESTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/manifests");
 
 /// `ferroplane` beside the testbed binary, brought up to date by `cargo build` once per run
-/// (a no-op when `cargo test --workspace` just built it; never a stale binary otherwise).
+/// (never a stale binary). Built with the feature unification of `cargo test --workspace`
+/// (every package, test targets included), so after that it is a no-op, not a second build.
 fn ferroplane() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "control", "--bin", "ferroplane"])
+            .args(["build", "--workspace", "--tests", "--bin", "ferroplane"])
             .status()
             .unwrap();
         assert!(status.success(), "building ferroplane failed");

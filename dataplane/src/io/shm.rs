@@ -14,7 +14,8 @@
 //!   made from the file keep the lock for as long as they live.
 //! - A file is adopted only when its header names the same kind and boot, its length matches,
 //!   and the caller's check accepts the table; anything else is formatted afresh (truncated to
-//!   zero, grown to the new length, header written with the magic last, so a crash while
+//!   zero, grown to the new length with its pages allocated (a full tmpfs is an error here,
+//!   not a SIGBUS later), header written with the magic last, so a crash while
 //!   formatting leaves a file that is formatted again), never half-used. The file belongs to
 //!   ferroplane: whatever else sits at the path is overwritten.
 //! - Table times are CLOCK_MONOTONIC seconds, which mean nothing after a reboot: the boot id
@@ -177,6 +178,7 @@ impl SharedFile {
         };
         grow(0)?;
         grow(bytes as u64)?;
+        self.reserve(bytes)?;
         let mapped = self.mapped(bytes)?;
         let header = mapped.header();
         for (at, value) in [
@@ -190,6 +192,23 @@ impl SharedFile {
         }
         header[0].store(MAGIC, Ordering::Release);
         Ok(mapped)
+    }
+
+    /// Allocates the file's pages now: a sparse file on a full tmpfs would fault (SIGBUS) on
+    /// first touch of the mapping instead of failing here with an error naming the file.
+    fn reserve(&self, bytes: usize) -> io::Result<()> {
+        let len = libc::off_t::try_from(bytes)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "table too large"))?;
+        // SAFETY: posix_fallocate reads and writes no memory of ours; the descriptor is this
+        // open file, which outlives the call.
+        let ret = unsafe { libc::posix_fallocate(self.file.as_raw_fd(), 0, len) };
+        if ret == 0 {
+            return Ok(());
+        }
+        Err(context(
+            io::Error::from_raw_os_error(ret),
+            format_args!("reserving {bytes} bytes for {}", self.path.display()),
+        ))
     }
 
     fn mapped(&self, bytes: usize) -> io::Result<MappedWords> {

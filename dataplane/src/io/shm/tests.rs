@@ -144,3 +144,19 @@ fn kinds_and_boot_ids_are_checked() {
     assert_ne!(boot, [0, 0], "this kernel has a boot id");
     assert_eq!(boot, boot_id());
 }
+
+#[test]
+fn a_fresh_file_has_its_pages_allocated_before_it_is_mapped() {
+    use std::os::unix::fs::MetadataExt;
+    let path = TempPath::new();
+    // 1 MiB of table: untouched through the mapping, so only the reservation allocates it.
+    let (words, _) = map(&path, "conntrack", 1 << 17);
+    let meta = fs::metadata(&path.0).unwrap();
+    assert!(
+        meta.blocks() * 512 >= meta.len(),
+        "{} bytes allocated of {}: a sparse file would fault on a full disk",
+        meta.blocks() * 512,
+        meta.len()
+    );
+    drop(words);
+}

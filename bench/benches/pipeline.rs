@@ -22,7 +22,7 @@ use dataplane::packet::{Packet, PortId, Verdict};
 use dataplane::pipeline::Pipeline;
 use dataplane::snapshot::Snapshot;
 use dataplane::tables::affinity::AffinityTable;
-use dataplane::tables::conntrack::{Conntrack, ConntrackConfig, Timeouts};
+use dataplane::tables::conntrack::{Conntrack, ConntrackConfig};
 use dataplane::wire::TcpFlags;
 
 const BATCH: usize = 256;
@@ -40,7 +40,7 @@ impl Load {
     fn new(scale: Scale, capacity: usize) -> Self {
         let ct = Arc::new(Conntrack::new(ConntrackConfig {
             capacity,
-            timeouts: Timeouts::default(),
+            ..ConntrackConfig::default()
         }));
         let mut pipe = Pipeline::new(ct, Arc::new(AffinityTable::new(1 << 16)), 42);
         pipe.begin_batch(NOW);

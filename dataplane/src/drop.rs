@@ -58,10 +58,21 @@ pub enum DropReason {
     TxRingFull,
     /// The frame would have gone back out the port it came in on where that is not allowed.
     Hairpin,
+    /// TCP segment with flags no valid segment carries (SYN+FIN, SYN+RST, none of
+    /// SYN/ACK/FIN/RST), on a new or a tracked flow.
+    TcpInvalidFlags,
+    /// TCP RST whose sequence number is outside its direction's window (RFC 5961): a blind
+    /// reset attempt, or one for an older connection.
+    TcpRstOutOfWindow,
+    /// A new flow from a source that already has as many unreplied flows as allowed.
+    CtSourceLimit,
+    /// A new flow toward a destination (after DNAT) that already has as many unreplied flows
+    /// as allowed.
+    CtDestinationLimit,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 24;
+    pub const COUNT: usize = 28;
     pub const ALL: [DropReason; Self::COUNT] = [
         Self::Malformed,
         Self::BadChecksum,
@@ -87,6 +98,10 @@ impl DropReason {
         Self::IcmpUnrelated,
         Self::TxRingFull,
         Self::Hairpin,
+        Self::TcpInvalidFlags,
+        Self::TcpRstOutOfWindow,
+        Self::CtSourceLimit,
+        Self::CtDestinationLimit,
     ];
 
     /// Stable snake_case name, used as the Prometheus `reason` label.
@@ -116,6 +131,10 @@ impl DropReason {
             Self::IcmpUnrelated => "icmp_unrelated",
             Self::TxRingFull => "tx_ring_full",
             Self::Hairpin => "hairpin",
+            Self::TcpInvalidFlags => "tcp_invalid_flags",
+            Self::TcpRstOutOfWindow => "tcp_rst_out_of_window",
+            Self::CtSourceLimit => "ct_source_limit",
+            Self::CtDestinationLimit => "ct_destination_limit",
         }
     }
 }

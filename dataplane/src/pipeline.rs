@@ -123,6 +123,8 @@ pub struct Pipeline {
     pub stats: PipelineStats,
     trace: Option<Vec<TraceEvent>>,
     sweep: SweepCursor,
+    /// The current packet's new flow, until routing decides (`conntrack::confirm`).
+    pub(crate) pending: conntrack::PendingFlow,
 }
 
 impl Pipeline {
@@ -136,6 +138,7 @@ impl Pipeline {
             stats: PipelineStats::default(),
             trace: None,
             sweep: SweepCursor::default(),
+            pending: conntrack::PendingFlow::None,
         }
     }
 
@@ -234,7 +237,8 @@ impl Pipeline {
         if let Some(answer) = conntrack::track(self, snap, pkt, &mut ctx)? {
             return Ok(answer);
         }
-        Ok(route::route(self, snap, pkt, &ctx))
+        let verdict = route::route(self, snap, pkt, &ctx);
+        Ok(conntrack::confirm(self, verdict))
     }
 }
 

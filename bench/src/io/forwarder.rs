@@ -25,7 +25,7 @@ use dataplane::packet::PacketPool;
 use dataplane::pipeline::Pipeline;
 use dataplane::snapshot::SnapshotCell;
 use dataplane::tables::affinity::AffinityTable;
-use dataplane::tables::conntrack::{Conntrack, ConntrackConfig, Timeouts};
+use dataplane::tables::conntrack::{Conntrack, ConntrackConfig};
 use dataplane::worker::{BURST, RunConfig, Worker, WorkerReport, run};
 
 use super::scenario::{self, POD_A, POD_B};
@@ -159,7 +159,7 @@ pub fn pipeline_side<P: BenchPort>(
 ) -> io::Result<ForwarderCounts> {
     let ct = Conntrack::new(ConntrackConfig {
         capacity: CONNTRACK_CAPACITY,
-        timeouts: Timeouts::default(),
+        ..ConntrackConfig::default()
     });
     let pipeline = Pipeline::new(Arc::new(ct), Arc::new(AffinityTable::new(1024)), 42);
     let mut worker = Worker::new(pipeline, Vec::new(), POOL);

@@ -59,6 +59,23 @@ pub fn stats_table(stats: &Value) -> String {
         num(&ct["evictions"]),
         num(&ct["adopted"]),
     );
+    let evicted: Vec<String> = ct["evicted_by_state"]
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| format!("{k} {}", num(v))).collect())
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "conntrack  table full {}  evicted by state: {}  source limit {}  destination limit {}  retracted {}",
+        num(&ct["insert_failed"]),
+        if evicted.is_empty() {
+            "none".to_string()
+        } else {
+            evicted.join(", ")
+        },
+        num(&ct["limited_source"]),
+        num(&ct["limited_destination"]),
+        num(&ct["retracted"]),
+    );
     let _ = writeln!(
         out,
         "\n{:<7}{:<28}{:<16}{:>10}{:>12}{:>11}{:>10}{:>12}{:>10}",

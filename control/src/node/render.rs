@@ -214,6 +214,24 @@ pub fn metrics(input: &MetricsInput<'_>) -> String {
             ct.invalid,
         ),
         (
+            "ferroplane_conntrack_limited_source_total",
+            "counter",
+            "New flows refused: their source had too many unreplied flows (ct_source_limit).",
+            ct.limited_source,
+        ),
+        (
+            "ferroplane_conntrack_limited_destination_total",
+            "counter",
+            "New flows refused: their destination had too many unreplied flows.",
+            ct.limited_destination,
+        ),
+        (
+            "ferroplane_conntrack_retracted_total",
+            "counter",
+            "Flows taken out again because routing dropped their first packet.",
+            ct.retracted,
+        ),
+        (
             "ferroplane_conntrack_insert_races_lost_total",
             "counter",
             "Inserts that found the flow already created by another worker.",
@@ -246,6 +264,17 @@ pub fn metrics(input: &MetricsInput<'_>) -> String {
     ] {
         header(&mut out, name, kind, help);
         let _ = writeln!(out, "{name} {value}");
+    }
+    let name = "ferroplane_conntrack_evicted_total";
+    header(
+        &mut out,
+        name,
+        "counter",
+        "Live flows evicted to make room, by the state they were in (assured ones never).",
+    );
+    for state in FlowState::ALL {
+        let n = ct.evictions_by_state[state.index()];
+        let _ = writeln!(out, "{name}{{state=\"{}\"}} {n}", state.name());
     }
     input.sync.render_prometheus(&mut out);
     out
@@ -296,6 +325,14 @@ pub fn stats(input: &MetricsInput<'_>, node: &str) -> Value {
             "entries": ct.entries, "capacity": input.conntrack_capacity,
             "inserts": ct.inserts, "evictions": ct.evictions, "expired": ct.expired,
             "insert_failed": ct.insert_failed, "adopted": input.adopted_flows,
+            "evicted_by_state": FlowState::ALL
+                .iter()
+                .filter(|s| ct.evictions_by_state[s.index()] > 0)
+                .map(|s| (s.name().to_string(), json!(ct.evictions_by_state[s.index()])))
+                .collect::<serde_json::Map<String, Value>>(),
+            "limited_source": ct.limited_source,
+            "limited_destination": ct.limited_destination,
+            "retracted": ct.retracted,
         },
         "sync": {
             "syncs": input.sync.syncs,

@@ -26,7 +26,7 @@ fn snapshot() -> &'static Snapshot {
 
 fuzz_target!(|data: &[u8]| {
     let Some((&port, frame)) = data.split_first() else { return };
-    let ct = Arc::new(Conntrack::new(ConntrackConfig { capacity: 1024, timeouts: Timeouts::default() }));
+    let ct = Arc::new(Conntrack::new(ConntrackConfig { capacity: 1024, ..ConntrackConfig::default() }));
     let mut pipe = Pipeline::new(ct, Arc::new(AffinityTable::new(64)), 1);
     pipe.begin_batch(100);
     let Some(mut pkt) = Packet::from_frame(frame) else { return };

@@ -9,7 +9,15 @@
 //! - SNAT ports are claimed by inserting the reply tuple, which fails if it is taken, so two
 //!   flows can never share one (A2).
 //! - A TCP flow starts only with a SYN; any other segment without an entry is dropped as
-//!   invalid rather than passed on un-translated (A9).
+//!   invalid rather than passed on un-translated (A9); SYN+FIN, SYN+RST and flagless segments
+//!   are dropped as `tcp_invalid_flags`, new or tracked.
+//! - Entries only for packets that leave (the kernel confirms on output): a first packet's flow
+//!   is inserted without evicting anything before routing, and retracted if routing drops the
+//!   packet; where the insert would have to evict, it waits for routing's verdict (`confirm`).
+//!   The insert stays the race resolution and the SNAT collision check.
+//! - A Service flow whose reply tuple is already taken (the same client port reaching the same
+//!   backend through another Service) gets its source port remapped, as nf_nat does.
+//! - RSTs are checked against their direction's sequence mark (`tables::conntrack::on_segment`).
 
 use std::net::Ipv4Addr;
 
@@ -18,11 +26,13 @@ use crate::flow::{FlowKey, L4Proto};
 use crate::packet::{Packet, Verdict};
 use crate::pipeline::{Pipeline, TraceEvent};
 use crate::snapshot::Snapshot;
-use crate::tables::conntrack::{InsertError, Inserted, NewFlow, Track, flags};
+use crate::tables::conntrack::{
+    Hit, InsertError, Inserted, Limited, NewFlow, SegmentSeq, Track, flags, is_bogus,
+};
 use crate::tables::policy::PolicyVerdict;
 use crate::tables::ports::PortKind;
 use crate::tables::services::{Frontend, FrontendKind, SelectCtx, Selection, Service};
-use crate::wire::TcpFlags;
+use crate::wire::{Ipv4Packet, TcpFlags, TcpPacket};
 
 use super::Ctx;
 use super::icmp::translate_error;
@@ -53,7 +63,11 @@ pub fn track(
         return Ok(None);
     }
     if let Some(hit) = p.ct.lookup(&ctx.key, p.now) {
-        match p.ct.on_packet(&hit, ctx.tcp_flags, p.now) {
+        let segment = match ctx.key.proto {
+            L4Proto::Tcp => segment_seq(pkt, ctx),
+            _ => None,
+        };
+        match p.ct.on_segment(&hit, ctx.tcp_flags, segment, p.now) {
             Track::Ok => {
                 p.trace(|| TraceEvent::ConntrackHit {
                     dir: hit.dir,
@@ -63,7 +77,11 @@ pub fn track(
                 ctx.translated = hit.xlate != ctx.key;
                 return Ok(None);
             }
+            Track::Invalid if is_bogus(ctx.tcp_flags) => {
+                return Err(DropReason::TcpInvalidFlags);
+            }
             Track::Invalid => return Err(DropReason::CtInvalid),
+            Track::RstOutOfWindow => return Err(DropReason::TcpRstOutOfWindow),
             Track::Restart => {
                 p.ct.remove(&hit);
             }
@@ -116,8 +134,13 @@ fn new_flow(
     ctx: &mut Ctx,
 ) -> Result<Option<Verdict>, DropReason> {
     let key = ctx.key;
-    if key.proto == L4Proto::Tcp && !is_plain_syn(ctx.tcp_flags) {
-        return Err(DropReason::CtInvalid);
+    if key.proto == L4Proto::Tcp {
+        if is_bogus(ctx.tcp_flags) {
+            return Err(DropReason::TcpInvalidFlags);
+        }
+        if !is_plain_syn(ctx.tcp_flags) {
+            return Err(DropReason::CtInvalid);
+        }
     }
     let lb = match balance(p, snap, ctx)? {
         Ok(lb) => lb,
@@ -163,37 +186,169 @@ fn new_flow(
     if key.proto == L4Proto::Icmp {
         flow.reply.sport = flow.reply.dport;
     }
-    let inserted = if snat {
+    let placed = if snat {
         insert_with_snat_port(p, snap, &mut flow)?
     } else {
-        p.ct.insert(&flow, p.now).map_err(|e| match e {
-            InsertError::ReplyTaken => DropReason::CtInvalid,
-            InsertError::Full => DropReason::CtTableFull,
-        })?
+        insert_or_remap(p, snap, &mut flow)?
     };
-    let hit = match inserted {
-        Inserted::Created(hit) => {
+    let hit = match placed {
+        Placed::Now(Inserted::Created(hit)) => {
             p.stats.new_flows += 1;
             p.trace(|| TraceEvent::ConntrackNew {
                 original: flow.original,
                 reply: flow.reply,
                 raced: false,
             });
-            hit
+            p.pending = PendingFlow::Retract(hit);
+            hit.xlate
         }
-        Inserted::Existing(hit) => {
+        Placed::Now(Inserted::Existing(hit)) => {
             p.stats.races_lost += 1;
             p.trace(|| TraceEvent::ConntrackNew {
                 original: flow.original,
                 reply: hit.xlate.reversed(),
                 raced: true,
             });
-            hit
+            hit.xlate
+        }
+        Placed::AfterRouting => {
+            p.pending = PendingFlow::Insert(flow);
+            flow.reply.reversed()
         }
     };
-    rewrite(pkt.data_mut(), ctx.l3, ctx.l4, &key, &hit.xlate);
-    ctx.translated = hit.xlate != key;
+    rewrite(pkt.data_mut(), ctx.l3, ctx.l4, &key, &hit);
+    ctx.translated = hit != key;
     Ok(None)
+}
+
+/// A first packet's flow, between conntrack and routing's verdict (see the module doc).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) enum PendingFlow {
+    #[default]
+    None,
+    /// Inserted by this packet: take it out again if the packet is dropped.
+    Retract(Hit),
+    /// Not inserted yet (that needs eviction): insert it if the packet leaves.
+    Insert(NewFlow),
+}
+
+/// Where a first packet's flow stands after the conntrack stage.
+enum Placed {
+    Now(Inserted),
+    /// Inserting it would evict: wait for routing's verdict.
+    AfterRouting,
+}
+
+/// After routing: keeps a first packet's flow only if the packet leaves (module doc). Returns
+/// the packet's final verdict.
+pub fn confirm(p: &mut Pipeline, verdict: Verdict) -> Verdict {
+    let leaves = !matches!(verdict, Verdict::Drop(_));
+    match std::mem::take(&mut p.pending) {
+        PendingFlow::None => verdict,
+        PendingFlow::Retract(hit) => {
+            if !leaves {
+                p.ct.retract(&hit);
+            }
+            verdict
+        }
+        PendingFlow::Insert(_) if !leaves => verdict,
+        PendingFlow::Insert(flow) => match p.ct.insert(&flow, p.now) {
+            Ok(Inserted::Created(_)) => {
+                p.stats.new_flows += 1;
+                p.trace(|| TraceEvent::ConntrackNew {
+                    original: flow.original,
+                    reply: flow.reply,
+                    raced: false,
+                });
+                verdict
+            }
+            // Another worker inserted the same translation meanwhile: the packet fits it.
+            Ok(Inserted::Existing(hit)) if hit.xlate == flow.reply.reversed() => {
+                p.stats.races_lost += 1;
+                verdict
+            }
+            // A race lost to another translation, already applied and routed: rare (it needs a
+            // full table and two workers on one new flow), the sender retransmits.
+            Ok(Inserted::Existing(_)) | Err(InsertError::ReplyTaken) => {
+                Verdict::Drop(DropReason::CtInvalid)
+            }
+            Err(e) => Verdict::Drop(insert_drop(e)),
+        },
+    }
+}
+
+fn insert_drop(e: InsertError) -> DropReason {
+    match e {
+        InsertError::ReplyTaken => DropReason::CtInvalid,
+        InsertError::Full => DropReason::CtTableFull,
+        InsertError::Limited(Limited::Source) => DropReason::CtSourceLimit,
+        InsertError::Limited(Limited::Destination) => DropReason::CtDestinationLimit,
+    }
+}
+
+/// Inserts `flow` if that evicts nothing; `Ok(None)`: it needs room, insert after routing.
+fn try_place(p: &Pipeline, flow: &NewFlow) -> Result<Option<Inserted>, InsertError> {
+    match p.ct.insert_without_eviction(flow, p.now) {
+        Ok(ins) => Ok(Some(ins)),
+        Err(InsertError::Full) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn placed(found: Option<Inserted>) -> Placed {
+    found.map_or(Placed::AfterRouting, Placed::Now)
+}
+
+/// Inserts a flow that keeps its source. A Service flow whose reply tuple clashes with a live
+/// flow (the client reused its port toward the same backend through another frontend) gets
+/// its source port remapped to a free one, as the kernel's nf_nat does, instead of a drop.
+fn insert_or_remap(
+    p: &mut Pipeline,
+    snap: &Snapshot,
+    flow: &mut NewFlow,
+) -> Result<Placed, DropReason> {
+    match try_place(p, flow) {
+        Ok(found) => return Ok(placed(found)),
+        Err(InsertError::ReplyTaken) if flow.flags & flags::DNAT != 0 => {}
+        Err(e) => return Err(insert_drop(e)),
+    }
+    let (lo, hi) = snap.node.snat_ports;
+    let span = u64::from(hi.saturating_sub(lo)) + 1;
+    flow.flags |= flags::SNAT;
+    for _ in 0..SNAT_ATTEMPTS {
+        flow.reply.dport = lo + (p.rng.next_u64() % span) as u16;
+        match try_place(p, flow) {
+            Ok(found) => {
+                let port = flow.reply.dport;
+                p.trace(|| TraceEvent::Snat {
+                    ip: flow.reply.dst,
+                    port,
+                });
+                return Ok(placed(found));
+            }
+            Err(InsertError::ReplyTaken) => continue,
+            Err(e) => return Err(insert_drop(e)),
+        }
+    }
+    Err(DropReason::SnatPortsExhausted)
+}
+
+/// The sequence number and length of a TCP segment (for the RST checks of conntrack).
+fn segment_seq(pkt: &Packet, ctx: &Ctx) -> Option<SegmentSeq> {
+    let data = pkt.data();
+    let ip = Ipv4Packet::new_checked(data.get(ctx.l3..)?).ok()?;
+    let tcp = TcpPacket::new_checked(data.get(ctx.l4..)?).ok()?;
+    let headers = ip.header_len() + tcp.header_len();
+    let payload = usize::from(ip.total_len()).saturating_sub(headers);
+    let flags = tcp.flags();
+    let controls =
+        u32::from(flags.contains(TcpFlags::SYN)) + u32::from(flags.contains(TcpFlags::FIN));
+    Some(SegmentSeq {
+        seq: tcp.seq_number(),
+        len: u32::try_from(payload)
+            .unwrap_or(u32::MAX)
+            .saturating_add(controls),
+    })
 }
 
 fn is_plain_syn(tcp_flags: u8) -> bool {
@@ -330,7 +485,7 @@ fn insert_with_snat_port(
     p: &mut Pipeline,
     snap: &Snapshot,
     flow: &mut NewFlow,
-) -> Result<Inserted, DropReason> {
+) -> Result<Placed, DropReason> {
     let (lo, hi) = snap.node.snat_ports;
     let span = u64::from(hi.saturating_sub(lo)) + 1;
     flow.reply.dst = snap.node.node_ip;
@@ -340,16 +495,16 @@ fn insert_with_snat_port(
         if flow.original.proto == L4Proto::Icmp {
             flow.reply.sport = port;
         }
-        match p.ct.insert(flow, p.now) {
-            Ok(ins) => {
+        match try_place(p, flow) {
+            Ok(found) => {
                 p.trace(|| TraceEvent::Snat {
                     ip: snap.node.node_ip,
                     port,
                 });
-                return Ok(ins);
+                return Ok(placed(found));
             }
             Err(InsertError::ReplyTaken) => continue,
-            Err(InsertError::Full) => return Err(DropReason::CtTableFull),
+            Err(e) => return Err(insert_drop(e)),
         }
     }
     Err(DropReason::SnatPortsExhausted)

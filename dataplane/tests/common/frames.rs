@@ -36,6 +36,14 @@ pub enum L4 {
         id: u16,
         seq: u16,
     },
+    /// A TCP segment with any of FIN (0x01), SYN (0x02), RST (0x04), ACK (0x10) set.
+    Tcp {
+        sport: u16,
+        dport: u16,
+        seq: u32,
+        ack: u32,
+        flags: u8,
+    },
 }
 
 fn v4(a: Ipv4Addr) -> [u8; 4] {
@@ -88,6 +96,28 @@ pub fn ipv4(
             .write(&mut out, payload),
         L4::Udp { sport, dport } => base.udp(sport, dport).write(&mut out, payload),
         L4::Echo { id, seq } => base.icmpv4_echo_request(id, seq).write(&mut out, payload),
+        L4::Tcp {
+            sport,
+            dport,
+            seq,
+            ack,
+            flags,
+        } => {
+            let mut b = base.tcp(sport, dport, seq, 64240);
+            if flags & 0x01 != 0 {
+                b = b.fin();
+            }
+            if flags & 0x02 != 0 {
+                b = b.syn();
+            }
+            if flags & 0x04 != 0 {
+                b = b.rst();
+            }
+            if flags & 0x10 != 0 {
+                b = b.ack(ack);
+            }
+            b.write(&mut out, payload)
+        }
     }
     .expect("build frame");
     out

@@ -13,7 +13,7 @@ use dataplane::packet::{Packet, PortId, Verdict};
 use dataplane::pipeline::Pipeline;
 use dataplane::snapshot::Snapshot;
 use dataplane::tables::affinity::AffinityTable;
-use dataplane::tables::conntrack::{Conntrack, ConntrackConfig, Timeouts};
+use dataplane::tables::conntrack::{Conntrack, ConntrackConfig};
 use dataplane::tables::node::{NodeConfig, OverlayMode};
 use dataplane::tables::policy::{Peer, PodRules, PodSet, PolicyTable, PortRange, Rule};
 use dataplane::tables::ports::{LocalPod, PortKind, PortTable};
@@ -213,7 +213,7 @@ pub fn snapshot(overlay: OverlayMode) -> Snapshot {
 pub fn tables(capacity: usize) -> (Arc<Conntrack>, Arc<AffinityTable>) {
     let ct = Conntrack::new(ConntrackConfig {
         capacity,
-        timeouts: Timeouts::default(),
+        ..ConntrackConfig::default()
     });
     (Arc::new(ct), Arc::new(AffinityTable::new(1024)))
 }

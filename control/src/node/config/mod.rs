@@ -175,6 +175,8 @@ pub struct WorkersFile {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ConntrackFile {
     pub max_entries: Option<usize>,
+    pub max_unreplied_per_source: Option<u32>,
+    pub max_unreplied_per_destination: Option<u32>,
     pub tcp_syn_sent_timeout: Option<ConfigDuration>,
     pub tcp_syn_recv_timeout: Option<ConfigDuration>,
     pub tcp_established_timeout: Option<ConfigDuration>,
@@ -282,6 +284,10 @@ node.yaml keys (all optional unless marked; command-line flags override them):
   conntrack.tcpFinWaitTimeout, tcpCloseWaitTimeout (1h), tcpLastAckTimeout, tcpTimeWaitTimeout,
   conntrack.tcpCloseTimeout, udpTimeout (30s), udpStreamTimeout (120s), icmpTimeout (30s)
                            durations: 500ms, 30s, 5m, 24h, 7d or a number of seconds
+  conntrack.maxUnrepliedPerSource       unreplied (SYN_SENT, UDP unreplied) flows one source
+                           address may hold (default maxEntries/16, at least 256; 0 = no limit)
+  conntrack.maxUnrepliedPerDestination  the same per destination after DNAT, e.g. a pod
+                           (default maxEntries/4, at least 1024; 0 = no limit)
   nodePortAddresses        list of `primary` and IPv4 addresses NodePorts answer on (default primary)
   masqueradeExempt         CIDRs pods reach without SNAT besides the cluster CIDR
   snatPorts                port range for masquerade, e.g. 32768-60999 (the default)

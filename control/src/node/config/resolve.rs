@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use dataplane::tables::conntrack::{ConntrackConfig, Timeouts};
+use dataplane::tables::conntrack::{ConntrackConfig, FlowLimits, Timeouts};
 use dataplane::tables::node::OverlayMode;
 use dataplane::tables::services::DEFAULT_MAGLEV_M;
 
@@ -363,7 +363,26 @@ fn resolve_conntrack(file: &ConntrackFile, workers: usize) -> Result<ConntrackCo
         udp_stream: pick(file.udp_stream_timeout, "udpStreamTimeout", d.udp_stream)?,
         icmp: pick(file.icmp_timeout, "icmpTimeout", d.icmp)?,
     };
-    Ok(ConntrackConfig { capacity, timeouts })
+    // Defaults scale with the table: one source may hold 1/16 of it in unreplied flows, one
+    // destination 1/4 (0 = no limit).
+    let share = |divisor: usize, floor: u32| {
+        u32::try_from(capacity / divisor)
+            .unwrap_or(u32::MAX)
+            .max(floor)
+    };
+    let limits = FlowLimits {
+        unreplied_per_source: file
+            .max_unreplied_per_source
+            .unwrap_or_else(|| share(16, 256)),
+        unreplied_per_destination: file
+            .max_unreplied_per_destination
+            .unwrap_or_else(|| share(4, 1024)),
+    };
+    Ok(ConntrackConfig {
+        capacity,
+        timeouts,
+        limits,
+    })
 }
 
 fn read_token(path: &std::path::Path) -> Result<String, ConfigError> {

@@ -10,8 +10,10 @@
 //! - No lock is taken while holding locks except inside one `FlowMap::lock` call; `purge` and
 //!   eviction run after the insert's guard is dropped.
 
-use std::sync::atomic::{Ordering, fence};
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU64, Ordering, fence};
 
+use super::limits::Limited;
 use super::record::{self, HEAD, HEAD_IN_RECORD, Head, VALUE_WORDS, XLATE_IN_RECORD};
 use super::state::initial_state;
 use super::{Conntrack, EntryRef, Hit, InsertError, Inserted, NewFlow, Now};
@@ -57,6 +59,25 @@ enum Room {
 impl Conntrack {
     /// Tracks a new flow; see the module doc of `conntrack` for the semantics.
     pub fn insert(&self, flow: &NewFlow, now: Now) -> Result<Inserted, InsertError> {
+        self.insert_evicting(flow, now, true)
+    }
+
+    /// [`Conntrack::insert`] that evicts nothing: `Full` where it would have to make room (not
+    /// counted as a failure). For a first packet whose fate is not known yet.
+    pub fn insert_without_eviction(
+        &self,
+        flow: &NewFlow,
+        now: Now,
+    ) -> Result<Inserted, InsertError> {
+        self.insert_evicting(flow, now, false)
+    }
+
+    fn insert_evicting(
+        &self,
+        flow: &NewFlow,
+        now: Now,
+        evict: bool,
+    ) -> Result<Inserted, InsertError> {
         let keys = [flow.original.to_words(), flow.reply.to_words()];
         if keys[0] == keys[1] {
             return Err(InsertError::ReplyTaken);
@@ -64,11 +85,12 @@ impl Conntrack {
         for _ in 0..INSERT_ATTEMPTS {
             let room = match self.try_insert(flow, keys, now) {
                 Attempt::Done(result) => return result,
+                Attempt::NeedRoom(_) if !evict => return Err(InsertError::Full),
                 Attempt::NeedRoom(room) => room,
             };
             let freed = match room {
-                Room::Capacity => self.make_room(&keys, now),
-                Room::Buckets(key) => self.make_room(&[key], now),
+                Room::Capacity => self.make_room(&keys, true, now),
+                Room::Buckets(key) => self.make_room(&[key], false, now),
             };
             if !freed {
                 break;
@@ -102,13 +124,29 @@ impl Conntrack {
         let Some(reply_slot) = locked.vacancy(&reply, Some(original_slot), reclaimable) else {
             return Attempt::NeedRoom(Room::Buckets(reply));
         };
+        let state = initial_state(flow.original.proto, flow.tcp_flags);
+        let unreplied = state.is_unreplied();
+        if unreplied
+            && let Err(limited) = self
+                .limiter
+                .acquire(flow.original.src, flow.reply.src, false)
+        {
+            let counter = match limited {
+                Limited::Source => &self.counters.limited_source,
+                Limited::Destination => &self.counters.limited_destination,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            return Attempt::Done(Err(InsertError::Limited(limited)));
+        }
         if !self.reserve() {
+            if unreplied {
+                self.limiter.release(flow.original.src, flow.reply.src);
+            }
             return Attempt::NeedRoom(Room::Capacity);
         }
         let next_generation = |slot| Head(locked.value(slot)[HEAD]).generation().wrapping_add(1);
         let generation = next_generation(original_slot);
         let reply_generation = next_generation(reply_slot);
-        let state = initial_state(flow.original.proto, flow.tcp_flags);
         let original_head = Head::original(now, state, generation, flow.flags);
         let reply_head = Head::reply(original_slot, generation, reply_generation, flow.flags);
         locked.write(reply_slot, reply, record::reply_value(flow, reply_head));
@@ -128,6 +166,7 @@ impl Conntrack {
                 slot: original_slot.raw(),
                 generation,
             },
+            record: original_slot.raw(),
         })))
     }
 
@@ -149,7 +188,7 @@ impl Conntrack {
         loop {
             let (owner, head) = self.owner(slot, value)?;
             if !self.is_expired(head, now) {
-                return self.hit(value, owner, head);
+                return self.hit(slot, value, owner, head);
             }
             match self.kill(owner, head.generation(), |h| self.is_expired(h, now)) {
                 Kill::Killed(_) => {
@@ -185,6 +224,10 @@ impl Conntrack {
             match head_word.compare_exchange(current.0, dead, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => {
                     self.live.0.fetch_sub(1, Ordering::Relaxed);
+                    if current.state().is_some_and(|s| s.is_unreplied()) {
+                        let (src, dst) = addresses(key[0], xlate[0]);
+                        self.limiter.release(src, dst);
+                    }
                     return Kill::Killed(Killed {
                         slot,
                         generation,
@@ -222,19 +265,21 @@ impl Conntrack {
         }
     }
 
-    /// Ends the least recently seen flow with a record in the candidate buckets of `keys`
-    /// (an expired one first). False if there was none to end.
-    fn make_room(&self, keys: &[Key], now: Now) -> bool {
+    /// Ends one flow with a record in the candidate buckets of `keys`: an expired one, else the
+    /// least recently seen unreplied one, else the least recently seen unassured one; never an
+    /// assured one. `anywhere`: room in the live count will do, so when the candidates offer no
+    /// victim, look in a few buckets past them. False if there was none to end.
+    fn make_room(&self, keys: &[Key], anywhere: bool, now: Now) -> bool {
         for _ in 0..EVICT_ATTEMPTS {
-            let Some((owner, head)) = self.eviction_victim(keys, now) else {
+            let Some((owner, head)) = self.eviction_victim(keys, anywhere, now) else {
                 return false;
             };
             let expired = self.is_expired(head, now);
             if let Kill::Killed(killed) = self.kill(owner, head.generation(), |h| h == head) {
-                let counter = if expired {
-                    &self.counters.expired
-                } else {
-                    &self.counters.evictions
+                let counter = match head.state() {
+                    _ if expired => &self.counters.expired,
+                    Some(state) => &self.counters.evictions[state.index()],
+                    None => return true,
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
                 self.purge(&killed);
@@ -244,15 +289,23 @@ impl Conntrack {
         false
     }
 
-    fn eviction_victim(&self, keys: &[Key], now: Now) -> Option<(SlotId, Head)> {
-        let mut best: Option<((bool, u32), SlotId, Head)> = None;
+    fn eviction_victim(&self, keys: &[Key], anywhere: bool, now: Now) -> Option<(SlotId, Head)> {
+        // Lower ranks go first: (class, last seen).
+        let mut best: Option<((u8, u32), SlotId, Head)> = None;
         let mut consider = |bucket: usize| {
             for (slot, _, value) in self.map.read_bucket(bucket).iter() {
-                if let Some((owner, head)) = self.owner(slot, &value) {
-                    let rank = (!self.is_expired(head, now), head.last_seen());
-                    if best.is_none_or(|(best_rank, ..)| rank < best_rank) {
-                        best = Some((rank, owner, head));
-                    }
+                let Some((owner, head)) = self.owner(slot, &value) else {
+                    continue;
+                };
+                let class = match head.state() {
+                    _ if self.is_expired(head, now) => 0,
+                    Some(state) if state.is_unreplied() => 1,
+                    Some(state) if !state.is_assured() => 2,
+                    _ => continue,
+                };
+                let rank = (class, head.last_seen());
+                if best.is_none_or(|(best_rank, ..)| rank < best_rank) {
+                    best = Some((rank, owner, head));
                 }
             }
             best.is_some()
@@ -262,10 +315,11 @@ impl Conntrack {
         for bucket in candidates {
             found = consider(bucket);
         }
-        // Only when the candidates hold no flow at all (tiny tables): look a little further.
+        // Room in the live count may come from anywhere: when the candidates offer no victim
+        // (tiny tables, or only assured flows there), look a little further.
         let start = self.map.candidate_buckets(&keys[0])[0];
         for step in 1..=EVICT_FALLBACK_BUCKETS {
-            if found {
+            if found || !anywhere {
                 break;
             }
             found = consider((start + step) % self.map.buckets());
@@ -287,6 +341,10 @@ impl Conntrack {
                     continue;
                 }
                 self.live.0.fetch_add(1, Ordering::Relaxed);
+                if head.state().is_some_and(|s| s.is_unreplied()) {
+                    let (src, dst) = addresses(key[0], value[record::XLATE]);
+                    let _ = self.limiter.acquire(src, dst, true);
+                }
                 let reply_intact = record::partner_key(record::xlate_words(&value))
                     .and_then(|reply_key| self.map.get(&reply_key))
                     .is_some_and(|(_, reply)| {
@@ -303,4 +361,23 @@ impl Conntrack {
             }
         }
     }
+}
+
+/// The original source and the destination after DNAT of a flow, from its original record's
+/// first key word and first translation word (`reply.reversed()`: its destination is the reply
+/// tuple's source).
+fn addresses(key0: u64, xlate0: u64) -> (Ipv4Addr, Ipv4Addr) {
+    (
+        Ipv4Addr::from((key0 >> 32) as u32),
+        Ipv4Addr::from(xlate0 as u32),
+    )
+}
+
+/// [`addresses`] read from an original record's words, ahead of a CAS on its head that makes
+/// them valid if it succeeds (a writer kills a record before it overwrites it).
+pub(super) fn flow_addresses(words: &[AtomicU64]) -> Option<(Ipv4Addr, Ipv4Addr)> {
+    let key0 = words.first()?.load(Ordering::Relaxed);
+    let xlate0 = words.get(XLATE_IN_RECORD)?.load(Ordering::Relaxed);
+    fence(Ordering::Acquire);
+    Some(addresses(key0, xlate0))
 }

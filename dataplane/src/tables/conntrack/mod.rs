@@ -16,14 +16,21 @@
 //!   counts it and clears both records. Records of dead flows are garbage that lookups skip and
 //!   inserts, sweeps and evictions reclaim.
 //! - `len() <= capacity()`: an insert reserves its place in the live count first; at capacity, or
-//!   with both buckets of a key full, it evicts the least recently seen flow of its candidate
-//!   buckets (counted) and fails with `Full` only when that cannot make room (A8).
+//!   with both buckets of a key full, it evicts a flow of its candidate buckets (counted by state)
+//!   and fails with `Full` only when that cannot make room (A8). The victim is an expired flow,
+//!   else the least recently seen unreplied one, else the least recently seen unassured one;
+//!   never an assured flow (ESTABLISHED, replied UDP): if only those are there, the insert fails.
+//! - Unreplied flows are limited per source and per destination address (`limits`).
+//! - A TCP RST closes a flow only if its sequence number is the one its direction expects
+//!   (`seq`); other RSTs in the window pass without effect, the rest are reported.
 //! - Time is the caller's `now` (seconds of CLOCK_MONOTONIC); nothing here reads a clock.
 
 mod housekeeping;
 mod lifecycle;
+mod limits;
 mod record;
 mod resolve;
+mod seq;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -34,15 +41,19 @@ mod tests_concurrent;
 #[cfg(test)]
 mod tests_model;
 #[cfg(test)]
+mod tests_pressure;
+#[cfg(test)]
 mod tests_table;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use record::{HEAD_IN_RECORD, Head, Map};
+use record::{HEAD_IN_RECORD, Head, Map, XLATE_IN_RECORD};
 
 use crate::io::words::Words;
 pub use crate::tables::flowmap::{LayoutError, SweepCursor};
-pub use state::{FlowState, Timeouts};
+pub use limits::{FlowLimits, Limited};
+pub use seq::WINDOW as RST_WINDOW;
+pub use state::{FlowState, Timeouts, is_bogus};
 
 use crate::flow::{Dir, FlowKey};
 use crate::tables::flowmap::SLOTS_PER_BUCKET;
@@ -70,6 +81,8 @@ pub struct ConntrackConfig {
     /// Flows the table holds before it evicts.
     pub capacity: usize,
     pub timeouts: Timeouts,
+    /// Limits on unreplied flows per source and per destination.
+    pub limits: FlowLimits,
 }
 
 impl Default for ConntrackConfig {
@@ -78,6 +91,7 @@ impl Default for ConntrackConfig {
         Self {
             capacity: 131_072,
             timeouts: Timeouts::default(),
+            limits: FlowLimits::default(),
         }
     }
 }
@@ -115,6 +129,8 @@ pub struct Hit {
     pub backend: u32,
     pub flags: u8,
     pub entry: EntryRef,
+    /// The raw slot of the record the packet matched (its direction's record).
+    record: u32,
 }
 
 /// A successful insert.
@@ -139,8 +155,10 @@ pub enum InsertError {
     /// The reply tuple belongs to another live flow (or equals the original): pick another SNAT
     /// port. Nothing was inserted.
     ReplyTaken,
-    /// No room even after eviction.
+    /// No room even after eviction (only assured flows could have made room).
     Full,
+    /// The flow would be unreplied and its source or destination has as many as allowed.
+    Limited(Limited),
 }
 
 /// The outcome of [`Conntrack::on_packet`].
@@ -151,6 +169,17 @@ pub enum Track {
     Invalid,
     /// A SYN reuses the tuple of a finished TCP flow: remove the hit and handle the packet as new.
     Restart,
+    /// An RST whose sequence number is outside its direction's window: drop it.
+    RstOutOfWindow,
+}
+
+/// What [`Conntrack::on_segment`] needs of a TCP segment besides its flags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentSeq {
+    /// The sequence number.
+    pub seq: u32,
+    /// Sequence space the segment takes: payload bytes, plus one each for SYN and FIN.
+    pub len: u32,
 }
 
 /// One flow for listings and flushes.
@@ -177,8 +206,16 @@ pub struct CtStats {
     pub insert_races_lost: u64,
     /// Live flows removed to make room.
     pub evictions: u64,
-    /// Inserts that failed with `Full`.
+    /// `evictions` by the state the flow was in, indexed by [`FlowState::index`].
+    pub evictions_by_state: [u64; FlowState::ALL.len()],
+    /// Inserts that failed with `Full` (dropped as `ct_table_full`).
     pub insert_failed: u64,
+    /// Inserts refused by the per-source limit on unreplied flows.
+    pub limited_source: u64,
+    /// Inserts refused by the per-destination limit on unreplied flows.
+    pub limited_destination: u64,
+    /// Flows removed right after their insert because their first packet was dropped later.
+    pub retracted: u64,
     /// Flows removed because they timed out.
     pub expired: u64,
     /// Packets that did not fit their flow's state.
@@ -190,8 +227,11 @@ pub struct CtStats {
 struct Counters {
     inserts: AtomicU64,
     races_lost: AtomicU64,
-    evictions: AtomicU64,
+    evictions: [AtomicU64; FlowState::ALL.len()],
     insert_failed: AtomicU64,
+    limited_source: AtomicU64,
+    limited_destination: AtomicU64,
+    retracted: AtomicU64,
     expired: AtomicU64,
     invalid: AtomicU64,
 }
@@ -214,6 +254,7 @@ pub struct Conntrack {
     timeout_by_code: [u32; state::CODES],
     live: LiveCount,
     counters: Counters,
+    limiter: limits::Limiter,
 }
 
 impl Conntrack {
@@ -271,6 +312,7 @@ impl Conntrack {
             timeout_by_code: cfg.timeouts.by_code(),
             live: LiveCount::default(),
             counters: Counters::default(),
+            limiter: limits::Limiter::new(cfg.limits),
         }
     }
 
@@ -296,15 +338,32 @@ impl Conntrack {
         if self.is_expired(head, now) {
             return None;
         }
-        self.hit(&value, owner, head)
+        self.hit(slot, &value, owner, head)
     }
 
     /// Refreshes the flow of `hit` and advances its state for a packet in `hit.dir`.
     /// A flow that ended meanwhile is left alone (`Track::Ok`).
     pub fn on_packet(&self, hit: &Hit, tcp_flags: u8, now: Now) -> Track {
+        self.on_segment(hit, tcp_flags, None, now)
+    }
+
+    /// [`Conntrack::on_packet`] for a TCP segment whose sequence numbers are known: also keeps
+    /// its direction's sequence mark and checks RSTs against it (see `seq`).
+    pub fn on_segment(
+        &self,
+        hit: &Hit,
+        tcp_flags: u8,
+        segment: Option<SegmentSeq>,
+        now: Now,
+    ) -> Track {
         let Some(slot) = self.map.slot(hit.entry.slot) else {
             return Track::Ok;
         };
+        if let Some(segment) = segment
+            && let Some(done) = self.check_sequence(hit, tcp_flags, segment)
+        {
+            return done;
+        }
         let word = &self.map.record(slot)[HEAD_IN_RECORD];
         let mut current = word.load(Ordering::Relaxed);
         loop {
@@ -328,6 +387,22 @@ impl Conntrack {
             if touched == head {
                 return Track::Ok;
             }
+            if state.is_unreplied() && !next.is_unreplied() {
+                // Leaving the unreplied states: uncount it, once (the winner of this CAS).
+                let words = self.map.record(slot);
+                let flow = lifecycle::flow_addresses(words);
+                if word
+                    .compare_exchange(current, touched.0, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    if let Some((src, dst)) = flow {
+                        self.limiter.release(src, dst);
+                    }
+                    return Track::Ok;
+                }
+                current = word.load(Ordering::Relaxed);
+                continue;
+            }
             // Relaxed: the head publishes nothing else; the CAS only has to be atomic.
             match word.compare_exchange_weak(
                 current,
@@ -339,6 +414,51 @@ impl Conntrack {
                 Err(seen) => current = seen,
             }
         }
+    }
+
+    /// Keeps the sequence mark of `hit`'s direction and judges an RST by it (module `seq`).
+    /// `Some` is the packet's outcome; `None`: go on with the state machine.
+    fn check_sequence(&self, hit: &Hit, tcp_flags: u8, segment: SegmentSeq) -> Option<Track> {
+        const SYN: u8 = 0x02;
+        const RST: u8 = 0x04;
+        const ACK: u8 = 0x10;
+        let slot = self.map.slot(hit.record)?;
+        let word = &self.map.record(slot)[XLATE_IN_RECORD + 1];
+        let current_word = word.load(Ordering::Relaxed);
+        let current = record::seq_mark(current_word);
+        if tcp_flags & (RST | SYN) == RST {
+            return match seq::rst_fit(current, seq::mark(segment.seq)) {
+                seq::RstFit::Close => None,
+                seq::RstFit::Pass => Some(Track::Ok),
+                seq::RstFit::OutOfWindow => Some(Track::RstOutOfWindow),
+            };
+        }
+        // Learn only from segments the state machine can accept.
+        let syn_ack_from_client = tcp_flags & (SYN | ACK) == SYN | ACK && hit.dir == Dir::Original;
+        if state::is_bogus(tcp_flags) || syn_ack_from_client {
+            return None;
+        }
+        let end = seq::mark(segment.seq.wrapping_add(segment.len));
+        if let Some(next) = seq::advanced(current, end) {
+            // Relaxed, and a lost race is fine: the mark is a hint kept per direction.
+            let _ = word.compare_exchange(
+                current_word,
+                record::with_seq_mark(current_word, next),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
+        None
+    }
+
+    /// Ends the flow of `hit` because the packet that created it was dropped afterwards (the
+    /// table keeps entries only for packets that leave; counted as `retracted`).
+    pub fn retract(&self, hit: &Hit) -> bool {
+        let removed = self.remove(hit);
+        if removed {
+            self.counters.retracted.fetch_add(1, Ordering::Relaxed);
+        }
+        removed
     }
 
     /// Ends the flow of `hit` (both records). False if it had already ended.
@@ -376,12 +496,17 @@ impl Conntrack {
     pub fn stats(&self) -> CtStats {
         let c = &self.counters;
         let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let evictions_by_state = std::array::from_fn(|i| read(&c.evictions[i]));
         CtStats {
             entries: self.len() as u64,
             inserts: read(&c.inserts),
             insert_races_lost: read(&c.races_lost),
-            evictions: read(&c.evictions),
+            evictions: evictions_by_state.iter().sum(),
+            evictions_by_state,
             insert_failed: read(&c.insert_failed),
+            limited_source: read(&c.limited_source),
+            limited_destination: read(&c.limited_destination),
+            retracted: read(&c.retracted),
             expired: read(&c.expired),
             invalid: read(&c.invalid),
         }

@@ -6,12 +6,17 @@
 //!   (reply); bits 48..56 the flow flags; bit 56 set on reply records.
 //! - `IDS`: service id << 32 | backend index.
 //! - `XLATE`, `XLATE + 1`: the tuple a packet in this direction is rewritten to
-//!   (original record: `reply.reversed()`; reply record: `original.reversed()`).
+//!   (original record: `reply.reversed()`; reply record: `original.reversed()`). The bits of
+//!   `XLATE + 1` that a packed tuple leaves zero (8..16 and 48..64, ignored by
+//!   `FlowKey::from_words`) hold the TCP *sequence mark* of this direction: the 256-byte granule
+//!   of the end of the furthest segment seen, plus 1 (0 = none seen); see `seq`.
 //!
 //! Invariants:
 //! - After insertion only the original record's head changes, by single-word CAS: last-seen and
 //!   state (per packet), or live -> dead (the kill, the one moment a flow ends). A dead record never
-//!   comes back; it waits to be cleared.
+//!   comes back; it waits to be cleared. The one other word written outside the insert is a
+//!   record's sequence mark, by CAS that keeps every other bit of its word, so a reader (even one
+//!   of a newer flow in a reused slot) never sees a tuple change.
 //! - A new record takes its slot's previous generation + 1 (wrapping at 256), so a stale
 //!   (slot, generation) reference does not match a newer flow in that slot.
 //! - A reply record counts only while its partner slot holds a live original record with the
@@ -160,4 +165,23 @@ pub(super) fn xlate(value: &[u64; VALUE_WORDS]) -> Option<FlowKey> {
 /// The key of the other record of a flow, from this record's translation words.
 pub(super) fn partner_key(xlate: [u64; 2]) -> Option<Key> {
     Some(FlowKey::from_words(xlate)?.reversed().to_words())
+}
+
+const MARK_LOW_SHIFT: u32 = 8;
+const MARK_HIGH_SHIFT: u32 = 48;
+const MARK_MASK: u64 = 0xff << MARK_LOW_SHIFT | 0xffff << MARK_HIGH_SHIFT;
+/// Sequence marks count in 24 bits.
+pub(super) const MARK_MODULUS: u32 = 1 << 24;
+
+/// The sequence mark kept in a record's second translation word (0 = none).
+pub(super) fn seq_mark(word: u64) -> u32 {
+    let low = (word >> MARK_LOW_SHIFT) & 0xff;
+    let high = (word >> MARK_HIGH_SHIFT) & 0xffff;
+    (high << 8 | low) as u32
+}
+
+/// `word` with its sequence mark replaced by `mark` (24 bits); every other bit unchanged.
+pub(super) fn with_seq_mark(word: u64, mark: u32) -> u64 {
+    let mark = u64::from(mark & (MARK_MODULUS - 1));
+    word & !MARK_MASK | (mark & 0xff) << MARK_LOW_SHIFT | (mark >> 8) << MARK_HIGH_SHIFT
 }

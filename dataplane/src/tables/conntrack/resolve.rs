@@ -53,9 +53,11 @@ impl Conntrack {
         (found == *key && valid(after)).then_some(after)
     }
 
-    /// The hit for a record (`value`) whose live owner is `owner` with head `owner_head`.
+    /// The hit for the record at `slot` (`value`) whose live owner is `owner` with head
+    /// `owner_head`.
     pub(super) fn hit(
         &self,
+        slot: SlotId,
         value: &[u64; VALUE_WORDS],
         owner: SlotId,
         owner_head: Head,
@@ -75,6 +77,7 @@ impl Conntrack {
                 slot: owner.raw(),
                 generation: owner_head.generation(),
             },
+            record: slot.raw(),
         })
     }
 

@@ -52,7 +52,8 @@ pub enum FlowState {
 }
 
 impl FlowState {
-    const ALL: [FlowState; 11] = [
+    /// Every state, in code order (`code() - 1` is the index).
+    pub const ALL: [FlowState; 11] = [
         Self::SynSent,
         Self::SynRecv,
         Self::Established,
@@ -81,6 +82,24 @@ impl FlowState {
             Self::UdpAssured => "ASSURED",
             Self::Icmp => "ICMP",
         }
+    }
+
+    /// Position in [`FlowState::ALL`] (per-state counters index by it).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// A flow that has not seen a packet in the reply direction yet (embryonic): what SYN and
+    /// UDP floods create. These count against the per-source and per-destination limits.
+    pub fn is_unreplied(self) -> bool {
+        matches!(self, Self::SynSent | Self::UdpUnreplied)
+    }
+
+    /// A flow the table never evicts to make room while others exist: an established TCP
+    /// connection or a UDP flow that saw replies (the kernel's ASSURED; like its early_drop,
+    /// closing TCP states are evictable).
+    pub fn is_assured(self) -> bool {
+        matches!(self, Self::Established | Self::UdpAssured)
     }
 
     /// The non-zero code stored in a record (0 marks a dead record).
@@ -175,6 +194,11 @@ pub(super) fn initial_state(proto: L4Proto, tcp_flags: u8) -> FlowState {
         L4Proto::Tcp if tcp_flags & (SYN | ACK) == SYN => FlowState::SynSent,
         L4Proto::Tcp => FlowState::Established,
     }
+}
+
+/// Flags no valid segment carries: SYN with FIN or RST, or none of SYN, ACK, FIN, RST.
+pub fn is_bogus(tcp_flags: u8) -> bool {
+    segment(tcp_flags) == Segment::Bogus
 }
 
 /// The TCP segment kinds the machine distinguishes.

@@ -22,10 +22,12 @@ pub(super) fn backend(n: u8) -> Ipv4Addr {
     Ipv4Addr::new(10, 244, 2, n)
 }
 
+/// A table without the per-source limits (most tests insert many flows from one client).
 pub(super) fn table(capacity: usize) -> Conntrack {
     Conntrack::new(ConntrackConfig {
         capacity,
-        timeouts: Timeouts::default(),
+        limits: FlowLimits::NONE,
+        ..ConntrackConfig::default()
     })
 }
 

@@ -12,7 +12,8 @@ fn past_capacity_the_least_recently_seen_flows_are_evicted() {
     let ct = table(100);
     for i in 0..300u16 {
         let now = u32::from(i);
-        created(ct.insert(&dnat(L4Proto::Tcp, 10_000 + i, 1, ACK), now));
+        // SYN_SENT: unreplied, so evictable (an ESTABLISHED flow never is).
+        created(ct.insert(&dnat(L4Proto::Tcp, 10_000 + i, 1, SYN), now));
         assert!(ct.len() <= 100);
     }
     let stats = ct.stats();

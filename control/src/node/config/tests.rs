@@ -35,6 +35,8 @@ fn the_example_file_resolves_to_what_it_says() {
     assert_eq!(s.conntrack.timeouts.tcp_established, 86_400);
     assert_eq!(s.conntrack.timeouts.tcp_syn_sent, 120);
     assert_eq!(s.conntrack.timeouts.tcp_close_wait, 3_600);
+    assert_eq!(s.conntrack.limits.unreplied_per_source, 16_384);
+    assert_eq!(s.conntrack.limits.unreplied_per_destination, 65_536);
     assert_eq!(s.local.underlay_mtu, 1500);
     assert_eq!(s.local.overlay, OverlayMode::Vxlan);
     assert_eq!(s.local.snat_ports, (32768, 60999));
@@ -176,6 +178,14 @@ fn flags_override_the_file_and_defaults_fill_the_rest() {
     assert_eq!(s.workers, 2);
     assert_eq!(s.source, SourceSettings::State(PathBuf::from("/b")));
     assert_eq!(s.conntrack.capacity, 131_072, "the floor for two workers");
+    assert_eq!(
+        (
+            s.conntrack.limits.unreplied_per_source,
+            s.conntrack.limits.unreplied_per_destination
+        ),
+        (131_072 / 16, 131_072 / 4),
+        "limits scale with the table by default"
+    );
     assert_eq!(
         s.admin.socket,
         PathBuf::from("/run/ferroplane/flagged.sock")

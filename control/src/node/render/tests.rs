@@ -131,6 +131,12 @@ fn metrics_label_ports_by_name_and_list_every_drop_reason() {
         conntrack: CtStats {
             entries: 3,
             evictions: 4,
+            evictions_by_state: {
+                let mut by_state = [0; FlowState::ALL.len()];
+                by_state[FlowState::SynSent.index()] = 4;
+                by_state
+            },
+            limited_source: 5,
             ..CtStats::default()
         },
         conntrack_capacity: 100,
@@ -150,6 +156,9 @@ fn metrics_label_ports_by_name_and_list_every_drop_reason() {
         "ferroplane_drops_total{worker=\"1\",reason=\"ct_table_full\"} 0",
         "ferroplane_conntrack_entries 3",
         "ferroplane_conntrack_evictions_total 4",
+        "ferroplane_conntrack_evicted_total{state=\"SYN_SENT\"} 4",
+        "ferroplane_conntrack_evicted_total{state=\"ESTABLISHED\"} 0",
+        "ferroplane_conntrack_limited_source_total 5",
         "ferroplane_conntrack_adopted_flows 2",
         "ferroplane_snapshot_generation 9",
         "ferroplane_sync_proxy_rules_syncs_total 0",
@@ -162,6 +171,8 @@ fn metrics_label_ports_by_name_and_list_every_drop_reason() {
     );
     let json = stats(&input, "node-a");
     assert_eq!(json["workers"][0]["drops"]["malformed"], 2);
+    assert_eq!(json["conntrack"]["evicted_by_state"]["SYN_SENT"], 4);
+    assert_eq!(json["conntrack"]["limited_source"], 5);
     assert_eq!(json["workers"][0]["ports"][1]["name"], "default/web");
     assert_eq!(json["conntrack"]["entries"], 3);
 }

@@ -1,7 +1,7 @@
 //! Flow states, their timeouts, and the per-packet state machine: netfilter's, simplified.
 //!
 //! TCP, by the flags of each segment and its direction (`o` original, `r` reply). RST moves any
-//! state to CLOSE. SYN+FIN, SYN+RST and segments with none of SYN/ACK/FIN/RST are INVALID.
+//! state to CLOSE, once its sequence number passed the check of `seq` (RFC 5961). SYN+FIN, SYN+RST and segments with none of SYN/ACK/FIN/RST are INVALID.
 //!
 //! | state       | enters on                        | leaves on                                    |
 //! |-------------|----------------------------------|----------------------------------------------|
@@ -20,7 +20,8 @@
 //!   o SYN, r SYN(+ACK) and RST, is INVALID.
 //! - RESTART: a new connection reuses the tuple of a finished one (user-needs A10); the caller
 //!   removes the old entry and handles the packet as a new flow, so it may pick a live backend.
-//! - No sequence or window tracking: out-of-window segments are not detected (be-liberal).
+//! - Sequence numbers are checked for RSTs only (`seq`); other out-of-window segments pass
+//!   (be-liberal).
 //!
 //! UDP: UNREPLIED (`udp` timeout) until a reply is seen, then ASSURED (`udp_stream`).
 //! ICMP echo: one state with the `icmp` timeout.

@@ -277,9 +277,8 @@ impl Conntrack {
             let expired = self.is_expired(head, now);
             if let Kill::Killed(killed) = self.kill(owner, head.generation(), |h| h == head) {
                 let counter = match head.state() {
-                    _ if expired => &self.counters.expired,
-                    Some(state) => &self.counters.evictions[state.index()],
-                    None => return true,
+                    Some(state) if !expired => &self.counters.evictions[state.index()],
+                    _ => &self.counters.expired,
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
                 self.purge(&killed);

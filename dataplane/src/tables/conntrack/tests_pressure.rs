@@ -270,3 +270,77 @@ fn sequence_marks_never_change_the_translation() {
     ct.for_each(10, |v| seen = Some((v.original, v.reply)));
     assert_eq!(seen, Some((flow.original, flow.reply)));
 }
+
+#[test]
+fn racing_replies_removals_and_expiry_leave_the_limits_exact() {
+    // Four threads churn unreplied flows of one source against a limit of 64: each flow is
+    // replied to, removed, or left to expire, while the others race on the same counters.
+    // Afterwards exactly 64 new unreplied flows fit again: none leaked, none released twice
+    // while counted.
+    use std::sync::{Arc, Barrier};
+    const LIMIT: u32 = 64;
+    let ct = Arc::new(limited_table(1 << 14, LIMIT, 0));
+    let barrier = Arc::new(Barrier::new(4));
+    let threads: Vec<_> = (0..4u16)
+        .map(|t| {
+            let (ct, barrier) = (Arc::clone(&ct), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                barrier.wait();
+                let mut refused = 0;
+                for i in 0..2000u16 {
+                    let flow = dnat(L4Proto::Tcp, 1024 + t * 2000 + i, 7, SYN);
+                    let hit = match ct.insert(&flow, 10) {
+                        Ok(ins) => *ins.hit(),
+                        Err(InsertError::Limited(Limited::Source)) => {
+                            refused += 1;
+                            continue;
+                        }
+                        Err(e) => panic!("{e:?}"),
+                    };
+                    match i % 3 {
+                        0 => {
+                            let reply = ct.lookup(&flow.reply, 10).expect("reply record");
+                            // Two packets racing on the same transition.
+                            ct.on_packet(&reply, SYN_ACK, 10);
+                            ct.on_packet(&reply, SYN_ACK, 10);
+                        }
+                        1 => {
+                            ct.remove(&hit);
+                        }
+                        _ => {}
+                    }
+                }
+                refused
+            })
+        })
+        .collect();
+    let refused: u32 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert!(refused > 0, "the limit was reached during the churn");
+    // The counter equals the unreplied flows alive: exactly the rest of the limit fits.
+    let mut unreplied = 0;
+    ct.for_each(10, |v| unreplied += u32::from(v.state.is_unreplied()));
+    let mut fitted = 0;
+    for i in 0..=LIMIT as u16 {
+        match ct.insert(&dnat(L4Proto::Tcp, 50_000 + i, 7, SYN), 10) {
+            Ok(_) => fitted += 1,
+            Err(InsertError::Limited(Limited::Source)) => break,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(
+        fitted,
+        LIMIT - unreplied,
+        "{unreplied} unreplied flows alive"
+    );
+    // Everything left unreplied expires (SYN_SENT: 120 s) and is swept: the whole limit again.
+    ct.sweep(&mut SweepCursor::default(), usize::MAX, 1000);
+    ct.flush(1000, |_| true);
+    assert!(ct.is_empty());
+    for i in 0..LIMIT as u16 {
+        created(ct.insert(&dnat(L4Proto::Tcp, 60_000 + i, 7, SYN), 1000));
+    }
+    assert_eq!(
+        ct.insert(&dnat(L4Proto::Tcp, 60_000 + LIMIT as u16, 7, SYN), 1000),
+        Err(InsertError::Limited(Limited::Source))
+    );
+}

@@ -220,6 +220,21 @@ fn blind_rsts_are_dropped_and_the_flow_goes_on() {
     assert_eq!((inner.dst, inner.dport), (ip(REMOTE_BE), 8080));
     assert_eq!(state_of(&h, sport), Some(FlowState::Established));
 
+    // A new flow's SYN sets its first mark: a blind RST in SYN_SENT in the client's name is
+    // judged already.
+    let young = 42_001;
+    h.expect_tx(
+        CLIENT,
+        &from_client(&h, VIP_STORE, young, 100, 0, SYN),
+        UPLINK,
+    );
+    let blind = from_client(&h, VIP_STORE, young, 2_000_000_000, 0, RST);
+    assert_eq!(
+        h.run(CLIENT, &blind).0,
+        Verdict::Drop(DropReason::TcpRstOutOfWindow)
+    );
+    assert_eq!(state_of(&h, young), Some(FlowState::SynSent));
+
     // The exact RST (seq = what the client acknowledged) closes the flow.
     let exact = from_backend(&h, client, sport, 5001, 0, RST);
     h.expect_tx(UPLINK, &exact, CLIENT);

@@ -200,6 +200,7 @@ fn new_flow(
                 raced: false,
             });
             p.pending = PendingFlow::Retract(hit);
+            mark_first_segment(p, pkt, ctx, &hit);
             hit.xlate
         }
         Placed::Now(Inserted::Existing(hit)) => {
@@ -212,7 +213,11 @@ fn new_flow(
             hit.xlate
         }
         Placed::AfterRouting => {
-            p.pending = PendingFlow::Insert(flow);
+            let seq = match key.proto {
+                L4Proto::Tcp => segment_seq(pkt, ctx),
+                _ => None,
+            };
+            p.pending = PendingFlow::Insert(flow, seq);
             flow.reply.reversed()
         }
     };
@@ -228,8 +233,9 @@ pub(crate) enum PendingFlow {
     None,
     /// Inserted by this packet: take it out again if the packet is dropped.
     Retract(Hit),
-    /// Not inserted yet (that needs eviction): insert it if the packet leaves.
-    Insert(NewFlow),
+    /// Not inserted yet (that needs eviction): insert it if the packet leaves. With the first
+    /// segment's sequence numbers (TCP), for its first mark.
+    Insert(NewFlow, Option<SegmentSeq>),
 }
 
 /// Where a first packet's flow stands after the conntrack stage.
@@ -251,9 +257,12 @@ pub fn confirm(p: &mut Pipeline, verdict: Verdict) -> Verdict {
             }
             verdict
         }
-        PendingFlow::Insert(_) if !leaves => verdict,
-        PendingFlow::Insert(flow) => match p.ct.insert(&flow, p.now) {
-            Ok(Inserted::Created(_)) => {
+        PendingFlow::Insert(..) if !leaves => verdict,
+        PendingFlow::Insert(flow, seq) => match p.ct.insert(&flow, p.now) {
+            Ok(Inserted::Created(hit)) => {
+                if seq.is_some() {
+                    p.ct.on_segment(&hit, flow.tcp_flags, seq, p.now);
+                }
                 p.stats.new_flows += 1;
                 p.trace(|| TraceEvent::ConntrackNew {
                     original: flow.original,
@@ -331,6 +340,14 @@ fn insert_or_remap(
         }
     }
     Err(DropReason::SnatPortsExhausted)
+}
+
+/// Gives a new TCP flow its first sequence mark from its SYN, so that an RST is judged
+/// against the sequence space from the start (the SYN's sender is the one it names).
+fn mark_first_segment(p: &Pipeline, pkt: &Packet, ctx: &Ctx, hit: &Hit) {
+    if ctx.key.proto == L4Proto::Tcp {
+        p.ct.on_segment(hit, ctx.tcp_flags, segment_seq(pkt, ctx), p.now);
+    }
 }
 
 /// The sequence number and length of a TCP segment (for the RST checks of conntrack).

@@ -12,8 +12,9 @@
 //! - A mark only moves forward, by at most [`WINDOW`] per segment, so a spoofed segment can move
 //!   it only to where the attacker cannot know it is, unless its guess lands in that window (the
 //!   kernel's window check has the same odds).
-//! - With no mark yet (no segment seen since the flow began, or adopted from an older table) the
-//!   RST is judged by state alone, as before.
+//! - A new TCP flow's original direction is marked by its SYN (the conntrack stage does it
+//!   right after the insert); the reply direction by its first segment. With no mark yet (no
+//!   reply seen, or a flow adopted from an older table) an RST is judged by state alone.
 
 use super::record::MARK_MODULUS;
 

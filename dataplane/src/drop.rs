@@ -18,7 +18,8 @@ pub enum DropReason {
     UnsupportedProtocol,
     /// Frame not addressed to us (unicast MAC of someone else) on a routed port.
     NotForUs,
-    /// Source IP or MAC on a pod port is not that pod's own.
+    /// Source IP or MAC on a pod port is not that pod's own; or, on the uplink, a pod or node
+    /// source that did not come from the node that owns it (see `stages::uplink`).
     SpoofedSource,
     /// VXLAN from an address that is not a known peer VTEP.
     VxlanUnknownPeer,
@@ -52,16 +53,21 @@ pub enum DropReason {
     Fragment,
     /// TTL reached zero.
     TtlExceeded,
-    /// ICMP error that relates to no tracked flow and is not for a local pod.
-    IcmpUnrelated,
+    /// ICMP error whose quoted packet matches no tracked flow (nor the node's own untracked
+    /// traffic), or that a pod sent about a packet it did not receive.
+    IcmpErrorUnmatched,
     /// Transmit ring full / device refused the frame.
     TxRingFull,
     /// The frame would have gone back out the port it came in on where that is not allowed.
     Hairpin,
+    /// A frame on the uplink addressed to another MAC, or broadcast/multicast that is not ARP.
+    NotOurMac,
+    /// ICMP redirect, from any source: a node takes no routing advice from its neighbours.
+    IcmpRedirect,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 24;
+    pub const COUNT: usize = 26;
     pub const ALL: [DropReason; Self::COUNT] = [
         Self::Malformed,
         Self::BadChecksum,
@@ -84,9 +90,11 @@ impl DropReason {
         Self::MtuExceeded,
         Self::Fragment,
         Self::TtlExceeded,
-        Self::IcmpUnrelated,
+        Self::IcmpErrorUnmatched,
         Self::TxRingFull,
         Self::Hairpin,
+        Self::NotOurMac,
+        Self::IcmpRedirect,
     ];
 
     /// Stable snake_case name, used as the Prometheus `reason` label.
@@ -113,9 +121,11 @@ impl DropReason {
             Self::MtuExceeded => "mtu_exceeded",
             Self::Fragment => "fragment",
             Self::TtlExceeded => "ttl_exceeded",
-            Self::IcmpUnrelated => "icmp_unrelated",
+            Self::IcmpErrorUnmatched => "icmp_error_unmatched",
             Self::TxRingFull => "tx_ring_full",
             Self::Hairpin => "hairpin",
+            Self::NotOurMac => "not_our_mac",
+            Self::IcmpRedirect => "icmp_redirect",
         }
     }
 }

@@ -18,7 +18,8 @@ pub enum DropReason {
     UnsupportedProtocol,
     /// Frame not addressed to us (unicast MAC of someone else) on a routed port.
     NotForUs,
-    /// Source IP or MAC on a pod port is not that pod's own.
+    /// Source IP or MAC on a pod port is not that pod's own; or, on the uplink, a pod or node
+    /// source that did not come from the node that owns it (see `stages::uplink`).
     SpoofedSource,
     /// VXLAN from an address that is not a known peer VTEP.
     VxlanUnknownPeer,
@@ -52,8 +53,9 @@ pub enum DropReason {
     Fragment,
     /// TTL reached zero.
     TtlExceeded,
-    /// ICMP error that relates to no tracked flow and is not for a local pod.
-    IcmpUnrelated,
+    /// ICMP error whose quoted packet matches no tracked flow (nor the node's own untracked
+    /// traffic), or that a pod sent about a packet it did not receive.
+    IcmpErrorUnmatched,
     /// Transmit ring full / device refused the frame.
     TxRingFull,
     /// The frame would have gone back out the port it came in on where that is not allowed.
@@ -69,10 +71,14 @@ pub enum DropReason {
     /// A new flow toward a destination (after DNAT) that already has as many unreplied flows
     /// as allowed.
     CtDestinationLimit,
+    /// A frame on the uplink addressed to another MAC, or broadcast/multicast that is not ARP.
+    NotOurMac,
+    /// ICMP redirect, from any source: a node takes no routing advice from its neighbours.
+    IcmpRedirect,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 28;
+    pub const COUNT: usize = 30;
     pub const ALL: [DropReason; Self::COUNT] = [
         Self::Malformed,
         Self::BadChecksum,
@@ -95,13 +101,15 @@ impl DropReason {
         Self::MtuExceeded,
         Self::Fragment,
         Self::TtlExceeded,
-        Self::IcmpUnrelated,
+        Self::IcmpErrorUnmatched,
         Self::TxRingFull,
         Self::Hairpin,
         Self::TcpInvalidFlags,
         Self::TcpRstOutOfWindow,
         Self::CtSourceLimit,
         Self::CtDestinationLimit,
+        Self::NotOurMac,
+        Self::IcmpRedirect,
     ];
 
     /// Stable snake_case name, used as the Prometheus `reason` label.
@@ -128,13 +136,15 @@ impl DropReason {
             Self::MtuExceeded => "mtu_exceeded",
             Self::Fragment => "fragment",
             Self::TtlExceeded => "ttl_exceeded",
-            Self::IcmpUnrelated => "icmp_unrelated",
+            Self::IcmpErrorUnmatched => "icmp_error_unmatched",
             Self::TxRingFull => "tx_ring_full",
             Self::Hairpin => "hairpin",
             Self::TcpInvalidFlags => "tcp_invalid_flags",
             Self::TcpRstOutOfWindow => "tcp_rst_out_of_window",
             Self::CtSourceLimit => "ct_source_limit",
             Self::CtDestinationLimit => "ct_destination_limit",
+            Self::NotOurMac => "not_our_mac",
+            Self::IcmpRedirect => "icmp_redirect",
         }
     }
 }

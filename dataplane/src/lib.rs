@@ -10,6 +10,8 @@
 //!   One exception to "down only": the flow tables keep their words in `io::words::Words`
 //!   (heap, or a shared file mapping from `io::shm` that outlives the process), so the
 //!   mapping's `unsafe` stays in `io` while the tables stay safe code.
+//! - `snat`: the SNAT port generator, keyed once per pipeline from the OS CSPRNG (the one
+//!   syscall outside `io`, through the `rand` crate, never per packet).
 
 pub mod cidr;
 pub mod drop;
@@ -19,6 +21,7 @@ pub mod packet;
 pub mod pipeline;
 pub mod reconcile;
 pub mod snapshot;
+pub mod snat;
 pub mod stages;
 pub mod tables;
 pub mod wire;

@@ -15,7 +15,8 @@ use crate::drop::{DropCounters, DropReason};
 use crate::flow::{Dir, FlowKey};
 use crate::packet::{Packet, PortId, Verdict};
 use crate::snapshot::Snapshot;
-use crate::stages::{arp, classify, conntrack, route, vxlan};
+use crate::snat::SnatPortRng;
+use crate::stages::{arp, classify, conntrack, route, uplink, vxlan};
 use crate::tables::affinity::AffinityTable;
 use crate::tables::conntrack::{Conntrack, Now, SweepCursor};
 use crate::tables::policy::PolicyVerdict;
@@ -94,7 +95,8 @@ pub enum TraceEvent {
     Verdict(Verdict),
 }
 
-/// xorshift64*: cheap per-worker randomness for backend choice and SNAT ports.
+/// xorshift64*: cheap per-worker randomness for backend choice. SNAT ports, which an
+/// outsider sees, come from `snat::SnatPortRng` instead.
 #[derive(Clone, Debug)]
 pub struct Rng(u64);
 
@@ -118,6 +120,7 @@ pub struct Pipeline {
     pub(crate) ct: Arc<Conntrack>,
     pub(crate) affinity: Arc<AffinityTable>,
     pub(crate) rng: Rng,
+    pub(crate) snat_rng: SnatPortRng,
     pub(crate) now: Now,
     pub drops: DropCounters,
     pub stats: PipelineStats,
@@ -133,6 +136,8 @@ impl Pipeline {
             ct,
             affinity,
             rng: Rng::new(seed),
+            snat_rng: SnatPortRng::from_os()
+                .expect("the OS random source (getrandom) failed: no unpredictable SNAT ports"),
             now: 0,
             drops: DropCounters::default(),
             stats: PipelineStats::default(),
@@ -214,6 +219,9 @@ impl Pipeline {
         self.trace(|| TraceEvent::Received { port, kind });
         let in_kind = kind.ok_or(DropReason::NotForUs)?;
         let (ethertype, mut l3) = parse_ethernet(pkt)?;
+        if in_kind == PortKind::Uplink {
+            uplink::accept_destination(snap, pkt, ethertype)?;
+        }
         match ethertype {
             ethernet::ETHERTYPE_ARP => return Ok(arp::handle(snap, pkt, in_kind, l3)),
             ethernet::ETHERTYPE_IPV4 => {}
@@ -233,6 +241,9 @@ impl Pipeline {
         }
         let mut ctx = classify::ipv4(snap, pkt, in_kind, l3)?;
         ctx.from_peer = from_peer;
+        if in_kind == PortKind::Uplink {
+            uplink::check_source(snap, pkt, &ctx)?;
+        }
         self.trace(|| TraceEvent::Parsed { key: ctx.key });
         if let Some(answer) = conntrack::track(self, snap, pkt, &mut ctx)? {
             return Ok(answer);

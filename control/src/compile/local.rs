@@ -1,8 +1,9 @@
 //! [`NodeLocal`]: what only the node itself knows about its dataplane (NIC addresses, the
 //! underlay next hop, MTU, masquerade exemptions, NodePort addresses, SNAT ports), as opposed to
 //! what the cluster state says. The node process fills it from its own configuration; the
-//! defaults are the ecosystem's (flannel VXLAN, a 1500-byte underlay, the Linux ephemeral port
-//! range for SNAT, Cilium's Maglev table size).
+//! defaults are the ecosystem's (flannel VXLAN, a 1500-byte underlay, Cilium's Maglev table
+//! size), except SNAT ports: 61000-65535, above Linux's ephemeral range 32768-60999, since the
+//! host's own flows are not tracked and a masquerade port must never be one the host uses.
 //!
 //! Invariant: everything here is local to one node; two nodes may differ in any field without
 //! the cluster state changing.
@@ -58,7 +59,7 @@ impl Default for NodeLocal {
             underlay_mtu: 1500,
             masquerade_exempt: Vec::new(),
             node_port_addresses: Vec::new(),
-            snat_ports: (32768, 60999),
+            snat_ports: (61000, 65535),
             maglev_table_size: DEFAULT_MAGLEV_M,
             external_ips: true,
         }

@@ -35,6 +35,7 @@ use super::devices::{self, NodePort};
 use super::flow_state;
 
 use super::health::{self, HealthChecks, NodeHealth};
+use super::host_ports;
 use super::log;
 use super::observe::Observers;
 use super::ports::{PodPorts, PortManager};
@@ -61,6 +62,7 @@ pub struct Reload {
 pub fn run(settings: NodeSettings, reload: Reload) -> Result<(), String> {
     let mut settings = settings;
     check_cores(&settings)?;
+    host_ports::check_snat_ports(settings.local.snat_ports)?;
     let signals = watch_signals()?;
     log::info(format_args!(
         "ferroplane {} starting for node {} ({} workers, uplink {} via {:?}, pods via {:?})",

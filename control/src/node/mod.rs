@@ -21,6 +21,7 @@ mod daemon;
 mod devices;
 mod flow_state;
 mod health;
+mod host_ports;
 mod http;
 mod log;
 mod monitor;

@@ -15,6 +15,7 @@ use dataplane::tables::conntrack::Conntrack;
 
 use super::config::{self, NodeSettings};
 use super::daemon::{Reload, clock};
+use super::host_ports;
 use super::log;
 use super::source::{Source, SourceInputs};
 use crate::sync::PortSource;
@@ -40,6 +41,12 @@ pub fn reload_config(
             return;
         }
     };
+    if let Err(error) = host_ports::check_snat_ports(fresh.local.snat_ports) {
+        log::error(format_args!(
+            "SIGHUP: keeping the running configuration: {error}"
+        ));
+        return;
+    }
     // The host TAP keeps the MAC it was started with: changing it needs a restart.
     fresh.local.host_mac = settings.local.host_mac;
     let (live, restart) = fresh.changes_from(settings);

@@ -112,7 +112,7 @@ impl Rounds<NodePort> for NodeRounds<'_> {
     }
 }
 
-/// A per-worker, per-process seed for backend choice and SNAT ports.
+/// A per-worker, per-process seed for backend choice (SNAT ports have their own CSPRNG key).
 pub fn seed(id: usize) -> u64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

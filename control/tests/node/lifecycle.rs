@@ -45,6 +45,36 @@ fn a_bad_config_fails_with_the_field_named_and_help_lists_the_keys() {
     }
 }
 
+#[test]
+fn snat_ports_overlapping_the_hosts_ephemeral_range_refuse_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.yaml");
+    let host = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+    let (lo, hi) = host.split_once(char::is_whitespace).unwrap();
+    let (lo, hi) = (lo.trim(), hi.trim());
+    std::fs::write(
+        &path,
+        format!("nodeName: x\nports:\n  uplink:\n    interface: e\nsnatPorts: {lo}-{lo}\n"),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg("run")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "an overlapping snatPorts was accepted"
+    );
+    assert!(
+        stderr.contains(&format!("snatPorts: {lo}-{lo} overlaps"))
+            && stderr.contains(&format!("{lo}-{hi}")),
+        "both ranges named: {stderr}"
+    );
+}
+
 /// `GET url` from inside the node namespace: status and body.
 fn http_get(node: &Node, url: &str) -> (u16, String) {
     let script = format!(

@@ -1,5 +1,6 @@
 //! Classification: Ethernet and IPv4 validation, anti-spoofing on pod ports, checksum
-//! completion for CHECKSUM_PARTIAL frames, and extraction of the flow key.
+//! completion for CHECKSUM_PARTIAL frames, and extraction of the flow key. ICMP redirects
+//! are dropped here, whatever their source (`icmp_redirect`).
 //!
 //! Invariant: after `ipv4` returns `Ok(ctx)`, the frame holds a valid IPv4 header at
 //! `ctx.l3` whose total length fits the frame, and a complete L4 header at `ctx.l4`.
@@ -9,7 +10,7 @@ use crate::flow::{FlowKey, L4Proto};
 use crate::packet::Packet;
 use crate::snapshot::Snapshot;
 use crate::tables::ports::PortKind;
-use crate::wire::{EthernetFrame, Icmpv4Packet, Ipv4Packet, TcpPacket, UdpPacket};
+use crate::wire::{EthernetFrame, Icmpv4Packet, Ipv4Packet, TcpPacket, UdpPacket, icmp};
 
 use super::Ctx;
 
@@ -63,6 +64,8 @@ pub fn ipv4(
             let i = Icmpv4Packet::new_checked(l4bytes).map_err(|_| DropReason::Malformed)?;
             if i.is_echo() {
                 (i.echo_ident(), i.echo_ident(), 0, false)
+            } else if i.msg_type() == icmp::REDIRECT {
+                return Err(DropReason::IcmpRedirect);
             } else if i.is_error() {
                 (0, 0, 0, true)
             } else {

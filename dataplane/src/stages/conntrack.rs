@@ -3,7 +3,8 @@
 //!
 //! Invariants:
 //! - Policy is decided once, on the first packet, on the post-DNAT destination and the
-//!   pre-SNAT source (user-needs K6); replies and related ICMP follow the entry (K5).
+//!   pre-SNAT source (user-needs K6); replies and related ICMP follow the entry (K5); an
+//!   ICMP error that relates to no entry is dropped (`icmp_filter`).
 //! - A flow's backend is decided once: if two workers race on the first packets of one
 //!   flow, the insert that loses adopts the winner's translation (A1).
 //! - SNAT ports are claimed by inserting the reply tuple, which fails if it is taken, so two
@@ -35,7 +36,7 @@ use crate::tables::services::{Frontend, FrontendKind, SelectCtx, Selection, Serv
 use crate::wire::{Ipv4Packet, TcpFlags, TcpPacket};
 
 use super::Ctx;
-use super::icmp::translate_error;
+use super::icmp_filter::track_error;
 use super::nat::rewrite;
 use super::reject::reject;
 
@@ -54,12 +55,7 @@ pub fn track(
     ctx: &mut Ctx,
 ) -> Result<Option<Verdict>, DropReason> {
     if ctx.icmp_error {
-        let related = translate_error(&p.ct, pkt.data_mut(), ctx.l3, ctx.l4, p.now)?;
-        ctx.translated = related;
-        p.trace(|| TraceEvent::IcmpRelated { tracked: related });
-        if !related && !is_local_destination(snap, ctx.key.dst) {
-            return Err(DropReason::IcmpUnrelated);
-        }
+        track_error(p, snap, pkt, ctx)?;
         return Ok(None);
     }
     if let Some(hit) = p.ct.lookup(&ctx.key, p.now) {
@@ -112,10 +108,6 @@ fn is_untracked(snap: &Snapshot, ctx: &Ctx) -> bool {
         PortKind::Host => !cluster(dst) && !snap.services.is_vip(dst),
         PortKind::Pod => false,
     }
-}
-
-fn is_local_destination(snap: &Snapshot, dst: Ipv4Addr) -> bool {
-    snap.ports.pod(dst).is_some() || dst == snap.node.node_ip
 }
 
 /// What the load-balancing step decided for a new flow.
@@ -321,11 +313,9 @@ fn insert_or_remap(
         Err(InsertError::ReplyTaken) if flow.flags & flags::DNAT != 0 => {}
         Err(e) => return Err(insert_drop(e)),
     }
-    let (lo, hi) = snap.node.snat_ports;
-    let span = u64::from(hi.saturating_sub(lo)) + 1;
     flow.flags |= flags::SNAT;
     for _ in 0..SNAT_ATTEMPTS {
-        flow.reply.dport = lo + (p.rng.next_u64() % span) as u16;
+        flow.reply.dport = p.snat_rng.port(snap.node.snat_ports);
         match try_place(p, flow) {
             Ok(found) => {
                 let port = flow.reply.dport;
@@ -503,11 +493,9 @@ fn insert_with_snat_port(
     snap: &Snapshot,
     flow: &mut NewFlow,
 ) -> Result<Placed, DropReason> {
-    let (lo, hi) = snap.node.snat_ports;
-    let span = u64::from(hi.saturating_sub(lo)) + 1;
     flow.reply.dst = snap.node.node_ip;
     for _ in 0..SNAT_ATTEMPTS {
-        let port = lo + (p.rng.next_u64() % span) as u16;
+        let port = p.snat_rng.port(snap.node.snat_ports);
         flow.reply.dport = port;
         if flow.original.proto == L4Proto::Icmp {
             flow.reply.sport = port;

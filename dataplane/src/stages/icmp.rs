@@ -24,7 +24,7 @@ pub fn quoted_key(frame: &[u8], l4: usize) -> Result<(FlowKey, usize, usize), Dr
     let inner_l3 = l4 + icmp::HEADER_LEN;
     let ip = Ipv4Packet::new_inner(frame.get(inner_l3..).ok_or(DropReason::Malformed)?)
         .map_err(|_| DropReason::Malformed)?;
-    let proto = L4Proto::from_ip_proto(ip.protocol()).ok_or(DropReason::IcmpUnrelated)?;
+    let proto = L4Proto::from_ip_proto(ip.protocol()).ok_or(DropReason::IcmpErrorUnmatched)?;
     let inner_l4 = inner_l3 + ip.header_len();
     let q = frame
         .get(inner_l4..inner_l4 + 8)

@@ -11,9 +11,11 @@ pub mod arp;
 pub mod classify;
 pub mod conntrack;
 pub mod icmp;
+pub mod icmp_filter;
 pub mod nat;
 pub mod reject;
 pub mod route;
+pub mod uplink;
 pub mod vxlan;
 
 use crate::flow::FlowKey;

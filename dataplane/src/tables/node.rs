@@ -89,7 +89,7 @@ impl NodeConfig {
             vxlan_port: crate::wire::vxlan::DEFAULT_PORT,
             vni: 1,
             underlay_mtu: 1500,
-            snat_ports: (32768, 60999),
+            snat_ports: (61000, 65535),
         }
     }
 }

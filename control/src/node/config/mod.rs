@@ -261,7 +261,9 @@ node.yaml keys (all optional unless marked; command-line flags override them):
   ports.uplink.mac         MAC the dataplane uses on the underlay; default: derived from the node
                            name, so the kernel ignores the dataplane's frames on that NIC
   ports.uplink.nextHopMAC  MAC of the underlay router for traffic that leaves the node
-  ports.uplink.peerMACs    map node name -> uplink MAC of peers on the same L2 segment
+  ports.uplink.peerMACs    map node name -> uplink MAC of peers on the same L2 segment; with
+                           nextHopMAC, the only MACs a peer's own address (and, routed, its
+                           pods' addresses) is accepted from on the uplink (spoofed_source)
   ports.uplink.xdpMode     auto (default) | generic | native, for backend af-xdp
   ports.host.interface     the host TAP ferroplane creates (persistent) into the node's own
                            stack (default fp-host); omit ports.host for no host port
@@ -290,7 +292,11 @@ node.yaml keys (all optional unless marked; command-line flags override them):
                            (default maxEntries/4, at least 1024; 0 = no limit)
   nodePortAddresses        list of `primary` and IPv4 addresses NodePorts answer on (default primary)
   masqueradeExempt         CIDRs pods reach without SNAT besides the cluster CIDR
-  snatPorts                port range for masquerade, e.g. 32768-60999 (the default)
+  snatPorts                port range masquerade draws from at random (default 61000-65535:
+                           above Linux's ephemeral range 32768-60999, because the host's own
+                           connections are not tracked and must never share a port with a
+                           masqueraded flow); an overlap with the node netns's
+                           net.ipv4.ip_local_port_range is an error at start and on reload
   maglevTableSize          largest Maglev table, a prime (default 16381)
   externalIPs              program Services' spec.externalIPs (default true)
   admin.socket             admin Unix socket (default /run/ferroplane/<node>.sock)

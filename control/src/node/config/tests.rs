@@ -39,7 +39,7 @@ fn the_example_file_resolves_to_what_it_says() {
     assert_eq!(s.conntrack.limits.unreplied_per_destination, 65_536);
     assert_eq!(s.local.underlay_mtu, 1500);
     assert_eq!(s.local.overlay, OverlayMode::Vxlan);
-    assert_eq!(s.local.snat_ports, (32768, 60999));
+    assert_eq!(s.local.snat_ports, (61000, 65535));
     assert_eq!(s.local.uplink_next_hop_mac.to_string(), "02:fd:00:00:00:01");
     assert_eq!(s.local.peer_underlay_macs.len(), 1);
     assert!(

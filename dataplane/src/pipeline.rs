@@ -7,6 +7,11 @@
 //! - Every packet leaves `process` with `Verdict::Tx` or `Verdict::Drop`, and every drop is
 //!   counted under its reason exactly once.
 //! - Tracing is opt-in (the `trace` tool, `monitor`); when off it costs one branch per event.
+//! - A batch runs in two passes (`batch`): the stages before conntrack read only the packet and
+//!   the snapshot, so they may run for the whole batch first; the outcome is as if each packet
+//!   went through `process` in turn.
+
+mod batch;
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -16,7 +21,7 @@ use crate::flow::{Dir, FlowKey};
 use crate::packet::{Packet, PortId, Verdict};
 use crate::snapshot::Snapshot;
 use crate::snat::SnatPortRng;
-use crate::stages::{arp, classify, conntrack, route, uplink, vxlan};
+use crate::stages::{Ctx, arp, classify, conntrack, route, uplink, vxlan};
 use crate::tables::affinity::AffinityTable;
 use crate::tables::conntrack::{Conntrack, Now, SweepCursor};
 use crate::tables::policy::PolicyVerdict;
@@ -128,6 +133,17 @@ pub struct Pipeline {
     sweep: SweepCursor,
     /// The current packet's new flow, until routing decides (`conntrack::confirm`).
     pub(crate) pending: conntrack::PendingFlow,
+    /// The batch driver's first-pass results, reused from batch to batch.
+    staged: Vec<batch::Staged>,
+}
+
+/// What the stages before conntrack made of a packet.
+#[derive(Clone, Copy, Debug)]
+enum Front {
+    /// Finished there (an ARP answer).
+    Done(Verdict),
+    /// A parsed IPv4 packet for conntrack and routing.
+    Ip(Ctx),
 }
 
 impl Pipeline {
@@ -144,7 +160,14 @@ impl Pipeline {
             trace: None,
             sweep: SweepCursor::default(),
             pending: conntrack::PendingFlow::None,
+            staged: Vec::new(),
         }
+    }
+
+    /// Replaces the SNAT port generator (a fixed key makes ports reproducible: tests, tools
+    /// that compare two runs).
+    pub fn set_snat_rng(&mut self, rng: SnatPortRng) {
+        self.snat_rng = rng;
     }
 
     pub fn conntrack(&self) -> &Arc<Conntrack> {
@@ -184,15 +207,25 @@ impl Pipeline {
 
     /// Runs every packet of the batch; each packet's `meta.verdict` holds the outcome.
     pub fn process_batch(&mut self, snap: &Snapshot, batch: &mut [Packet]) {
-        for pkt in batch.iter_mut() {
-            self.process(snap, pkt);
+        if self.is_tracing() {
+            for pkt in batch.iter_mut() {
+                self.process(snap, pkt);
+            }
+        } else {
+            self.process_batch_prefetched(snap, batch);
         }
     }
 
     /// Runs one packet through the stages and records its verdict.
     pub fn process(&mut self, snap: &Snapshot, pkt: &mut Packet) -> Verdict {
+        let result = self.run(snap, pkt);
+        self.finish(pkt, result)
+    }
+
+    /// Counts a packet's outcome and records its verdict.
+    fn finish(&mut self, pkt: &mut Packet, result: Result<Verdict, DropReason>) -> Verdict {
         self.stats.packets += 1;
-        let verdict = match self.run(snap, pkt) {
+        let verdict = match result {
             Ok(v) => v,
             Err(reason) => Verdict::Drop(reason),
         };
@@ -214,6 +247,14 @@ impl Pipeline {
     }
 
     fn run(&mut self, snap: &Snapshot, pkt: &mut Packet) -> Result<Verdict, DropReason> {
+        match self.front(snap, pkt)? {
+            Front::Done(verdict) => Ok(verdict),
+            Front::Ip(mut ctx) => self.back(snap, pkt, &mut ctx),
+        }
+    }
+
+    /// The stages before conntrack; they read only the packet and the snapshot.
+    fn front(&mut self, snap: &Snapshot, pkt: &mut Packet) -> Result<Front, DropReason> {
         let port = pkt.meta.in_port;
         let kind = snap.ports.kind(port);
         self.trace(|| TraceEvent::Received { port, kind });
@@ -223,7 +264,7 @@ impl Pipeline {
             uplink::accept_destination(snap, pkt, ethertype)?;
         }
         match ethertype {
-            ethernet::ETHERTYPE_ARP => return Ok(arp::handle(snap, pkt, in_kind, l3)),
+            ethernet::ETHERTYPE_ARP => return Ok(Front::Done(arp::handle(snap, pkt, in_kind, l3))),
             ethernet::ETHERTYPE_IPV4 => {}
             _ => return Err(DropReason::UnsupportedProtocol),
         }
@@ -245,10 +286,20 @@ impl Pipeline {
             uplink::check_source(snap, pkt, &ctx)?;
         }
         self.trace(|| TraceEvent::Parsed { key: ctx.key });
-        if let Some(answer) = conntrack::track(self, snap, pkt, &mut ctx)? {
+        Ok(Front::Ip(ctx))
+    }
+
+    /// Conntrack and routing.
+    fn back(
+        &mut self,
+        snap: &Snapshot,
+        pkt: &mut Packet,
+        ctx: &mut Ctx,
+    ) -> Result<Verdict, DropReason> {
+        if let Some(answer) = conntrack::track(self, snap, pkt, ctx)? {
             return Ok(answer);
         }
-        let verdict = route::route(self, snap, pkt, &ctx);
+        let verdict = route::route(self, snap, pkt, ctx);
         Ok(conntrack::confirm(self, verdict))
     }
 }

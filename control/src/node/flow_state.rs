@@ -55,5 +55,12 @@ pub fn conntrack_table(settings: &NodeSettings) -> Result<(Arc<Conntrack>, u64),
             path.display()
         )),
     }
+    let pages = table.pages();
+    let hint = if pages.is_huge() {
+        ""
+    } else {
+        "; a tmpfs mounted with huge=within_size gives it huge pages"
+    };
+    log::info(format_args!("flow table memory: {pages}{hint}"));
     Ok((Arc::new(table), adopted))
 }

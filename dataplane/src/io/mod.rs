@@ -11,8 +11,10 @@
 
 pub mod af_packet;
 pub mod af_xdp;
+pub mod hugepages;
 pub mod mem;
 pub mod netdev;
+pub mod prefetch;
 pub mod reflect;
 pub mod shm;
 mod sys;

@@ -1,5 +1,5 @@
 //! Checked wrappers over the libc calls the device backends share: sockets, socket options,
-//! ioctls on interface requests, and an owned shared memory mapping.
+//! ioctls on interface requests, and an owned memory mapping (shared, or anonymous).
 //!
 //! Invariants:
 //! - Every wrapper turns a failed call into the thread's `errno` as an `io::Error` whose
@@ -181,6 +181,60 @@ impl Mapping {
         let base = NonNull::new(addr.cast::<u8>())
             .ok_or_else(|| io::Error::other("mmap returned a null mapping"))?;
         Ok(Self { base, len })
+    }
+
+    /// Maps `len` bytes of private, zeroed anonymous memory, not faulted in yet; with
+    /// `hugetlb`, of reserved 2 MiB huge pages (`len` a multiple of 2 MiB), which fails when
+    /// the pool has too few free.
+    pub(crate) fn anonymous(len: usize, hugetlb: bool) -> io::Result<Self> {
+        let mut flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+        if hugetlb {
+            flags |= libc::MAP_HUGETLB | libc::MAP_HUGE_2MB;
+        }
+        // SAFETY: as in `shared`: a null hint and no descriptor, so the kernel picks fresh
+        // addresses that overlap no existing object.
+        let addr = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                flags,
+                -1,
+                0,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            let what = if hugetlb {
+                "mmap of huge pages"
+            } else {
+                "mmap"
+            };
+            return Err(context(io::Error::last_os_error(), what));
+        }
+        let base = NonNull::new(addr.cast::<u8>())
+            .ok_or_else(|| io::Error::other("mmap returned a null mapping"))?;
+        Ok(Self { base, len })
+    }
+
+    /// Asks for transparent huge pages on `len` bytes from `offset` (madvise MADV_HUGEPAGE);
+    /// `offset` must be a multiple of the page size.
+    pub(crate) fn advise_huge_pages(&self, offset: usize, len: usize) -> io::Result<()> {
+        if offset.checked_add(len).is_none_or(|end| end > self.len) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "madvise range outside the mapping",
+            ));
+        }
+        // SAFETY: the range lies inside this mapping (checked above); MADV_HUGEPAGE changes
+        // how the kernel backs the pages, never their contents.
+        let ret = unsafe {
+            libc::madvise(
+                self.base.as_ptr().add(offset).cast::<c_void>(),
+                len,
+                libc::MADV_HUGEPAGE,
+            )
+        };
+        check(ret, "madvise(MADV_HUGEPAGE)").map(drop)
     }
 
     pub(crate) fn base(&self) -> NonNull<u8> {

@@ -28,6 +28,7 @@
 mod housekeeping;
 mod lifecycle;
 mod limits;
+mod prefetch;
 mod record;
 mod resolve;
 mod seq;
@@ -49,6 +50,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use record::{HEAD_IN_RECORD, Head, Map, XLATE_IN_RECORD};
 
+use crate::io::hugepages::Pages;
 use crate::io::words::Words;
 pub use crate::tables::flowmap::{LayoutError, SweepCursor};
 pub use limits::{FlowLimits, Limited};
@@ -510,6 +512,11 @@ impl Conntrack {
             expired: read(&c.expired),
             invalid: read(&c.invalid),
         }
+    }
+
+    /// What backs the table's memory (huge pages or not); reads `/proc`, not per packet.
+    pub fn pages(&self) -> Pages {
+        self.map.pages()
     }
 
     /// Table bytes per flow of capacity (both records, buckets' headers and the spare slots).

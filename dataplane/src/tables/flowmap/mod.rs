@@ -30,6 +30,7 @@
 
 mod layout;
 mod locked;
+mod prefetch;
 #[cfg(test)]
 mod tests;
 
@@ -37,8 +38,10 @@ use std::sync::atomic::{AtomicU64, Ordering, fence};
 
 pub use layout::{LAYOUT_VERSION, LayoutError};
 pub use locked::Locked;
+pub use prefetch::Probe;
 
 use crate::flow::mix64;
+use crate::io::hugepages::Pages;
 use crate::io::words::Words;
 
 /// A record key: two words (a [`crate::flow::FlowKey`] packs into exactly this).
@@ -166,6 +169,11 @@ impl<const V: usize> FlowMap<V> {
         &self.words
     }
 
+    /// What backs the storage (huge pages or not); reads `/proc`, so not for the data path.
+    pub fn pages(&self) -> Pages {
+        self.words.pages()
+    }
+
     /// Gives the storage back, for [`FlowMap::from_words`] in a successor.
     pub fn into_words(self) -> Words {
         self.words
@@ -196,11 +204,22 @@ impl<const V: usize> FlowMap<V> {
     /// Lock-free lookup: the slot and a consistent copy of the value of `key`.
     pub fn get(&self, key: &Key) -> Option<(SlotId, [u64; V])> {
         let place = self.placement(key);
-        place.distinct().find_map(|bucket| {
-            self.read_stable(bucket, |words| {
-                let lane = Self::find_lane(words, key, place.tag)?;
-                Some((SlotId::new(bucket, lane), Self::load_value(words, lane)))
-            })
+        // Two plain calls rather than an iterator over the buckets: this is the hottest path
+        // of the pipeline, and the copy of the value stays in registers.
+        let [first, second] = place.buckets;
+        let found = self.get_in(first, key, place.tag);
+        if found.is_some() || second == first {
+            return found;
+        }
+        self.get_in(second, key, place.tag)
+    }
+
+    /// [`FlowMap::get`] in one bucket.
+    #[inline(always)]
+    fn get_in(&self, bucket: usize, key: &Key, tag: u8) -> Option<(SlotId, [u64; V])> {
+        self.read_stable(bucket, |words| {
+            let lane = Self::find_lane(words, key, tag)?;
+            Some((SlotId::new(bucket, lane), Self::load_value(words, lane)))
         })
     }
 
@@ -301,6 +320,7 @@ impl<const V: usize> FlowMap<V> {
     }
 
     /// Runs `read` over a bucket until it saw no concurrent writer (the seqlock read side).
+    #[inline(always)]
     fn read_stable<T>(&self, bucket: usize, read: impl Fn(&[AtomicU64]) -> T) -> T {
         let words = self.bucket_words(bucket);
         let mut waited = 0u32;
@@ -320,6 +340,7 @@ impl<const V: usize> FlowMap<V> {
     /// The lane holding `key`. Tags are matched eight lanes at a time (SWAR zero-byte test on
     /// `tags ^ tag-pattern`); the test may flag extra lanes, never misses one, and every flagged
     /// lane's tag and key are compared exactly.
+    #[inline(always)]
     fn find_lane(words: &[AtomicU64], key: &Key, tag: u8) -> Option<usize> {
         const ONES: u64 = 0x0101_0101_0101_0101;
         const HIGHS: u64 = 0x8080_8080_8080_8080;

@@ -6,9 +6,11 @@
 //! mode, one route per node podCIDR, like the seed's cloud routes) and drops anything from a
 //! pod address that is not going to another pod (as the seed's 1:1 NAT does); node uplinks
 //! carry no kernel address and the node kernel never answers ARP on them (ferroplane owns
-//! them); every device is created inside a testbed namespace.
+//! them); the bridge forwards frames unread (no br_netfilter), as a switch does; every device
+//! is created inside a testbed namespace.
 
 use std::net::Ipv4Addr;
+use std::path::Path;
 
 use crate::cluster::NodeInfo;
 use crate::error::Result;
@@ -16,7 +18,7 @@ use crate::layout::{
     BRIDGE, CLUSTER_CIDR, INTERNET_HOST, Layout, ROUTER_INTERNET_SIDE, ROUTER_MAC,
     ROUTER_NODE_SIDE, UPLINK, underlay_port,
 };
-use crate::netns::{add, ip, sysctl};
+use crate::netns::{add, ip, sysctl, within};
 use crate::run_state::Mode;
 
 /// Builds the underlay bridge, the router and the internet host.
@@ -29,6 +31,14 @@ pub fn build(layout: &Layout, mode: Mode, nodes: &[NodeInfo]) -> Result<()> {
     }
     ip(&underlay, &["link", "add", BRIDGE, "type", "bridge"])?;
     ip(&underlay, &["link", "set", BRIDGE, "up"])?;
+    // A switch forwards frames without reading them; with br_netfilter loaded the bridge
+    // would drop malformed IPv4 (short header, lying length) before any node saw it.
+    let bridge_nf = "net/bridge/bridge-nf-call-iptables";
+    if within(&underlay, || {
+        Ok(Path::new("/proc/sys").join(bridge_nf).exists())
+    })? {
+        sysctl(&underlay, bridge_nf, "0")?;
+    }
 
     // Router <-> underlay bridge.
     veth(&router, "tb-nodes", &underlay, "tb-router")?;

@@ -80,6 +80,11 @@ impl Layout {
         format!("{}-internet", self.prefix)
     }
 
+    /// The hostile-traffic scenarios' attacker on the underlay (see `attack`).
+    pub fn attacker_ns(&self) -> String {
+        format!("{}-attacker", self.prefix)
+    }
+
     pub fn cloud_lb_ns(&self) -> String {
         format!("{}-cloudlb", self.prefix)
     }

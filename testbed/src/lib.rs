@@ -7,8 +7,10 @@
 //! or created is found again from the namespaces and the run directory alone, so `down` works
 //! after a killed run.
 
+pub mod attack;
 pub mod cloud_lb;
 pub mod cluster;
+pub mod counters;
 pub mod error;
 pub mod fabric;
 pub mod layout;

@@ -16,7 +16,7 @@ use crate::cluster::{Ferroplane, NodeInfo};
 use crate::error::{Error, Result, context};
 use crate::fabric;
 use crate::layout::{Layout, MAX_NODES, node_ip, node_name};
-use crate::nodes;
+use crate::nodes::{self, NodeTuning};
 use crate::operations;
 use crate::pending;
 use crate::pods::{self, PodSpec};
@@ -45,12 +45,18 @@ pub struct UpOptions {
     pub mode: Mode,
     pub manifests: Vec<PathBuf>,
     pub ferroplane: PathBuf,
+    pub tuning: NodeTuning,
 }
 
 /// Builds the whole testbed; on failure removes what was built and returns the error.
 pub fn up(layout: &Layout, options: &UpOptions) -> Result<RunState> {
     if !(1..=MAX_NODES).contains(&options.nodes) {
         return Err(Error(format!("--nodes: 1 to {MAX_NODES}")));
+    }
+    if options.tuning.workers == 0 || options.tuning.conntrack_max == 0 {
+        return Err(Error(
+            "--workers and --conntrack-max: at least 1".to_owned(),
+        ));
     }
     teardown::down(layout)?;
     build(layout, options).inspect_err(|_| {
@@ -94,7 +100,7 @@ fn build(layout: &Layout, options: &UpOptions) -> Result<RunState> {
             layout,
             &options.ferroplane,
             &state.state_dir,
-            (options.io, options.mode),
+            (options.io, options.mode, options.tuning),
             node,
             &nodes,
             &netns,

@@ -12,6 +12,7 @@ use testbed::cluster::{Ferroplane, locate_ferroplane};
 use testbed::error::{Error, Result};
 use testbed::layout::{DEFAULT_PREFIX, Layout};
 use testbed::lifecycle::{self, DEMO_DIR, DEMO_POLICY, UpOptions};
+use testbed::nodes::NodeTuning;
 use testbed::probe::{Protocol, probe};
 use testbed::run_state::{Io, Mode, RunState};
 use testbed::{cloud_lb, load, netexec, netns, operations, teardown};
@@ -36,6 +37,12 @@ enum Verb {
         io: Io,
         #[arg(long, value_enum, default_value_t = Mode::Vxlan)]
         mode: Mode,
+        /// Worker threads of every node's ferroplane (workers.count).
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        /// Flow table capacity of every node (conntrack.maxEntries).
+        #[arg(long, default_value_t = 16384)]
+        conntrack_max: usize,
         /// Manifests to apply (default: the demo store app and its Service).
         #[arg(short = 'f', long = "filename")]
         manifests: Vec<PathBuf>,
@@ -164,6 +171,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             nodes,
             io,
             mode,
+            workers,
+            conntrack_max,
             manifests,
             ferroplane,
         } => {
@@ -173,6 +182,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 mode,
                 manifests,
                 ferroplane: locate_ferroplane(ferroplane.as_deref()),
+                tuning: NodeTuning {
+                    workers,
+                    conntrack_max,
+                },
             };
             let state = lifecycle::up(&layout, &options)?;
             print_status(&state, None)?;

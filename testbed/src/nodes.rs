@@ -20,6 +20,24 @@ use crate::netns::{ip, wait_for_link};
 use crate::run_state::{Io, Mode, NodeRecord};
 
 const HEALTHY_WITHIN: Duration = Duration::from_secs(20);
+
+/// What `testbed up` may change in every node's `node.yaml`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NodeTuning {
+    /// `workers.count`.
+    pub workers: usize,
+    /// `conntrack.maxEntries` (small for the hostile-traffic scenarios).
+    pub conntrack_max: usize,
+}
+
+impl Default for NodeTuning {
+    fn default() -> Self {
+        Self {
+            workers: 1,
+            conntrack_max: 16384,
+        }
+    }
+}
 const ATTACHED_WITHIN: Duration = Duration::from_secs(15);
 
 /// Writes `node`'s configuration and starts its `ferroplane run` in `netns`; returns when the
@@ -28,7 +46,7 @@ pub fn start(
     layout: &Layout,
     ferroplane: &Path,
     state_dir: &Path,
-    (io, mode): (Io, Mode),
+    (io, mode, tuning): (Io, Mode, NodeTuning),
     node: &NodeInfo,
     peers: &[NodeInfo],
     netns: &str,
@@ -59,7 +77,7 @@ pub fn start(
          ports:\n  uplink:\n    interface: {UPLINK}\n    backend: af-packet\n    mac: {mac}\n    \
          nextHopMAC: {ROUTER_MAC}\n{peers}  host:\n    interface: {HOST_TAP}\n    backend: tap\n  \
          pods:\n    backend: {backend}\n    netnsDir: {netns_dir}\n\
-         workers:\n  count: 1\noverlay: {overlay}\nconntrack:\n  maxEntries: 16384\n\
+         workers:\n  count: {workers}\noverlay: {overlay}\nconntrack:\n  maxEntries: {conntrack_max}\n\
          admin:\n  socket: {socket}\nhealth:\n  bindAddress: 0.0.0.0:10256\nflowState: {flow_state}\n",
         name = node.name,
         ip = node.ip,
@@ -76,6 +94,8 @@ pub fn start(
             Io::AfXdp => "af-xdp",
         },
         netns_dir = netns_dir.display(),
+        workers = tuning.workers,
+        conntrack_max = tuning.conntrack_max,
         overlay = match mode {
             Mode::Vxlan => "vxlan",
             Mode::Routed => "routed",

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use rustix::process::{Pid, Signal, WaitOptions, kill_process, waitpid};
 use testbed::error::{Error, context};
 use testbed::lifecycle::{UpOptions, apply, up};
-use testbed::nodes::{admin_get, wait_attached};
+use testbed::nodes::{NodeTuning, admin_get, wait_attached};
 use testbed::run_state::{Io, Mode, NodeRecord, RunState};
 
 use testbed::layout::node_name;
@@ -99,6 +99,7 @@ pub fn build(
         mode: Mode::Vxlan,
         manifests: vec![staging.clone()],
         ferroplane: ferroplane.to_owned(),
+        tuning: NodeTuning::default(),
     };
     let state = up(&layout, &options);
     let _ = std::fs::remove_file(&staging);

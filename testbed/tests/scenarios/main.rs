@@ -7,6 +7,7 @@ mod capture;
 mod change;
 mod cluster;
 mod dns;
+mod hostile;
 mod internet;
 mod load_balancer;
 mod pod_to_pod;

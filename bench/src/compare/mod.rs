@@ -6,11 +6,15 @@
 //! the other.
 //!
 //! Layout: `plan` (names, addresses), `services` (the Service catalog), one module per build
-//! (`ferroplane`, `kernel` with `kube_iptables` / `kube_nftables`, `ovs` with `ovs_flows`,
-//! shared pieces in `netdevs`), the backends' `servers`, one module per workload
-//! (`udp_rate`, `latency`, `crr`, `bulk`), `cpu` accounting, `session` (one dataplane from
-//! build to teardown), `stats`, `metrics` (the figures), `report` (markdown, with `machine`
-//! and `method`) and `chart` (SVG).
+//! (`ferroplane` with `worker_sched`, `kernel` with `kube_iptables` / `kube_nftables`, `ovs`
+//! with `ovs_flows`, `testbed_demo` for `--testbed`, shared pieces in `netdevs`), the
+//! backends' `servers`, one module per workload (`udp_rate`, `latency`, `crr`, `bulk`), the
+//! latency runs' background load (`hogs`), `cpu` accounting, `session` (one dataplane from
+//! build to teardown), `stats` and `distribution`, `metrics` (the figures), `report`
+//! (markdown, with `machine` and `method`) and `chart` (SVG).
+//!
+//! The kernel path runs in two configurations ([`KernelRx`]): its receive work steered onto
+//! the dataplane CPU with RPS, and as users run it (no RPS, default affinity).
 //!
 //! Invariants:
 //! - Root is checked first. Everything is created in namespaces named `fpcmp-...`; one

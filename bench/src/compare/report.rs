@@ -387,6 +387,69 @@ mod tests {
     }
 
     #[test]
+    fn the_markdown_has_the_latency_rows_the_goal_and_the_method() {
+        use crate::compare::session::Options;
+        use crate::compare::{KernelRx, kernel::ProxyMode};
+        use testbed::run_state::Io;
+        let kernel = Dataplane::Kernel {
+            mode: ProxyMode::Iptables,
+            rx: KernelRx::Default,
+        };
+        for testbed in [false, true] {
+            let ours = if testbed {
+                Dataplane::Testbed(Io::Tap)
+            } else {
+                Dataplane::Ferroplane {
+                    io: Io::Tap,
+                    sched: None,
+                }
+            };
+            let options = Options {
+                runs: 1,
+                quick: true,
+                dataplanes: vec![ours, kernel],
+                ferroplane: std::path::PathBuf::new(),
+                load_cpu: 0,
+                dataplane_cpu: 1,
+                hog_cpus: vec![1],
+                hog_program: std::path::PathBuf::new(),
+                testbed,
+            };
+            let workloads = Workloads::new(true);
+            let mut comparison = Comparison::new(&options, &workloads);
+            for (dataplane, p50) in [(ours, 60.0), (kernel, 50.0)] {
+                let mut result = DataplaneResult::new(dataplane);
+                result.push("rr_nice19_p50_us", p50);
+                result.push("rr_nice19_p99_us", p50 * 2.0);
+                result.extend_samples("rr_nice19", &[p50, p50 * 2.0]);
+                comparison.results.push(result);
+            }
+            let text = comparison.to_markdown();
+            assert!(
+                text.contains(
+                    "| UDP request/response latency, 2 busy loops at nice 19, p99.9 | µs | – | – |"
+                ),
+                "{text}"
+            );
+            assert!(
+                text.contains("| UDP request/response | 2 busy loops at nice 19 | "),
+                "{text}"
+            );
+            assert!(
+                text.contains(
+                    "| 60.0 | 50.0 (iptables) | 1.20 | 120.0 | 100.0 (iptables) | 1.20 | no |"
+                ),
+                "{text}"
+            );
+            assert_eq!(text.contains("--testbed"), testbed, "{text}");
+            assert_eq!(text.contains("Bulk TCP"), !testbed);
+            assert!(text.contains("at nice 19"));
+            let svg = crate::compare::chart::latency_svg(&comparison).unwrap();
+            assert!(svg.contains("<svg") && svg.contains("testbed TAP") == testbed);
+        }
+    }
+
+    #[test]
     fn numbers_are_grouped_by_thousands() {
         assert_eq!(number(1_234_567.0, 0), "1,234,567");
         assert_eq!(number(999.0, 0), "999");

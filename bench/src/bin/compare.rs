@@ -1,19 +1,27 @@
 //! `compare`: ferroplane beside the kernel path (flannel-style VXLAN + kube-proxy in iptables
-//! and nftables mode) and Open vSwitch's userspace datapath, on the same two-node topology in
-//! network namespaces and the same CPUs; writes `bench/results/compare.md` and
-//! `compare.svg`. Needs root.
+//! and nftables mode, with and without receive steering) and Open vSwitch's userspace
+//! datapath, on the same two-node topology in network namespaces and the same CPUs; writes
+//! `bench/results/compare.md`, `compare.svg` and `compare-latency.svg`. With `--testbed`, the
+//! testbed's demo cluster beside the kernel path, latency only (`compare-testbed.md`,
+//! `compare-testbed-latency.svg`). Needs root.
 //!
 //! SIGINT/SIGTERM stop the run at the next bound and remove every namespace (nothing is
 //! written). The testbed library starts its helpers (the internet host's server, the cloud
 //! load balancer) by running the current executable as `testbed` would be run
-//! (`compare netexec ...`, `compare cloud-lb ...`); those are served here.
+//! (`compare netexec ...`, `compare cloud-lb ...`); those are served here, and so are the
+//! latency runs' background hogs (`compare hog ...`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use bench::compare::{Dataplane, Family, Options, chart, dataplanes, require_root, run};
+use bench::compare::hogs::spin;
+use bench::compare::worker_sched::WorkerSched;
+use bench::compare::{
+    Dataplane, Family, KernelRx, Options, Variants, chart, dataplanes, require_root, run,
+    testbed_dataplanes,
+};
 use clap::Parser;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use testbed::run_state::Io;
@@ -41,14 +49,23 @@ struct Args {
         default_value = "ferroplane,iptables,nftables,ovs"
     )]
     only: Vec<Family>,
-    /// ferroplane's pod I/O backends to measure, comma separated: af-packet, tap, af-xdp.
-    #[arg(
-        long,
-        value_enum,
-        value_delimiter = ',',
-        default_value = "af-packet,tap,af-xdp"
-    )]
-    io: Vec<Io>,
+    /// ferroplane's pod I/O backends to measure, comma separated: af-packet, tap, af-xdp
+    /// (default all three; tap with --testbed).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    io: Option<Vec<Io>>,
+    /// ferroplane's workers' scheduling policy, written into the node configuration as
+    /// `workers.scheduling`: other, fifo:PRIORITY or rr:PRIORITY; repeat (or separate by
+    /// commas) for a ferroplane row per policy. None: the node's default, nothing written.
+    #[arg(long, value_delimiter = ',')]
+    worker_sched: Vec<WorkerSched>,
+    /// The kernel path's receive placements, comma separated: rps (steered onto the
+    /// dataplane CPU), default (no RPS, as users run it).
+    #[arg(long, value_delimiter = ',', default_value = "rps,default")]
+    kernel_rx: Vec<KernelRx>,
+    /// The testbed's demo cluster (pods on --io, default tap) beside the kernel path with
+    /// iptables, request/response and connection-setup latency only.
+    #[arg(long)]
+    testbed: bool,
     /// The ferroplane binary (default: built by `cargo build --release -p control` when run
     /// through cargo, else the one beside this executable, else PATH's).
     #[arg(long, env = "FERROPLANE_BIN")]
@@ -74,18 +91,34 @@ enum TestbedHelper {
         #[arg(long, value_delimiter = ',')]
         nodes: Vec<std::net::Ipv4Addr>,
     },
+    Hog {
+        #[arg(long)]
+        cpu: usize,
+        #[arg(long)]
+        nice: i32,
+        #[arg(long)]
+        seconds: u64,
+        #[arg(long)]
+        parent: u32,
+    },
 }
 
 fn main() -> ExitCode {
     if matches!(
         std::env::args().nth(1).as_deref(),
-        Some("netexec" | "cloud-lb")
+        Some("netexec" | "cloud-lb" | "hog")
     ) {
         let served = match TestbedHelper::parse_from(std::env::args()) {
             TestbedHelper::Netexec { name, ports } => testbed::netexec::serve(&name, &ports),
             TestbedHelper::CloudLb { state_dir, nodes } => {
                 testbed::cloud_lb::balancer::serve(&state_dir, &nodes)
             }
+            TestbedHelper::Hog {
+                cpu,
+                nice,
+                seconds,
+                parent,
+            } => spin(cpu, nice, std::time::Duration::from_secs(seconds), parent),
         };
         return match served {
             Ok(()) => ExitCode::SUCCESS,
@@ -102,7 +135,26 @@ fn main() -> ExitCode {
             return fail(&format!("cannot watch signal {signal}: {e}"));
         }
     }
-    let chosen = dataplanes(&args.only, &args.io);
+    let variants = Variants {
+        ios: args.io.clone().unwrap_or_else(|| {
+            if args.testbed {
+                vec![Io::Tap]
+            } else {
+                vec![Io::AfPacket, Io::Tap, Io::AfXdp]
+            }
+        }),
+        scheds: args.worker_sched.clone(),
+        kernel_rx: args.kernel_rx.clone(),
+    };
+    let chosen = if args.testbed {
+        testbed_dataplanes(&variants)
+    } else {
+        dataplanes(&args.only, &variants)
+    };
+    let hog_program = match std::env::current_exe() {
+        Ok(path) => path,
+        Err(e) => return fail(&format!("finding this executable (for the hogs): {e}")),
+    };
     let ferroplane = if chosen.iter().any(|d| d.is_ferroplane()) {
         match ferroplane_binary(args.ferroplane.as_deref()) {
             Ok(path) => path,
@@ -126,6 +178,14 @@ fn main() -> ExitCode {
         ferroplane,
         load_cpu: cpus[0],
         dataplane_cpu: cpus[1],
+        // The demo cluster's nodes run on every CPU (default affinity): hogs on all of them.
+        hog_cpus: if args.testbed {
+            cpus.clone()
+        } else {
+            vec![cpus[1]]
+        },
+        hog_program,
+        testbed: args.testbed,
     };
     let comparison = match run(&options, &interrupted) {
         Ok(c) => c,
@@ -133,18 +193,29 @@ fn main() -> ExitCode {
     };
     let markdown = comparison.to_markdown();
     print!("{markdown}");
-    let written = std::fs::create_dir_all(&args.out_dir)
-        .and_then(|()| std::fs::write(args.out_dir.join("compare.md"), &markdown));
-    if let Err(e) = written {
-        return fail(&format!("writing {}: {e}", args.out_dir.display()));
-    }
-    match chart::svg(&comparison) {
-        Ok(svg) => {
-            if let Err(e) = std::fs::write(args.out_dir.join("compare.svg"), svg) {
-                return fail(&format!("writing compare.svg: {e}"));
-            }
-        }
+    let stem = if args.testbed {
+        "compare-testbed"
+    } else {
+        "compare"
+    };
+    let mut files = vec![(format!("{stem}.md"), markdown)];
+    match chart::latency_svg(&comparison) {
+        Ok(svg) => files.push((format!("{stem}-latency.svg"), svg)),
         Err(e) => return fail(&e.0),
+    }
+    if !args.testbed {
+        match chart::svg(&comparison) {
+            Ok(svg) => files.push((format!("{stem}.svg"), svg)),
+            Err(e) => return fail(&e.0),
+        }
+    }
+    if let Err(e) = std::fs::create_dir_all(&args.out_dir) {
+        return fail(&format!("creating {}: {e}", args.out_dir.display()));
+    }
+    for (name, text) in &files {
+        if let Err(e) = std::fs::write(args.out_dir.join(name), text) {
+            return fail(&format!("writing {name}: {e}"));
+        }
     }
     let failed: Vec<Dataplane> = comparison
         .results
@@ -152,8 +223,10 @@ fn main() -> ExitCode {
         .filter(|r| r.error.is_some())
         .map(|r| r.dataplane)
         .collect();
+    let names: Vec<&str> = files.iter().map(|(name, _)| name.as_str()).collect();
     eprintln!(
-        "compare: wrote {0}/compare.md and {0}/compare.svg",
+        "compare: wrote {} in {}",
+        names.join(", "),
         args.out_dir.display()
     );
     if failed.is_empty() {

@@ -1,7 +1,7 @@
 //! ferroplane on the same topology, built by the testbed library (`testbed up` with our own
 //! manifest: the client pod on node 1, the backends on node 2, the Services), then each
 //! node's `ferroplane run` restarted pinned to the dataplane CPU with a flow table as large as
-//! the kernel's conntrack table.
+//! the kernel's conntrack table (and, with `--worker-sched`, the workers' scheduling policy).
 //!
 //! Invariants: pods declare no container ports, so the testbed starts no server in them (the
 //! comparison's own servers answer); the restarted process starts with an empty flow table
@@ -24,6 +24,7 @@ use testbed::layout::node_name;
 
 use super::plan::{Cluster, PODS, PodAddr, layout};
 use super::services::{Selects, ServiceSpec};
+use super::worker_sched::{WorkerSched, with_worker_scheduling};
 use super::{Result, Teardown};
 
 /// The flow table of each node: the kernel's default `nf_conntrack_max` on this machine.
@@ -82,12 +83,13 @@ pub fn manifest(services: &[ServiceSpec]) -> String {
 }
 
 /// Brings the cluster up with `services`, each node's dataplane using `io` for its pods and
-/// pinned, with every thread, to `cpu`.
+/// pinned, with every thread, to `cpu`; `sched`, if any, written as the workers' policy.
 pub fn build(
     ferroplane: &Path,
     io: Io,
     services: &[ServiceSpec],
     cpu: usize,
+    sched: Option<WorkerSched>,
 ) -> Result<FerroplaneBuild> {
     let teardown = Teardown::begin()?;
     let layout = layout()?;
@@ -108,7 +110,7 @@ pub fn build(
     let cluster = cluster_of(&state)?;
     let mut nodes = Vec::new();
     for node in &state.nodes {
-        nodes.push(restart(ferroplane, node, cpu)?);
+        nodes.push(restart(ferroplane, node, cpu, sched)?);
     }
     for pod in &state.pods {
         let node = state
@@ -147,11 +149,19 @@ fn cluster_of(state: &RunState) -> Result<Cluster> {
 }
 
 /// Stops the testbed's `ferroplane run` of `node` and starts it again with the larger flow
-/// table, all its threads on `cpu`.
-fn restart(ferroplane: &Path, node: &NodeRecord, cpu: usize) -> Result<Child> {
+/// table (and `sched`), all its threads on `cpu`.
+fn restart(
+    ferroplane: &Path,
+    node: &NodeRecord,
+    cpu: usize,
+    sched: Option<WorkerSched>,
+) -> Result<Child> {
     let config = std::fs::read_to_string(&node.config).map_err(context(node.config.display()))?;
-    std::fs::write(&node.config, with_flow_table(&config, FLOW_TABLE)?)
-        .map_err(context(node.config.display()))?;
+    let mut fresh = with_flow_table(&config, FLOW_TABLE)?;
+    if let Some(sched) = sched {
+        fresh = with_worker_scheduling(&fresh, sched)?;
+    }
+    std::fs::write(&node.config, fresh).map_err(context(node.config.display()))?;
     let pid = i32::try_from(node.pid)
         .ok()
         .and_then(Pid::from_raw)

@@ -2,8 +2,9 @@
 //! request/response (one flow, sequential round trips to the echo port) and TCP connect time
 //! of new connections (the first packet's trip through every dataplane decision).
 //!
-//! Invariants: every wait is bounded by [`REPLY_WAIT`]; a request that gets no answer is
-//! counted as lost, not timed; each connect uses a fresh source port and is closed with a
+//! Invariants: every wait is bounded by [`REPLY_WAIT`] and every run by [`RUN_LIMIT`]; a
+//! request that gets no answer is counted as lost, not timed; every answered sample is kept
+//! (sorted) for the distribution; each connect uses a fresh source port and is closed with a
 //! reset, so no TIME_WAIT state piles up between samples.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
@@ -15,33 +16,40 @@ use testbed::netns::within;
 
 use super::Result;
 use super::cpu::pin;
+use super::distribution::Distribution;
 use super::plan::Cluster;
 use super::services::{BENCH_VIP, ECHO_PORT};
-use super::stats::percentile;
 
 /// The longest a request waits for its answer (and a connect for its SYN-ACK).
 pub const REPLY_WAIT: Duration = Duration::from_millis(500);
+/// The longest one run of round trips or connects may take (it stops early, with fewer
+/// samples, when a loaded dataplane is slow).
+pub const RUN_LIMIT: Duration = Duration::from_secs(30);
 const WARM_UP: usize = 20;
 
-/// Latency percentiles of one run, in microseconds.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// Latency of one run, in microseconds.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Latency {
     pub p50_us: f64,
     pub p99_us: f64,
     pub samples: usize,
     pub lost: usize,
+    /// Every answered sample.
+    pub distribution: Distribution,
 }
 
-fn summarize(mut samples: Vec<f64>, lost: usize) -> Result<Latency> {
-    if samples.is_empty() {
+fn summarize(samples: Vec<f64>, lost: usize) -> Result<Latency> {
+    let distribution = Distribution::new(samples);
+    let (Some(p50_us), Some(p99_us)) = (distribution.quantile(0.50), distribution.quantile(0.99))
+    else {
         return Err(Error(format!("no sample answered ({lost} lost)")));
-    }
-    samples.sort_by(f64::total_cmp);
+    };
     Ok(Latency {
-        p50_us: percentile(&samples, 0.50),
-        p99_us: percentile(&samples, 0.99),
-        samples: samples.len(),
+        p50_us,
+        p99_us,
+        samples: distribution.len(),
         lost,
+        distribution,
     })
 }
 
@@ -77,8 +85,9 @@ pub fn request_response(
         let mut samples = Vec::with_capacity(count);
         let mut lost = 0;
         let mut reply = [0u8; 64];
+        let started = Instant::now();
         for sequence in 0..(WARM_UP + count) as u64 {
-            if stop.load(Ordering::Relaxed) {
+            if stop.load(Ordering::Relaxed) || started.elapsed() > RUN_LIMIT {
                 break;
             }
             let request = sequence.to_be_bytes();
@@ -121,8 +130,9 @@ pub fn connect_time(
         within(&ns, || {
             let mut samples = Vec::with_capacity(count);
             let mut lost = 0;
+            let begun = Instant::now();
             for _ in 0..count {
-                if stop.load(Ordering::Relaxed) {
+                if stop.load(Ordering::Relaxed) || begun.elapsed() > RUN_LIMIT {
                     break;
                 }
                 let started = Instant::now();

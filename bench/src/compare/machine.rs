@@ -74,6 +74,13 @@ pub fn load_average() -> String {
         .unwrap_or_else(|_| "unknown".to_owned())
 }
 
+/// The 1-minute load average, if `/proc/loadavg` reads.
+pub fn load_average_1() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse().ok())
+}
+
 fn cpu_model(cpuinfo: &str) -> String {
     cpuinfo
         .lines()

@@ -8,17 +8,81 @@ use std::fmt::Write;
 
 use super::crr::CLIENTS;
 use super::ferroplane::FLOW_TABLE;
+use super::hogs::{HOG_LIMIT, PER_CPU};
+use super::latency::RUN_LIMIT;
 use super::report::Comparison;
+use super::testbed_demo::{BACKEND_POD, CLIENT_POD};
 use super::udp_rate::FLOWS;
+
+fn cpu_list(cpus: &[usize]) -> String {
+    cpus.iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The latency workloads, as both modes run them.
+fn latency_text(c: &Comparison) -> String {
+    let w = &c.workloads;
+    format!(
+        "Latency, once per background load: idle; {PER_CPU} busy-loop processes per CPU on \
+         cpu {hogs} at nice 0; the same at nice 19 (the harness itself run as `compare hog`: \
+         pinned with `sched_setaffinity`, the nice value set absolutely with `setpriority`, \
+         killed when the run ends, on error and on panic, and exiting by themselves after \
+         {limit} s or when the harness is gone; measuring starts 0.3 s after they start). \
+         Under each: {rt} sequential UDP round trips of 8-byte payloads to the echo port \
+         (one flow; 64-byte frames), then {setups} TCP connects through the ClusterIP timed \
+         to the SYN-ACK (connection setup, closed with a reset); each bounded to {run} s. \
+         Per run p50, p90, p99, p99.9 and max (nearest rank, so each is a measured sample); \
+         the distribution chart pools the runs. The 1-minute load average is read after each \
+         load's runs (it includes the hogs and everything else on this shared machine).",
+        hogs = cpu_list(&c.hog_cpus),
+        limit = HOG_LIMIT.as_secs(),
+        rt = w.round_trips,
+        setups = w.setups,
+        run = RUN_LIMIT.as_secs(),
+    )
+}
+
+/// The method of `--testbed`.
+fn testbed_text(c: &Comparison) -> String {
+    format!(
+        "### Method\n\n\
+         Reproduce with `cargo run --release -p bench --bin compare -- --testbed` (as root; \
+         `--io tap|af-packet|af-xdp`, `--kernel-rx rps,default`, `--quick`, `--runs N`). \
+         First the testbed's demo cluster as `testbed up` brings it up (the testbed library: \
+         the demo manifests, two nodes, VXLAN, ferroplane per node with the testbed's node \
+         configuration: one worker, no pinning, default affinity), plus one Service at \
+         {vip} with the harness's ports selecting `{BACKEND_POD}` (node 2); requests come from \
+         `{CLIENT_POD}` (node 1); the harness's echo and TCP servers answer in `{BACKEND_POD}`'s \
+         namespace, pinned to cpu {load}, as is the client. Then the cluster is torn down and \
+         the comparison's kernel path is built (flannel-style VXLAN, a bridge, kube-proxy \
+         iptables rules; client pod on node 1, the Service's backends on node 2), once with \
+         RPS steering the nodes' receive work onto cpu {dp} and once without (as users run \
+         it), and measured the same way. The demo cluster's node processes may run on every \
+         CPU, so the hogs load every CPU ({hogs}) for every row alike.\n\n{latency}\n",
+        vip = super::services::BENCH_VIP,
+        load = c.load_cpu,
+        dp = c.dataplane_cpu,
+        hogs = cpu_list(&c.hog_cpus),
+        latency = latency_text(c),
+    )
+}
 
 pub fn text(c: &Comparison) -> String {
     let w = &c.workloads;
     let mut out = String::new();
+    if c.testbed {
+        out.push_str(&testbed_text(c));
+        machine(c, &mut out);
+        return out;
+    }
     let _ = writeln!(
         out,
         "### Method\n\n\
          Reproduce with `cargo run --release -p bench --bin compare` (as root; `--quick`, \
-         `--runs N`, `--only ferroplane,iptables,nftables,ovs`). One topology for all: an \
+         `--runs N`, `--only ferroplane,iptables,nftables,ovs`, `--io`, `--kernel-rx \
+         rps,default`, `--worker-sched other|fifo:PRIO|rr:PRIO`, repeatable). One topology for all: an \
          underlay bridge, two node namespaces (192.168.50.2 and .3), a client pod on node 1 \
          and two backend pods on node 2 (veth `eth0`, MTU 1450), VXLAN between the nodes (UDP \
          8472, VNI 1). The Service `bench` (ClusterIP {bench_vip}; UDP 9000 sink, UDP 9001 \
@@ -28,7 +92,9 @@ pub fn text(c: &Comparison) -> String {
          - **ferroplane**: the testbed library (`testbed::lifecycle::up`), each node's \
          `ferroplane run` then restarted under `taskset -c {dp}` (every thread on the \
          dataplane CPU, one worker) with a {FLOW_TABLE}-entry flow table (the kernel's \
-         `nf_conntrack_max` here). Pods attach as labelled: a veth whose node end ferroplane \
+         `nf_conntrack_max` here); with `--worker-sched` the node configuration also gets \
+         `workers.scheduling` (a row per policy; without it nothing is written: the node's \
+         default). Pods attach as labelled: a veth whose node end ferroplane \
          opens with AF_PACKET rings or with AF_XDP (generic XDP), or a TAP.\n\
          - **kernel**: per node a `flannel.1`-like VXLAN device (nolearning, static FDB, \
          neighbour and route per peer), a `cni0`-like bridge with the pod veths, \
@@ -38,7 +104,10 @@ pub fn text(c: &Comparison) -> String {
          forward chains, loaded by `iptables-restore`) or nftables mode (a `kube-proxy` \
          table: `service-ips` verdict map, per-Service chains with `numgen random mod N \
          vmap`, `dnat`; flannel's `flannel-ipv4` table; loaded by `nft -f`). Kernel \
-         conntrack.\n\
+         conntrack. Each mode in two rows: \"RPS to the dataplane CPU\" (receive steering, \
+         below: the kernel's work on the dataplane's core, at an inter-processor interrupt \
+         per packet) and \"no RPS, as users run it\" (default affinity: the work runs in the \
+         softirq of the CPU that sends the packet, here the load CPU).\n\
          - **OVS**: per node a private `ovsdb-server` + `ovs-vswitchd` inside the node \
          namespace, started under `taskset -c {dp}` with `pmd-cpu-mask` selecting cpu {dp}; a \
          `netdev` bridge with the uplink whose internal port holds the node IP (userspace \
@@ -49,8 +118,8 @@ pub fn text(c: &Comparison) -> String {
          checksum offload off (the userspace datapath reads veths through packet sockets).\n\n\
          Pinning: the load tools (generator, sinks, echo and TCP servers, iperf3, connect \
          loops) on cpu {load}; the dataplane on cpu {dp}: ferroplane's and OVS's processes by \
-         affinity, and in every build receive packet steering (RPS, `rps_cpus`) on every \
-         device of the node namespaces, so the kernel's receive work for a frame entering a \
+         affinity, and in every build but the kernel's no-RPS rows receive packet steering \
+         (RPS, `rps_cpus`) on every device of the node namespaces, so the kernel's receive work for a frame entering a \
          node (the kernel path itself; the packet-socket delivery into ferroplane and OVS) \
          runs on cpu {dp}. Both nodes' dataplanes share cpu {dp}: with two CPUs there is no \
          other way to keep the load off the dataplane's core. A dataplane that polls while \
@@ -67,7 +136,7 @@ pub fn text(c: &Comparison) -> String {
          time in `/proc/stat` (kept exactly on this tickless kernel, where tick-sampled busy \
          time would miss the kernel path's softirq bursts); it counts whatever ran there, so \
          other load on this shared machine shows too (the load average is noted per \
-         dataplane). (2) {rt} sequential UDP round trips to the echo port (one flow). (3) {CLIENTS} \
+         dataplane). (2) {latency} (3) {CLIENTS} \
          threads doing connect, 1-byte request, 1-byte reply, close for {crr:.0} s. \
          (4) iperf3 for {bulk} s, one stream, through `bulk`. Then, per Service count \
          ({scales}; the catalog holds `bench` and `bulk` in the middle, the rest decoy \
@@ -81,7 +150,7 @@ pub fn text(c: &Comparison) -> String {
         load = c.load_cpu,
         steps = w.search.steps,
         trial = w.search.trial.as_secs_f64(),
-        rt = w.round_trips,
+        latency = latency_text(c),
         crr = w.crr_for.as_secs_f64(),
         bulk = w.bulk_seconds,
         scales = w
@@ -92,6 +161,11 @@ pub fn text(c: &Comparison) -> String {
             .join(", "),
         connects = w.connects,
     );
+    machine(c, &mut out);
+    out
+}
+
+fn machine(c: &Comparison, out: &mut String) {
     let m = &c.machine;
     let _ = writeln!(
         out,
@@ -108,5 +182,4 @@ pub fn text(c: &Comparison) -> String {
         m.revision,
         m.tools.join("; ")
     );
-    out
 }

@@ -1,9 +1,54 @@
 //! The figures of the comparison: the keys the session records values under, and the
-//! table's rows (label, unit, which direction is better, decimals shown).
+//! table's rows (label, unit, which direction is better, decimals shown, whether the bar
+//! chart has a panel for it).
 //!
 //! Invariant: every key is unique, and every row's key is one the session records.
 
+use super::distribution::QUANTILES;
+use super::hogs::Load;
 use super::udp_rate::LOSS_LIMIT;
+
+/// Which latency workload a latency key belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LatencyKind {
+    /// UDP request/response through the ClusterIP.
+    RoundTrip,
+    /// TCP connect (to the SYN-ACK) through the ClusterIP, with the base Services.
+    Setup,
+}
+
+impl LatencyKind {
+    pub const ALL: [LatencyKind; 2] = [LatencyKind::RoundTrip, LatencyKind::Setup];
+
+    fn key(self) -> &'static str {
+        match self {
+            LatencyKind::RoundTrip => "rr",
+            LatencyKind::Setup => "setup",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            LatencyKind::RoundTrip => "UDP request/response",
+            LatencyKind::Setup => "TCP connection setup",
+        }
+    }
+}
+
+/// The key of one quantile (a [`QUANTILES`] key) of a latency workload under `load`.
+pub fn latency_key(kind: LatencyKind, load: Load, quantile: &str) -> String {
+    format!("{}_{}_{quantile}_us", kind.key(), load.key())
+}
+
+/// The key of a latency workload's pooled samples under `load` (for the distribution chart).
+pub fn samples_key(kind: LatencyKind, load: Load) -> String {
+    format!("{}_{}", kind.key(), load.key())
+}
+
+/// The key of the 1-minute load average read after the latency runs under `load`.
+pub fn load_average_key(load: Load) -> String {
+    format!("loadavg1_{}", load.key())
+}
 
 /// The keys of the figures, as the session records them.
 pub struct MetricKeys {
@@ -11,8 +56,6 @@ pub struct MetricKeys {
     pub cpu_per_million: String,
     pub cpu_load_cpu: String,
     pub cpu_dataplane_cpu: String,
-    pub rr_p50: String,
-    pub rr_p99: String,
     pub crr: String,
     pub bulk: String,
     /// (p50, p99) per Service count.
@@ -25,8 +68,6 @@ pub fn metric_keys(scales: &[usize]) -> MetricKeys {
         cpu_per_million: "cpu_s_per_mpkt".to_owned(),
         cpu_load_cpu: "cpu_load_cpu_s_per_mpkt".to_owned(),
         cpu_dataplane_cpu: "cpu_dataplane_cpu_s_per_mpkt".to_owned(),
-        rr_p50: "rr_p50_us".to_owned(),
-        rr_p99: "rr_p99_us".to_owned(),
         crr: "crr_per_s".to_owned(),
         bulk: "bulk_gbps".to_owned(),
         connect: scales
@@ -44,18 +85,73 @@ pub struct MetricDef {
     pub unit: &'static str,
     pub higher_is_better: bool,
     pub decimals: usize,
+    /// Whether the bar chart has a panel for it.
+    pub chart: bool,
 }
 
-/// The rows, in table order.
-pub fn metric_defs(scales: &[usize]) -> Vec<MetricDef> {
-    let keys = metric_keys(scales);
-    let def = |key: &str, label: String, unit, higher_is_better, decimals| MetricDef {
+fn def(
+    key: &str,
+    label: String,
+    unit: &'static str,
+    higher_is_better: bool,
+    decimals: usize,
+) -> MetricDef {
+    MetricDef {
         key: key.to_owned(),
         label,
         unit,
         higher_is_better,
         decimals,
-    };
+        chart: false,
+    }
+}
+
+/// The latency rows: per workload and load, every quantile, then the load averages.
+pub fn latency_defs() -> Vec<MetricDef> {
+    let mut defs = Vec::new();
+    for kind in LatencyKind::ALL {
+        for load in Load::ALL {
+            for quantile in QUANTILES {
+                let mut row = def(
+                    &latency_key(kind, load, quantile.key),
+                    format!(
+                        "{} latency, {}, {}",
+                        kind.label(),
+                        load.label(),
+                        quantile.label
+                    ),
+                    "µs",
+                    false,
+                    1,
+                );
+                row.chart = kind == LatencyKind::RoundTrip
+                    && load == Load::Idle
+                    && matches!(quantile.key, "p50" | "p99");
+                defs.push(row);
+            }
+        }
+    }
+    for load in Load::ALL {
+        defs.push(def(
+            &load_average_key(load),
+            format!(
+                "machine load average (1 min) after the latency runs, {}",
+                load.label()
+            ),
+            "",
+            false,
+            2,
+        ));
+    }
+    defs
+}
+
+/// The rows, in table order: every workload's (`latency_only`: the latency rows alone).
+pub fn metric_defs(scales: &[usize], latency_only: bool) -> Vec<MetricDef> {
+    if latency_only {
+        return latency_defs();
+    }
+    let keys = metric_keys(scales);
     let mut defs = vec![
         def(
             &keys.udp_rate,
@@ -89,20 +185,6 @@ pub fn metric_defs(scales: &[usize]) -> Vec<MetricDef> {
             2,
         ),
         def(
-            &keys.rr_p50,
-            "UDP request/response latency, p50".to_owned(),
-            "µs",
-            false,
-            1,
-        ),
-        def(
-            &keys.rr_p99,
-            "UDP request/response latency, p99".to_owned(),
-            "µs",
-            false,
-            1,
-        ),
-        def(
             &keys.crr,
             "New TCP connections (connect, 1 B each way, close)".to_owned(),
             "conn/s",
@@ -117,14 +199,21 @@ pub fn metric_defs(scales: &[usize]) -> Vec<MetricDef> {
             2,
         ),
     ];
+    for row in &mut defs {
+        row.chart = !row.label.starts_with("  ");
+    }
+    let latency = latency_defs();
+    defs.splice(4..4, latency);
     for (scale, (p50, p99)) in scales.iter().zip(&keys.connect) {
-        defs.push(def(
+        let mut row = def(
             p50,
             format!("TCP connect time, {scale} Services, p50"),
             "µs",
             false,
             1,
-        ));
+        );
+        row.chart = true;
+        defs.push(row);
         defs.push(def(
             p99,
             format!("TCP connect time, {scale} Services, p99"),
@@ -142,11 +231,33 @@ mod tests {
 
     #[test]
     fn every_scale_gets_a_p50_and_a_p99_row() {
-        let defs = metric_defs(&[100, 10_000]);
-        assert_eq!(defs.len(), 8 + 4);
-        assert_eq!(defs[8].key, "connect_p50_us_100");
-        assert_eq!(defs[11].key, "connect_p99_us_10000");
+        let defs = metric_defs(&[100, 10_000], false);
+        let latency = latency_defs().len();
+        assert_eq!(latency, 2 * 3 * 5 + 3);
+        assert_eq!(defs.len(), 6 + latency + 4);
+        assert_eq!(defs[6 + latency].key, "connect_p50_us_100");
+        assert_eq!(defs[9 + latency].key, "connect_p99_us_10000");
         let keys: std::collections::HashSet<&str> = defs.iter().map(|d| d.key.as_str()).collect();
         assert_eq!(keys.len(), defs.len());
+    }
+
+    #[test]
+    fn latency_rows_cover_every_load_and_quantile() {
+        let defs = metric_defs(&[100], true);
+        assert_eq!(defs.len(), latency_defs().len());
+        assert_eq!(defs[0].key, "rr_idle_p50_us");
+        assert_eq!(defs[0].label, "UDP request/response latency, idle, p50");
+        assert!(defs.iter().any(|d| d.key == "setup_nice19_p999_us"));
+        assert!(defs.iter().any(|d| d.key == "loadavg1_nice0"));
+        let charted: Vec<&str> = defs
+            .iter()
+            .filter(|d| d.chart)
+            .map(|d| d.key.as_str())
+            .collect();
+        assert_eq!(charted, ["rr_idle_p50_us", "rr_idle_p99_us"]);
+        let full = metric_defs(&[100], false);
+        let charted = full.iter().filter(|d| d.chart).count();
+        // rate, CPU, RR p50 and p99, connections, bulk, connect p50 at one scale
+        assert_eq!(charted, 7);
     }
 }

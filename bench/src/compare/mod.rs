@@ -6,11 +6,15 @@
 //! the other.
 //!
 //! Layout: `plan` (names, addresses), `services` (the Service catalog), one module per build
-//! (`ferroplane`, `kernel` with `kube_iptables` / `kube_nftables`, `ovs` with `ovs_flows`,
-//! shared pieces in `netdevs`), the backends' `servers`, one module per workload
-//! (`udp_rate`, `latency`, `crr`, `bulk`), `cpu` accounting, `session` (one dataplane from
-//! build to teardown), `stats`, `metrics` (the figures), `report` (markdown, with `machine`
-//! and `method`) and `chart` (SVG).
+//! (`ferroplane` with `worker_sched`, `kernel` with `kube_iptables` / `kube_nftables`, `ovs`
+//! with `ovs_flows`, `testbed_demo` for `--testbed`, shared pieces in `netdevs`), the
+//! backends' `servers`, one module per workload (`udp_rate`, `latency`, `crr`, `bulk`), the
+//! latency runs' background load (`hogs`), `cpu` accounting, `session` (one dataplane from
+//! build to teardown), `stats` and `distribution`, `metrics` (the figures), `report`
+//! (markdown, with `machine` and `method`) and `chart` (SVG).
+//!
+//! The kernel path runs in two configurations ([`KernelRx`]): its receive work steered onto
+//! the dataplane CPU with RPS, and as users run it (no RPS, default affinity).
 //!
 //! Invariants:
 //! - Root is checked first. Everything is created in namespaces named `fpcmp-...`; one
@@ -22,7 +26,9 @@ pub mod bulk;
 pub mod chart;
 pub mod cpu;
 pub mod crr;
+pub mod distribution;
 pub mod ferroplane;
+pub mod hogs;
 pub mod kernel;
 pub mod kube_iptables;
 pub mod kube_nftables;
@@ -39,12 +45,17 @@ pub mod servers;
 pub mod services;
 pub mod session;
 pub mod stats;
+pub mod testbed_demo;
 pub mod udp_rate;
+pub mod worker_sched;
 
 use std::str::FromStr;
 
 use testbed::error::Error;
 use testbed::run_state::Io;
+
+use self::kernel::ProxyMode;
+use self::worker_sched::WorkerSched;
 
 pub use self::session::{Options, run};
 
@@ -83,42 +94,153 @@ impl Drop for Teardown {
     }
 }
 
+/// Where the kernel path's receive work runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelRx {
+    /// RPS on every device of the node namespaces selects the dataplane CPU (an IPI per
+    /// packet; the kernel's work on the same core as the other dataplanes').
+    Steered,
+    /// No RPS, default affinity: as users run it (the work runs where the packet is sent,
+    /// in the sender's softirq).
+    Default,
+}
+
+impl FromStr for KernelRx {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<KernelRx, String> {
+        match text {
+            "rps" => Ok(KernelRx::Steered),
+            "default" => Ok(KernelRx::Default),
+            other => Err(format!("{other:?}: expected rps or default")),
+        }
+    }
+}
+
 /// One dataplane of the comparison.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dataplane {
-    Ferroplane(Io),
-    Iptables,
-    Nftables,
+    /// ferroplane with its pods on `io`; `sched` is `--worker-sched` (none: the node's
+    /// default, nothing written).
+    Ferroplane {
+        io: Io,
+        sched: Option<WorkerSched>,
+    },
+    Kernel {
+        mode: ProxyMode,
+        rx: KernelRx,
+    },
     Ovs,
+    /// The testbed's demo cluster as `testbed up` runs it (`--testbed`).
+    Testbed(Io),
+}
+
+fn io_key(io: Io) -> &'static str {
+    match io {
+        Io::AfPacket => "af-packet",
+        Io::Tap => "tap",
+        Io::AfXdp => "af-xdp",
+    }
+}
+
+fn io_label(io: Io) -> &'static str {
+    match io {
+        Io::AfPacket => "AF_PACKET",
+        Io::Tap => "TAP",
+        Io::AfXdp => "AF_XDP",
+    }
+}
+
+fn mode_key(mode: ProxyMode) -> &'static str {
+    match mode {
+        ProxyMode::Iptables => "iptables",
+        ProxyMode::Nftables => "nftables",
+    }
 }
 
 impl Dataplane {
-    /// Short name, as in `--only` and the table's column keys.
-    pub fn key(self) -> &'static str {
+    /// Short name, as in the table's column keys.
+    pub fn key(self) -> String {
         match self {
-            Dataplane::Ferroplane(Io::AfPacket) => "ferroplane-af-packet",
-            Dataplane::Ferroplane(Io::Tap) => "ferroplane-tap",
-            Dataplane::Ferroplane(Io::AfXdp) => "ferroplane-af-xdp",
-            Dataplane::Iptables => "iptables",
-            Dataplane::Nftables => "nftables",
-            Dataplane::Ovs => "ovs",
+            Dataplane::Ferroplane { io, sched } => match sched {
+                None => format!("ferroplane-{}", io_key(io)),
+                Some(s) => format!(
+                    "ferroplane-{}-{}",
+                    io_key(io),
+                    s.to_string().replace(':', "")
+                ),
+            },
+            Dataplane::Kernel {
+                mode,
+                rx: KernelRx::Steered,
+            } => format!("{}-rps", mode_key(mode)),
+            Dataplane::Kernel {
+                mode,
+                rx: KernelRx::Default,
+            } => mode_key(mode).to_owned(),
+            Dataplane::Ovs => "ovs".to_owned(),
+            Dataplane::Testbed(io) => format!("testbed-{}", io_key(io)),
         }
     }
 
     /// The column heading.
-    pub fn label(self) -> &'static str {
+    pub fn label(self) -> String {
         match self {
-            Dataplane::Ferroplane(Io::AfPacket) => "ferroplane (AF_PACKET pods)",
-            Dataplane::Ferroplane(Io::Tap) => "ferroplane (TAP pods)",
-            Dataplane::Ferroplane(Io::AfXdp) => "ferroplane (AF_XDP pods)",
-            Dataplane::Iptables => "kernel + kube-proxy iptables",
-            Dataplane::Nftables => "kernel + kube-proxy nftables",
-            Dataplane::Ovs => "OVS userspace (netdev)",
+            Dataplane::Ferroplane { io, sched } => match sched {
+                None => format!("ferroplane ({} pods)", io_label(io)),
+                Some(s) => format!("ferroplane ({} pods, workers {s})", io_label(io)),
+            },
+            Dataplane::Kernel { mode, rx } => format!(
+                "kernel + kube-proxy {} ({})",
+                mode_key(mode),
+                match rx {
+                    KernelRx::Steered => "RPS to the dataplane CPU",
+                    KernelRx::Default => "no RPS, as users run it",
+                }
+            ),
+            Dataplane::Ovs => "OVS userspace (netdev)".to_owned(),
+            Dataplane::Testbed(io) => {
+                format!("testbed demo cluster, ferroplane ({} pods)", io_label(io))
+            }
         }
     }
 
+    /// The short name used in ratio headings and on the charts.
+    pub fn short(self) -> String {
+        match self {
+            Dataplane::Ferroplane { io, sched } => match sched {
+                None => format!("fp {}", io_label(io)),
+                Some(s) => format!("fp {} {s}", io_label(io)),
+            },
+            Dataplane::Kernel {
+                mode,
+                rx: KernelRx::Steered,
+            } => format!("{} RPS", mode_key(mode)),
+            Dataplane::Kernel {
+                mode,
+                rx: KernelRx::Default,
+            } => mode_key(mode).to_owned(),
+            Dataplane::Ovs => "OVS".to_owned(),
+            Dataplane::Testbed(io) => format!("testbed {}", io_label(io)),
+        }
+    }
+
+    /// ferroplane, built by the harness or as the testbed runs it.
     pub fn is_ferroplane(self) -> bool {
-        matches!(self, Dataplane::Ferroplane(_))
+        matches!(self, Dataplane::Ferroplane { .. } | Dataplane::Testbed(_))
+    }
+
+    pub fn is_kernel(self) -> bool {
+        matches!(self, Dataplane::Kernel { .. })
+    }
+
+    /// Whether the harness steers the nodes' receive work onto the dataplane CPU (RPS).
+    pub fn steers_rx(self) -> bool {
+        match self {
+            Dataplane::Ferroplane { .. } | Dataplane::Ovs => true,
+            Dataplane::Kernel { rx, .. } => rx == KernelRx::Steered,
+            Dataplane::Testbed(_) => false,
+        }
     }
 }
 
@@ -157,25 +279,73 @@ impl FromStr for Family {
     }
 }
 
-/// The dataplanes to measure, in order: ferroplane first (one per I/O backend), then the
-/// others in `Family::ALL` order, each at most once.
-pub fn dataplanes(families: &[Family], ios: &[Io]) -> Vec<Dataplane> {
+/// What to measure besides the families: ferroplane's I/O backends and worker policies, the
+/// kernel path's receive placements.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Variants {
+    pub ios: Vec<Io>,
+    /// Empty: one ferroplane row per backend with the node's default policy.
+    pub scheds: Vec<WorkerSched>,
+    pub kernel_rx: Vec<KernelRx>,
+}
+
+/// The dataplanes to measure, in order: ferroplane first (per I/O backend, then per worker
+/// policy), then the others in `Family::ALL` order (the kernel per receive placement), each
+/// at most once.
+pub fn dataplanes(families: &[Family], variants: &Variants) -> Vec<Dataplane> {
     let mut out = Vec::new();
+    let mut add = |d: Dataplane| {
+        if !out.contains(&d) {
+            out.push(d);
+        }
+    };
+    let scheds: Vec<Option<WorkerSched>> = if variants.scheds.is_empty() {
+        vec![None]
+    } else {
+        variants.scheds.iter().copied().map(Some).collect()
+    };
     for family in Family::ALL {
         if !families.contains(&family) {
             continue;
         }
+        let kernel = |mode| {
+            variants
+                .kernel_rx
+                .iter()
+                .map(move |&rx| Dataplane::Kernel { mode, rx })
+        };
         match family {
             Family::Ferroplane => {
-                for &io in ios {
-                    if !out.contains(&Dataplane::Ferroplane(io)) {
-                        out.push(Dataplane::Ferroplane(io));
+                for &io in &variants.ios {
+                    for &sched in &scheds {
+                        add(Dataplane::Ferroplane { io, sched });
                     }
                 }
             }
-            Family::Iptables => out.push(Dataplane::Iptables),
-            Family::Nftables => out.push(Dataplane::Nftables),
-            Family::Ovs => out.push(Dataplane::Ovs),
+            Family::Iptables => kernel(ProxyMode::Iptables).for_each(&mut add),
+            Family::Nftables => kernel(ProxyMode::Nftables).for_each(&mut add),
+            Family::Ovs => add(Dataplane::Ovs),
+        }
+    }
+    out
+}
+
+/// `--testbed`: the demo cluster per I/O backend, then the kernel path with iptables per
+/// receive placement.
+pub fn testbed_dataplanes(variants: &Variants) -> Vec<Dataplane> {
+    let mut out: Vec<Dataplane> = Vec::new();
+    for &io in &variants.ios {
+        if !out.contains(&Dataplane::Testbed(io)) {
+            out.push(Dataplane::Testbed(io));
+        }
+    }
+    for &rx in &variants.kernel_rx {
+        let kernel = Dataplane::Kernel {
+            mode: ProxyMode::Iptables,
+            rx,
+        };
+        if !out.contains(&kernel) {
+            out.push(kernel);
         }
     }
     out
@@ -187,20 +357,55 @@ mod tests {
 
     #[test]
     fn dataplanes_come_in_a_fixed_order_once_each() {
+        let variants = Variants {
+            ios: vec![Io::Tap, Io::AfPacket, Io::Tap],
+            scheds: Vec::new(),
+            kernel_rx: vec![KernelRx::Steered, KernelRx::Default],
+        };
         let all = dataplanes(
             &[Family::Ovs, Family::Ferroplane, Family::Iptables],
-            &[Io::Tap, Io::AfPacket, Io::Tap],
+            &variants,
         );
+        let keys: Vec<String> = all.iter().map(|d| d.key()).collect();
         assert_eq!(
-            all,
+            keys,
             [
-                Dataplane::Ferroplane(Io::Tap),
-                Dataplane::Ferroplane(Io::AfPacket),
-                Dataplane::Iptables,
-                Dataplane::Ovs
+                "ferroplane-tap",
+                "ferroplane-af-packet",
+                "iptables-rps",
+                "iptables",
+                "ovs"
             ]
         );
         assert_eq!("nftables".parse::<Family>(), Ok(Family::Nftables));
         assert!("kube-proxy".parse::<Family>().is_err());
+        assert_eq!("default".parse::<KernelRx>(), Ok(KernelRx::Default));
+        assert!(all[2].steers_rx() && !all[3].steers_rx() && all[0].steers_rx());
+    }
+
+    #[test]
+    fn every_worker_policy_is_a_ferroplane_row_of_its_own() {
+        let variants = Variants {
+            ios: vec![Io::Tap],
+            scheds: vec![WorkerSched::Other, WorkerSched::Fifo(10)],
+            kernel_rx: vec![KernelRx::Default],
+        };
+        let all = dataplanes(&[Family::Ferroplane, Family::Nftables], &variants);
+        let labels: Vec<String> = all.iter().map(|d| d.label()).collect();
+        assert_eq!(
+            labels,
+            [
+                "ferroplane (TAP pods, workers other)",
+                "ferroplane (TAP pods, workers fifo:10)",
+                "kernel + kube-proxy nftables (no RPS, as users run it)"
+            ]
+        );
+        assert_eq!(all[1].key(), "ferroplane-tap-fifo10");
+        let testbed = testbed_dataplanes(&variants);
+        assert_eq!(
+            testbed.iter().map(|d| d.short()).collect::<Vec<_>>(),
+            ["testbed TAP", "iptables"]
+        );
+        assert!(testbed[0].is_ferroplane() && !testbed[0].steers_rx());
     }
 }

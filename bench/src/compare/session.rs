@@ -1,9 +1,12 @@
 //! One comparison: for each dataplane in turn, build the topology, start the servers, check
 //! that a ping and a TCP connection through the ClusterIP work, run every workload `runs`
-//! times, then the connect-time sweep over Service counts, and tear everything down.
+//! times (the latency workloads once per background load: idle, busy loops at nice 0 and at
+//! nice 19 on the hog CPUs), then the connect-time sweep over Service counts, and tear
+//! everything down. With `testbed` set only the latency workloads run.
 //!
 //! Invariants: a dataplane that fails (build, smoke check or a workload) is reported with its
-//! error and the others still run; the servers are stopped before their namespaces go; an
+//! error and the others still run; the servers are stopped before their namespaces go; the
+//! hogs of a latency run are gone before the next run starts (and on error and panic); an
 //! interrupt stops the current workload at its next bound and skips the rest.
 
 use std::path::PathBuf;
@@ -14,17 +17,21 @@ use testbed::error::Error;
 use testbed::netns::exec;
 
 use super::ferroplane::{self, FerroplaneBuild};
-use super::kernel::{self, KernelBuild, ProxyMode};
-use super::latency::{connect_time, request_response, wait_serving};
-use super::metrics::metric_keys;
+use super::hogs::{Hogs, Load};
+use super::kernel::{self, KernelBuild};
+use super::latency::{Latency, connect_time, request_response, wait_serving};
+use super::machine::load_average_1;
+use super::metrics::{LatencyKind, latency_key, load_average_key, metric_keys, samples_key};
 use super::netdevs::{steer_node_rx, tune_client};
 use super::ovs::{self, OvsBuild};
 use super::plan::Cluster;
 use super::report::{Comparison, DataplaneResult};
 use super::servers::Servers;
 use super::services::{BENCH_VIP, DECOY_PORT, TCP_PORT, catalog, decoy_ip};
+use super::testbed_demo::{self, TestbedBuild};
 use super::udp_rate::{SearchPlan, search};
 use super::{Dataplane, Result, bulk, crr};
+use crate::compare::distribution::QUANTILES;
 
 /// How one comparison runs.
 #[derive(Clone, Debug)]
@@ -35,6 +42,12 @@ pub struct Options {
     pub ferroplane: PathBuf,
     pub load_cpu: usize,
     pub dataplane_cpu: usize,
+    /// The CPUs the latency runs' hogs are pinned to.
+    pub hog_cpus: Vec<usize>,
+    /// The executable that serves `hog` (this one).
+    pub hog_program: PathBuf,
+    /// `--testbed`: the latency workloads alone (the demo cluster beside the kernel path).
+    pub testbed: bool,
 }
 
 /// The lengths and counts of every workload.
@@ -42,6 +55,8 @@ pub struct Options {
 pub struct Workloads {
     pub search: SearchPlan,
     pub round_trips: usize,
+    /// TCP connects per latency run (connection setup under each load).
+    pub setups: usize,
     pub crr_for: Duration,
     pub bulk_seconds: u64,
     pub connects: usize,
@@ -56,7 +71,8 @@ impl Workloads {
                     trial: Duration::from_millis(400),
                     steps: 4,
                 },
-                round_trips: 300,
+                round_trips: 1_000,
+                setups: 200,
                 crr_for: Duration::from_secs(1),
                 bulk_seconds: 2,
                 connects: 100,
@@ -68,7 +84,8 @@ impl Workloads {
                     trial: Duration::from_secs(1),
                     steps: 7,
                 },
-                round_trips: 2_000,
+                round_trips: 10_000,
+                setups: 1_000,
                 crr_for: Duration::from_secs(3),
                 bulk_seconds: 5,
                 connects: 300,
@@ -81,27 +98,31 @@ impl Workloads {
 /// The Services every workload but the scale sweep runs with.
 const BASE_SERVICES: usize = 2;
 const SERVING_WITHIN: Duration = Duration::from_secs(120);
+/// How long hogs spin before a latency run starts measuring.
+const HOGS_SETTLE: Duration = Duration::from_millis(300);
 
 /// A built topology of any kind.
 enum Build {
     Ferroplane(FerroplaneBuild),
     Kernel(KernelBuild),
     Ovs(OvsBuild),
+    Testbed(TestbedBuild),
 }
 
 impl Build {
     fn new(dataplane: Dataplane, options: &Options) -> Result<Build> {
         let base = catalog(BASE_SERVICES);
         let mut build = match dataplane {
-            Dataplane::Ferroplane(io) => Build::Ferroplane(ferroplane::build(
+            Dataplane::Ferroplane { io, sched } => Build::Ferroplane(ferroplane::build(
                 &options.ferroplane,
                 io,
                 &base,
                 options.dataplane_cpu,
+                sched,
             )?),
-            Dataplane::Iptables => Build::Kernel(kernel::build(ProxyMode::Iptables)?),
-            Dataplane::Nftables => Build::Kernel(kernel::build(ProxyMode::Nftables)?),
+            Dataplane::Kernel { mode, .. } => Build::Kernel(kernel::build(mode)?),
             Dataplane::Ovs => Build::Ovs(ovs::build(options.dataplane_cpu)?),
+            Dataplane::Testbed(io) => Build::Testbed(testbed_demo::build(&options.ferroplane, io)?),
         };
         if !dataplane.is_ferroplane() {
             build.program(BASE_SERVICES)?;
@@ -114,6 +135,7 @@ impl Build {
             Build::Ferroplane(b) => b.cluster(),
             Build::Kernel(b) => b.cluster(),
             Build::Ovs(b) => b.cluster(),
+            Build::Testbed(b) => b.cluster(),
         }
     }
 
@@ -124,6 +146,9 @@ impl Build {
             Build::Ferroplane(b) => b.program(&services),
             Build::Kernel(b) => b.program(&services),
             Build::Ovs(b) => b.program(&services),
+            Build::Testbed(_) => Err(Error(
+                "the testbed's demo cluster keeps its own Services".to_owned(),
+            )),
         }
     }
 }
@@ -170,8 +195,10 @@ fn measure(
 ) -> Result<()> {
     let mut build = Build::new(dataplane, options)?;
     let cluster = build.cluster().clone();
-    for node in &cluster.nodes {
-        steer_node_rx(node, options.dataplane_cpu)?;
+    if dataplane.steers_rx() {
+        for node in &cluster.nodes {
+            steer_node_rx(node, options.dataplane_cpu)?;
+        }
     }
     tune_client(&cluster.client.ns)?;
     let servers = Servers::start(&cluster, options.load_cpu)?;
@@ -181,6 +208,10 @@ fn measure(
     for run in 0..options.runs {
         if stop.load(Ordering::Relaxed) {
             return Ok(());
+        }
+        if options.testbed {
+            latency_runs(&cluster, options, workloads, stop, result)?;
+            continue;
         }
         let found = search(&cluster, &servers, workloads.search, cpu, stop)?;
         match &found.best {
@@ -208,12 +239,7 @@ fn measure(
             )),
         }
         result.unpaced.push(found.unpaced.clone());
-        let rr = request_response(&cluster, workloads.round_trips, cpu, stop)?;
-        result.push(&keys.rr_p50, rr.p50_us);
-        result.push(&keys.rr_p99, rr.p99_us);
-        if rr.lost > 0 {
-            result.note(format!("run {}: {} UDP round trips lost", run + 1, rr.lost));
-        }
+        latency_runs(&cluster, options, workloads, stop, result)?;
         let connections = crr::run(&cluster, workloads.crr_for, cpu, stop)?;
         result.push(&keys.crr, connections.per_second());
         if connections.failed > 0 {
@@ -230,7 +256,7 @@ fn measure(
         );
     }
     for (scale, (p50_key, p99_key)) in workloads.scales.iter().zip(&keys.connect) {
-        if stop.load(Ordering::Relaxed) {
+        if stop.load(Ordering::Relaxed) || options.testbed {
             return Ok(());
         }
         let started = Instant::now();
@@ -252,6 +278,70 @@ fn measure(
     drop(servers);
     drop(build);
     Ok(())
+}
+
+/// One run of each latency workload under each background load: the hogs started, given
+/// [`HOGS_SETTLE`] to take their share, the round trips and the connects timed, the load
+/// average read, the hogs stopped.
+fn latency_runs(
+    cluster: &Cluster,
+    options: &Options,
+    workloads: &Workloads,
+    stop: &AtomicBool,
+    result: &mut DataplaneResult,
+) -> Result<()> {
+    let cpu = options.load_cpu;
+    for load in Load::ALL {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let hogs = Hogs::start(&options.hog_program, load, &options.hog_cpus)?;
+        if load != Load::Idle {
+            std::thread::sleep(HOGS_SETTLE);
+        }
+        let rr = request_response(cluster, workloads.round_trips, cpu, stop)?;
+        let setup = connect_time(cluster, BENCH_VIP, TCP_PORT, workloads.setups, cpu, stop)?;
+        let load_average = load_average_1();
+        drop(hogs);
+        record(
+            result,
+            LatencyKind::RoundTrip,
+            load,
+            rr,
+            workloads.round_trips,
+        );
+        record(result, LatencyKind::Setup, load, setup, workloads.setups);
+        if let Some(value) = load_average {
+            result.push(&load_average_key(load), value);
+        }
+    }
+    Ok(())
+}
+
+/// A latency run's quantiles and samples, and a note when answers were lost or the run hit
+/// its time bound.
+fn record(
+    result: &mut DataplaneResult,
+    kind: LatencyKind,
+    load: Load,
+    latency: Latency,
+    planned: usize,
+) {
+    if let Some(values) = latency.distribution.quantiles() {
+        for (quantile, value) in QUANTILES.iter().zip(values) {
+            result.push(&latency_key(kind, load, quantile.key), value);
+        }
+    }
+    if latency.lost > 0 || latency.samples + latency.lost < planned {
+        result.note(format!(
+            "{}, {}: {} of {planned} answered, {} lost",
+            kind.label(),
+            load.label(),
+            latency.samples,
+            latency.lost
+        ));
+    }
+    result.extend_samples(&samples_key(kind, load), latency.distribution.samples());
 }
 
 /// A ping from the client to the first backend, and a TCP connection through the ClusterIP.

@@ -1,0 +1,143 @@
+//! `compare --testbed`: the testbed's demo cluster as `testbed up` brings it up (the demo
+//! manifests, ferroplane per node with the testbed's own node configuration: one worker,
+//! default affinity), plus one Service `bench-rr` at the `bench` ClusterIP and ports that
+//! selects the demo's `store-db` pod on node 2; the client is the demo's `store-fe` on node 1.
+//! The harness's servers answer in `store-db` beside the pod's own server (other ports).
+//!
+//! Invariants: nothing of the testbed's node processes is changed (no restart, no pinning,
+//! no receive steering): the figure is the testbed's as it runs; everything is made under
+//! the comparison's prefix, so one teardown removes it, on error and on panic alike.
+
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+use testbed::error::{Error, context};
+use testbed::lifecycle::{DEMO_APPLIED, DEMO_DIR, UpOptions, up};
+use testbed::run_state::{Io, Mode, RunState};
+
+use super::plan::{Cluster, PodAddr, layout};
+use super::services::{ServiceSpec, bench_service};
+use super::{Result, Teardown};
+
+/// The demo pod the requests come from (node 1).
+pub const CLIENT_POD: &str = "store-fe";
+/// The demo pod that answers them (node 2), selected by `bench-rr`.
+pub const BACKEND_POD: &str = "store-db";
+const BACKEND_SELECTOR: &str = "{app: store, role: db}";
+
+/// The demo cluster, up.
+pub struct TestbedBuild {
+    cluster: Cluster,
+    _state: RunState,
+    _teardown: Teardown,
+}
+
+/// The `bench-rr` Service: `bench`'s ClusterIP and ports, selecting [`BACKEND_POD`].
+pub fn service_manifest(service: &ServiceSpec) -> String {
+    let mut out = format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: bench-rr\nspec:\n  clusterIP: {}\n  selector: {BACKEND_SELECTOR}\n  ports:\n",
+        service.cluster_ip
+    );
+    for port in &service.ports {
+        let _ = write!(
+            out,
+            "  - name: {}\n    protocol: {}\n    port: {}\n    targetPort: {}\n",
+            port.name,
+            port.protocol.upper(),
+            port.port,
+            port.target
+        );
+    }
+    out
+}
+
+/// The demo manifests `testbed up` applies, then the `bench-rr` Service in `staging`.
+pub fn manifests(staging: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = DEMO_APPLIED
+        .iter()
+        .map(|f| PathBuf::from(DEMO_DIR).join(f))
+        .collect();
+    files.push(staging.to_owned());
+    files
+}
+
+/// Brings the demo cluster up with its pods on `io`.
+pub fn build(ferroplane: &Path, io: Io) -> Result<TestbedBuild> {
+    let teardown = Teardown::begin()?;
+    let layout = layout()?;
+    let staging = std::env::temp_dir().join(format!("fpcmp-rr-{}.yaml", std::process::id()));
+    std::fs::write(&staging, service_manifest(&bench_service()))
+        .map_err(context(staging.display()))?;
+    let options = UpOptions {
+        nodes: super::plan::NODES,
+        io,
+        mode: Mode::Vxlan,
+        manifests: manifests(&staging),
+        ferroplane: ferroplane.to_owned(),
+    };
+    let state = up(&layout, &options);
+    let _ = std::fs::remove_file(&staging);
+    let state = state?;
+    let addr = |name: &str| -> Result<PodAddr> {
+        let pod = state
+            .pod(name)
+            .ok_or_else(|| Error(format!("the demo cluster has no pod {name}")))?;
+        Ok(PodAddr {
+            name: pod.name.clone(),
+            ns: pod.netns.clone(),
+            ip: pod.ip,
+        })
+    };
+    let cluster = Cluster {
+        client: addr(CLIENT_POD)?,
+        backends: vec![addr(BACKEND_POD)?],
+        nodes: state.nodes.iter().map(|n| n.netns.clone()).collect(),
+    };
+    Ok(TestbedBuild {
+        cluster,
+        _state: state,
+        _teardown: teardown,
+    })
+}
+
+impl TestbedBuild {
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_service_selects_the_demo_db_at_the_bench_address() {
+        let text = service_manifest(&bench_service());
+        assert!(text.contains("clusterIP: 10.96.100.10\n  selector: {app: store, role: db}\n"));
+        assert!(text.contains("  - name: echo\n    protocol: UDP\n    port: 9001\n"));
+        let files = manifests(Path::new("/tmp/x.yaml"));
+        assert_eq!(files.len(), DEMO_APPLIED.len() + 1);
+        assert!(files[2].ends_with("10-store-app.yaml"), "{files:?}");
+        assert!(
+            files
+                .iter()
+                .all(|f| f.is_file() || f == Path::new("/tmp/x.yaml"))
+        );
+    }
+
+    #[test]
+    fn the_demo_places_the_client_and_the_backend_on_different_nodes() {
+        let app =
+            std::fs::read_to_string(PathBuf::from(DEMO_DIR).join("10-store-app.yaml")).unwrap();
+        let node_of = |pod: &str| {
+            let rest = &app[app.find(&format!("name: {pod}\n")).unwrap()..];
+            rest.lines()
+                .find_map(|l| l.trim().strip_prefix("nodeName: "))
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(node_of(CLIENT_POD), "node-1");
+        assert_eq!(node_of(BACKEND_POD), "node-2");
+        assert!(app.contains("labels: {app: store, role: db}"));
+    }
+}

@@ -90,6 +90,7 @@ pub fn run(settings: NodeSettings, reload: Reload) -> Result<(), String> {
         settings.uplink.backend,
         settings.pods.backend
     ));
+    devices::set_af_xdp_busy_poll(settings.schedule.idle == IdleMode::BusyPoll);
     let (conntrack, adopted) = flow_state::conntrack_table(&settings)?;
     let affinity = Arc::new(AffinityTable::new(65_536));
     let observers = Arc::new(Observers::default());

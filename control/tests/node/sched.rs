@@ -145,3 +145,107 @@ fn a_refused_class_stops_the_start_and_a_refused_default_falls_back() {
     );
     assert!(stderr.contains("fp-no-such-nic"), "{stderr}");
 }
+
+/// UDP ping-pong client: argv[1]:argv[2], argv[3] round trips of 64 bytes, 1 ms apart (so the
+/// worker falls asleep between them); prints p50 p90 p99 p99.9 max in microseconds and the
+/// number lost.
+const PING_PONG: &str = r#"
+import socket, sys, time
+ip, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1); s.connect((ip, port))
+def once():
+    t = time.perf_counter_ns(); s.send(b"x" * 64)
+    try:
+        s.recv(2048); return time.perf_counter_ns() - t
+    except socket.timeout:
+        return None
+for _ in range(100): once()
+rtts, lost = [], 0
+for _ in range(n):
+    r = once()
+    if r is None: lost += 1
+    else: rtts.append(r)
+    time.sleep(0.001)
+rtts.sort()
+q = lambda p: rtts[min(len(rtts) - 1, int(p * len(rtts)))] // 1000
+print(q(0.5), q(0.9), q(0.99), q(0.999), rtts[-1] // 1000, lost)
+"#;
+
+/// A CPU-bound process that ends by itself after two minutes.
+const HOG: &str = "import time\nend = time.time() + 120\nwhile time.time() < end: pass\n";
+
+/// Not a test: the side-by-side that chose the default class. UDP round trips from one pod to
+/// a ClusterIP backed by another pod on the same node, the worker pinned to the last CPU,
+/// with and without two `nice -n 19` CPU hogs pinned there too, for each class. Prints
+/// p50/p90/p99/p99.9/max in microseconds. Run it alone, as root, under the netns lock:
+/// `cargo test -p control --test node -- --ignored --nocapture sched::measure`
+/// (FP_SCHED_RTTS round trips per run, default 3000).
+#[test]
+#[ignore = "a measurement, not a test"]
+fn measure_udp_round_trips_by_class() {
+    let n: usize = std::env::var("FP_SCHED_RTTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000);
+    let cpu = std::thread::available_parallelism().map_or(0, |c| c.get() - 1);
+    let classes = [
+        ("other", "  scheduling:\n    policy: other\n"),
+        (
+            "other+100us slice",
+            "  scheduling:\n    policy: other\n    slice: 100us\n",
+        ),
+        (
+            "fifo 1",
+            "  scheduling:\n    policy: fifo\n    priority: 1\n",
+        ),
+    ];
+    let mut rows = Vec::new();
+    for (i, (name, yaml)) in classes.iter().enumerate() {
+        let tag = format!("m{i}");
+        let mut node = Node::start_with_workers(
+            &tag,
+            Backend::Tap,
+            "af-packet",
+            2,
+            1,
+            &crate::harness::service("echo", &format!("{tag}-b"), 80, 8080),
+            &format!("  cores: [{cpu}]\n{yaml}"),
+        );
+        node.serve(1, 8080);
+        let vip = node.cluster_ip("echo");
+        for hogs in [0, 2] {
+            let mut hog_procs: Vec<_> = (0..hogs)
+                .map(|_| {
+                    Command::new("taskset")
+                        .args(["-c", &cpu.to_string(), "nice", "-n", "19"])
+                        // One process (taskset and nice exec), so kill() stops it.
+                        .args(["python3", "-c", HOG])
+                        .spawn()
+                        .unwrap()
+                })
+                .collect();
+            let out =
+                node.pods[0]
+                    .ns
+                    .run(&["python3", "-c", PING_PONG, &vip, "80", &n.to_string()]);
+            for hog in &mut hog_procs {
+                let _ = hog.kill();
+                let _ = hog.wait();
+            }
+            let line = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            rows.push(format!("{name:<20} hogs {hogs}  {line}"));
+            eprintln!("{}", rows.last().unwrap());
+        }
+    }
+    eprintln!(
+        "\n{n} UDP round trips through a ClusterIP, worker on CPU {cpu}; columns: p50 p90 p99 p99.9 max (us), lost"
+    );
+    for row in rows {
+        eprintln!("{row}");
+    }
+}

@@ -7,10 +7,14 @@
 //! Invariants:
 //! - The snapshot is loaded once per round and the clock read once per round; the packet
 //!   path between them does no syscalls besides the devices' own.
-//! - The worker never yields: under EEVDF each sched_yield pushes the thread's deadline a
-//!   slice further, so after an idle spell it would wait behind every CPU-bound task on its
-//!   core. It polls for a bounded time after work, then sleeps (`IdleMode`), so an idle node
-//!   costs ~0% CPU and a real-time worker never holds its core while idle.
+//! - It polls for a bounded time after work, then sleeps (`IdleMode`), so an idle node costs
+//!   ~0% CPU and a real-time worker never holds its core while idle.
+//! - A SCHED_OTHER worker never yields: under EEVDF each sched_yield pushes the thread's
+//!   deadline a slice further, so after an idle spell it would wait behind every CPU-bound
+//!   task on its core. A real-time worker yields on each empty round while it spins: that
+//!   hands the core only to real-time threads of its priority, e.g. another node's worker on
+//!   the same CPU (the testbed), which then forwards the next hop at once instead of after
+//!   the spin.
 //! - Reports are published by pointer swap every `report_every_ms`; readers never block it.
 use std::io;
 use std::sync::Arc;
@@ -115,6 +119,7 @@ pub fn run<P: PacketIo>(
     let setup = prepare_thread(cfg);
     rounds.thread_ready(setup.as_ref().map(drop));
     setup?;
+    let yield_while_spinning = current_scheduling().is_ok_and(|s| s.policy.is_realtime());
     let mut fds = Vec::new();
     let every_ns = cfg.report_every_ms.saturating_mul(1_000_000);
     let mut clock = RoundClock::new(cfg.idle, monotonic_ns());
@@ -149,6 +154,8 @@ pub fn run<P: PacketIo>(
             }
             let readable = wait_readable(&mut fds, cfg.sleep_ms)?;
             clock.slept(readable);
+        } else if n == 0 && yield_while_spinning {
+            std::thread::yield_now();
         }
         if now_ns.saturating_sub(last_report) >= every_ns {
             for (dev, counters) in worker.ports.iter_mut().zip(worker.counters.iter_mut()) {

@@ -176,7 +176,9 @@ const HOG: &str = "import time\nend = time.time() + 120\nwhile time.time() < end
 
 /// Not a test: the side-by-side that chose the default class. UDP round trips from one pod to
 /// a ClusterIP backed by another pod on the same node, the worker pinned to the last CPU,
-/// with and without two `nice -n 19` CPU hogs pinned there too, for each class. Prints
+/// with and without two `nice -n 19` CPU hogs pinned there too, for each class (twice,
+/// interleaved); the client and the echo server run real-time on another CPU, so the worker's
+/// wait is what varies. Prints
 /// p50/p90/p99/p99.9/max in microseconds. Run it alone, as root, under the netns lock:
 /// `cargo test -p control --test node -- --ignored --nocapture sched::measure`
 /// (FP_SCHED_RTTS round trips per run, default 3000).
@@ -188,12 +190,18 @@ fn measure_udp_round_trips_by_class() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(3000);
     let cpu = std::thread::available_parallelism().map_or(0, |c| c.get() - 1);
+    let other_cpu = cpu.saturating_sub(1).to_string();
     let classes = [
         ("other", "  scheduling:\n    policy: other\n"),
         (
             "other+100us slice",
             "  scheduling:\n    policy: other\n    slice: 100us\n",
         ),
+        (
+            "fifo 1",
+            "  scheduling:\n    policy: fifo\n    priority: 1\n",
+        ),
+        ("other", "  scheduling:\n    policy: other\n"),
         (
             "fifo 1",
             "  scheduling:\n    policy: fifo\n    priority: 1\n",
@@ -211,7 +219,28 @@ fn measure_udp_round_trips_by_class() {
             &crate::harness::service("echo", &format!("{tag}-b"), 80, 8080),
             &format!("  cores: [{cpu}]\n{yaml}"),
         );
-        node.serve(1, 8080);
+        // The pods' processes on the other CPU, real-time: the worker's class is the variable.
+        let mut server = node.pods[1].ns.spawn(&[
+            "chrt",
+            "-f",
+            "10",
+            "taskset",
+            "-c",
+            &other_cpu,
+            "python3",
+            "-u",
+            "-c",
+            crate::scripts::ECHO_SERVER,
+            "8080",
+        ]);
+        let mut ready = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(server.stdout.take().unwrap()),
+            &mut ready,
+        )
+        .unwrap();
+        assert_eq!(ready.trim(), "ready");
+        node.servers.push(server);
         let vip = node.cluster_ip("echo");
         for hogs in [0, 2] {
             let mut hog_procs: Vec<_> = (0..hogs)
@@ -224,10 +253,20 @@ fn measure_udp_round_trips_by_class() {
                         .unwrap()
                 })
                 .collect();
-            let out =
-                node.pods[0]
-                    .ns
-                    .run(&["python3", "-c", PING_PONG, &vip, "80", &n.to_string()]);
+            let out = node.pods[0].ns.run(&[
+                "chrt",
+                "-f",
+                "10",
+                "taskset",
+                "-c",
+                &other_cpu,
+                "python3",
+                "-c",
+                PING_PONG,
+                &vip,
+                "80",
+                &n.to_string(),
+            ]);
             for hog in &mut hog_procs {
                 let _ = hog.kill();
                 let _ = hog.wait();

@@ -108,9 +108,10 @@ fn set_busy_poll(fd: BorrowedFd<'_>) -> io::Result<()> {
     )
 }
 
-/// The busy-poll settings of `fd`: (prefer, usecs, budget).
-fn busy_poll_settings(fd: BorrowedFd<'_>) -> io::Result<(i32, i32, i32)> {
-    let (mut prefer, mut usecs, mut budget) = (0i32, 0i32, 0i32);
+/// The busy-poll settings of `fd`: (prefer, usecs). The kernel takes SO_BUSY_POLL_BUDGET
+/// but does not give it back (getsockopt answers ENOPROTOOPT).
+fn busy_poll_settings(fd: BorrowedFd<'_>) -> io::Result<(i32, i32)> {
+    let (mut prefer, mut usecs) = (0i32, 0i32);
     sys::get_option(
         fd,
         libc::SOL_SOCKET,
@@ -125,14 +126,7 @@ fn busy_poll_settings(fd: BorrowedFd<'_>) -> io::Result<(i32, i32, i32)> {
         &mut usecs,
         "SO_BUSY_POLL",
     )?;
-    sys::get_option(
-        fd,
-        libc::SOL_SOCKET,
-        SO_BUSY_POLL_BUDGET,
-        &mut budget,
-        "SO_BUSY_POLL_BUDGET",
-    )?;
-    Ok((prefer, usecs, budget))
+    Ok((prefer, usecs))
 }
 
 impl Default for AfXdpConfig {
@@ -331,8 +325,8 @@ impl AfXdpPort {
         self.redirect.mode()
     }
 
-    /// The socket's busy-poll settings as the kernel holds them: (prefer, usecs, budget).
-    pub fn busy_poll_settings(&self) -> io::Result<(i32, i32, i32)> {
+    /// The socket's busy-poll settings as the kernel holds them: (prefer, usecs).
+    pub fn busy_poll_settings(&self) -> io::Result<(i32, i32)> {
         // SAFETY: the descriptor is open while `self.rx` (which holds it) lives.
         busy_poll_settings(unsafe { BorrowedFd::borrow_raw(self.raw_fd()) })
     }

@@ -109,7 +109,9 @@ fn a_running_worker_forwards_reports_and_stops_on_request() {
     let report = Arc::new(ArcSwap::from_pointee(WorkerReport::default()));
     let (tx, rx) = mpsc::channel();
     let cfg = RunConfig {
-        idle_rounds: 4,
+        idle: dataplane::worker::IdleMode::Adaptive {
+            spin: std::time::Duration::ZERO,
+        },
         sleep_ms: 1,
         report_every_ms: 5,
         ..RunConfig::default()
@@ -149,5 +151,151 @@ fn a_running_worker_forwards_reports_and_stops_on_request() {
     let mut w = handle.join().expect("thread").expect("run");
     assert_eq!(w.port_mut(BE1).expect("be1").take_tx().len(), 5);
     assert_eq!(report.load().ports[usize::from(CLIENT.0)].rx_packets, 5);
-    assert!(report.load().sleeps > 0, "an idle worker sleeps");
+    assert!(report.load().rounds.sleeps > 0, "an idle worker sleeps");
+}
+
+/// A port whose frames arrive as datagrams on a socket: a real descriptor to sleep on.
+struct SocketPort {
+    rx: std::os::unix::net::UnixDatagram,
+    tx: Vec<Vec<u8>>,
+}
+
+impl dataplane::io::PacketIo for SocketPort {
+    fn rx_burst(
+        &mut self,
+        port: dataplane::packet::PortId,
+        pool: &mut dataplane::packet::PacketPool,
+        batch: &mut Vec<dataplane::packet::Packet>,
+        max: usize,
+    ) -> std::io::Result<usize> {
+        let mut buf = [0u8; 2048];
+        let mut n = 0;
+        while n < max {
+            let Ok(len) = self.rx.recv(&mut buf) else {
+                break;
+            };
+            let mut pkt = pool.get().expect("a free buffer");
+            assert!(pkt.fill(&buf[..len]));
+            pkt.meta.in_port = port;
+            batch.push(pkt);
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn tx_burst(
+        &mut self,
+        pkts: &mut Vec<dataplane::packet::Packet>,
+        pool: &mut dataplane::packet::PacketPool,
+    ) -> std::io::Result<usize> {
+        let n = pkts.len();
+        for pkt in pkts.drain(..) {
+            self.tx.push(pkt.data().to_vec());
+            pool.put(pkt);
+        }
+        Ok(n)
+    }
+
+    fn poll_fd(&self) -> Option<std::os::fd::RawFd> {
+        Some(std::os::fd::AsRawFd::as_raw_fd(&self.rx))
+    }
+}
+
+#[test]
+fn a_fifo_worker_forwards_then_sleeps_and_is_woken_by_its_port() {
+    use std::os::unix::net::UnixDatagram;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, mpsc};
+    use std::time::{Duration, Instant};
+
+    use arc_swap::ArcSwap;
+    use dataplane::io::thread::{SchedPolicy, ThreadScheduling};
+    use dataplane::snapshot::SnapshotCell;
+    use dataplane::worker::{IdleMode, RunConfig, WorkerReport, run};
+
+    let snap = snapshot(dataplane::tables::node::OverlayMode::Vxlan);
+    let gw = snap.node.gateway_mac;
+    let (ct, aff) = tables(1024);
+    let ports = (0..5)
+        .map(|_| {
+            let (rx, _) = UnixDatagram::pair().expect("socket pair");
+            rx.set_nonblocking(true).expect("nonblocking");
+            SocketPort { rx, tx: Vec::new() }
+        })
+        .collect();
+    let mut w = Worker::new(Pipeline::new(ct, aff, 3), ports, 256);
+    let (rx, client) = UnixDatagram::pair().expect("socket pair");
+    rx.set_nonblocking(true).expect("nonblocking");
+    w.attach(CLIENT, SocketPort { rx, tx: Vec::new() });
+    let fifo = ThreadScheduling {
+        policy: SchedPolicy::Fifo,
+        priority: 1,
+        slice_ns: None,
+    };
+    let cfg = RunConfig {
+        scheduling: Some(fifo),
+        idle: IdleMode::Adaptive {
+            spin: Duration::from_micros(50),
+        },
+        sleep_ms: 200,
+        report_every_ms: 1,
+        ..RunConfig::default()
+    };
+    let cell = Arc::new(SnapshotCell::new(snap));
+    let stop = Arc::new(AtomicBool::new(false));
+    let report = Arc::new(ArcSwap::from_pointee(WorkerReport::default()));
+    let (_commands, commands_rx) = mpsc::channel();
+    let handle = {
+        let (cell, stop, report) = (cell.clone(), stop.clone(), report.clone());
+        std::thread::spawn(move || run(0, w, &*cell, &commands_rx, &stop, &report, &cfg))
+    };
+    let wait_for = |what: &str, done: &dyn Fn(&WorkerReport) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done(&report.load()) {
+            assert!(
+                Instant::now() < deadline,
+                "worker: {what}: {:?}",
+                report.load()
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    for sport in 0..5u16 {
+        // Let the worker fall asleep, then wake it with a frame.
+        std::thread::sleep(Duration::from_millis(20));
+        let frame = frames::ipv4(
+            CLIENT_MAC,
+            gw,
+            ip(CLIENT_IP),
+            ip(BE1_IP),
+            64,
+            true,
+            L4::Udp {
+                sport: 4000 + sport,
+                dport: 53,
+            },
+            b"x",
+        );
+        client.send(&frame).expect("send");
+        wait_for("forwarding", &|r| r.stats.forwarded > u64::from(sport));
+    }
+    wait_for("reporting fifo", &|r| r.scheduling == Some(fifo));
+    let first = report.load().rounds;
+    assert!(first.wakeups >= 4, "woken by its port: {first:?}");
+    assert!(first.sleeps >= first.wakeups, "{first:?}");
+    assert!(
+        first.busy_ns > 0 && first.idle_ns > first.busy_ns,
+        "{first:?}"
+    );
+    // Idle from here on: it sleeps (on a timeout now) and its idle time grows.
+    wait_for("sleeping on", &|r| {
+        r.rounds.idle_ns >= first.idle_ns + 300_000_000 && r.rounds.sleeps > first.sleeps
+    });
+    assert!(
+        report.load().rounds.rounds < first.rounds + 1000,
+        "it slept, not spun"
+    );
+    stop.store(true, Ordering::Relaxed);
+    let mut w = handle.join().expect("thread").expect("run");
+    assert_eq!(w.port_mut(BE1).expect("be1").tx.len(), 5);
 }

@@ -123,8 +123,9 @@ pub fn text(c: &Comparison) -> String {
          node (the kernel path itself; the packet-socket delivery into ferroplane and OVS) \
          runs on cpu {dp}. Both nodes' dataplanes share cpu {dp}: with two CPUs there is no \
          other way to keep the load off the dataplane's core. A dataplane that polls while \
-         idle (ferroplane for up to 256 empty rounds, yielding the core after each, before it \
-         sleeps in poll(2); OVS's PMD threads always) shares that core with the other node's \
+         idle (ferroplane for `workers.spin`, 50 us, after its last packet before it sleeps \
+         in poll(2), as SCHED_FIFO yielding to the other node's worker meanwhile; OVS's PMD \
+         threads always) shares that core with the other node's \
          dataplane, which then waits for its turn: that adds to every latency figure; the \
          kernel path works in softirq and does not wait so. The pod's own sending stack runs on the load CPU in \
          every build.\n\n\

@@ -74,6 +74,7 @@ pub fn build(ferroplane: &Path, io: Io) -> Result<TestbedBuild> {
         mode: Mode::Vxlan,
         manifests: manifests(&staging),
         ferroplane: ferroplane.to_owned(),
+        tuning: testbed::nodes::NodeTuning::default(),
     };
     let state = up(&layout, &options);
     let _ = std::fs::remove_file(&staging);

@@ -4,7 +4,7 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use crate::node::config::{self, CONFIG_HELP, FileConfig, Overrides, SourceKind};
+use crate::node::config::{self, CONFIG_HELP, FileConfig, Overrides, PolicyKind, SourceKind};
 use crate::store::DEFAULT_STATE_DIR;
 
 #[derive(Debug, clap::Args)]
@@ -25,6 +25,12 @@ pub struct RunArgs {
     /// Worker threads (overrides workers.count).
     #[arg(long)]
     pub workers: Option<usize>,
+    /// The workers' scheduling policy (overrides workers.scheduling.policy).
+    #[arg(long, value_enum)]
+    pub worker_policy: Option<PolicyKind>,
+    /// The workers' real-time priority, 1..=99 (overrides workers.scheduling.priority).
+    #[arg(long)]
+    pub worker_priority: Option<u32>,
 }
 
 /// Runs the node process; `state` is the global `--state` (it overrides `stateDir` when it was
@@ -37,6 +43,8 @@ pub fn run(state: &Path, args: &RunArgs) -> Result<bool, String> {
         node_ip: args.node_ip,
         source: args.source,
         workers: args.workers,
+        worker_policy: args.worker_policy,
+        worker_priority: args.worker_priority,
         state_dir: explicit_state.then(|| state.to_path_buf()),
     };
     let file = match &args.config {

@@ -44,8 +44,8 @@ fn num(v: &Value) -> u64 {
     v.as_u64().unwrap_or(0)
 }
 
-/// `/stats` as tables: traffic per worker and port, drops per worker and reason, the flow
-/// table.
+/// `/stats` as tables: traffic per worker and port, drops per worker and reason, the
+/// workers' scheduling class and time, the flow table.
 pub fn stats_table(stats: &Value) -> String {
     let mut out = String::new();
     let ct = &stats["conntrack"];
@@ -106,6 +106,33 @@ pub fn stats_table(stats: &Value) -> String {
                 num(&p["tx_ring_full"]),
             );
         }
+    }
+    let _ = writeln!(
+        out,
+        "\n{:<7}{:<10}{:>5}{:>12}{:>10}{:>10}{:>10}{:>10}{:>7}",
+        "WORKER", "POLICY", "PRIO", "ROUNDS", "SLEEPS", "WAKEUPS", "BUSY_S", "IDLE_S", "BUSY%"
+    );
+    for w in &workers {
+        let s = &w["scheduling"];
+        let (busy, idle) = (num(&s["busy_ns"]) as f64, num(&s["idle_ns"]) as f64);
+        let share = if busy + idle > 0.0 {
+            100.0 * busy / (busy + idle)
+        } else {
+            0.0
+        };
+        let _ = writeln!(
+            out,
+            "{:<7}{:<10}{:>5}{:>12}{:>10}{:>10}{:>10.3}{:>10.3}{:>7.1}",
+            num(&w["worker"]),
+            s["policy"].as_str().unwrap_or("?"),
+            num(&s["priority"]),
+            num(&s["rounds"]),
+            num(&s["sleeps"]),
+            num(&s["wakeups"]),
+            busy / 1e9,
+            idle / 1e9,
+            share,
+        );
     }
     let _ = writeln!(
         out,

@@ -25,7 +25,7 @@ use dataplane::io::thread::{allowed_cpus, monotonic_secs};
 use dataplane::pipeline::Pipeline;
 use dataplane::tables::affinity::AffinityTable;
 use dataplane::tables::node::OverlayMode;
-use dataplane::worker::{RunConfig, Worker};
+use dataplane::worker::{IdleMode, RunConfig, Worker};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -40,6 +40,7 @@ use super::log;
 use super::observe::Observers;
 use super::ports::{PodPorts, PortManager};
 use super::source::{SourceInputs, StartError, Starter};
+use super::watchdog::{self, Watchdog};
 use super::worker::{WorkerContext, WorkerThread, seed};
 use crate::compile::{HOST_PORT, UPLINK_PORT};
 use crate::sync::{PollOutcome, PortSource, SyncClock};
@@ -63,6 +64,24 @@ pub fn run(settings: NodeSettings, reload: Reload) -> Result<(), String> {
     let mut settings = settings;
     check_cores(&settings)?;
     host_ports::check_snat_ports(settings.local.snat_ports)?;
+    let sched = super::scheduling::choose(
+        &settings.schedule,
+        super::scheduling::probe,
+        std::fs::read_to_string("/proc/sys/kernel/sched_rt_runtime_us")
+            .ok()
+            .as_deref(),
+    )?;
+    for warning in &sched.warnings {
+        log::warn(format_args!("{warning}"));
+    }
+    log::info(format_args!(
+        "workers run as {}, idle {:?}",
+        sched.class.map_or_else(
+            || "the process's class".to_owned(),
+            |c| super::scheduling::describe(&c)
+        ),
+        settings.schedule.idle
+    ));
     let signals = watch_signals()?;
     log::info(format_args!(
         "ferroplane {} starting for node {} ({} workers, uplink {} via {:?}, pods via {:?})",
@@ -73,6 +92,7 @@ pub fn run(settings: NodeSettings, reload: Reload) -> Result<(), String> {
         settings.uplink.backend,
         settings.pods.backend
     ));
+    devices::set_af_xdp_busy_poll(settings.schedule.idle == IdleMode::BusyPoll);
     let (conntrack, adopted) = flow_state::conntrack_table(&settings)?;
     let affinity = Arc::new(AffinityTable::new(65_536));
     let observers = Arc::new(Observers::default());
@@ -141,7 +161,11 @@ pub fn run(settings: NodeSettings, reload: Reload) -> Result<(), String> {
         cells: Arc::clone(&cells),
         observers: Arc::clone(&observers),
         stop: Arc::new(AtomicBool::new(false)),
-        run: RunConfig::default(),
+        run: RunConfig {
+            scheduling: sched.class,
+            idle: settings.schedule.idle,
+            ..RunConfig::default()
+        },
     });
     let mut host = host.map(Vec::into_iter);
     let mut workers = Vec::new();
@@ -200,6 +224,8 @@ pub fn run(settings: NodeSettings, reload: Reload) -> Result<(), String> {
 
     let mut last_retry = Instant::now();
     let mut last_failure = String::new();
+    let mut watchdog = Watchdog::new(settings.schedule.idle == IdleMode::BusyPoll);
+    let mut last_watch = Instant::now();
     loop {
         match wait_signal(&signals, POLL_INTERVAL) {
             Some(SIGHUP) => {
@@ -243,6 +269,20 @@ pub fn run(settings: NodeSettings, reload: Reload) -> Result<(), String> {
                         "sync failed, keeping the last snapshot: {error}"
                     ));
                     last_failure = error.0;
+                }
+            }
+        }
+        if last_watch.elapsed() >= watchdog::CHECK_EVERY {
+            last_watch = Instant::now();
+            let reports: Vec<_> = workers
+                .iter()
+                .map(|w| (**w.report.load()).clone())
+                .collect();
+            for (warn, line) in watchdog.check(last_watch, &reports) {
+                if warn {
+                    log::warn(format_args!("{line}"));
+                } else {
+                    log::info(format_args!("{line}"));
                 }
             }
         }

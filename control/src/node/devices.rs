@@ -14,6 +14,7 @@ use std::os::fd::RawFd;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use dataplane::io::af_packet::{AfPacketConfig, AfPacketPort};
 use dataplane::io::af_xdp::{AfXdpConfig, AfXdpPort, XdpMode};
@@ -188,6 +189,15 @@ pub fn open_af_packet(
         .collect()
 }
 
+/// Whether AF_XDP sockets opened from now on busy-poll (`workers.idle: busy-poll`); set once
+/// at start, before any device opens.
+static AF_XDP_BUSY_POLL: AtomicBool = AtomicBool::new(false);
+
+/// Makes every AF_XDP socket opened from now on busy-poll its device (or not).
+pub fn set_af_xdp_busy_poll(on: bool) {
+    AF_XDP_BUSY_POLL.store(on, Ordering::Relaxed);
+}
+
 /// One AF_XDP socket per worker on `name`, worker `i` on device queue `i`.
 pub fn open_af_xdp(name: &str, workers: usize, mode: XdpModeKind) -> io::Result<Vec<Device>> {
     let mode = match mode {
@@ -200,6 +210,7 @@ pub fn open_af_xdp(name: &str, workers: usize, mode: XdpModeKind) -> io::Result<
             let config = AfXdpConfig {
                 queue: u32::try_from(queue).map_err(io::Error::other)?,
                 mode,
+                busy_poll: AF_XDP_BUSY_POLL.load(Ordering::Relaxed),
                 ..AfXdpConfig::default()
             };
             AfXdpPort::open(name, &config)

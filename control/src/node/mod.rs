@@ -6,7 +6,8 @@
 //!   server ([`crate::kube_source::KubeSource`]).
 //! - `ports`, `devices`, `netns`: which pod sits on which port; TAP, AF_PACKET and AF_XDP
 //!   devices, one per worker per port.
-//! - `worker`: the worker threads.
+//! - `worker`, `scheduling`, `watchdog`: the worker threads, the scheduling class they take,
+//!   and the control thread's check that they keep completing rounds without spinning idle.
 //! - `health`, `admin`, `http`, `render`, `observe`, `monitor`: kube-proxy-style health
 //!   endpoints; the admin API (metrics, stats, conntrack, monitor, capture).
 //!
@@ -32,7 +33,10 @@ mod pcap;
 mod ports;
 mod reload;
 mod render;
+mod render_sched;
+mod scheduling;
 mod source;
+mod watchdog;
 mod worker;
 
 pub use daemon::{Reload, run};

@@ -116,7 +116,7 @@ pub fn metrics(input: &MetricsInput<'_>) -> String {
         }
     }
     type StatField = fn(&WorkerReport) -> u64;
-    let worker_metrics: [(&str, &str, StatField); 9] = [
+    let worker_metrics: [(&str, &str, StatField); 12] = [
         (
             "ferroplane_pipeline_packets_total",
             "Packets run through the pipeline.",
@@ -155,12 +155,27 @@ pub fn metrics(input: &MetricsInput<'_>) -> String {
         (
             "ferroplane_worker_idle_rounds_total",
             "Rounds that found no packet.",
-            |r| r.idle_rounds,
+            |r| r.rounds.idle_rounds,
         ),
         (
             "ferroplane_worker_sleeps_total",
             "Times a worker slept on its ports.",
-            |r| r.sleeps,
+            |r| r.rounds.sleeps,
+        ),
+        (
+            "ferroplane_worker_rounds_total",
+            "Rounds a worker completed (poll, pipeline, housekeeping).",
+            |r| r.rounds.rounds,
+        ),
+        (
+            "ferroplane_worker_wakeups_total",
+            "Sleeps that ended because a port turned readable.",
+            |r| r.rounds.wakeups,
+        ),
+        (
+            "ferroplane_worker_empty_wakeups_total",
+            "Wakeups whose round found no packet.",
+            |r| r.rounds.empty_wakeups,
         ),
     ];
     for (name, help, field) in worker_metrics {
@@ -169,6 +184,7 @@ pub fn metrics(input: &MetricsInput<'_>) -> String {
             let _ = writeln!(out, "{name}{{worker=\"{}\"}} {}", r.worker, field(r));
         }
     }
+    super::render_sched::worker_time_metrics(&mut out, input.reports);
     let ct = &input.conntrack;
     for (name, kind, help, value) in [
         (
@@ -313,6 +329,7 @@ pub fn stats(input: &MetricsInput<'_>, node: &str) -> Value {
                 "drops": drops,
                 "rx_errors": r.rx_errors,
                 "ports": ports,
+                "scheduling": super::render_sched::scheduling_json(r),
             })
         })
         .collect();

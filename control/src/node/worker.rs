@@ -11,7 +11,7 @@
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
 use arc_swap::ArcSwap;
@@ -39,7 +39,8 @@ pub struct WorkerThread {
 }
 
 impl WorkerThread {
-    /// Starts worker `id` on its own thread.
+    /// Starts worker `id` on its own thread; returns once the thread is pinned and has its
+    /// scheduling class, or with the error that stopped it.
     pub fn spawn(
         id: usize,
         worker: Worker<NodePort>,
@@ -52,10 +53,21 @@ impl WorkerThread {
             ..WorkerReport::default()
         }));
         let published = Arc::clone(&report);
+        let (ready, setup) = sync_channel(1);
         let thread = std::thread::Builder::new()
             .name(format!("fp-worker-{id}"))
-            .spawn(move || run(id, worker, &commands, &context, &published, cpu))?;
-        Ok(WorkerThread { report, thread })
+            .spawn(move || run(id, worker, &commands, &context, &published, cpu, ready))?;
+        let worker = WorkerThread { report, thread };
+        match setup.recv() {
+            Ok(Ok(())) => Ok(worker),
+            Ok(Err(why)) => {
+                let _ = worker.join();
+                Err(io::Error::other(why))
+            }
+            Err(_) => worker.join().and(Err(io::Error::other(
+                "the worker stopped before it was ready",
+            ))),
+        }
     }
 
     /// Waits for the worker to stop (after the shared stop flag was set).
@@ -73,12 +85,17 @@ fn run(
     ctx: &WorkerContext,
     report: &ArcSwap<WorkerReport>,
     cpu: Option<usize>,
+    ready: SyncSender<Result<(), String>>,
 ) -> io::Result<Worker<NodePort>> {
     let cfg = RunConfig {
         cpu,
         ..ctx.run.clone()
     };
-    let rounds = NodeRounds { id, ctx };
+    let rounds = NodeRounds {
+        id,
+        ctx,
+        ready: Some(ready),
+    };
     dataplane::worker::run(id, worker, rounds, commands, &ctx.stop, report, &cfg)
 }
 
@@ -86,9 +103,17 @@ fn run(
 struct NodeRounds<'a> {
     id: usize,
     ctx: &'a WorkerContext,
+    /// Told once how the thread setup went.
+    ready: Option<SyncSender<Result<(), String>>>,
 }
 
 impl Rounds<NodePort> for NodeRounds<'_> {
+    fn thread_ready(&mut self, outcome: Result<(), &io::Error>) {
+        if let Some(ready) = self.ready.take() {
+            let _ = ready.send(outcome.map_err(ToString::to_string));
+        }
+    }
+
     /// The current source's cell: a source rebuilt on SIGHUP reaches running workers.
     fn snapshot(&mut self) -> Arc<Snapshot> {
         self.ctx.cells.load().load()

@@ -78,6 +78,20 @@ impl Node {
         workers: usize,
         extra: &str,
     ) -> Node {
+        Node::start_with_workers(tag, backend, uplink, pods, workers, extra, "")
+    }
+
+    /// As [`Node::start_with_uplink`], with `workers_yaml` (indented keys) added to the
+    /// `workers` section of node.yaml.
+    pub fn start_with_workers(
+        tag: &str,
+        backend: Backend,
+        uplink: &str,
+        pods: usize,
+        workers: usize,
+        extra: &str,
+        workers_yaml: &str,
+    ) -> Node {
         require_root();
         let test = NEXT.fetch_add(1, Ordering::Relaxed);
         let dir = tempfile::tempdir().unwrap();
@@ -193,7 +207,7 @@ impl Node {
             servers: Vec::new(),
             restarts: 0,
         };
-        this.write_config(workers, uplink);
+        this.write_config(workers, uplink, workers_yaml);
         this.launch();
         this.wire_pods();
         this
@@ -207,10 +221,10 @@ impl Node {
         self.dir.path().join("node.yaml")
     }
 
-    fn write_config(&self, workers: usize, uplink: &str) {
+    fn write_config(&self, workers: usize, uplink: &str, workers_yaml: &str) {
         let underlay_mac = self.underlay.exec(&["cat", "/sys/class/net/ul0/address"]);
         let config = format!(
-            "nodeName: {name}\nsource: state\nstateDir: {state}\nports:\n  uplink:\n    interface: up0\n    backend: {uplink}\n    nextHopMAC: {mac}\n  host:\n    interface: fp-host\n  pods:\n    backend: {backend}\n    netnsDir: {netns}\nworkers:\n  count: {workers}\nconntrack:\n  maxEntries: 16384\nadmin:\n  socket: {socket}\nhealth:\n  bindAddress: 0.0.0.0:10256\nflowState: {flow_state}\n",
+            "nodeName: {name}\nsource: state\nstateDir: {state}\nports:\n  uplink:\n    interface: up0\n    backend: {uplink}\n    nextHopMAC: {mac}\n  host:\n    interface: fp-host\n  pods:\n    backend: {backend}\n    netnsDir: {netns}\nworkers:\n  count: {workers}\n{workers_yaml}conntrack:\n  maxEntries: 16384\nadmin:\n  socket: {socket}\nhealth:\n  bindAddress: 0.0.0.0:10256\nflowState: {flow_state}\n",
             name = self.node_name(),
             state = self.dir.path().join("state").display(),
             mac = underlay_mac.trim(),

@@ -20,6 +20,10 @@ fn a_bad_config_fails_with_the_field_named_and_help_lists_the_keys() {
             "workerz",
         ),
         ("nodeName: x\n", "ports.uplink"),
+        (
+            "nodeName: x\nports:\n  uplink:\n    interface: e\nworkers:\n  scheduling:\n    policy: fifo\n    priority: 100\n",
+            "workers.scheduling.priority",
+        ),
     ] {
         std::fs::write(&path, text).unwrap();
         let out = Command::new(BIN)
@@ -40,6 +44,8 @@ fn a_bad_config_fails_with_the_field_named_and_help_lists_the_keys() {
         "flowState",
         "--node-name",
         "--workers",
+        "--worker-policy",
+        "workers.scheduling.policy",
     ] {
         assert!(help.contains(key), "run --help lacks {key}");
     }

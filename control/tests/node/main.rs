@@ -10,5 +10,6 @@ mod monitor;
 mod netns;
 mod pods;
 mod restart;
+mod sched;
 mod scripts;
 mod uplink;

@@ -16,8 +16,10 @@ use crate::pipeline::Pipeline;
 use crate::snapshot::Snapshot;
 use crate::tables::conntrack::Now;
 
+mod idle;
 mod runtime;
 
+pub use idle::{DEFAULT_SPIN, IdleMode, RoundStats};
 pub use runtime::{Rounds, RunConfig, WorkerCommand, WorkerReport, run};
 
 /// How many frames one port may contribute to a batch.

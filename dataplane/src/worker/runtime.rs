@@ -1,30 +1,36 @@
-//! A worker thread's life: pin, then loop { commands, snapshot, poll, housekeeping, report }
-//! until told to stop; busy-poll under load, sleep in poll(2) on the ports when idle.
-//! What a caller adds between rounds (where the snapshot comes from, observing the round)
-//! goes through the `Rounds` hooks, so there is one loop.
+//! A worker thread's life: pin, take its scheduling class, then loop { commands, snapshot,
+//! poll, housekeeping, report } until told to stop; poll while busy, sleep in poll(2) on the
+//! ports when idle (see `idle`). What a caller adds between rounds (where the snapshot comes
+//! from, observing the round, hearing how the thread setup went) goes through the `Rounds`
+//! hooks, so there is one loop.
 //!
 //! Invariants:
 //! - The snapshot is loaded once per round and the clock read once per round; the packet
 //!   path between them does no syscalls besides the devices' own.
-//! - The worker sleeps only after `idle_rounds` empty rounds, for at most `sleep_ms`, so an
-//!   idle node costs ~0% CPU and a busy one never sleeps. An empty round yields the core
-//!   first: where a worker shares its core (with the kernel's packet work or another node's
-//!   worker, as on the testbed) the next hop runs at once instead of after the spin, which
-//!   took a cross-node UDP round trip from ~890 to ~120 us with both nodes on one CPU.
+//! - It polls for a bounded time after work, then sleeps (`IdleMode`), so an idle node costs
+//!   ~0% CPU and a real-time worker never holds its core while idle.
+//! - A SCHED_OTHER worker never yields: under EEVDF each sched_yield pushes the thread's
+//!   deadline a slice further, so after an idle spell it would wait behind every CPU-bound
+//!   task on its core. A real-time worker yields on each empty round while it spins: that
+//!   hands the core only to real-time threads of its priority, e.g. another node's worker on
+//!   the same CPU (the testbed), which then forwards the next hop at once instead of after
+//!   the spin.
 //! - Reports are published by pointer swap every `report_every_ms`; readers never block it.
-
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
-use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
+use super::idle::{IdleMode, RoundClock, RoundStats};
 use super::{PortCounters, Worker};
 use crate::drop::DropCounters;
 use crate::io::PacketIo;
-use crate::io::thread::{monotonic_secs, pin_current_thread, pollfd, wait_readable};
+use crate::io::thread::{
+    ThreadScheduling, current_scheduling, monotonic_ns, pin_current_thread, pollfd, set_scheduling,
+    wait_readable,
+};
 use crate::packet::PortId;
 use crate::pipeline::PipelineStats;
 use crate::snapshot::{Snapshot, SnapshotCell};
@@ -33,8 +39,11 @@ use crate::snapshot::{Snapshot, SnapshotCell};
 pub struct RunConfig {
     /// Core to pin to; `None` leaves the thread unpinned.
     pub cpu: Option<usize>,
-    /// Empty rounds before the worker sleeps on its descriptors.
-    pub idle_rounds: u32,
+    /// Scheduling class to take; `None` keeps the one the thread was started with.
+    pub scheduling: Option<ThreadScheduling>,
+    /// Spin then sleep, or poll forever.
+    pub idle: IdleMode,
+    /// Longest sleep (the worker also wakes when a port turns readable).
     pub sleep_ms: i32,
     /// Conntrack buckets aged per round.
     pub housekeeping_budget: usize,
@@ -45,7 +54,8 @@ impl Default for RunConfig {
     fn default() -> Self {
         Self {
             cpu: None,
-            idle_rounds: 256,
+            scheduling: None,
+            idle: IdleMode::default(),
             sleep_ms: 10,
             housekeeping_budget: 8,
             report_every_ms: 100,
@@ -67,13 +77,18 @@ pub struct WorkerReport {
     pub drops: DropCounters,
     pub ports: Vec<PortCounters>,
     pub rx_errors: u64,
-    /// Rounds that found no packet, and times the worker slept.
-    pub idle_rounds: u64,
-    pub sleeps: u64,
+    /// Rounds, sleeps, wakeups, busy and idle time.
+    pub rounds: RoundStats,
+    /// The thread's scheduling class, read back when the report was made.
+    pub scheduling: Option<ThreadScheduling>,
 }
 
 /// What the caller of `run` decides each round.
 pub trait Rounds<P: PacketIo> {
+    /// Once, after the thread was pinned and given its scheduling class, before the first
+    /// round; on an error `run` returns it right after.
+    fn thread_ready(&mut self, _outcome: Result<(), &io::Error>) {}
+
     /// The snapshot the round runs against (loaded once per round).
     fn snapshot(&mut self) -> Arc<Snapshot>;
 
@@ -101,14 +116,14 @@ pub fn run<P: PacketIo>(
     report: &ArcSwap<WorkerReport>,
     cfg: &RunConfig,
 ) -> io::Result<Worker<P>> {
-    if let Some(cpu) = cfg.cpu {
-        pin_current_thread(cpu)?;
-    }
-    let mut idle = 0u32;
-    let (mut idle_total, mut sleeps) = (0u64, 0u64);
+    let setup = prepare_thread(cfg);
+    rounds.thread_ready(setup.as_ref().map(drop));
+    setup?;
+    let yield_while_spinning = current_scheduling().is_ok_and(|s| s.policy.is_realtime());
     let mut fds = Vec::new();
-    let every = Duration::from_millis(cfg.report_every_ms);
-    let mut last_report = Instant::now();
+    let every_ns = cfg.report_every_ms.saturating_mul(1_000_000);
+    let mut clock = RoundClock::new(cfg.idle, monotonic_ns());
+    let mut last_report = 0;
     while !stop.load(Ordering::Relaxed) {
         while let Ok(cmd) = commands.try_recv() {
             match cmd {
@@ -118,38 +133,31 @@ pub fn run<P: PacketIo>(
             fds.clear();
         }
         let snap = rounds.snapshot();
-        let now = monotonic_secs();
+        let now_ns = monotonic_ns();
+        let now = (now_ns / 1_000_000_000) as u32;
+        clock.start(now_ns);
         rounds.before_poll(&mut worker);
         let n = worker.poll_once(&snap, now);
         rounds.after_poll(&mut worker, &snap);
         worker.pipeline.begin_batch(now);
         worker.pipeline.housekeeping(cfg.housekeeping_budget);
-        if n == 0 {
-            idle += 1;
-            idle_total += 1;
-            if idle >= cfg.idle_rounds {
-                if fds.is_empty() {
-                    fds.extend(
-                        worker
-                            .ports
-                            .iter()
-                            .flatten()
-                            .filter_map(|p| p.poll_fd())
-                            .map(pollfd),
-                    );
-                }
-                wait_readable(&mut fds, cfg.sleep_ms)?;
-                sleeps += 1;
-                idle = 0;
-            } else {
-                // Nothing to do this round: let whatever else is runnable on this core (the
-                // kernel's packet work, another node's worker) have it before polling again.
-                std::thread::yield_now();
+        if clock.finish(n) {
+            if fds.is_empty() {
+                fds.extend(
+                    worker
+                        .ports
+                        .iter()
+                        .flatten()
+                        .filter_map(|p| p.poll_fd())
+                        .map(pollfd),
+                );
             }
-        } else {
-            idle = 0;
+            let readable = wait_readable(&mut fds, cfg.sleep_ms)?;
+            clock.slept(readable);
+        } else if n == 0 && yield_while_spinning {
+            std::thread::yield_now();
         }
-        if last_report.elapsed() >= every {
+        if now_ns.saturating_sub(last_report) >= every_ns {
             for (dev, counters) in worker.ports.iter_mut().zip(worker.counters.iter_mut()) {
                 if let Some(dev) = dev {
                     counters.rx_dropped = dev.rx_dropped();
@@ -161,11 +169,22 @@ pub fn run<P: PacketIo>(
                 drops: worker.pipeline.drops.clone(),
                 ports: worker.counters.clone(),
                 rx_errors: worker.rx_errors,
-                idle_rounds: idle_total,
-                sleeps,
+                rounds: clock.stats,
+                scheduling: current_scheduling().ok(),
             }));
-            last_report = Instant::now();
+            last_report = now_ns;
         }
     }
     Ok(worker)
+}
+
+/// Pins the calling thread and gives it its scheduling class, as `cfg` asks.
+fn prepare_thread(cfg: &RunConfig) -> io::Result<()> {
+    if let Some(cpu) = cfg.cpu {
+        pin_current_thread(cpu)?;
+    }
+    if let Some(class) = &cfg.scheduling {
+        set_scheduling(class)?;
+    }
+    Ok(())
 }

@@ -57,7 +57,9 @@ impl NodeSettings {
             ("ports.pods", self.pods != other.pods),
             (
                 "workers",
-                self.workers != other.workers || self.cores != other.cores,
+                self.workers != other.workers
+                    || self.cores != other.cores
+                    || self.schedule != other.schedule,
             ),
             ("conntrack", self.conntrack != other.conntrack),
             ("admin", self.admin != other.admin),

@@ -10,6 +10,7 @@
 mod diff;
 mod resolve;
 pub mod units;
+mod workers;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -25,6 +26,9 @@ use units::{ConfigDuration, ConfigMac, NodePortAddress};
 pub use resolve::{
     AdminSettings, HostSettings, NodeSettings, Overrides, PodSettings, SourceSettings,
     UplinkSettings, resolve,
+};
+pub use workers::{
+    DEFAULT_CLASS, FALLBACK_CLASS, IdleKind, PolicyKind, SchedulingFile, WorkerSchedule,
 };
 
 /// `node.yaml` as written. Every field is optional unless noted; see [`CONFIG_HELP`].
@@ -169,6 +173,9 @@ pub struct WorkersFile {
     pub count: Option<usize>,
     #[serde(default)]
     pub cores: Vec<usize>,
+    pub scheduling: Option<SchedulingFile>,
+    pub idle: Option<IdleKind>,
+    pub spin: Option<ConfigDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -279,13 +286,25 @@ node.yaml keys (all optional unless marked; command-line flags override them):
                            after a restart (default /run/netns)
   workers.count            worker threads (default: number of cores, else 1); also --workers
   workers.cores            CPUs to pin workers to, one per worker (default: not pinned)
+  workers.scheduling.policy    fifo (default) | rr | other: the workers' scheduling class; also
+                           --worker-policy. fifo wins the core as soon as a packet wakes a worker;
+                           a default the machine refuses (no CAP_SYS_NICE) falls back to other
+                           with a 100us slice and a warning, a configured one stops the start
+  workers.scheduling.priority  1..=99 for fifo and rr (default 1); also --worker-priority
+  workers.scheduling.slice     policy other only: EEVDF slice hint, 100us..=100ms (default: the
+                           kernel's base slice)
+  workers.idle             adaptive (default): poll for workers.spin after the last packet, then
+                           sleep until a port is readable; busy-poll: never sleep (a core
+                           dedicated to each worker; AF_XDP sockets busy-poll their NAPI)
+  workers.spin             adaptive only: how long to keep polling after work, at most 10ms
+                           (default 50us)
   overlay                  vxlan (default) | routed
   mtu                      underlay MTU (default 1500); pods get mtu - 50 with vxlan
   conntrack.maxEntries     flow table capacity (default max(32768 x workers, 131072))
   conntrack.tcpSynSentTimeout, tcpSynRecvTimeout, tcpEstablishedTimeout (24h),
   conntrack.tcpFinWaitTimeout, tcpCloseWaitTimeout (1h), tcpLastAckTimeout, tcpTimeWaitTimeout,
   conntrack.tcpCloseTimeout, udpTimeout (30s), udpStreamTimeout (120s), icmpTimeout (30s)
-                           durations: 500ms, 30s, 5m, 24h, 7d or a number of seconds
+                           durations: 50us, 500ms, 30s, 5m, 24h, 7d or a number of seconds
   conntrack.maxUnrepliedPerSource       unreplied (SYN_SENT, UDP unreplied) flows one source
                            address may hold (default maxEntries/16, at least 256; 0 = no limit)
   conntrack.maxUnrepliedPerDestination  the same per destination after DNAT, e.g. a pod

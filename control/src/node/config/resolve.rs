@@ -15,6 +15,7 @@ use dataplane::tables::node::OverlayMode;
 use dataplane::tables::services::DEFAULT_MAGLEV_M;
 
 use super::units::{ConfigDuration, NodePortAddress};
+use super::workers::{PolicyKind, WorkerSchedule, resolve_schedule};
 use super::{
     ConfigError, ConntrackFile, FileConfig, OverlayKind, PodBackend, SourceKind, UplinkBackend,
     XdpModeKind,
@@ -32,6 +33,9 @@ pub struct Overrides {
     pub node_ip: Option<Ipv4Addr>,
     pub source: Option<SourceKind>,
     pub workers: Option<usize>,
+    /// `--worker-policy`, `--worker-priority`.
+    pub worker_policy: Option<PolicyKind>,
+    pub worker_priority: Option<u32>,
     /// `--state` when given explicitly (not its default).
     pub state_dir: Option<PathBuf>,
 }
@@ -83,6 +87,8 @@ pub struct NodeSettings {
     pub workers: usize,
     /// One per worker, or empty (not pinned).
     pub cores: Vec<usize>,
+    /// The workers' scheduling class and idle mode.
+    pub schedule: WorkerSchedule,
     /// The compile inputs only this node knows.
     pub local: NodeLocal,
     pub conntrack: ConntrackConfig,
@@ -147,6 +153,12 @@ pub fn resolve(file: FileConfig, flags: &Overrides) -> Result<NodeSettings, Conf
             .netns_dir
             .unwrap_or_else(|| PathBuf::from("/run/netns")),
     };
+    let schedule = resolve_schedule(
+        file.workers.scheduling,
+        file.workers.idle,
+        file.workers.spin,
+        flags,
+    )?;
     let cores = file.workers.cores;
     let workers = flags
         .workers
@@ -221,6 +233,7 @@ pub fn resolve(file: FileConfig, flags: &Overrides) -> Result<NodeSettings, Conf
         pods,
         workers,
         cores,
+        schedule,
         local,
         conntrack,
         admin,

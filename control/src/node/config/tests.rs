@@ -81,6 +81,7 @@ fn every_key_of_the_example_is_in_the_help() {
         "cluster",
         "listen",
         "tokenFile",
+        "slice",
     ] {
         assert!(EXAMPLE.contains(&format!("# {commented}:")), "{commented}");
         paths.push(commented.to_owned());
@@ -171,6 +172,7 @@ fn flags_override_the_file_and_defaults_fill_the_rest() {
         source: None,
         workers: Some(2),
         state_dir: Some(PathBuf::from("/b")),
+        ..Overrides::default()
     };
     let s = resolve(file, &flags).unwrap();
     assert_eq!(s.node_name, "flagged");

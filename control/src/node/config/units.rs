@@ -1,5 +1,5 @@
 //! Value types of `node.yaml` that YAML has no native form for: durations (`30s`, `24h`,
-//! `500ms` or a number of seconds), MAC addresses and `primary`-or-address lists.
+//! `500ms`, `50us` or a number of seconds), MAC addresses and `primary`-or-address lists.
 //!
 //! Invariant: every parser rejects what it does not fully understand, with a message that
 //! quotes the text; none of them silently truncates or rounds a value to zero.
@@ -13,7 +13,7 @@ use serde::de::{self, Deserializer, Visitor};
 
 use crate::net::MacAddr;
 
-/// A duration written as `<number><unit>` (`ms`, `s`, `m`, `h`, `d`) or as plain seconds.
+/// A duration written as `<number><unit>` (`us`, `ms`, `s`, `m`, `h`, `d`) or as plain seconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConfigDuration(pub Duration);
 
@@ -26,17 +26,18 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let (number, unit) = text.split_at(split);
     let bad = || format!("{text:?} is not a duration (use e.g. 500ms, 30s, 5m, 24h, 7d)");
     let value: u64 = number.parse().map_err(|_| bad())?;
-    let millis_per_unit: u64 = match unit {
-        "ms" => 1,
-        "" | "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
+    let micros_per_unit: u64 = match unit {
+        "us" => 1,
+        "ms" => 1_000,
+        "" | "s" => 1_000_000,
+        "m" => 60_000_000,
+        "h" => 3_600_000_000,
+        "d" => 86_400_000_000,
         _ => return Err(bad()),
     };
     value
-        .checked_mul(millis_per_unit)
-        .map(Duration::from_millis)
+        .checked_mul(micros_per_unit)
+        .map(Duration::from_micros)
         .ok_or_else(bad)
 }
 
@@ -121,6 +122,7 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(604_800)));
+        assert_eq!(parse_duration("50us"), Ok(Duration::from_micros(50)));
         assert_eq!(parse_duration("15"), Ok(Duration::from_secs(15)));
         for bad in ["", "s", "1h30m", "-5s", "3 weeks", "1.5s"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} accepted");

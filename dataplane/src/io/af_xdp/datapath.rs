@@ -138,6 +138,24 @@ impl AfXdpPort {
         Ok(())
     }
 
+    /// A non-blocking recvfrom: with preferred busy polling on, the kernel polls the
+    /// device's NAPI in it (up to SO_BUSY_POLL_BUDGET frames into the RX ring). Errors are
+    /// the normal outcome of an empty ring (EAGAIN) and are not reported.
+    pub(super) fn busy_poll_kick(&self) {
+        // SAFETY: a null buffer of length 0 and no address: the kernel writes no user memory;
+        // an XDP socket's recvmsg only polls and walks its mapped rings.
+        unsafe {
+            libc::recvfrom(
+                self.raw_fd(),
+                std::ptr::null_mut(),
+                0,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+        };
+    }
+
     fn send_kick(&self) -> io::Result<()> {
         // SAFETY: a null buffer of length 0 and no address: the kernel reads no user memory
         // here, it walks the TX ring mapped by this socket.

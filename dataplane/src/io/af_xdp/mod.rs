@@ -66,6 +66,67 @@ pub struct AfXdpConfig {
     /// 2048-byte frame receives Ethernet frames of up to 1792 bytes (a 1500 MTU fits).
     pub frame_size: usize,
     pub mode: XdpMode,
+    /// Preferred busy polling (for a worker that never sleeps): SO_PREFER_BUSY_POLL,
+    /// SO_BUSY_POLL (`BUSY_POLL_USECS`) and SO_BUSY_POLL_BUDGET (`BUSY_POLL_BUDGET`), and an
+    /// empty receive drives the device's NAPI with a non-blocking recvfrom.
+    pub busy_poll: bool,
+}
+
+/// Microseconds a busy-polling socket's receive call polls the device (SO_BUSY_POLL).
+pub const BUSY_POLL_USECS: i32 = 20;
+/// Frames one busy poll may take (SO_BUSY_POLL_BUDGET): a worker's burst.
+pub const BUSY_POLL_BUDGET: i32 = crate::worker::BURST as i32;
+
+// asm-generic/socket.h (libc lacks the last two).
+const SO_BUSY_POLL: i32 = 46;
+const SO_PREFER_BUSY_POLL: i32 = 69;
+const SO_BUSY_POLL_BUDGET: i32 = 70;
+
+/// Turns preferred busy polling on for the bound socket `fd`.
+fn set_busy_poll(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let on: i32 = 1;
+    sys::set_option(
+        fd,
+        libc::SOL_SOCKET,
+        SO_PREFER_BUSY_POLL,
+        &on,
+        "SO_PREFER_BUSY_POLL",
+    )?;
+    sys::set_option(
+        fd,
+        libc::SOL_SOCKET,
+        SO_BUSY_POLL,
+        &BUSY_POLL_USECS,
+        "SO_BUSY_POLL",
+    )?;
+    sys::set_option(
+        fd,
+        libc::SOL_SOCKET,
+        SO_BUSY_POLL_BUDGET,
+        &BUSY_POLL_BUDGET,
+        "SO_BUSY_POLL_BUDGET",
+    )
+}
+
+/// The busy-poll settings of `fd`: (prefer, usecs). The kernel takes SO_BUSY_POLL_BUDGET
+/// but does not give it back (getsockopt answers ENOPROTOOPT).
+fn busy_poll_settings(fd: BorrowedFd<'_>) -> io::Result<(i32, i32)> {
+    let (mut prefer, mut usecs) = (0i32, 0i32);
+    sys::get_option(
+        fd,
+        libc::SOL_SOCKET,
+        SO_PREFER_BUSY_POLL,
+        &mut prefer,
+        "SO_PREFER_BUSY_POLL",
+    )?;
+    sys::get_option(
+        fd,
+        libc::SOL_SOCKET,
+        SO_BUSY_POLL,
+        &mut usecs,
+        "SO_BUSY_POLL",
+    )?;
+    Ok((prefer, usecs))
 }
 
 impl Default for AfXdpConfig {
@@ -75,6 +136,7 @@ impl Default for AfXdpConfig {
             frames: 4096,
             frame_size: 2048,
             mode: XdpMode::Auto,
+            busy_poll: false,
         }
     }
 }
@@ -115,6 +177,8 @@ pub struct AfXdpPort {
     zero_copy: bool,
     /// Descriptors are in the TX ring that the last kick did not get sent.
     unsent: bool,
+    /// An empty receive drives the device's NAPI (preferred busy polling is on).
+    busy_poll: bool,
     stats: AfXdpStats,
 }
 
@@ -229,6 +293,9 @@ impl AfXdpPort {
         // for the rest of this function.
         let fd = unsafe { BorrowedFd::borrow_raw(rx.as_raw_fd()) };
         let zero_copy = bound_zero_copy(fd)?;
+        if config.busy_poll {
+            set_busy_poll(fd)?;
+        }
         redirect.steer(config.queue, fd)?;
         let mut tx_free = Vec::with_capacity(layout.tx_frames as usize);
         tx_free.extend(layout.tx_addresses());
@@ -242,6 +309,7 @@ impl AfXdpPort {
             tx_free,
             zero_copy,
             unsent: false,
+            busy_poll: config.busy_poll,
             stats: AfXdpStats::default(),
         })
     }
@@ -255,6 +323,12 @@ impl AfXdpPort {
     /// Where the program runs: `Native` or `Generic` (what `Auto` settled on).
     pub fn mode(&self) -> XdpMode {
         self.redirect.mode()
+    }
+
+    /// The socket's busy-poll settings as the kernel holds them: (prefer, usecs).
+    pub fn busy_poll_settings(&self) -> io::Result<(i32, i32)> {
+        // SAFETY: the descriptor is open while `self.rx` (which holds it) lives.
+        busy_poll_settings(unsafe { BorrowedFd::borrow_raw(self.raw_fd()) })
     }
 
     /// Whether the socket runs zero-copy (never on veth or in generic mode).
@@ -320,6 +394,9 @@ impl PacketIo for AfXdpPort {
         }
         if self.zero_copy && self.device.needs_wakeup() {
             self.device.wake();
+        }
+        if received == 0 && self.busy_poll {
+            self.busy_poll_kick();
         }
         Ok(received)
     }

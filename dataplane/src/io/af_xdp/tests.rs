@@ -163,6 +163,38 @@ fn receives_frames_byte_for_byte(mode: XdpMode) {
 }
 
 #[test]
+fn a_busy_polling_port_sets_its_socket_options_and_still_receives() {
+    let ns = setup();
+    ns.run(|| {
+        let config = AfXdpConfig {
+            busy_poll: true,
+            ..test_config(XdpMode::Generic)
+        };
+        let mut port = AfXdpPort::open("fxa", &config).unwrap();
+        assert_eq!(
+            port.busy_poll_settings().unwrap(),
+            (1, BUSY_POLL_USECS),
+            "the budget (SO_BUSY_POLL_BUDGET) was set too, or open would have failed"
+        );
+        let plain = AfXdpPort::open("fxb", &test_config(XdpMode::Generic)).unwrap();
+        assert_eq!(plain.busy_poll_settings().unwrap().0, 0, "off unless asked");
+        drop(plain);
+        let mut pool = PacketPool::with_capacity(64);
+        let mut batch = Vec::new();
+        assert_eq!(
+            port.rx_burst(PortId(3), &mut pool, &mut batch, 32).unwrap(),
+            0,
+            "an empty busy poll"
+        );
+        let peer = RawSocket::packet("fxb");
+        let frame = peer_frame(4001, &[7; 40]);
+        peer.send(&frame);
+        let got = receive_matching(&mut port, &mut pool, 1, WAIT, is_test_udp);
+        assert_eq!(got[0].data(), frame.as_slice());
+    });
+}
+
+#[test]
 fn receives_frames_byte_for_byte_in_generic_mode() {
     receives_frames_byte_for_byte(XdpMode::Generic);
 }

@@ -91,7 +91,10 @@ fn is_untracked(snap: &Snapshot, ctx: &Ctx) -> bool {
                     Frontend::Service { .. }
                 )
         }
-        PortKind::Host => !cluster(dst) && !snap.services.is_vip(dst),
+        PortKind::Host => {
+            !cluster(dst)
+                && snap.services.lookup(dst, ctx.key.dport, ctx.key.proto) == Frontend::NotService
+        }
         PortKind::Pod => false,
     }
 }

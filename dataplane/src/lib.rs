@@ -17,6 +17,7 @@ pub mod flow;
 pub mod io;
 pub mod packet;
 pub mod pipeline;
+pub mod quiesce;
 pub mod reconcile;
 pub mod snapshot;
 pub mod stages;

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use crate::drop::{DropCounters, DropReason};
 use crate::flow::{Dir, FlowKey};
 use crate::packet::{Packet, PortId, Verdict};
+use crate::quiesce::ReaderEpoch;
 use crate::snapshot::Snapshot;
 use crate::stages::{arp, classify, conntrack, route, vxlan};
 use crate::tables::affinity::AffinityTable;
@@ -123,10 +124,13 @@ pub struct Pipeline {
     pub stats: PipelineStats,
     trace: Option<Vec<TraceEvent>>,
     sweep: SweepCursor,
+    /// This worker's round counter in `ct.readers()` (grace periods before flushes).
+    epoch: Arc<ReaderEpoch>,
 }
 
 impl Pipeline {
     pub fn new(ct: Arc<Conntrack>, affinity: Arc<AffinityTable>, seed: u64) -> Self {
+        let epoch = ct.readers().register();
         Self {
             ct,
             affinity,
@@ -136,7 +140,14 @@ impl Pipeline {
             stats: PipelineStats::default(),
             trace: None,
             sweep: SweepCursor::default(),
+            epoch,
         }
+    }
+
+    /// This worker's round counter: a worker loop calls `enter` before loading a round's
+    /// snapshot and `leave` once the round no longer uses it (see `quiesce`).
+    pub fn epoch(&self) -> &ReaderEpoch {
+        &self.epoch
     }
 
     pub fn conntrack(&self) -> &Arc<Conntrack> {

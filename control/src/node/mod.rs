@@ -22,7 +22,7 @@ mod devices;
 mod flow_state;
 mod health;
 mod http;
-mod log;
+pub(crate) mod log;
 mod monitor;
 mod naming;
 mod netns;

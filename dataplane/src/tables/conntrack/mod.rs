@@ -41,6 +41,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use record::{HEAD_IN_RECORD, Head, Map};
 
 use crate::io::words::Words;
+use crate::quiesce::Readers;
 pub use crate::tables::flowmap::{LayoutError, SweepCursor};
 pub use state::{FlowState, Timeouts};
 
@@ -214,6 +215,8 @@ pub struct Conntrack {
     timeout_by_code: [u32; state::CODES],
     live: LiveCount,
     counters: Counters,
+    /// The workers using this table, for grace periods before flushes (`quiesce`).
+    readers: Readers,
 }
 
 impl Conntrack {
@@ -271,7 +274,13 @@ impl Conntrack {
             timeout_by_code: cfg.timeouts.by_code(),
             live: LiveCount::default(),
             counters: Counters::default(),
+            readers: Readers::default(),
         }
+    }
+
+    /// The workers that use this table (each `Pipeline` registers one epoch).
+    pub fn readers(&self) -> &Readers {
+        &self.readers
     }
 
     /// The table's storage, position independent, for a successor process to adopt.

@@ -58,10 +58,13 @@ pub enum DropReason {
     TxRingFull,
     /// The frame would have gone back out the port it came in on where that is not allowed.
     Hairpin,
+    /// An established flow that a NetworkPolicy change no longer allows (re-checked on its
+    /// next packet after the change; the flow is cut, as Cilium does).
+    PolicyRevoked,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 24;
+    pub const COUNT: usize = 25;
     pub const ALL: [DropReason; Self::COUNT] = [
         Self::Malformed,
         Self::BadChecksum,
@@ -87,6 +90,7 @@ impl DropReason {
         Self::IcmpUnrelated,
         Self::TxRingFull,
         Self::Hairpin,
+        Self::PolicyRevoked,
     ];
 
     /// Stable snake_case name, used as the Prometheus `reason` label.
@@ -116,6 +120,7 @@ impl DropReason {
             Self::IcmpUnrelated => "icmp_unrelated",
             Self::TxRingFull => "tx_ring_full",
             Self::Hairpin => "hairpin",
+            Self::PolicyRevoked => "policy_revoked",
         }
     }
 }

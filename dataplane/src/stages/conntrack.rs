@@ -2,8 +2,9 @@
 //! of a flow goes through Service load-balancing, NetworkPolicy and SNAT, then is inserted.
 //!
 //! Invariants:
-//! - Policy is decided once, on the first packet, on the post-DNAT destination and the
-//!   pre-SNAT source (user-needs K6); replies and related ICMP follow the entry (K5).
+//! - Policy is decided on the first packet, on the post-DNAT destination and the pre-SNAT
+//!   source (user-needs K6); replies and related ICMP follow the entry (K5). After a policy
+//!   change an established flow is decided again on its next packet (`policy_recheck`).
 //! - A flow's backend is decided once: if two workers race on the first packets of one
 //!   flow, the insert that loses adopts the winner's translation (A1).
 //! - SNAT ports are claimed by inserting the reply tuple, which fails if it is taken, so two
@@ -27,6 +28,7 @@ use crate::wire::TcpFlags;
 use super::Ctx;
 use super::icmp::translate_error;
 use super::nat::rewrite;
+use super::policy_recheck;
 use super::reject::reject;
 
 /// How many random SNAT ports to try before giving up on a flow.
@@ -53,6 +55,9 @@ pub fn track(
         return Ok(None);
     }
     if let Some(hit) = p.ct.lookup(&ctx.key, p.now) {
+        if hit.policy_epoch != snap.policy.epoch() {
+            policy_recheck::recheck(p, snap, &ctx.key, &hit)?;
+        }
         match p.ct.on_packet(&hit, ctx.tcp_flags, p.now) {
             Track::Ok => {
                 p.trace(|| TraceEvent::ConntrackHit {
@@ -194,6 +199,7 @@ fn new_flow(
             hit
         }
     };
+    p.ct.stamp_policy(&hit, snap.policy.epoch());
     rewrite(pkt.data_mut(), ctx.l3, ctx.l4, &key, &hit.xlate);
     ctx.translated = hit.xlate != key;
     Ok(None)

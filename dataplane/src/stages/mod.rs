@@ -12,6 +12,7 @@ pub mod classify;
 pub mod conntrack;
 pub mod icmp;
 pub mod nat;
+mod policy_recheck;
 pub mod reject;
 pub mod route;
 pub mod vxlan;

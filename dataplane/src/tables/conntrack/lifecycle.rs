@@ -128,6 +128,7 @@ impl Conntrack {
                 slot: original_slot.raw(),
                 generation,
             },
+            policy_epoch: 0,
         })))
     }
 

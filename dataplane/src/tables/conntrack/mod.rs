@@ -22,6 +22,7 @@
 
 mod housekeeping;
 mod lifecycle;
+mod policy_epoch;
 mod record;
 mod resolve;
 mod state;
@@ -116,6 +117,9 @@ pub struct Hit {
     pub backend: u32,
     pub flags: u8,
     pub entry: EntryRef,
+    /// The policy epoch the flow was last allowed under (0 = never checked); see
+    /// [`Conntrack::stamp_policy`].
+    pub policy_epoch: u8,
 }
 
 /// A successful insert.

@@ -3,14 +3,15 @@
 //! A record is a flowmap slot: the key (the tuple packets in its direction carry) and 4 words:
 //! - `HEAD`: bits 0..32 last-seen time (original) or partner slot (reply); bits 32..40 the slot
 //!   generation; bits 40..48 the state code (original, 0 = dead) or the partner's generation
-//!   (reply); bits 48..56 the flow flags; bit 56 set on reply records.
+//!   (reply); bits 48..56 the flow flags; bit 56 set on reply records; bits 57..64 (original)
+//!   the policy epoch the flow was last allowed under (`PolicyTable::epoch`, 0 = never).
 //! - `IDS`: service id << 32 | backend index.
 //! - `XLATE`, `XLATE + 1`: the tuple a packet in this direction is rewritten to
 //!   (original record: `reply.reversed()`; reply record: `original.reversed()`).
 //!
 //! Invariants:
 //! - After insertion only the original record's head changes, by single-word CAS: last-seen and
-//!   state (per packet), or live -> dead (the kill, the one moment a flow ends). A dead record never
+//!   state (per packet), the policy epoch (once per flow per policy change), or live -> dead (the kill, the one moment a flow ends). A dead record never
 //!   comes back; it waits to be cleared.
 //! - A new record takes its slot's previous generation + 1 (wrapping at 256), so a stale
 //!   (slot, generation) reference does not match a newer flow in that slot.
@@ -39,6 +40,8 @@ const GENERATION_SHIFT: u32 = 32;
 const STATE_SHIFT: u32 = 40;
 const FLAGS_SHIFT: u32 = 48;
 const REPLY_BIT: u64 = 1 << 56;
+const POLICY_SHIFT: u32 = 57;
+const POLICY_MASK: u64 = 0x7f << POLICY_SHIFT;
 
 /// A record's head word.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,6 +112,16 @@ impl Head {
     /// Reply records: the generation the original record was written with.
     pub(super) fn partner_generation(self) -> u8 {
         (self.0 >> STATE_SHIFT) as u8
+    }
+
+    /// Original records: the policy epoch the flow was last allowed under (0 = never).
+    pub(super) fn policy_epoch(self) -> u8 {
+        ((self.0 & POLICY_MASK) >> POLICY_SHIFT) as u8
+    }
+
+    /// The same original record, allowed under policy `epoch` (7 bits).
+    pub(super) fn with_policy_epoch(self, epoch: u8) -> Self {
+        Self(self.0 & !POLICY_MASK | (u64::from(epoch) << POLICY_SHIFT) & POLICY_MASK)
     }
 
     /// The same original record, dead.

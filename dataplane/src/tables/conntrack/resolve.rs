@@ -75,6 +75,7 @@ impl Conntrack {
                 slot: owner.raw(),
                 generation: owner_head.generation(),
             },
+            policy_epoch: owner_head.policy_epoch(),
         })
     }
 

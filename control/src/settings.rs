@@ -3,7 +3,8 @@
 //!
 //! Invariants (checked by [`ClusterSettings::validate`], which every load runs): all ranges are
 //! IPv4; the node prefix is at least as long as the cluster CIDR's and leaves room for pods; the
-//! cluster DNS IP lies inside the service CIDR; the VNI fits in 24 bits.
+//! cluster DNS IP lies inside the service CIDR; the VNI fits in 24 bits; the externalIP
+//! allow-list (`externalIPCIDRs`, empty = externalIPs disabled) is IPv4.
 
 use std::net::IpAddr;
 
@@ -43,6 +44,11 @@ pub struct ClusterSettings {
     /// UDP port of the VXLAN overlay (flannel's default 8472; 4789 is the IANA port).
     #[serde(rename = "vxlanPort")]
     pub vxlan_port: u16,
+    /// Ranges a Service's `spec.externalIPs` may be taken from. Empty (the default): externalIPs
+    /// are refused at admission, as upstream's DenyServiceExternalIPs advises (CVE-2020-8554:
+    /// any user who can create a Service could otherwise take over any address's port).
+    #[serde(rename = "externalIPCIDRs")]
+    pub external_ip_cidrs: Vec<Cidr>,
 }
 
 impl Default for ClusterSettings {
@@ -58,6 +64,7 @@ impl Default for ClusterSettings {
             cluster_domain: "cluster.local".to_owned(),
             vxlan_vni: 1,
             vxlan_port: 8472,
+            external_ip_cidrs: Vec::new(),
         }
     }
 }
@@ -105,6 +112,11 @@ impl ClusterSettings {
             return Err(format!(
                 "vxlanVNI: {} must be between 1 and 16777215",
                 self.vxlan_vni
+            ));
+        }
+        if let Some(v6) = self.external_ip_cidrs.iter().find(|c| !c.is_ipv4()) {
+            return Err(format!(
+                "externalIPCIDRs: {v6} is IPv6; only IPv4 clusters are supported"
             ));
         }
         if self.vxlan_port == 0 {

@@ -78,6 +78,12 @@ impl ClusterState {
         &self.settings
     }
 
+    /// Tests change settings under a live state (e.g. an allow-list that shrank).
+    #[cfg(test)]
+    pub(crate) fn settings_mut(&mut self) -> &mut ClusterSettings {
+        &mut self.settings
+    }
+
     /// The change counter this snapshot was taken at (see `store::StateDir::read_generation`
     /// to poll for a newer one without loading).
     pub fn generation(&self) -> u64 {

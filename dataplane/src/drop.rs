@@ -75,10 +75,13 @@ pub enum DropReason {
     NotOurMac,
     /// ICMP redirect, from any source: a node takes no routing advice from its neighbours.
     IcmpRedirect,
+    /// An established flow that a NetworkPolicy change no longer allows (re-checked on its
+    /// next packet after the change; the flow is cut, as Cilium does).
+    PolicyRevoked,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 30;
+    pub const COUNT: usize = 31;
     pub const ALL: [DropReason; Self::COUNT] = [
         Self::Malformed,
         Self::BadChecksum,
@@ -110,6 +113,7 @@ impl DropReason {
         Self::CtDestinationLimit,
         Self::NotOurMac,
         Self::IcmpRedirect,
+        Self::PolicyRevoked,
     ];
 
     /// Stable snake_case name, used as the Prometheus `reason` label.
@@ -145,6 +149,7 @@ impl DropReason {
             Self::CtDestinationLimit => "ct_destination_limit",
             Self::NotOurMac => "not_our_mac",
             Self::IcmpRedirect => "icmp_redirect",
+            Self::PolicyRevoked => "policy_revoked",
         }
     }
 }

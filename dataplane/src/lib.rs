@@ -19,6 +19,7 @@ pub mod flow;
 pub mod io;
 pub mod packet;
 pub mod pipeline;
+pub mod quiesce;
 pub mod reconcile;
 pub mod snapshot;
 pub mod snat;

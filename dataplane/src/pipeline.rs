@@ -19,6 +19,7 @@ use std::sync::Arc;
 use crate::drop::{DropCounters, DropReason};
 use crate::flow::{Dir, FlowKey};
 use crate::packet::{Packet, PortId, Verdict};
+use crate::quiesce::ReaderEpoch;
 use crate::snapshot::Snapshot;
 use crate::snat::SnatPortRng;
 use crate::stages::{Ctx, arp, classify, conntrack, route, uplink, vxlan};
@@ -135,6 +136,8 @@ pub struct Pipeline {
     pub(crate) pending: conntrack::PendingFlow,
     /// The batch driver's first-pass results, reused from batch to batch.
     staged: Vec<batch::Staged>,
+    /// This worker's round counter in `ct.readers()` (grace periods before flushes).
+    epoch: Arc<ReaderEpoch>,
 }
 
 /// What the stages before conntrack made of a packet.
@@ -148,6 +151,7 @@ enum Front {
 
 impl Pipeline {
     pub fn new(ct: Arc<Conntrack>, affinity: Arc<AffinityTable>, seed: u64) -> Self {
+        let epoch = ct.readers().register();
         Self {
             ct,
             affinity,
@@ -161,6 +165,7 @@ impl Pipeline {
             sweep: SweepCursor::default(),
             pending: conntrack::PendingFlow::None,
             staged: Vec::new(),
+            epoch,
         }
     }
 
@@ -168,6 +173,12 @@ impl Pipeline {
     /// that compare two runs).
     pub fn set_snat_rng(&mut self, rng: SnatPortRng) {
         self.snat_rng = rng;
+    }
+
+    /// This worker's round counter: a worker loop calls `enter` before loading a round's
+    /// snapshot and `leave` once the round no longer uses it (see `quiesce`).
+    pub fn epoch(&self) -> &ReaderEpoch {
+        &self.epoch
     }
 
     pub fn conntrack(&self) -> &Arc<Conntrack> {

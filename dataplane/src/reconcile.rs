@@ -9,14 +9,22 @@
 //! - TCP flows to a backend that is merely terminating or gone are kept: they finish
 //!   gracefully (C1); only their new connections go elsewhere.
 //!
-//! Invariant: this runs on the control thread (one scan of the flow table per publication
-//! that needs it) and never on a worker.
+//! Invariants:
+//! - This runs on the control thread (one scan of the flow table per publication that needs
+//!   it), after the new snapshot is published, and never on a worker.
+//! - Before scanning, it waits (bounded) until every worker has left the round it was in at
+//!   publication (`quiesce`): a worker still deciding on the old tables could otherwise
+//!   re-create a flow to a removed backend right behind the scan, and a steady UDP sender
+//!   would stay blackholed on it (security review M4). On timeout it flushes anyway and says
+//!   so in the report (`Quiescence::TimedOut`), for the caller to log.
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::flow::L4Proto;
+use crate::quiesce::{DEFAULT_GRACE_TIMEOUT, Quiescence};
 use crate::snapshot::Snapshot;
 use crate::tables::conntrack::{Conntrack, FlowView, Now, flags};
 use crate::tables::services::{Frontend, Service, ServiceTable};
@@ -26,6 +34,9 @@ pub struct FlushReport {
     pub udp_backend_removed: usize,
     pub service_changed: usize,
     pub pod_deleted: usize,
+    /// Whether the workers left the old snapshot before the scan (always `Quiet` when there
+    /// was nothing to flush: no wait happens then).
+    pub quiescence: Quiescence,
 }
 
 impl FlushReport {
@@ -34,8 +45,20 @@ impl FlushReport {
     }
 }
 
-/// Removes the flows of `ct` that `new` makes stale relative to `old`.
+/// Removes the flows of `ct` that `new` makes stale relative to `old`, after a grace period
+/// of at most [`DEFAULT_GRACE_TIMEOUT`]. Call after `new` is published.
 pub fn flush_stale(ct: &Conntrack, old: &Snapshot, new: &Snapshot, now: Now) -> FlushReport {
+    flush_stale_within(ct, old, new, now, DEFAULT_GRACE_TIMEOUT)
+}
+
+/// [`flush_stale`] with the grace period bounded by `grace`.
+pub fn flush_stale_within(
+    ct: &Conntrack,
+    old: &Snapshot,
+    new: &Snapshot,
+    now: Now,
+    grace: Duration,
+) -> FlushReport {
     let touched = if Arc::ptr_eq(&old.services, &new.services) {
         Vec::new()
     } else {
@@ -48,6 +71,7 @@ pub fn flush_stale(ct: &Conntrack, old: &Snapshot, new: &Snapshot, now: Now) -> 
     if gone_udp.is_empty() && changed.is_empty() && gone_pods.is_empty() {
         return report;
     }
+    report.quiescence = ct.readers().wait_quiescent(grace);
     ct.flush(now, |f: &FlowView| {
         let dnat = f.flags & flags::DNAT != 0;
         if dnat

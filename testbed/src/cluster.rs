@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use serde_json::Value;
 
 use crate::error::{Error, Result, context};
-use crate::layout::{CLUSTER_CIDR, LB_POOL, SERVICE_CIDR};
+use crate::layout::{CLUSTER_CIDR, LB_POOL, SERVICE_CIDR, UNDERLAY_CIDR};
 
 /// A Node as the control plane stores it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,6 +86,9 @@ impl Ferroplane {
                 SERVICE_CIDR,
                 "--lb-pool",
                 LB_POOL,
+                // externalIPs may come from the underlay (node addresses stay refused).
+                "--external-ip-cidr",
+                UNDERLAY_CIDR,
             ],
             None,
         )

@@ -29,6 +29,8 @@ pub const INTERNET_CIDR: &str = "203.0.113.0/24";
 pub const CLOUD_LB_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 50, 254);
 /// The LoadBalancer ingress pool (TEST-NET-2), handed to `ferroplane init`'s default.
 pub const LB_POOL: &str = "198.51.100.0/24";
+/// The underlay network the nodes, the router and the cloud LB share.
+pub const UNDERLAY_CIDR: &str = "192.168.50.0/24";
 /// The router's MAC on the node subnet: every node's `nextHopMAC`.
 pub const ROUTER_MAC: &str = "02:fd:00:00:00:01";
 /// The pod address range handed to `ferroplane init`.

@@ -11,6 +11,7 @@
 
 mod alloc;
 mod endpoints;
+mod external_ips;
 mod holdings;
 mod meta;
 mod namespace;
@@ -179,6 +180,7 @@ impl ApiServer {
                     _ => None,
                 });
                 service::validate_and_default(new)?;
+                external_ips::admit(new, old, state)?;
                 let ctx = service_alloc::Allocating {
                     settings: state.settings(),
                     holdings,
@@ -396,3 +398,5 @@ impl ApiServer {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_external_ips;

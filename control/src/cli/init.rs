@@ -42,6 +42,10 @@ pub struct InitArgs {
     /// VXLAN UDP port [default: 8472].
     #[arg(long)]
     pub vxlan_port: Option<u16>,
+    /// A range Services' spec.externalIPs may come from; repeat for several [default: none,
+    /// externalIPs are refused (CVE-2020-8554)]. Node addresses are refused in any case.
+    #[arg(long = "external-ip-cidr", value_name = "CIDR")]
+    pub external_ip_cidrs: Vec<Cidr>,
 }
 
 /// Whether anything besides the system namespaces is stored: then the settings are fixed.
@@ -127,6 +131,9 @@ fn apply_overrides(
     }
     if let Some(port) = args.vxlan_port {
         settings.vxlan_port = port;
+    }
+    if !args.external_ip_cidrs.is_empty() {
+        settings.external_ip_cidrs = args.external_ip_cidrs.clone();
     }
     settings.validate()?;
     Ok(settings)

@@ -24,7 +24,7 @@ mod flow_state;
 mod health;
 mod host_ports;
 mod http;
-mod log;
+pub(crate) mod log;
 mod monitor;
 mod naming;
 mod netns;

@@ -74,8 +74,16 @@ pub fn reload_config(
         Ok(()) => {
             let cell = source.cell();
             if !Arc::ptr_eq(&cell, &cells.load()) {
-                flush_stale(conntrack, &old, &cell.load(), monotonic_secs());
+                // Workers switch cells first; the flush then waits until none is still in a
+                // round on the old one (`quiesce`), so nothing stale is re-created behind it.
+                let new = cell.load();
                 cells.store(cell);
+                crate::sync::warn_if_not_quiet(&flush_stale(
+                    conntrack,
+                    &old,
+                    &new,
+                    monotonic_secs(),
+                ));
             }
             settings.local = fresh.local;
             settings.resync_interval = fresh.resync_interval;

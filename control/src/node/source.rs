@@ -257,7 +257,7 @@ impl KubeSync {
         let old = self.cell.publish(snapshot);
         let new = self.cell.load();
         for ct in &self.conntracks {
-            flush_stale(ct, &old, &new, clock.conntrack);
+            crate::sync::warn_if_not_quiet(&flush_stale(ct, &old, &new, clock.conntrack));
         }
         let changed = generation != self.seen;
         self.seen = state.generation();

@@ -25,7 +25,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use dataplane::reconcile::flush_stale;
+use dataplane::quiesce::{DEFAULT_GRACE_TIMEOUT, Quiescence};
+use dataplane::reconcile::{FlushReport, flush_stale};
 use dataplane::snapshot::SnapshotCell;
 use dataplane::tables::conntrack::{Conntrack, Now};
 
@@ -225,7 +226,7 @@ impl Syncer {
         let old = self.cell.publish(compiled.snapshot);
         let new = self.cell.load();
         for ct in &self.conntracks {
-            flush_stale(ct, &old, &new, clock.conntrack);
+            warn_if_not_quiet(&flush_stale(ct, &old, &new, clock.conntrack));
         }
         let state_changed = state.generation() != self.last_good.generation();
         let state_generation = state.generation();
@@ -271,5 +272,17 @@ impl Syncer {
             self.metrics.pending_changes = generation.saturating_sub(self.last_good.generation());
         }
         PollOutcome::Failed(error)
+    }
+}
+
+/// Logs a flush that went ahead while workers were still on the old snapshot (they were stuck
+/// in one round for the whole grace period): flows they create from it may survive the flush.
+pub(crate) fn warn_if_not_quiet(report: &FlushReport) {
+    if let Quiescence::TimedOut { stuck } = report.quiescence {
+        crate::node::log::warn(format_args!(
+            "flush: {stuck} worker(s) still on the previous snapshot after {DEFAULT_GRACE_TIMEOUT:?}; \
+             flushed {} stale flows anyway",
+            report.total()
+        ));
     }
 }

@@ -6,13 +6,23 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(e) = EthernetFrame::new_checked(data) {
-        let _ = (e.src_addr(), e.dst_addr(), e.ethertype(), e.vlan_id(), e.payload().len());
+        let _ = (
+            e.src_addr(),
+            e.dst_addr(),
+            e.ethertype(),
+            e.vlan_id(),
+            e.payload().len(),
+        );
     }
     if let Ok(a) = ArpPacket::new_checked(data) {
         let _ = ArpRepr::parse(&a);
     }
     if let Ok(ip) = Ipv4Packet::new_checked(data) {
-        let _ = (ip.verify_checksum(), ip.payload().len(), Ipv4Repr::parse(&ip));
+        let _ = (
+            ip.verify_checksum(),
+            ip.payload().len(),
+            Ipv4Repr::parse(&ip),
+        );
     }
     if let Ok(ip) = Ipv4Packet::new_inner(data) {
         let _ = (ip.src_addr(), ip.dst_addr(), ip.payload().len());

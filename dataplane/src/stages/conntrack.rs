@@ -2,9 +2,10 @@
 //! of a flow goes through Service load-balancing, NetworkPolicy and SNAT, then is inserted.
 //!
 //! Invariants:
-//! - Policy is decided once, on the first packet, on the post-DNAT destination and the
-//!   pre-SNAT source (user-needs K6); replies and related ICMP follow the entry (K5); an
-//!   ICMP error that relates to no entry is dropped (`icmp_filter`).
+//! - Policy is decided on the first packet, on the post-DNAT destination and the pre-SNAT
+//!   source (user-needs K6); replies and related ICMP follow the entry (K5); an ICMP error
+//!   that relates to no entry is dropped (`icmp_filter`). After a policy change an
+//!   established flow is decided again on its next packet (`policy_recheck`).
 //! - A flow's backend is decided once: if two workers race on the first packets of one
 //!   flow, the insert that loses adopts the winner's translation (A1).
 //! - SNAT ports are claimed by inserting the reply tuple, which fails if it is taken, so two
@@ -38,6 +39,7 @@ use crate::wire::{Ipv4Packet, TcpFlags, TcpPacket};
 use super::Ctx;
 use super::icmp_filter::track_error;
 use super::nat::rewrite;
+use super::policy_recheck;
 use super::reject::reject;
 
 /// How many random SNAT ports to try before giving up on a flow.
@@ -59,6 +61,9 @@ pub fn track(
         return Ok(None);
     }
     if let Some(hit) = p.ct.lookup(&ctx.key, p.now) {
+        if hit.policy_epoch != snap.policy.epoch() {
+            policy_recheck::recheck(p, snap, &ctx.key, &hit)?;
+        }
         let segment = match ctx.key.proto {
             L4Proto::Tcp => segment_seq(pkt, ctx),
             _ => None,
@@ -105,7 +110,10 @@ fn is_untracked(snap: &Snapshot, ctx: &Ctx) -> bool {
                     Frontend::Service { .. }
                 )
         }
-        PortKind::Host => !cluster(dst) && !snap.services.is_vip(dst),
+        PortKind::Host => {
+            !cluster(dst)
+                && snap.services.lookup(dst, ctx.key.dport, ctx.key.proto) == Frontend::NotService
+        }
         PortKind::Pod => false,
     }
 }
@@ -193,6 +201,7 @@ fn new_flow(
             });
             p.pending = PendingFlow::Retract(hit);
             mark_first_segment(p, pkt, ctx, &hit);
+            p.ct.stamp_policy(&hit, snap.policy.epoch());
             hit.xlate
         }
         Placed::Now(Inserted::Existing(hit)) => {
@@ -202,6 +211,7 @@ fn new_flow(
                 reply: hit.xlate.reversed(),
                 raced: true,
             });
+            p.ct.stamp_policy(&hit, snap.policy.epoch());
             hit.xlate
         }
         Placed::AfterRouting => {
@@ -209,7 +219,7 @@ fn new_flow(
                 L4Proto::Tcp => segment_seq(pkt, ctx),
                 _ => None,
             };
-            p.pending = PendingFlow::Insert(flow, seq);
+            p.pending = PendingFlow::Insert(flow, seq, snap.policy.epoch());
             flow.reply.reversed()
         }
     };
@@ -226,8 +236,9 @@ pub(crate) enum PendingFlow {
     /// Inserted by this packet: take it out again if the packet is dropped.
     Retract(Hit),
     /// Not inserted yet (that needs eviction): insert it if the packet leaves. With the first
-    /// segment's sequence numbers (TCP), for its first mark.
-    Insert(NewFlow, Option<SegmentSeq>),
+    /// segment's sequence numbers (TCP), for its first mark, and the policy epoch it was
+    /// allowed under.
+    Insert(NewFlow, Option<SegmentSeq>, u8),
 }
 
 /// Where a first packet's flow stands after the conntrack stage.
@@ -250,8 +261,9 @@ pub fn confirm(p: &mut Pipeline, verdict: Verdict) -> Verdict {
             verdict
         }
         PendingFlow::Insert(..) if !leaves => verdict,
-        PendingFlow::Insert(flow, seq) => match p.ct.insert(&flow, p.now) {
+        PendingFlow::Insert(flow, seq, policy_epoch) => match p.ct.insert(&flow, p.now) {
             Ok(Inserted::Created(hit)) => {
+                p.ct.stamp_policy(&hit, policy_epoch);
                 if seq.is_some() {
                     p.ct.on_segment(&hit, flow.tcp_flags, seq, p.now);
                 }

@@ -13,6 +13,7 @@ pub mod conntrack;
 pub mod icmp;
 pub mod icmp_filter;
 pub mod nat;
+mod policy_recheck;
 pub mod reject;
 pub mod route;
 pub mod uplink;

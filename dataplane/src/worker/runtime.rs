@@ -15,6 +15,9 @@
 //!   hands the core only to real-time threads of its priority, e.g. another node's worker on
 //!   the same CPU (the testbed), which then forwards the next hop at once instead of after
 //!   the spin.
+//! - A round is bracketed by the pipeline's epoch (`quiesce`): entered before the snapshot
+//!   is loaded, left once the round is done with it, so a worker asleep in poll(2) never
+//!   holds up a flush.
 //! - Reports are published by pointer swap every `report_every_ms`; readers never block it.
 use std::io;
 use std::sync::Arc;
@@ -132,6 +135,7 @@ pub fn run<P: PacketIo>(
             }
             fds.clear();
         }
+        worker.pipeline.epoch().enter();
         let snap = rounds.snapshot();
         let now_ns = monotonic_ns();
         let now = (now_ns / 1_000_000_000) as u32;
@@ -139,6 +143,8 @@ pub fn run<P: PacketIo>(
         rounds.before_poll(&mut worker);
         let n = worker.poll_once(&snap, now);
         rounds.after_poll(&mut worker, &snap);
+        drop(snap);
+        worker.pipeline.epoch().leave();
         worker.pipeline.begin_batch(now);
         worker.pipeline.housekeeping(cfg.housekeeping_budget);
         if clock.finish(n) {

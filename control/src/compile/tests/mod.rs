@@ -36,10 +36,15 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Two nodes, `node-a` (192.168.50.11) and `node-b` (192.168.50.12).
+    /// Two nodes, `node-a` (192.168.50.11) and `node-b` (192.168.50.12); externalIPs
+    /// allowed from 192.0.2.0/24 (TEST-NET-1).
     pub fn new() -> Cluster {
+        let settings = ClusterSettings {
+            external_ip_cidrs: vec!["192.0.2.0/24".parse().unwrap()],
+            ..ClusterSettings::default()
+        };
         let mut cluster = Cluster {
-            state: ClusterState::new(ClusterSettings::default()),
+            state: ClusterState::new(settings),
             touched: BTreeSet::new(),
         };
         cluster.apply(&[node(NODE_A, "192.168.50.11"), node(NODE_B, "192.168.50.12")].concat());

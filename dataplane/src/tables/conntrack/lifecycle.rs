@@ -167,6 +167,7 @@ impl Conntrack {
                 generation,
             },
             record: original_slot.raw(),
+            policy_epoch: 0,
         })))
     }
 

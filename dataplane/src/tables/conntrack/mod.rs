@@ -28,6 +28,7 @@
 mod housekeeping;
 mod lifecycle;
 mod limits;
+mod policy_epoch;
 mod prefetch;
 mod record;
 mod resolve;
@@ -52,6 +53,7 @@ use record::{HEAD_IN_RECORD, Head, Map, XLATE_IN_RECORD};
 
 use crate::io::hugepages::Pages;
 use crate::io::words::Words;
+use crate::quiesce::Readers;
 pub use crate::tables::flowmap::{LayoutError, SweepCursor};
 pub use limits::{FlowLimits, Limited};
 pub use seq::WINDOW as RST_WINDOW;
@@ -133,6 +135,9 @@ pub struct Hit {
     pub entry: EntryRef,
     /// The raw slot of the record the packet matched (its direction's record).
     record: u32,
+    /// The policy epoch the flow was last allowed under (0 = never checked); see
+    /// [`Conntrack::stamp_policy`].
+    pub policy_epoch: u8,
 }
 
 /// A successful insert.
@@ -257,6 +262,8 @@ pub struct Conntrack {
     live: LiveCount,
     counters: Counters,
     limiter: limits::Limiter,
+    /// The workers using this table, for grace periods before flushes (`quiesce`).
+    readers: Readers,
 }
 
 impl Conntrack {
@@ -315,7 +322,13 @@ impl Conntrack {
             live: LiveCount::default(),
             counters: Counters::default(),
             limiter: limits::Limiter::new(cfg.limits),
+            readers: Readers::default(),
         }
+    }
+
+    /// The workers that use this table (each `Pipeline` registers one epoch).
+    pub fn readers(&self) -> &Readers {
+        &self.readers
     }
 
     /// The table's storage, position independent, for a successor process to adopt.

@@ -3,7 +3,8 @@
 //! A record is a flowmap slot: the key (the tuple packets in its direction carry) and 4 words:
 //! - `HEAD`: bits 0..32 last-seen time (original) or partner slot (reply); bits 32..40 the slot
 //!   generation; bits 40..48 the state code (original, 0 = dead) or the partner's generation
-//!   (reply); bits 48..56 the flow flags; bit 56 set on reply records.
+//!   (reply); bits 48..56 the flow flags; bit 56 set on reply records; bits 57..64 (original)
+//!   the policy epoch the flow was last allowed under (`PolicyTable::epoch`, 0 = never).
 //! - `IDS`: service id << 32 | backend index.
 //! - `XLATE`, `XLATE + 1`: the tuple a packet in this direction is rewritten to
 //!   (original record: `reply.reversed()`; reply record: `original.reversed()`). The bits of
@@ -44,6 +45,8 @@ const GENERATION_SHIFT: u32 = 32;
 const STATE_SHIFT: u32 = 40;
 const FLAGS_SHIFT: u32 = 48;
 const REPLY_BIT: u64 = 1 << 56;
+const POLICY_SHIFT: u32 = 57;
+const POLICY_MASK: u64 = 0x7f << POLICY_SHIFT;
 
 /// A record's head word.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,6 +117,16 @@ impl Head {
     /// Reply records: the generation the original record was written with.
     pub(super) fn partner_generation(self) -> u8 {
         (self.0 >> STATE_SHIFT) as u8
+    }
+
+    /// Original records: the policy epoch the flow was last allowed under (0 = never).
+    pub(super) fn policy_epoch(self) -> u8 {
+        ((self.0 & POLICY_MASK) >> POLICY_SHIFT) as u8
+    }
+
+    /// The same original record, allowed under policy `epoch` (7 bits).
+    pub(super) fn with_policy_epoch(self, epoch: u8) -> Self {
+        Self(self.0 & !POLICY_MASK | (u64::from(epoch) << POLICY_SHIFT) & POLICY_MASK)
     }
 
     /// The same original record, dead.

@@ -78,6 +78,7 @@ impl Conntrack {
                 generation: owner_head.generation(),
             },
             record: slot.raw(),
+            policy_epoch: owner_head.policy_epoch(),
         })
     }
 

@@ -34,6 +34,8 @@ pub enum PolicyVerdict {
 pub struct PolicyTable {
     names: Box<[Box<str>]>,
     pods: foldhash::HashMap<u32, PodEntry>,
+    /// Which build this is, as flows remember it (see [`PolicyTable::epoch`]).
+    epoch: u8,
 }
 
 #[derive(Debug)]
@@ -67,6 +69,16 @@ impl Direction {
 impl PolicyTable {
     pub fn builder() -> PolicyTableBuilder {
         PolicyTableBuilder::default()
+    }
+
+    /// This build's epoch, 1..=127: every `build` takes the next one (wrapping), starting at
+    /// a point drawn from the clock, so a table adopted from a previous process rarely
+    /// matches. Flows remember the epoch they were last allowed under and are re-checked on
+    /// their next packet when the snapshot's differs (security review M5). A flow silent for
+    /// exactly a multiple of 127 policy builds skips that re-check until the next build.
+    #[inline]
+    pub fn epoch(&self) -> u8 {
+        self.epoch
     }
 
     /// Policy for a flow arriving at the local pod `dst_pod` (post-DNAT address, so a Service
@@ -175,7 +187,11 @@ impl PolicyTableBuilder {
                 (ip, entry)
             })
             .collect();
-        PolicyTable { names, pods }
+        PolicyTable {
+            names,
+            pods,
+            epoch: next_epoch(),
+        }
     }
 }
 
@@ -206,4 +222,18 @@ fn by_name(names: &[Box<str>], a: PolicyId, b: PolicyId) -> Ordering {
         (None, Some(_)) => Ordering::Greater,
         (None, None) => a.cmp(&b),
     }
+}
+
+/// The next policy epoch in 1..=127 (see [`PolicyTable::epoch`]). Off the packet path.
+fn next_epoch() -> u8 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    static START: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos() ^ d.as_secs() as u32)
+    });
+    let n = NEXT.fetch_add(1, Ordering::Relaxed).wrapping_add(start);
+    (n % 127) as u8 + 1
 }

@@ -6,7 +6,11 @@
 //!   the same destination always collide on the same key.
 //! - Each key has exactly one owner; `plan` refuses a spec whose front ends collide with the
 //!   index or with each other (the same address listed twice under the same kind is merged).
-//! - `vips` holds every ClusterIP, externalIP and LB IP that is not a node address.
+//! - `vips` holds every ClusterIP that is not a node address: only a ClusterIP owns its whole
+//!   address (its unserved ports are `VipOtherPort`). An externalIP or LB IP owns only its
+//!   (ip, port, proto) front ends; its other ports are `NotService` and are routed as if no
+//!   Service were there, so a Service cannot blackhole an address it does not own
+//!   (CVE-2020-8554; security review H5).
 //! - Building is two-phase (`plan` checks, `commit` inserts), so a refused spec leaves the
 //!   index untouched.
 
@@ -147,7 +151,7 @@ impl FrontendIndex {
                 },
             );
             let is_node_address = self.node_addresses.binary_search(&claim.ip).is_ok();
-            if claim.kind != FrontendKind::NodePort && !is_node_address {
+            if claim.kind == FrontendKind::ClusterIp && !is_node_address {
                 self.vips.insert(u32::from(claim.ip));
             }
         }

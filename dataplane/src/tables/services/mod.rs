@@ -107,7 +107,9 @@ pub struct ServiceSpec {
 pub enum Frontend {
     /// A front end of service `id`.
     Service { id: ServiceId, kind: FrontendKind },
-    /// A Service VIP, but not on a Service port: must never reach the host (user-needs B7).
+    /// A ClusterIP, but not on a Service port: must never reach the host (user-needs B7).
+    /// (externalIPs and LB IPs own only their Service ports: their other ports are
+    /// `NotService`.)
     VipOtherPort,
     /// Nothing to do with Services.
     NotService,
@@ -144,7 +146,7 @@ impl ServiceTable {
         self.services.is_empty()
     }
 
-    /// True if `ip` is a ClusterIP, externalIP or LB IP that is not also a node address.
+    /// True if `ip` is a ClusterIP that is not also a node address (see `Frontend::VipOtherPort`).
     pub fn is_vip(&self, ip: Ipv4Addr) -> bool {
         self.frontends.is_vip(ip)
     }

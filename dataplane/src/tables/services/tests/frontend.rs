@@ -77,20 +77,42 @@ fn nodeport_answers_only_on_node_addresses() {
 }
 
 #[test]
-fn vip_on_other_port_or_protocol_never_looks_like_no_service() {
+fn cluster_ip_on_other_port_or_protocol_never_looks_like_no_service() {
     let t = table(vec![web()]);
-    for vip in [CLUSTER_IP, EXTERNAL_IP, LB_IP] {
-        assert!(t.is_vip(vip));
-        assert_eq!(t.lookup(vip, 22, L4Proto::Tcp), Frontend::VipOtherPort);
-        assert_eq!(t.lookup(vip, 80, L4Proto::Udp), Frontend::VipOtherPort);
-        assert_eq!(t.lookup(vip, 0, L4Proto::Icmp), Frontend::VipOtherPort);
-    }
+    assert!(t.is_vip(CLUSTER_IP));
+    assert_eq!(
+        t.lookup(CLUSTER_IP, 22, L4Proto::Tcp),
+        Frontend::VipOtherPort
+    );
+    assert_eq!(
+        t.lookup(CLUSTER_IP, 80, L4Proto::Udp),
+        Frontend::VipOtherPort
+    );
+    assert_eq!(
+        t.lookup(CLUSTER_IP, 0, L4Proto::Icmp),
+        Frontend::VipOtherPort
+    );
     assert!(!t.is_vip(NODE_A));
     assert!(!t.is_vip(Ipv4Addr::new(10, 96, 0, 21)));
     assert_eq!(
         t.lookup(Ipv4Addr::new(10, 96, 0, 21), 80, L4Proto::Tcp),
         Frontend::NotService
     );
+}
+
+#[test]
+fn external_and_lb_ips_own_only_their_service_ports() {
+    let t = table(vec![web()]);
+    for ip in [EXTERNAL_IP, LB_IP] {
+        assert!(!t.is_vip(ip), "{ip}");
+        assert!(matches!(
+            t.lookup(ip, 80, L4Proto::Tcp),
+            Frontend::Service { .. }
+        ));
+        assert_eq!(t.lookup(ip, 22, L4Proto::Tcp), Frontend::NotService);
+        assert_eq!(t.lookup(ip, 80, L4Proto::Udp), Frontend::NotService);
+        assert_eq!(t.lookup(ip, 0, L4Proto::Icmp), Frontend::NotService);
+    }
 }
 
 #[test]

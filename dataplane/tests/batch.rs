@@ -11,7 +11,6 @@ use common::frames::{self, L4, arp_request, vxlan};
 use common::*;
 use dataplane::drop::DropReason;
 use dataplane::packet::{Packet, PortId, Verdict};
-use dataplane::snat::SnatPortRng;
 
 fn from_client(h: &Harness, dst: &str, l4: L4) -> Vec<u8> {
     let gw = h.snap.node.gateway_mac;
@@ -74,13 +73,6 @@ fn unreachable_about(frame: &[u8], from: &str) -> Vec<u8> {
     f.extend_from_slice(&iph);
     f.extend_from_slice(&icmp);
     f
-}
-
-/// A harness whose SNAT ports come from a fixed key, so two runs masquerade alike.
-fn harness() -> Harness {
-    let mut h = Harness::new();
-    h.pipe.set_snat_rng(SnatPortRng::from_seed([7; 32]));
-    h
 }
 
 /// The mixed traffic, in arrival order.
@@ -206,7 +198,7 @@ fn counters(h: &Harness) -> String {
 
 #[test]
 fn batches_give_the_verdicts_bytes_and_counts_of_one_by_one_processing() {
-    let mut single = harness();
+    let mut single = Harness::new().reproducible();
     let traffic = traffic(&single);
     let expected = one_by_one(&mut single, &traffic);
 
@@ -226,7 +218,7 @@ fn batches_give_the_verdicts_bytes_and_counts_of_one_by_one_processing() {
     assert!(single.pipe.stats.new_flows >= 150);
 
     for sizes in [&[256][..], &[1, 7, 64, 3], &[traffic.len()]] {
-        let mut h = harness();
+        let mut h = Harness::new().reproducible();
         let got = batched(&mut h, &traffic, sizes);
         assert_eq!(got.len(), expected.len());
         for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
@@ -239,7 +231,7 @@ fn batches_give_the_verdicts_bytes_and_counts_of_one_by_one_processing() {
 
 #[test]
 fn a_traced_batch_keeps_each_packets_events_together() {
-    let mut h = harness();
+    let mut h = Harness::new().reproducible();
     let traffic = traffic(&h);
     h.pipe.enable_trace();
     batched(&mut h, &traffic[..3], &[3]);

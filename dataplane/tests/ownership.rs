@@ -44,7 +44,7 @@ fn hijacker() -> ServiceSpec {
 }
 
 fn with_hijacker() -> Harness {
-    let mut h = Harness::new();
+    let mut h = Harness::new().reproducible();
     let mut specs = services();
     specs.push(hijacker());
     let table = ServiceTable::build(specs, &h.snap.node.node_port_addresses, 251).expect("table");
@@ -83,7 +83,7 @@ fn same_as_without_service(
     dst: &str,
     dport: u16,
 ) -> Verdict {
-    let mut plain = Harness::new();
+    let mut plain = Harness::new().reproducible();
     let mut hijacked = with_hijacker();
     let f = syn(src_mac, &plain, src, dst, dport);
     let (v_plain, out_plain) = plain.run(port, &f);

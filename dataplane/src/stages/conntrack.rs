@@ -326,22 +326,7 @@ fn insert_or_remap(
         Err(e) => return Err(insert_drop(e)),
     }
     flow.flags |= flags::SNAT;
-    for _ in 0..SNAT_ATTEMPTS {
-        flow.reply.dport = p.snat_rng.port(snap.node.snat_ports);
-        match try_place(p, flow) {
-            Ok(found) => {
-                let port = flow.reply.dport;
-                p.trace(|| TraceEvent::Snat {
-                    ip: flow.reply.dst,
-                    port,
-                });
-                return Ok(placed(found));
-            }
-            Err(InsertError::ReplyTaken) => continue,
-            Err(e) => return Err(insert_drop(e)),
-        }
-    }
-    Err(DropReason::SnatPortsExhausted)
+    place_with_random_port(p, snap, flow)
 }
 
 /// Gives a new TCP flow its first sequence mark from its SYN, so that an RST is judged
@@ -506,6 +491,16 @@ fn insert_with_snat_port(
     flow: &mut NewFlow,
 ) -> Result<Placed, DropReason> {
     flow.reply.dst = snap.node.node_ip;
+    place_with_random_port(p, snap, flow)
+}
+
+/// Places `flow` with its reply port (the ICMP id too) drawn at random from the node's SNAT
+/// range, retrying while the reply tuple is taken: the insert is the collision check.
+fn place_with_random_port(
+    p: &mut Pipeline,
+    snap: &Snapshot,
+    flow: &mut NewFlow,
+) -> Result<Placed, DropReason> {
     for _ in 0..SNAT_ATTEMPTS {
         let port = p.snat_rng.port(snap.node.snat_ports);
         flow.reply.dport = port;
@@ -514,10 +509,8 @@ fn insert_with_snat_port(
         }
         match try_place(p, flow) {
             Ok(found) => {
-                p.trace(|| TraceEvent::Snat {
-                    ip: snap.node.node_ip,
-                    port,
-                });
+                let ip = flow.reply.dst;
+                p.trace(|| TraceEvent::Snat { ip, port });
                 return Ok(placed(found));
             }
             Err(InsertError::ReplyTaken) => continue,

@@ -456,28 +456,60 @@ fn check_policy(
     dst: Ipv4Addr,
     dport: u16,
 ) -> Result<(), DropReason> {
-    let key = ctx.key;
-    if ctx.in_kind == PortKind::Pod {
-        let v = snap.policy.check_egress(key.src, dst, key.proto, dport);
+    let flow = FlowKey {
+        dst,
+        dport,
+        ..ctx.key
+    };
+    // Node-local traffic is always allowed, recognised by the port it came from (K7).
+    let egress = ctx.in_kind == PortKind::Pod;
+    let ingress = ctx.in_kind != PortKind::Host && snap.ports.pod(dst).is_some();
+    check_sides(p, snap, &flow, egress, ingress).map_err(|side| match side {
+        PolicySide::Egress => DropReason::PolicyEgressDenied,
+        PolicySide::Ingress => DropReason::PolicyIngressDenied,
+    })
+}
+
+/// The side of NetworkPolicy that refused a flow.
+pub(super) enum PolicySide {
+    Egress,
+    Ingress,
+}
+
+/// Checks `flow` (pre-SNAT source, post-DNAT destination and port) against the egress policy
+/// of its source pod (when `egress`), then the ingress policy of its destination pod (when
+/// `ingress`), tracing each verdict; the first-packet path and the re-check share it.
+pub(super) fn check_sides(
+    p: &mut Pipeline,
+    snap: &Snapshot,
+    flow: &FlowKey,
+    egress: bool,
+    ingress: bool,
+) -> Result<(), PolicySide> {
+    if egress {
+        let v = snap
+            .policy
+            .check_egress(flow.src, flow.dst, flow.proto, flow.dport);
         p.trace(|| TraceEvent::Policy {
             ingress: false,
-            pod: key.src,
+            pod: flow.src,
             verdict: v,
         });
         if let PolicyVerdict::Denied(_) = v {
-            return Err(DropReason::PolicyEgressDenied);
+            return Err(PolicySide::Egress);
         }
     }
-    // Node-local traffic is always allowed, recognised by the port it came from (K7).
-    if ctx.in_kind != PortKind::Host && snap.ports.pod(dst).is_some() {
-        let v = snap.policy.check_ingress(dst, key.src, key.proto, dport);
+    if ingress {
+        let v = snap
+            .policy
+            .check_ingress(flow.dst, flow.src, flow.proto, flow.dport);
         p.trace(|| TraceEvent::Policy {
             ingress: true,
-            pod: dst,
+            pod: flow.dst,
             verdict: v,
         });
         if let PolicyVerdict::Denied(_) = v {
-            return Err(DropReason::PolicyIngressDenied);
+            return Err(PolicySide::Ingress);
         }
     }
     Ok(())

@@ -17,10 +17,11 @@
 
 use crate::drop::DropReason;
 use crate::flow::{Dir, FlowKey};
-use crate::pipeline::{Pipeline, TraceEvent};
+use crate::pipeline::Pipeline;
 use crate::snapshot::Snapshot;
 use crate::tables::conntrack::{Hit, flags};
-use crate::tables::policy::PolicyVerdict;
+
+use super::conntrack::check_sides;
 
 /// Whether the flow of `hit` (seen from a packet carrying `key`) still passes policy; call
 /// only when `hit.policy_epoch != snap.policy.epoch()`.
@@ -35,30 +36,15 @@ pub(super) fn recheck(
         Dir::Original => (*key, hit.xlate.reversed()),
         Dir::Reply => (hit.xlate.reversed(), *key),
     };
-    let (src, dst, dport) = (original.src, reply.src, reply.sport);
+    let flow = FlowKey {
+        dst: reply.src,
+        dport: reply.sport,
+        ..original
+    };
     let from_host = hit.flags & flags::FROM_HOST != 0;
-    if !from_host && snap.ports.pod(src).is_some() {
-        let v = snap.policy.check_egress(src, dst, original.proto, dport);
-        p.trace(|| TraceEvent::Policy {
-            ingress: false,
-            pod: src,
-            verdict: v,
-        });
-        if let PolicyVerdict::Denied(_) = v {
-            return Err(DropReason::PolicyRevoked);
-        }
-    }
-    if !from_host && snap.ports.pod(dst).is_some() {
-        let v = snap.policy.check_ingress(dst, src, original.proto, dport);
-        p.trace(|| TraceEvent::Policy {
-            ingress: true,
-            pod: dst,
-            verdict: v,
-        });
-        if let PolicyVerdict::Denied(_) = v {
-            return Err(DropReason::PolicyRevoked);
-        }
-    }
+    let egress = !from_host && snap.ports.pod(flow.src).is_some();
+    let ingress = !from_host && snap.ports.pod(flow.dst).is_some();
+    check_sides(p, snap, &flow, egress, ingress).map_err(|_| DropReason::PolicyRevoked)?;
     p.ct.stamp_policy(hit, snap.policy.epoch());
     Ok(())
 }

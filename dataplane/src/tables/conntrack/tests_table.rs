@@ -9,7 +9,15 @@ use crate::flow::L4Proto;
 
 #[test]
 fn past_capacity_the_least_recently_seen_flows_are_evicted() {
-    let ct = table(100);
+    // SYN_SENT outlives the run (300 s), so every flow that goes is evicted, none expires.
+    let ct = Conntrack::new(ConntrackConfig {
+        capacity: 100,
+        limits: FlowLimits::NONE,
+        timeouts: Timeouts {
+            tcp_syn_sent: 3600,
+            ..Timeouts::default()
+        },
+    });
     for i in 0..300u16 {
         let now = u32::from(i);
         // SYN_SENT: unreplied, so evictable (an ESTABLISHED flow never is).

@@ -22,8 +22,8 @@ for io in af-packet af-xdp; do
     echo "== testbed scenarios with $io pods"
     # --workspace: the same feature unification as above, so nothing is rebuilt. The hostile
     # scenarios attack the uplink, conntrack and the control plane, which every pod backend
-    # shares: they run once, with TAP pods, above.
-    FERROPLANE_TESTBED_IO=$io cargo test --locked --workspace --test scenarios -- --skip hostile
+    # shares: they run once, with TAP pods, above; so does the soak (minutes of change).
+    FERROPLANE_TESTBED_IO=$io cargo test --locked --workspace --test scenarios -- --skip hostile --skip soak
 done
 echo "== benchmarks compile"
 cargo bench -p bench --locked --no-run

@@ -25,4 +25,5 @@ pub mod pods;
 pub mod probe;
 pub mod resolv;
 pub mod run_state;
+pub mod soak;
 pub mod teardown;

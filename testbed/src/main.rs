@@ -118,6 +118,29 @@ enum Verb {
         #[arg(long)]
         crash: bool,
     },
+    /// Bring a testbed up, run mixed load through it for --duration while it changes
+    /// (endpoint churn, crashed pods, a policy flipping, every node's ferroplane restarted
+    /// and SIGKILLed), print a table per minute and a verdict, take it down. Exits 1 on FAIL.
+    Soak {
+        /// 60s to 24h.
+        #[arg(long, default_value = "30m", value_parser = parse_duration)]
+        duration: Duration,
+        /// Time between changes (default: one cycle of 12 changes over the run, 8s to 30s).
+        #[arg(long, value_parser = parse_duration)]
+        step: Option<Duration>,
+        #[arg(long, value_enum, default_value_t = Io::Tap)]
+        io: Io,
+        /// The JSON report; the per-node samples go beside it as CSV.
+        #[arg(long, default_value = "soak-report.json")]
+        report: PathBuf,
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        sample_every: Duration,
+        /// Leave the testbed up at the end.
+        #[arg(long)]
+        keep: bool,
+        #[arg(long, env = "FERROPLANE_BIN")]
+        ferroplane: Option<PathBuf>,
+    },
     /// The cloud load balancer's health checker (run inside its namespace by `up`).
     #[command(hide = true)]
     CloudLb {
@@ -144,13 +167,21 @@ enum OutputFormat {
 fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
     let parsed = if let Some(ms) = text.strip_suffix("ms") {
         ms.parse().map(Duration::from_millis)
+    } else if let Some(minutes) = text.strip_suffix('m') {
+        minutes
+            .parse()
+            .map(|m: u64| Duration::from_secs(m.saturating_mul(60)))
+    } else if let Some(hours) = text.strip_suffix('h') {
+        hours
+            .parse()
+            .map(|h: u64| Duration::from_secs(h.saturating_mul(3600)))
     } else {
         text.strip_suffix('s')
             .unwrap_or(text)
             .parse()
             .map(Duration::from_secs)
     };
-    parsed.map_err(|_| format!("{text:?}: use e.g. 500ms, 1s or 2"))
+    parsed.map_err(|_| format!("{text:?}: use e.g. 500ms, 1s, 2, 30m or 1h"))
 }
 
 fn main() -> ExitCode {
@@ -290,6 +321,30 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let started = std::time::Instant::now();
             operations::restart_node(&layout, &mut state, &node, crash)?;
             println!("node {node} restarted in {:?}", started.elapsed());
+        }
+        Verb::Soak {
+            duration,
+            step,
+            io,
+            report,
+            sample_every,
+            keep,
+            ferroplane,
+        } => {
+            let options = testbed::soak::SoakOptions {
+                duration,
+                step,
+                io,
+                ferroplane: locate_ferroplane(ferroplane.as_deref()),
+                report,
+                sample_every: sample_every.max(Duration::from_secs(1)),
+                keep,
+            };
+            let (verdict, table) = testbed::soak::run(&layout, &options)?;
+            print!("{table}");
+            if !verdict.pass {
+                return Ok(ExitCode::FAILURE);
+            }
         }
         Verb::CloudLb { state_dir, nodes } => cloud_lb::balancer::serve(&state_dir, &nodes)?,
         Verb::Netexec { name, ports } => netexec::serve(&name, &ports)?,

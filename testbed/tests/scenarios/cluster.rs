@@ -17,7 +17,7 @@ pub const MANIFESTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/manifest
 /// `ferroplane` beside the testbed binary, brought up to date by `cargo build` once per run
 /// (never a stale binary). Built with the feature unification of `cargo test --workspace`
 /// (every package, test targets included), so after that it is a no-op, not a second build.
-fn ferroplane() -> &'static Path {
+pub fn ferroplane() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let status = Command::new(env!("CARGO"))
@@ -39,6 +39,11 @@ pub fn io_backend() -> String {
     std::env::var("FERROPLANE_TESTBED_IO").unwrap_or_else(|_| "tap".to_owned())
 }
 
+/// This test's turn to run a testbed, for a test that brings one up itself (`testbed soak`).
+pub fn turn() -> MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 pub struct Cluster {
     pub prefix: String,
     _turn: MutexGuard<'static, ()>,
@@ -53,7 +58,7 @@ impl Cluster {
             "0",
             "the scenarios build network namespaces: run them as root"
         );
-        let turn = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+        let turn = turn();
         let cluster = Cluster {
             prefix: format!("t{tag}{}", std::process::id()),
             _turn: turn,

@@ -13,3 +13,4 @@ mod load_balancer;
 mod pod_to_pod;
 mod policy;
 mod service;
+mod soak;

@@ -371,3 +371,171 @@ pub fn verdict(judged: &Judged<'_>, bounds: &Bounds) -> Verdict {
         rules,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::soak::record::HeldConnection;
+
+    fn window(change: &str, start_ms: u64, end_ms: u64, disruptive: bool) -> Window {
+        Window {
+            change: change.to_owned(),
+            start_ms,
+            end_ms,
+            disruptive,
+            error: None,
+        }
+    }
+
+    fn failure(at_ms: u64, took_ms: u64) -> Failure {
+        Failure {
+            at_ms,
+            took_ms,
+            traffic: Traffic::NewTcp,
+            client: "store-fe".to_owned(),
+            kind: "timeout".to_owned(),
+            window: None,
+        }
+    }
+
+    fn attempt(at_ms: u64, connected: bool) -> Attempt {
+        Attempt {
+            at_ms,
+            took_ms: 10,
+            connected,
+        }
+    }
+
+    fn recorded(windows: Vec<Window>, failures: Vec<Failure>, intruder: Vec<Attempt>) -> Recorded {
+        Recorded {
+            requests: BTreeMap::new(),
+            failures,
+            windows,
+            held: vec![HeldConnection {
+                client: "store-fe".to_owned(),
+                backend: Some("soak-held-1".to_owned()),
+                requests: 10,
+                stalls: 0,
+                longest_wait_ms: 5,
+                lost_at_ms: None,
+                error: None,
+            }],
+            intruder,
+        }
+    }
+
+    #[test]
+    fn a_failure_belongs_to_a_disruptive_window_it_overlaps_within_the_grace() {
+        let bounds = Bounds::default();
+        let mut book = recorded(
+            vec![
+                window("restart-node node-1", 10_000, 11_000, true),
+                window("scale up", 20_000, 21_000, false),
+            ],
+            vec![
+                // Started before the restart, still waiting when it began.
+                failure(9_000, 1_500),
+                // Within the grace after it.
+                failure(11_000 + bounds.grace_ms, 100),
+                // After the grace.
+                failure(11_001 + bounds.grace_ms, 100),
+                // Ended before it began.
+                failure(8_000, 1_000),
+                // Inside a change that must not fail anything.
+                failure(20_500, 100),
+            ],
+            Vec::new(),
+        );
+        place_failures(&mut book, &bounds);
+        let placed: Vec<bool> = book.failures.iter().map(|f| f.window.is_some()).collect();
+        assert_eq!(placed, [true, true, false, false, false]);
+        assert_eq!(
+            book.failures[0].window.as_deref(),
+            Some("restart-node node-1")
+        );
+    }
+
+    #[test]
+    fn the_intruder_is_judged_by_the_policy_in_force_outside_its_grace() {
+        let bounds = Bounds::default();
+        let grace = bounds.policy_grace_ms;
+        let on = format!("policy {POLICY} on");
+        let off = format!("policy {POLICY} off");
+        let mut book = recorded(
+            vec![
+                window(&on, 10_000, 10_500, false),
+                window(&off, 30_000, 30_500, false),
+            ],
+            Vec::new(),
+            vec![
+                attempt(5_000, true),               // before: answered, fine
+                attempt(5_500, false),              // before: denied without a policy
+                attempt(10_600, true),              // taking effect: not judged
+                attempt(10_500 + grace + 1, false), // in force: denied
+                attempt(20_000, true),              // in force: a leak
+                attempt(30_500 + grace + 1, true),  // lifted: answered
+            ],
+        );
+        let (leaks, denied) = judge_intruder(&mut book, &bounds);
+        assert_eq!(denied, 1);
+        assert_eq!(leaks.len(), 1);
+        assert_eq!(leaks[0].at_ms, 20_000);
+        assert_eq!(book.failures.len(), 1);
+        assert_eq!(book.failures[0].kind, "denied-without-policy");
+        assert_eq!(book.failures[0].at_ms, 5_500);
+    }
+
+    fn sample(at_ms: u64, pid: u32, rss_anon_kib: u64, fds: u64) -> Sample {
+        Sample {
+            at_ms,
+            node: "node-1".to_owned(),
+            pid,
+            rss_kib: Some(rss_anon_kib + 40_000),
+            rss_anon_kib: Some(rss_anon_kib),
+            fds: Some(fds),
+            threads: Some(5),
+            flows: Some(100),
+            flow_capacity: Some(16_384),
+            flow_insert_failed: Some(0),
+        }
+    }
+
+    #[test]
+    fn growth_is_measured_per_process_after_its_warm_up() {
+        let bounds = Bounds::default();
+        let warm = bounds.warm_up_ms;
+        let mut samples: Vec<Sample> = (0..=40)
+            .map(|i| sample(i * 5_000, 1, 15_000 + i * 2_000, 17 + i))
+            .collect();
+        // A second process that lives too briefly past its warm-up to be judged.
+        samples.extend((0..10).map(|i| sample(300_000 + i * 5_000, 2, 90_000, 30)));
+        let grown = growth(&samples, &bounds);
+        assert_eq!(grown.len(), 1);
+        let g = &grown[0];
+        assert_eq!((g.pid, g.from_ms, g.to_ms), (1, warm, 200_000));
+        let first = warm / 5_000;
+        assert_eq!(g.rss_anon_kib, i64::try_from((40 - first) * 2_000).unwrap());
+        assert_eq!(g.fds, i64::try_from(40 - first).unwrap());
+        let book = recorded(Vec::new(), Vec::new(), vec![attempt(1, false)]);
+        let judged = Judged {
+            recorded: &book,
+            samples: &samples,
+            growth: &grown,
+            leaks: &[],
+            denied: 1,
+            stopped_early: false,
+        };
+        let verdict = verdict(&judged, &bounds);
+        let failed: Vec<&str> = verdict
+            .rules
+            .iter()
+            .filter(|r| !r.pass)
+            .map(|r| r.rule.as_str())
+            .collect();
+        assert!(!verdict.pass);
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        assert!(failed[0].contains("anonymous RSS"), "{failed:?}");
+    }
+}

@@ -271,3 +271,5 @@ pub fn trace(state: &ClusterState, request: &TraceRequest) -> Result<TraceReport
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_matrix;

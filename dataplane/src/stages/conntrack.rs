@@ -424,7 +424,8 @@ fn balance(
         dnat: Some((b.ip, b.port)),
         service: id,
         backend: index,
-        masquerade: service_rules::masquerade(svc, kind, source),
+        masquerade: service_rules::masquerade(svc, kind, source)
+            || service_rules::bounces_off_node(snap, ctx, b.ip),
         external: source == SourceKind::Outside,
     }))
 }

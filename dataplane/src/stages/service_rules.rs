@@ -12,7 +12,9 @@
 //!   internalTrafficPolicy ("masquerade off-cluster traffic to a service VIP").
 //! - NodePort, externalIP and LoadBalancer traffic is masqueraded always under
 //!   externalTrafficPolicy Cluster; under Local only when it comes from the node itself (pods
-//!   and the node short-circuit to all endpoints, outside sources keep their address).
+//!   and the node short-circuit to all endpoints, outside sources keep their address); a pod
+//!   flow from another node that is sent off this node again is masqueraded too
+//!   (`bounces_off_node`).
 //! - `loadBalancerSourceRanges` filter every source, pods and the node included; a source equal
 //!   to the LB IP passes when a listed range holds the node's IP (a node reaching its own VIP).
 //! - A packet to an address of the Service CIDR that no Service holds is dropped
@@ -67,6 +69,15 @@ pub fn masquerade(svc: &Service, kind: FrontendKind, source: SourceKind) -> bool
         _ if !svc.external_local() => true,
         _ => source == SourceKind::Node,
     }
+}
+
+/// A pod's flow that came over the overlay and is DNATed to an endpoint off this node again
+/// (a pod of node B reaching node A's NodePort under externalTrafficPolicy Local, sent back to
+/// an endpoint on B): without masquerade the endpoint would answer its neighbour directly and
+/// the reply would miss this node's translation. kube-proxy leaves this to the CNI (flannel
+/// masquerades pod -> node traffic); ferroplane keeps pod sources, so it masquerades here.
+pub fn bounces_off_node(snap: &Snapshot, ctx: &Ctx, backend: Ipv4Addr) -> bool {
+    ctx.from_peer.is_some() && snap.ports.pod(backend).is_none() && backend != snap.node.node_ip
 }
 
 /// Whether `loadBalancerSourceRanges` admit `src` reaching `dst` through a front end of `kind`.

@@ -566,3 +566,65 @@ fn a_host_network_endpoint_is_reached_from_every_source_its_own_node_included() 
         "the node reaching itself comes from its pod gateway"
     );
 }
+
+/// An IPv6 entry of loadBalancerSourceRanges in this IPv4 cluster is reported (apply shows
+/// the compile problems as warnings) and matches no one.
+#[test]
+fn ipv6_source_ranges_are_reported() {
+    let cluster = ranged("203.0.113.0/24, 2001:db8::/32");
+    let compiled = cluster.compile(NODE_A);
+    let messages: Vec<&str> = compiled
+        .problems
+        .iter()
+        .filter(|p| p.object.ends_with("default/ranged"))
+        .map(|p| p.message.as_str())
+        .collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("spec.loadBalancerSourceRanges") && m.contains("2001:db8::/32")),
+        "{messages:?}"
+    );
+}
+
+/// Every InternalIP / ExternalIP of a node is the node's own: traffic to a secondary address
+/// reaches its host (it was `no_route` when only the first InternalIP counted).
+#[test]
+fn a_secondary_node_address_reaches_the_node() {
+    let mut cluster = matrix();
+    cluster.apply(
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: node-c\nstatus:\n  addresses:\n  - type: InternalIP\n    address: 192.168.50.13\n  - type: ExternalIP\n    address: 198.18.5.13\n",
+    );
+    for (dst, entry) in [("198.18.5.13", "node-c"), ("198.18.5.13", NODE_A)] {
+        let report = trace(
+            cluster.state(),
+            &TraceRequest {
+                source: Source::Address {
+                    ip: ip(CLIENT),
+                    port: Option::None,
+                },
+                dst: ip(dst),
+                dport: 22,
+                proto: L4Proto::Tcp,
+                node: Some(entry.to_owned()),
+            },
+        )
+        .unwrap();
+        if entry == "node-c" {
+            assert_eq!(report.verdict, Outcome::Delivered, "{report:?}");
+            assert_eq!(
+                report.delivered_to,
+                Some(Delivery {
+                    kind: DeliveryKind::Host,
+                    name: "node-c".to_owned()
+                })
+            );
+        } else {
+            assert_ne!(
+                report.verdict,
+                Outcome::Delivered,
+                "not node-a's: {report:?}"
+            );
+        }
+    }
+}

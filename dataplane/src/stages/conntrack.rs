@@ -105,7 +105,7 @@ fn is_untracked(snap: &Snapshot, ctx: &Ctx) -> bool {
     match ctx.in_kind {
         PortKind::Uplink => {
             ctx.from_peer.is_none()
-                && dst == node.node_ip
+                && node.is_own_address(dst)
                 && !matches!(
                     snap.services.lookup(dst, ctx.key.dport, ctx.key.proto),
                     Frontend::Service { .. }

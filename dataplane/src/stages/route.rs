@@ -71,7 +71,7 @@ fn route_inner(
             (total_len, dont_frag, may_answer),
         );
     }
-    if dst == node.node_ip || dst == node.gateway_ip {
+    if node.is_own_address(dst) || dst == node.gateway_ip {
         let host = snap.ports.host().ok_or(DropReason::NoRoute)?;
         // The node reaching a Service whose endpoint is itself (a hostNetwork pod) goes back
         // to it translated (masqueraded to the pod gateway: `service_rules`), as does the reply.

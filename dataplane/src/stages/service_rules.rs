@@ -77,7 +77,9 @@ pub fn masquerade(svc: &Service, kind: FrontendKind, source: SourceKind) -> bool
 /// the reply would miss this node's translation. kube-proxy leaves this to the CNI (flannel
 /// masquerades pod -> node traffic); ferroplane keeps pod sources, so it masquerades here.
 pub fn bounces_off_node(snap: &Snapshot, ctx: &Ctx, backend: Ipv4Addr) -> bool {
-    ctx.from_peer.is_some() && snap.ports.pod(backend).is_none() && backend != snap.node.node_ip
+    ctx.from_peer.is_some()
+        && snap.ports.pod(backend).is_none()
+        && !snap.node.is_own_address(backend)
 }
 
 /// Whether `loadBalancerSourceRanges` admit `src` reaching `dst` through a front end of `kind`.
@@ -93,7 +95,7 @@ pub fn source_admitted(
 
 /// The address a masqueraded flow toward `dst` (after DNAT) takes as its source.
 pub fn masquerade_address(snap: &Snapshot, dst: Ipv4Addr) -> Ipv4Addr {
-    if dst == snap.node.node_ip {
+    if snap.node.is_own_address(dst) {
         snap.node.gateway_ip
     } else {
         snap.node.node_ip

@@ -31,7 +31,8 @@ pub enum DropReason {
     CtInvalid,
     /// The flow table could not take a new flow even after eviction.
     CtTableFull,
-    /// Packet to a VIP on a port that is not a Service port.
+    /// No longer produced: a packet to an unserved port of a ClusterIP is rejected, as
+    /// kube-proxy does (kept so the metric label stays stable).
     VipNoService,
     /// Service with traffic policy Local and no local endpoint.
     NoLocalEndpoint,
@@ -78,10 +79,13 @@ pub enum DropReason {
     /// An established flow that a NetworkPolicy change no longer allows (re-checked on its
     /// next packet after the change; the flow is cut, as Cilium does).
     PolicyRevoked,
+    /// A packet to an address of the Service CIDR that no Service holds (kube-proxy's "Drop
+    /// traffic to unallocated ClusterIPs"): never routed or masqueraded toward the underlay.
+    ServiceUnallocated,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 31;
+    pub const COUNT: usize = 32;
     pub const ALL: [DropReason; Self::COUNT] = [
         Self::Malformed,
         Self::BadChecksum,
@@ -114,6 +118,7 @@ impl DropReason {
         Self::NotOurMac,
         Self::IcmpRedirect,
         Self::PolicyRevoked,
+        Self::ServiceUnallocated,
     ];
 
     /// Stable snake_case name, used as the Prometheus `reason` label.
@@ -150,6 +155,7 @@ impl DropReason {
             Self::NotOurMac => "not_our_mac",
             Self::IcmpRedirect => "icmp_redirect",
             Self::PolicyRevoked => "policy_revoked",
+            Self::ServiceUnallocated => "service_unallocated",
         }
     }
 }

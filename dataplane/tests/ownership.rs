@@ -135,5 +135,10 @@ fn the_service_port_itself_is_still_balanced() {
 fn a_cluster_ip_still_owns_its_unserved_ports() {
     let mut h = with_hijacker();
     let f = syn(CLIENT_MAC, &h, CLIENT_IP, HIJACK_CLUSTER_IP, 22);
-    assert_eq!(h.run(CLIENT, &f).0, Verdict::Drop(DropReason::VipNoService));
+    assert_eq!(
+        h.run(CLIENT, &f).0,
+        Verdict::Tx(CLIENT),
+        "rejected (TCP RST)"
+    );
+    assert_eq!(h.pipe.stats.rejects, 1);
 }

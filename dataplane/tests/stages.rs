@@ -263,7 +263,7 @@ fn service_without_endpoints_rejects_tcp_with_rst_and_udp_with_port_unreachable(
 }
 
 #[test]
-fn vip_on_a_non_service_port_never_reaches_anything() {
+fn vip_on_a_non_service_port_is_rejected_like_kube_proxy() {
     let mut h = Harness::new();
     let f = from_client(
         &h,
@@ -274,7 +274,48 @@ fn vip_on_a_non_service_port_never_reaches_anything() {
             seq: 1,
         },
     );
-    assert_eq!(h.run(CLIENT, &f).0, Verdict::Drop(DropReason::VipNoService));
+    let out = h.expect_tx(CLIENT, &f, CLIENT);
+    let s = seen(&out);
+    assert_eq!(
+        (s.src, s.sport, s.dst, s.dport),
+        (ip(VIP_STORE), 22, ip(CLIENT_IP), 40004)
+    );
+    assert_eq!(s.tcp_flags & 0x14, 0x14, "RST+ACK");
+    let udp = from_client(
+        &h,
+        VIP_STORE,
+        L4::Udp {
+            sport: 40005,
+            dport: 80,
+        },
+    );
+    let out = h.expect_tx(CLIENT, &udp, CLIENT);
+    assert_eq!(seen(&out).icmp_type, Some((3, 3)), "UDP on a TCP-only port");
+    assert_eq!(h.pipe.stats.rejects, 2);
+}
+
+#[test]
+fn an_unallocated_service_address_is_dropped_never_masqueraded() {
+    let mut h = Harness::new();
+    for proto in [
+        L4::Syn {
+            sport: 40006,
+            dport: 80,
+            seq: 1,
+        },
+        L4::Udp {
+            sport: 40007,
+            dport: 53,
+        },
+    ] {
+        let f = from_client(&h, "10.96.7.7", proto);
+        assert_eq!(
+            h.run(CLIENT, &f).0,
+            Verdict::Drop(DropReason::ServiceUnallocated)
+        );
+    }
+    assert_eq!(h.pipe.drops.get(DropReason::ServiceUnallocated), 2);
+    assert_eq!(h.pipe.stats.new_flows, 0, "no flow, no SNAT port");
 }
 
 #[test]

@@ -57,7 +57,8 @@ enum Verb {
         #[arg(short = 'o', long = "output")]
         output: Option<OutputFormat>,
     },
-    /// Connect from a pod (or from the internet host: `internet`) to TARGET:PORT and report
+    /// Connect from a pod (or from the internet host: `internet`, or a node's own stack:
+    /// `node:NAME`) to TARGET:PORT and report
     /// who answered.
     Probe {
         from: String,
@@ -243,7 +244,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let client_ns = match state.pod(&from) {
                 Some(pod) => pod.netns.clone(),
                 None if from == "internet" => layout.internet_ns(),
-                None => return Err(Error(format!("no pod {from}"))),
+                // A node's own stack (host-network client): `node:node-1`.
+                None => match from
+                    .strip_prefix("node:")
+                    .and_then(|node| state.nodes.iter().find(|n| n.name == node))
+                {
+                    Some(node) => node.netns.clone(),
+                    None => return Err(Error(format!("no pod or node:NAME {from}"))),
+                },
             };
             let report = netns::within(&client_ns, || {
                 Ok(probe(target, protocol, timeout, requests.max(1)))

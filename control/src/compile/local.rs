@@ -38,6 +38,9 @@ pub struct NodeLocal {
     /// Addresses NodePorts answer on; empty means the node's primary IP (kube-proxy's
     /// `nodePortAddresses: [primary]`).
     pub node_port_addresses: Vec<Ipv4Addr>,
+    /// `nodePortAddresses` CIDRs: NodePorts also answer on every address of the Node (its
+    /// InternalIPs and ExternalIPs) inside one of them; with only CIDRs listed, only there.
+    pub node_port_cidrs: Vec<Cidr>,
     /// Inclusive range masquerade ports are drawn from.
     pub snat_ports: (u16, u16),
     /// Largest Maglev table (a prime).
@@ -59,6 +62,7 @@ impl Default for NodeLocal {
             underlay_mtu: 1500,
             masquerade_exempt: Vec::new(),
             node_port_addresses: Vec::new(),
+            node_port_cidrs: Vec::new(),
             snat_ports: (61000, 65535),
             maglev_table_size: DEFAULT_MAGLEV_M,
             external_ips: true,

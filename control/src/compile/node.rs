@@ -51,6 +51,17 @@ pub fn node_ip(node: &Node) -> Option<Ipv4Addr> {
     node_model::internal_ip(node).and_then(to_v4)
 }
 
+/// The node's IPv4 InternalIPs and ExternalIPs besides `node_ip`, each once.
+pub fn other_addresses(node: &Node, node_ip: Ipv4Addr) -> Vec<Ipv4Addr> {
+    let mut others: Vec<Ipv4Addr> = Vec::new();
+    for ip in node_model::addresses(node).filter_map(to_v4) {
+        if ip != node_ip && !others.contains(&ip) {
+            others.push(ip);
+        }
+    }
+    others
+}
+
 /// The VTEP MAC the node publishes, or the one the API server would derive for it.
 fn vtep_mac(node: &Node, name: &str) -> DpMac {
     node_model::backend_data(node)
@@ -94,11 +105,28 @@ pub(super) fn node_config(
             v4
         })
         .collect();
-    let node_port_addresses = if local.node_port_addresses.is_empty() {
-        vec![node_ip]
-    } else {
-        local.node_port_addresses.clone()
-    };
+    let other_addresses = other_addresses(node, node_ip);
+    let mut node_port_addresses =
+        if local.node_port_addresses.is_empty() && local.node_port_cidrs.is_empty() {
+            vec![node_ip]
+        } else {
+            local.node_port_addresses.clone()
+        };
+    for ip in std::iter::once(node_ip).chain(other_addresses.iter().copied()) {
+        let listed = local
+            .node_port_cidrs
+            .iter()
+            .any(|c| c.contains(IpAddr::V4(ip)));
+        if listed && !node_port_addresses.contains(&ip) {
+            node_port_addresses.push(ip);
+        }
+    }
+    if node_port_addresses.is_empty() {
+        problems.push(Problem::new(
+            format!("node-config {name}"),
+            "nodePortAddresses: no address of the Node is inside the listed CIDRs; NodePorts answer nowhere on this node",
+        ));
+    }
     Ok(NodeConfig {
         name: name.to_owned(),
         node_ip,
@@ -118,6 +146,7 @@ pub(super) fn node_config(
         cluster_cidr,
         service_cidr,
         masquerade_exempt,
+        other_addresses,
         node_port_addresses,
         overlay: local.overlay,
         vxlan_port: settings.vxlan_port,

@@ -208,7 +208,15 @@ fn source_ranges(
     let compiled: Vec<(Ipv4Addr, u8)> = ranges
         .iter()
         .filter_map(|text| match Cidr::parse_lenient(text.trim()) {
-            Ok(cidr) => to_v4(cidr.network()).map(|ip| (ip, cidr.prefix_len())),
+            Ok(cidr) => {
+                let v4 = to_v4(cidr.network()).map(|ip| (ip, cidr.prefix_len()));
+                if v4.is_none() {
+                    problem(format!(
+                        "spec.loadBalancerSourceRanges: {text} is IPv6 and can match no client of this IPv4 cluster; skipped (a list of only IPv6 ranges admits no one)"
+                    ));
+                }
+                v4
+            }
             Err(message) => {
                 problem(format!("spec.loadBalancerSourceRanges: {message}; skipped"));
                 None

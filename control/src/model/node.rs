@@ -49,6 +49,15 @@ pub fn internal_ip(node: &Node) -> Option<IpAddr> {
         .and_then(|a| a.address.parse().ok())
 }
 
+/// Every InternalIP and ExternalIP of the node, in the order the Node lists them.
+pub fn addresses(node: &Node) -> impl Iterator<Item = IpAddr> + '_ {
+    node.status
+        .iter()
+        .flat_map(|s| s.addresses.iter().flatten())
+        .filter(|a| a.type_ == "InternalIP" || a.type_ == "ExternalIP")
+        .filter_map(|a| a.address.parse().ok())
+}
+
 /// `spec.podCIDR`, if set and well-formed.
 pub fn pod_cidr(node: &Node) -> Option<Cidr> {
     Cidr::parse_canonical(node.spec.as_ref()?.pod_cidr.as_deref()?).ok()

@@ -78,7 +78,10 @@ struct Simulated {
 
 /// Where each node is, from the state: by underlay IP and by podCIDR.
 struct NodeIndex {
+    /// Every InternalIP / ExternalIP of each node.
     by_ip: HashMap<Ipv4Addr, String>,
+    /// Each node's underlay IP (its first InternalIP).
+    primary: HashMap<String, Ipv4Addr>,
     by_cidr: Vec<(Cidr, String)>,
 }
 
@@ -86,12 +89,17 @@ impl NodeIndex {
     fn new(state: &ClusterState) -> NodeIndex {
         let mut index = NodeIndex {
             by_ip: HashMap::new(),
+            primary: HashMap::new(),
             by_cidr: Vec::new(),
         };
         for node in state.nodes() {
             let name = node.metadata.name.clone().unwrap_or_default();
             if let Some(ip) = node_ip(node) {
                 index.by_ip.insert(ip, name.clone());
+                index.primary.insert(name.clone(), ip);
+                for other in crate::compile::node::other_addresses(node, ip) {
+                    index.by_ip.entry(other).or_insert_with(|| name.clone());
+                }
             }
             let cidr = node_model::pod_cidr(node);
             if let Some(cidr) = cidr.as_ref().and_then(crate::compile::node::to_dp_cidr) {
@@ -188,10 +196,9 @@ fn pod_entry(pod: &Pod, index: &NodeIndex, port: u16) -> Result<Start, String> {
     let node = pod::node_name(pod).ok_or_else(|| format!("pod {name} is not bound to a node"))?;
     if is_host_network(pod) {
         let ip = index
-            .by_ip
-            .iter()
-            .find(|(_, n)| n.as_str() == node)
-            .map(|(ip, _)| *ip)
+            .primary
+            .get(node)
+            .copied()
             .ok_or_else(|| format!("node {node} has no IPv4 InternalIP"))?;
         return Ok((node.to_owned(), Entry::Host, ip, port));
     }
@@ -271,3 +278,5 @@ pub fn trace(state: &ClusterState, request: &TraceRequest) -> Result<TraceReport
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_matrix;

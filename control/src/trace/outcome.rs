@@ -1,7 +1,7 @@
 //! The trace's result ([`TraceReport`], printed as JSON by `ferroplane trace -o json`) and how
 //! one node's verdict ends the trace or hands the packet to the underlay.
 //!
-//! Invariants: `reason` is set exactly for `reject` (`"no endpoints"`, or what the node
+//! Invariants: `reason` is set exactly for `reject` (`"no endpoints"`, `"no service port"`, or what the node
 //! generated) and `drop` (the `DropReason` name); `delivered_to` exactly for `delivered`;
 //! `dnat` is the first Service translation on the way, `snat` the last source rewrite;
 //! `policies` lists each policy that allowed or isolated the flow once, in the order met.
@@ -13,6 +13,7 @@ use dataplane::pipeline::TraceEvent;
 use dataplane::snapshot::Snapshot;
 use dataplane::tables::policy::PolicyVerdict;
 use dataplane::tables::ports::PortKind;
+use dataplane::tables::services::Frontend;
 use dataplane::wire::{EthernetFrame, Ipv4Packet, ethernet};
 use serde::Serialize;
 
@@ -133,7 +134,7 @@ pub(super) fn conclude(
     frame: &[u8],
 ) -> Step {
     if events.contains(&TraceEvent::Rejected) {
-        return Step::Done(End::reject("no endpoints"));
+        return Step::Done(End::reject(reject_reason(snapshot, events)));
     }
     if let Some(what) = events.iter().find_map(|e| match e {
         TraceEvent::Generated(what) => Some(*what),
@@ -157,6 +158,22 @@ pub(super) fn conclude(
             None => Step::Done(End::egress()),
         },
         None => Step::Done(End::drop("unknown_port")),
+    }
+}
+
+/// Why the node rejected the packet: a ClusterIP's unserved port or protocol, or a Service
+/// port without a usable endpoint.
+fn reject_reason(snapshot: &Snapshot, events: &[TraceEvent]) -> &'static str {
+    let unserved = events.iter().any(|e| match e {
+        TraceEvent::Parsed { key } => {
+            snapshot.services.lookup(key.dst, key.dport, key.proto) == Frontend::VipOtherPort
+        }
+        _ => false,
+    });
+    if unserved {
+        "no service port"
+    } else {
+        "no endpoints"
     }
 }
 

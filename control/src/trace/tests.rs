@@ -117,7 +117,7 @@ fn pod_to_service_is_translated_to_a_backend_and_delivered() {
 }
 
 #[test]
-fn a_port_that_is_no_service_port_of_the_vip_is_dropped() {
+fn a_port_that_is_no_service_port_of_the_vip_is_rejected() {
     let cluster = store_app();
     let vip = cluster_ip(&cluster, "store-be");
     let report = trace(
@@ -125,8 +125,8 @@ fn a_port_that_is_no_service_port_of_the_vip_is_dropped() {
         &from_pod("store-fe", vip, 81, L4Proto::Tcp),
     )
     .unwrap();
-    assert_eq!(report.verdict, Outcome::Drop);
-    assert_eq!(report.reason.as_deref(), Some("vip_no_service"));
+    assert_eq!(report.verdict, Outcome::Reject);
+    assert_eq!(report.reason.as_deref(), Some("no service port"));
     assert_eq!(report.nodes, [NODE_A]);
 }
 

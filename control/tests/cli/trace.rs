@@ -120,7 +120,7 @@ fn frontend_to_store_be_is_dnated_to_an_endpoint_and_delivered() {
 }
 
 #[test]
-fn a_port_the_service_does_not_have_drops_as_vip_no_service() {
+fn a_port_the_service_does_not_have_is_rejected_like_kube_proxy() {
     let cluster = store_app();
     let service = cluster.get("svc", "default", "store-be").unwrap();
     let vip = str_of(&service, "/spec/clusterIP").to_owned();
@@ -133,8 +133,8 @@ fn a_port_the_service_does_not_have_drops_as_vip_no_service() {
             &format!("{vip}:8080"),
         ],
     );
-    assert_eq!(report["verdict"], "drop");
-    assert_eq!(report["reason"], "vip_no_service");
+    assert_eq!(report["verdict"], "reject");
+    assert_eq!(report["reason"], "no service port");
     assert_eq!(report["delivered_to"], Value::Null);
     assert_eq!(report["nodes"], serde_json::json!(["node-a"]));
 }

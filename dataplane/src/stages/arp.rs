@@ -25,8 +25,8 @@ pub fn handle(snap: &Snapshot, pkt: &mut Packet, in_kind: PortKind, l3: usize) -
     let node = &snap.node;
     let answer: Option<MacAddr> = match in_kind {
         PortKind::Pod if repr.target_ip != repr.sender_ip => Some(node.gateway_mac),
-        PortKind::Uplink if repr.target_ip == node.node_ip => Some(node.uplink_mac),
-        PortKind::Host if repr.target_ip != node.node_ip => Some(node.gateway_mac),
+        PortKind::Uplink if node.is_own_address(repr.target_ip) => Some(node.uplink_mac),
+        PortKind::Host if !node.is_own_address(repr.target_ip) => Some(node.gateway_mac),
         _ => None,
     };
     let Some(our_mac) = answer else {

@@ -33,7 +33,7 @@ use crate::tables::conntrack::{
 };
 use crate::tables::policy::PolicyVerdict;
 use crate::tables::ports::PortKind;
-use crate::tables::services::{Frontend, FrontendKind, SelectCtx, Selection, Service};
+use crate::tables::services::{Frontend, SelectCtx, Selection, Service};
 use crate::wire::{Ipv4Packet, TcpFlags, TcpPacket};
 
 use super::Ctx;
@@ -41,6 +41,7 @@ use super::icmp_filter::track_error;
 use super::nat::rewrite;
 use super::policy_recheck;
 use super::reject::reject;
+use super::service_rules::{self, SourceKind};
 
 /// How many random SNAT ports to try before giving up on a flow.
 const SNAT_ATTEMPTS: usize = 16;
@@ -104,7 +105,7 @@ fn is_untracked(snap: &Snapshot, ctx: &Ctx) -> bool {
     match ctx.in_kind {
         PortKind::Uplink => {
             ctx.from_peer.is_none()
-                && dst == node.node_ip
+                && node.is_own_address(dst)
                 && !matches!(
                     snap.services.lookup(dst, ctx.key.dport, ctx.key.proto),
                     Frontend::Service { .. }
@@ -123,8 +124,10 @@ struct Balanced {
     dnat: Option<(Ipv4Addr, u16)>,
     service: u32,
     backend: u32,
-    /// External client under externalTrafficPolicy Cluster: hide its address (SNAT).
-    snat_external: bool,
+    /// kube-proxy masquerades the flow (`service_rules::masquerade`).
+    masquerade: bool,
+    /// The source is outside the cluster (kept in the entry's flags).
+    external: bool,
 }
 
 fn new_flow(
@@ -158,7 +161,7 @@ fn new_flow(
     let masquerade = ctx.in_kind == PortKind::Pod
         && node.needs_masquerade(dst)
         && snap.routes.peer(dst).is_none();
-    let snat = hairpin || masquerade || lb.snat_external;
+    let snat = hairpin || masquerade || lb.masquerade;
     let mut fl = 0u8;
     if lb.dnat.is_some() {
         fl |= flags::DNAT;
@@ -172,7 +175,7 @@ fn new_flow(
     if ctx.in_kind == PortKind::Host {
         fl |= flags::FROM_HOST;
     }
-    if lb.snat_external {
+    if lb.external {
         fl |= flags::EXTERNAL;
     }
     let mut flow = NewFlow {
@@ -187,7 +190,8 @@ fn new_flow(
         flow.reply.sport = flow.reply.dport;
     }
     let placed = if snat {
-        insert_with_snat_port(p, snap, &mut flow)?
+        flow.reply.dst = service_rules::masquerade_address(snap, dst);
+        place_with_random_port(p, snap, &mut flow)?
     } else {
         insert_or_remap(p, snap, &mut flow)?
     };
@@ -371,20 +375,24 @@ fn balance(
         dnat: None,
         service: 0,
         backend: 0,
-        snat_external: false,
+        masquerade: false,
+        external: false,
     };
     let (id, kind) = match snap.services.lookup(key.dst, key.dport, key.proto) {
+        Frontend::NotService if service_rules::unallocated_service_address(snap, key.dst) => {
+            return Err(DropReason::ServiceUnallocated);
+        }
         Frontend::NotService => return Ok(Ok(none)),
-        Frontend::VipOtherPort => return Err(DropReason::VipNoService),
+        // kube-proxy: "Reject traffic to invalid ports of ClusterIPs".
+        Frontend::VipOtherPort => return Ok(Err(())),
         Frontend::Service { id, kind } => (id, kind),
     };
     let svc = snap.services.service(id).ok_or(DropReason::NoRoute)?;
-    let from_cluster = is_from_cluster(snap, ctx);
-    // loadBalancerSourceRanges filter external clients only (user-needs D5).
-    if !from_cluster && !svc.source_allowed(kind, key.src) {
+    let source = service_rules::source_kind(snap, ctx);
+    let from_cluster = source.in_cluster();
+    if !service_rules::source_admitted(svc, kind, key.src, key.dst, snap.node.node_ip) {
         return Err(DropReason::LbSourceRange);
     }
-    let local_only = local_policy_applies(svc, kind, from_cluster);
     let sel = SelectCtx {
         kind,
         from_cluster,
@@ -416,23 +424,10 @@ fn balance(
         dnat: Some((b.ip, b.port)),
         service: id,
         backend: index,
-        snat_external: !from_cluster && !local_only,
+        masquerade: service_rules::masquerade(svc, kind, source)
+            || service_rules::bounces_off_node(snap, ctx, b.ip),
+        external: source == SourceKind::Outside,
     }))
-}
-
-/// Pods, this node and other nodes count as "in the cluster" (user-needs D3).
-fn is_from_cluster(snap: &Snapshot, ctx: &Ctx) -> bool {
-    ctx.in_kind != PortKind::Uplink
-        || ctx.from_peer.is_some()
-        || snap.node.cluster_cidr.contains(ctx.key.src)
-        || snap.routes.peer(ctx.key.src).is_some()
-}
-
-fn local_policy_applies(svc: &Service, kind: FrontendKind, from_cluster: bool) -> bool {
-    match kind {
-        FrontendKind::ClusterIp => svc.internal_local(),
-        _ => svc.external_local() && !from_cluster,
-    }
 }
 
 /// The backend a ClientIP affinity entry pins, if it is still one `select` could pick
@@ -513,17 +508,6 @@ pub(super) fn check_sides(
         }
     }
     Ok(())
-}
-
-/// Inserts the flow with a masquerade port drawn at random from the node's SNAT range;
-/// the insert itself is the collision check (it fails if the reply tuple is taken).
-fn insert_with_snat_port(
-    p: &mut Pipeline,
-    snap: &Snapshot,
-    flow: &mut NewFlow,
-) -> Result<Placed, DropReason> {
-    flow.reply.dst = snap.node.node_ip;
-    place_with_random_port(p, snap, flow)
 }
 
 /// Places `flow` with its reply port (the ICMP id too) drawn at random from the node's SNAT

@@ -16,6 +16,7 @@ pub mod nat;
 mod policy_recheck;
 pub mod reject;
 pub mod route;
+pub mod service_rules;
 pub mod uplink;
 pub mod vxlan;
 

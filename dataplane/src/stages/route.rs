@@ -71,9 +71,11 @@ fn route_inner(
             (total_len, dont_frag, may_answer),
         );
     }
-    if dst == node.node_ip || dst == node.gateway_ip {
+    if node.is_own_address(dst) || dst == node.gateway_ip {
         let host = snap.ports.host().ok_or(DropReason::NoRoute)?;
-        if pkt.meta.in_port == host {
+        // The node reaching a Service whose endpoint is itself (a hostNetwork pod) goes back
+        // to it translated (masqueraded to the pod gateway: `service_rules`), as does the reply.
+        if pkt.meta.in_port == host && !ctx.translated {
             return Err(DropReason::Hairpin);
         }
         set_macs(pkt, node.gateway_mac, node.host_mac);

@@ -38,6 +38,9 @@ pub struct NodeConfig {
     pub service_cidr: Cidr,
     /// Destinations that pods reach without masquerade (besides the cluster CIDR).
     pub masquerade_exempt: Vec<Cidr>,
+    /// The node's other addresses (further InternalIPs, ExternalIPs): the host's like
+    /// `node_ip`, but never a source the dataplane writes.
+    pub other_addresses: Vec<Ipv4Addr>,
     /// Addresses on which NodePorts answer (kube-proxy's `nodePortAddresses`).
     pub node_port_addresses: Vec<Ipv4Addr>,
     pub overlay: OverlayMode,
@@ -60,10 +63,16 @@ impl NodeConfig {
         }
     }
 
+    /// `ip` is one of the node's own addresses (delivered to its host stack).
+    #[inline]
+    pub fn is_own_address(&self, ip: Ipv4Addr) -> bool {
+        ip == self.node_ip || self.other_addresses.contains(&ip)
+    }
+
     /// True if traffic from a pod to `dst` must be masqueraded to the node IP.
     pub fn needs_masquerade(&self, dst: Ipv4Addr) -> bool {
         !self.cluster_cidr.contains(dst)
-            && dst != self.node_ip
+            && !self.is_own_address(dst)
             && !self.masquerade_exempt.iter().any(|c| c.contains(dst))
     }
 
@@ -84,6 +93,7 @@ impl NodeConfig {
             cluster_cidr: Cidr::new(Ipv4Addr::new(10, 244, 0, 0), 16).unwrap_or(pod_cidr),
             service_cidr: Cidr::new(Ipv4Addr::new(10, 96, 0, 0), 12).unwrap_or(pod_cidr),
             masquerade_exempt: Vec::new(),
+            other_addresses: Vec::new(),
             node_port_addresses: vec![node_ip],
             overlay: OverlayMode::Vxlan,
             vxlan_port: crate::wire::vxlan::DEFAULT_PORT,

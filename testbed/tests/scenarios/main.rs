@@ -6,6 +6,7 @@
 mod capture;
 mod change;
 mod cluster;
+mod conformance;
 mod dns;
 mod hostile;
 mod internet;

@@ -225,3 +225,43 @@ fn every_other_published_node_is_a_route() {
         next_hop
     );
 }
+
+/// Every InternalIP and ExternalIP of a Node is the node's own address; `nodePortAddresses`
+/// CIDRs pick the ones NodePorts answer on (kube-proxy's flag).
+#[test]
+fn every_address_of_a_node_counts_and_node_port_cidrs_pick_among_them() {
+    let mut cluster = Cluster::new();
+    cluster.apply(
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: node-c\nstatus:\n  addresses:\n  - type: InternalIP\n    address: 192.168.50.13\n  - type: InternalIP\n    address: 192.168.60.13\n  - type: Hostname\n    address: node-c\n  - type: ExternalIP\n    address: 203.0.113.13\n",
+    );
+    let local = NodeLocal {
+        node_port_cidrs: vec!["192.168.0.0/16".parse().unwrap()],
+        ..NodeLocal::default()
+    };
+    let compiled = compile(cluster.state(), "node-c", &local, &PortAssignments::new()).unwrap();
+    let node = compiled.snapshot.node;
+    assert_eq!(node.node_ip, ip("192.168.50.13"));
+    assert_eq!(
+        node.other_addresses,
+        [ip("192.168.60.13"), ip("203.0.113.13")]
+    );
+    assert!(node.is_own_address(ip("203.0.113.13")));
+    assert_eq!(
+        node.node_port_addresses,
+        [ip("192.168.50.13"), ip("192.168.60.13")]
+    );
+    let nowhere = NodeLocal {
+        node_port_cidrs: vec!["10.9.0.0/16".parse().unwrap()],
+        ..NodeLocal::default()
+    };
+    let compiled = compile(cluster.state(), "node-c", &nowhere, &PortAssignments::new()).unwrap();
+    assert!(compiled.snapshot.node.node_port_addresses.is_empty());
+    assert!(
+        compiled
+            .problems
+            .iter()
+            .any(|p| p.message.contains("nodePortAddresses")),
+        "{:?}",
+        compiled.problems
+    );
+}

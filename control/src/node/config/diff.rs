@@ -31,7 +31,8 @@ impl NodeSettings {
             ),
             (
                 "nodePortAddresses",
-                local.0.node_port_addresses != local.1.node_port_addresses,
+                local.0.node_port_addresses != local.1.node_port_addresses
+                    || local.0.node_port_cidrs != local.1.node_port_cidrs,
             ),
             ("snatPorts", local.0.snat_ports != local.1.snat_ports),
             (

@@ -309,7 +309,7 @@ node.yaml keys (all optional unless marked; command-line flags override them):
                            address may hold (default maxEntries/16, at least 256; 0 = no limit)
   conntrack.maxUnrepliedPerDestination  the same per destination after DNAT, e.g. a pod
                            (default maxEntries/4, at least 1024; 0 = no limit)
-  nodePortAddresses        list of `primary` and IPv4 addresses NodePorts answer on (default primary)
+  nodePortAddresses        list of `primary`, IPv4 addresses and CIDRs NodePorts answer on (default primary)
   masqueradeExempt         CIDRs pods reach without SNAT besides the cluster CIDR
   snatPorts                port range masquerade draws from at random (default 61000-65535:
                            above Linux's ephemeral range 32768-60999, because the host's own

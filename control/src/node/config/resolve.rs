@@ -194,6 +194,7 @@ pub fn resolve(file: FileConfig, flags: &Overrides) -> Result<NodeSettings, Conf
         },
         underlay_mtu: resolve_mtu(file.mtu)?,
         masquerade_exempt: file.masquerade_exempt,
+        node_port_cidrs: node_port_cidrs(file.node_port_addresses.as_deref()),
         node_port_addresses: resolve_node_port_addresses(file.node_port_addresses, node_ip)?,
         snat_ports: file
             .snat_ports
@@ -290,6 +291,18 @@ fn resolve_mtu(mtu: Option<u16>) -> Result<u16, ConfigError> {
     Ok(mtu)
 }
 
+/// The CIDR entries of `nodePortAddresses`.
+fn node_port_cidrs(listed: Option<&[NodePortAddress]>) -> Vec<crate::net::Cidr> {
+    listed
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|a| match a {
+            NodePortAddress::Cidr(cidr) => Some(*cidr),
+            _ => None,
+        })
+        .collect()
+}
+
 fn resolve_node_port_addresses(
     listed: Option<Vec<NodePortAddress>>,
     node_ip: Option<Ipv4Addr>,
@@ -299,12 +312,13 @@ fn resolve_node_port_addresses(
         .iter()
         .filter_map(|a| match a {
             NodePortAddress::Address(ip) => Some(*ip),
-            NodePortAddress::Primary => None,
+            NodePortAddress::Primary | NodePortAddress::Cidr(_) => None,
         })
         .collect();
     let primary = listed.contains(&NodePortAddress::Primary);
+    let cidrs = listed.iter().any(|a| matches!(a, NodePortAddress::Cidr(_)));
     // Only `primary` (or nothing) is the compile's default: the Node's address.
-    if explicit.is_empty() {
+    if explicit.is_empty() && !(cidrs && primary) {
         return Ok(Vec::new());
     }
     let mut addresses = explicit;

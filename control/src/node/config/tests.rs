@@ -140,6 +140,14 @@ fn errors_name_the_field() {
             "nodePortAddresses",
         ),
         (
+            minimal("nodePortAddresses: [10.0.0.0/33]\n"),
+            "nodePortAddresses",
+        ),
+        (
+            minimal("nodePortAddresses: [\"2001:db8::/64\"]\n"),
+            "nodePortAddresses",
+        ),
+        (
             minimal("admin:\n  listen: 127.0.0.1:9099\n"),
             "admin.listen",
         ),
@@ -212,6 +220,22 @@ fn explicit_node_port_addresses_keep_primary_first() {
         s.local.node_port_addresses,
         vec![Ipv4Addr::new(192, 168, 1, 5), Ipv4Addr::new(10, 0, 0, 1)]
     );
+}
+
+#[test]
+fn node_port_address_cidrs_are_kept_apart_and_primary_stays_with_them() {
+    let s = resolved(&minimal(
+        "nodeIP: 192.168.1.5\nnodePortAddresses: [primary, 10.0.0.0/8]\n",
+    ))
+    .unwrap();
+    assert_eq!(s.local.node_port_addresses, [Ipv4Addr::new(192, 168, 1, 5)]);
+    assert_eq!(
+        s.local.node_port_cidrs,
+        ["10.0.0.0/8".parse::<crate::net::Cidr>().unwrap()]
+    );
+    let only = resolved(&minimal("nodePortAddresses: [10.0.0.0/8]\n")).unwrap();
+    assert!(only.local.node_port_addresses.is_empty());
+    assert_eq!(only.local.node_port_cidrs.len(), 1);
 }
 
 #[test]

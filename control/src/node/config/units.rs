@@ -92,11 +92,13 @@ impl<'de> Deserialize<'de> for ConfigMac {
     }
 }
 
-/// One entry of `nodePortAddresses`: the node's primary IP or an explicit address.
+/// One entry of `nodePortAddresses`: the node's primary IP, an explicit address, or a CIDR
+/// (every InternalIP / ExternalIP of the Node inside it, as kube-proxy's flag).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NodePortAddress {
     Primary,
     Address(Ipv4Addr),
+    Cidr(crate::net::Cidr),
 }
 
 impl<'de> Deserialize<'de> for NodePortAddress {
@@ -105,8 +107,20 @@ impl<'de> Deserialize<'de> for NodePortAddress {
         if text == "primary" {
             return Ok(NodePortAddress::Primary);
         }
+        if text.contains('/') {
+            let cidr = crate::net::Cidr::parse_lenient(&text)
+                .map_err(|e| de::Error::custom(format!("{text:?} is no CIDR: {e}")))?;
+            if !cidr.network().is_ipv4() {
+                return Err(de::Error::custom(format!(
+                    "{text:?} is an IPv6 CIDR; this node is IPv4 only"
+                )));
+            }
+            return Ok(NodePortAddress::Cidr(cidr));
+        }
         text.parse().map(NodePortAddress::Address).map_err(|_| {
-            de::Error::custom(format!("{text:?} is neither `primary` nor an IPv4 address"))
+            de::Error::custom(format!(
+                "{text:?} is neither `primary`, an IPv4 address nor an IPv4 CIDR"
+            ))
         })
     }
 }

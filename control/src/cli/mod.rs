@@ -14,6 +14,7 @@ mod dns;
 mod get;
 mod init;
 mod observe;
+mod output;
 mod run;
 mod stats;
 mod table;
@@ -143,6 +144,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Capture(args) => observe::capture(&args),
         Command::Dns(args) => dns::run(&dir, &args),
     };
+    output::flush();
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,

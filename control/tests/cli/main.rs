@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)] // tests may unwrap (COMMON.md); the helpers here are test code too
 
 mod bad_input;
+mod broken_pipe;
 mod concurrency;
 mod endpoints;
 mod harness;

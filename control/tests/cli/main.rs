@@ -7,6 +7,7 @@ mod broken_pipe;
 mod concurrency;
 mod endpoints;
 mod harness;
+mod local_files;
 mod nodes_pods;
 mod seed;
 mod services;

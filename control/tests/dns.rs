@@ -650,3 +650,362 @@ fn serves_a_kubernetes_api_server_and_follows_its_watch() {
     });
     assert!(took < Duration::from_secs(1), "{took:?}");
 }
+
+/// A state directory with a headless Service `big` of 120 endpoints (an answer of ~2 KB).
+fn big_cluster() -> Dns {
+    let service = "apiVersion: v1\nkind: Service\nmetadata:\n  name: big\nspec:\n  clusterIP: None\n  selector:\n    app: big\n  ports:\n  - port: 80\n---\n";
+    let pods: String = (0..120)
+        .map(|i| {
+            let ip = format!("10.244.7.{}", i + 1);
+            pod(&format!("big-{i}"), "big", &ip, true, None)
+        })
+        .collect();
+    Dns::with(&(SERVICES.to_owned() + service + &pods))
+}
+
+/// A TCP connection to `server` from the loopback address `source` (so that each test
+/// client counts as a client of its own), with a receive buffer of `receive_buffer` bytes.
+fn connect_from(
+    runtime: &tokio::runtime::Runtime,
+    source: Ipv4Addr,
+    server: SocketAddr,
+    receive_buffer: Option<u32>,
+) -> std::io::Result<TcpStream> {
+    let stream = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::from((source, 0)))?;
+        if let Some(size) = receive_buffer {
+            socket.set_recv_buffer_size(size)?;
+        }
+        socket.connect(server).await?.into_std()
+    })?;
+    stream.set_nonblocking(false)?;
+    Ok(stream)
+}
+
+/// Whether the server closed `stream` (EOF or reset), without waiting and without reading
+/// past what a silent client would have received (nothing).
+fn closed_by_server(stream: &TcpStream) -> bool {
+    stream.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 1];
+    let closed = match (&*stream).read(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    };
+    stream.set_nonblocking(false).unwrap();
+    closed
+}
+
+/// One UDP and one TCP lookup of a zone name from 127.0.0.1, each answered within 1 s.
+fn lookups_answer_within_a_second(addr: SocketAddr, when: &str) {
+    let qname = "web.default.svc.cluster.local.";
+    let started = Instant::now();
+    assert_eq!(
+        rendered(&udp(addr, qname, RecordType::A).answers),
+        [format!("{qname} 5 IN A 10.96.0.50")],
+        "{when}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(1), "{when}: udp");
+    let started = Instant::now();
+    let reply = tcp(addr, qname, RecordType::A);
+    assert_eq!(reply.answers.len(), 1, "{when}");
+    assert!(started.elapsed() < Duration::from_secs(1), "{when}: tcp");
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn six_hundred_tcp_connections_leave_udp_and_tcp_lookups_answering() {
+    let mut dns = Dns::with(SERVICES);
+    dns.serve(&[]);
+    let addr = dns.addr;
+    let runtime = runtime();
+    // 600 silent connections from one client: its share (64) is served, the rest refused.
+    let one_client: Vec<TcpStream> = (0..600)
+        .map(|_| connect_from(&runtime, Ipv4Addr::new(127, 0, 0, 2), addr, None).unwrap())
+        .collect();
+    thread::sleep(Duration::from_millis(300));
+    let refused = one_client.iter().filter(|s| closed_by_server(s)).count();
+    assert_eq!(refused, 600 - 64);
+    lookups_answer_within_a_second(addr, "one client holding its 64 connections");
+    // 600 more from ten clients: the server's cap (512) is reached, and each new connection
+    // closes the one that waited longest for a query, so a real lookup still gets in.
+    let many_clients: Vec<TcpStream> = (0..600u32)
+        .map(|i| {
+            let source = Ipv4Addr::new(127, 0, 0, u8::try_from(3 + i % 10).unwrap());
+            connect_from(&runtime, source, addr, None).unwrap()
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(300));
+    let open = one_client
+        .iter()
+        .chain(&many_clients)
+        .filter(|s| !closed_by_server(s))
+        .count();
+    assert_eq!(open, 512);
+    assert!(
+        one_client.iter().all(closed_by_server),
+        "the oldest go first"
+    );
+    lookups_answer_within_a_second(addr, "at the cap of 512 silent connections");
+}
+
+#[test]
+fn silent_and_non_reading_tcp_clients_are_closed_after_their_timeouts() {
+    let mut dns = big_cluster();
+    dns.serve(&["--tcp-idle-timeout", "1s", "--tcp-write-timeout", "2s"]);
+    let addr = dns.addr;
+    let runtime = runtime();
+    // Silent connections are closed after the idle timeout, not before.
+    let connected = Instant::now();
+    let silent: Vec<TcpStream> = (0..10)
+        .map(|_| connect_from(&runtime, Ipv4Addr::new(127, 0, 0, 2), addr, None).unwrap())
+        .collect();
+    while !silent.iter().all(closed_by_server) {
+        assert!(
+            connected.elapsed() < Duration::from_secs(5),
+            "idle connections left open"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        connected.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        connected.elapsed()
+    );
+    // A client that sends queries and never reads the answers is reset after the write
+    // timeout, while the others are answered.
+    let non_reader =
+        connect_from(&runtime, Ipv4Addr::new(127, 0, 0, 20), addr, Some(4096)).unwrap();
+    let mut writer = non_reader.try_clone().unwrap();
+    writer
+        .set_write_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let pipelined: Vec<u8> = (0..6000u16)
+        .flat_map(|id| {
+            let bytes = query(id, "big.default.svc.cluster.local.", RecordType::A, None)
+                .to_vec()
+                .unwrap();
+            let mut framed = u16::try_from(bytes.len()).unwrap().to_be_bytes().to_vec();
+            framed.extend_from_slice(&bytes);
+            framed
+        })
+        .collect();
+    let sending = thread::spawn(move || {
+        let _ = writer.write_all(&pipelined);
+    });
+    let started = Instant::now();
+    let reset = loop {
+        if let Ok(Some(error)) = non_reader.take_error() {
+            break error;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "a client that does not read was not closed within 15 s"
+        );
+        lookups_answer_within_a_second(addr, "while a client does not read");
+        thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(reset.kind(), std::io::ErrorKind::ConnectionReset, "{reset}");
+    sending.join().unwrap();
+    lookups_answer_within_a_second(addr, "after");
+}
+
+/// A stand-in upstream on UDP and TCP (same port): names starting with `slow` are answered
+/// after `delay`; `big.example.` gets 100 A records over TCP, and over UDP as well unless
+/// `truncate_udp`, when a UDP answer over 512 bytes comes back as its header with TC set.
+fn slow_upstream(delay: Duration, truncate_udp: bool) -> SocketAddr {
+    let (udp_socket, tcp_listener) = loop {
+        let udp_socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        if let Ok(tcp) = std::net::TcpListener::bind(udp_socket.local_addr().unwrap()) {
+            break (udp_socket, tcp);
+        }
+    };
+    let addr = udp_socket.local_addr().unwrap();
+    let answer = move |bytes: &[u8], over_udp: bool| -> Option<Vec<u8>> {
+        let request = Message::from_vec(bytes).ok()?;
+        let owner = request.queries[0].name().clone();
+        let mut reply = Message::response(request.metadata.id, OpCode::Query);
+        reply.queries = request.queries.clone();
+        let count = if owner.to_ascii() == "big.example." {
+            100
+        } else {
+            1
+        };
+        for i in 0..count {
+            let rdata = RData::A(A::new(192, 0, 2, u8::try_from(i + 1).unwrap()));
+            reply.add_answer(Record::from_rdata(owner.clone(), 60, rdata));
+        }
+        let bytes = reply.to_vec().ok()?;
+        if over_udp && truncate_udp && bytes.len() > 512 {
+            return reply.truncate().to_vec().ok();
+        }
+        Some(bytes)
+    };
+    let udp_socket = std::sync::Arc::new(udp_socket);
+    thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        while let Ok((length, peer)) = udp_socket.recv_from(&mut buffer) {
+            let bytes = buffer[..length].to_vec();
+            let slow = Message::from_vec(&bytes)
+                .is_ok_and(|m| m.queries[0].name().to_ascii().starts_with("slow"));
+            let socket = std::sync::Arc::clone(&udp_socket);
+            let reply = move || {
+                if let Some(reply) = answer(&bytes, true) {
+                    let _ = socket.send_to(&reply, peer);
+                }
+            };
+            if slow {
+                thread::spawn(move || {
+                    thread::sleep(delay);
+                    reply();
+                });
+            } else {
+                reply();
+            }
+        }
+    });
+    thread::spawn(move || {
+        for stream in tcp_listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut prefix = [0u8; 2];
+            if stream.read_exact(&mut prefix).is_err() {
+                continue;
+            }
+            let mut request = vec![0u8; usize::from(u16::from_be_bytes(prefix))];
+            if stream.read_exact(&mut request).is_err() {
+                continue;
+            }
+            if let Some(reply) = answer(&request, false) {
+                let mut framed = u16::try_from(reply.len()).unwrap().to_be_bytes().to_vec();
+                framed.extend_from_slice(&reply);
+                let _ = stream.write_all(&framed);
+            }
+        }
+    });
+    addr
+}
+
+#[test]
+fn slow_upstream_names_of_one_client_leave_other_clients_and_the_zone_answering() {
+    let mut dns = Dns::with(SERVICES);
+    let upstream = slow_upstream(Duration::from_millis(1500), false).to_string();
+    dns.serve(&["--upstream", &upstream]);
+    // One client floods slow names: more than every forward permit of the server (256).
+    let flooder = UdpSocket::bind("127.0.0.2:0").unwrap();
+    flooder
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let replies = flooder.try_clone().unwrap();
+    let counting = thread::spawn(move || {
+        let (mut answered, mut failed) = (0, 0);
+        let mut buffer = [0u8; 4096];
+        while let Ok(length) = replies.recv(&mut buffer) {
+            match Message::from_vec(&buffer[..length])
+                .unwrap()
+                .metadata
+                .response_code
+            {
+                ResponseCode::ServFail => failed += 1,
+                ResponseCode::NoError => answered += 1,
+                other => panic!("{other:?}"),
+            }
+            if failed + answered == 300 {
+                break;
+            }
+        }
+        (answered, failed)
+    });
+    for id in 0..300u16 {
+        if id % 10 == 0 {
+            // Paced a little, so the burst is not lost in the sockets' buffers.
+            thread::sleep(Duration::from_millis(1));
+        }
+        let bytes = query(id, &format!("slow-{id}.example."), RecordType::A, None)
+            .to_vec()
+            .unwrap();
+        flooder.send_to(&bytes, dns.addr).unwrap();
+    }
+    thread::sleep(Duration::from_millis(100));
+    // Another client's forward is answered by the upstream, not refused for want of permits,
+    // and names of the zone answer at once.
+    let started = Instant::now();
+    let outside = udp(dns.addr, "fast.example.", RecordType::A);
+    assert_eq!(outside.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(
+        rendered(&outside.answers),
+        ["fast.example. 60 IN A 192.0.2.1"]
+    );
+    lookups_answer_within_a_second(dns.addr, "while slow names are forwarded");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    // Over one TCP connection, a zone name asked after a slow one is answered first.
+    let mut stream = TcpStream::connect(dns.addr).unwrap();
+    stream.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
+    for (id, qname) in [
+        (1, "slow-tcp.example."),
+        (2, "web.default.svc.cluster.local."),
+    ] {
+        let bytes = query(id, qname, RecordType::A, None).to_vec().unwrap();
+        let mut framed = u16::try_from(bytes.len()).unwrap().to_be_bytes().to_vec();
+        framed.extend_from_slice(&bytes);
+        stream.write_all(&framed).unwrap();
+    }
+    let started = Instant::now();
+    let read_reply = |stream: &mut TcpStream| {
+        let mut prefix = [0u8; 2];
+        stream.read_exact(&mut prefix).unwrap();
+        let mut reply = vec![0u8; usize::from(u16::from_be_bytes(prefix))];
+        stream.read_exact(&mut reply).unwrap();
+        Message::from_vec(&reply).unwrap()
+    };
+    let first = read_reply(&mut stream);
+    assert_eq!(first.metadata.id, 2);
+    assert!(started.elapsed() < Duration::from_secs(1));
+    let second = read_reply(&mut stream);
+    assert_eq!(second.metadata.id, 1);
+    assert_eq!(
+        rendered(&second.answers),
+        ["slow-tcp.example. 60 IN A 192.0.2.1"]
+    );
+    // The flooder got its share (32) forwarded and SERVFAIL at once for the rest.
+    assert_eq!(counting.join().unwrap(), (32, 300 - 32));
+}
+
+#[test]
+fn forwarded_answers_fit_the_client_like_local_ones() {
+    // An upstream that ignores the client's size: the server truncates for the UDP client.
+    let mut dns = Dns::with(SERVICES);
+    let upstream = slow_upstream(Duration::ZERO, false).to_string();
+    dns.serve(&["--upstream", &upstream]);
+    for payload in [None, Some(1232)] {
+        let bytes = query(7, "big.example.", RecordType::A, payload)
+            .to_vec()
+            .unwrap();
+        let reply = udp_exchange(dns.addr, &bytes);
+        assert!(
+            reply.len() <= usize::from(payload.unwrap_or(512)),
+            "{payload:?}"
+        );
+        let reply = Message::from_vec(&reply).unwrap();
+        assert!(reply.metadata.truncation, "{payload:?}");
+        assert_eq!(reply.metadata.id, 7);
+    }
+    // An upstream that truncates over UDP: a TCP client gets the whole answer, asked over TCP.
+    let mut dns = Dns::with(SERVICES);
+    let upstream = slow_upstream(Duration::ZERO, true).to_string();
+    dns.serve(&["--upstream", &upstream]);
+    let whole = tcp(dns.addr, "big.example.", RecordType::A);
+    assert!(!whole.metadata.truncation);
+    assert_eq!(whole.answers.len(), 100);
+}

@@ -7,6 +7,7 @@ use crate::model::ObjectRef;
 use crate::store::StateDir;
 use crate::transaction::Transaction;
 
+use super::output::{out, outln};
 use super::{ApplyArgs, ApplyOutput, short_name};
 
 /// Formats a decode failure: location, object, field, message.
@@ -60,7 +61,7 @@ pub fn run(dir: &StateDir, args: &ApplyArgs) -> Result<bool, String> {
     match args.output {
         ApplyOutput::Name => {
             for (key, verb, _) in &stored {
-                println!("{} {verb}", short_name(key));
+                outln!("{} {verb}", short_name(key));
             }
         }
         ApplyOutput::Yaml => {
@@ -68,11 +69,11 @@ pub fn run(dir: &StateDir, args: &ApplyArgs) -> Result<bool, String> {
                 .iter()
                 .map(|(_, _, object)| object.to_yaml())
                 .collect();
-            print!("{}", documents.join("---\n"));
+            out!("{}", documents.join("---\n"));
         }
         ApplyOutput::Json => {
             for (_, _, object) in &stored {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&object.to_json_value()).unwrap_or_default()
                 );

@@ -6,6 +6,7 @@ use crate::store::StateDir;
 use crate::transaction::Transaction;
 
 use super::DeleteArgs;
+use super::output::outln;
 
 pub fn run(dir: &StateDir, args: &DeleteArgs) -> Result<bool, String> {
     let kind = Kind::from_cli_name(&args.kind)
@@ -16,7 +17,7 @@ pub fn run(dir: &StateDir, args: &DeleteArgs) -> Result<bool, String> {
     for name in &args.names {
         let key = ObjectRef::new(kind, namespace, name);
         match transaction.server().delete(&key) {
-            Ok(_) => println!("{} {name:?} deleted", kind.name().to_ascii_lowercase()),
+            Ok(_) => outln!("{} {name:?} deleted", kind.name().to_ascii_lowercase()),
             Err(rejection) => {
                 eprintln!("error: {rejection}");
                 all_good = false;

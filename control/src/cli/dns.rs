@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::dns::{ClusterSource, DnsServer, Reloader, ServerConfig, zone_name};
+use crate::dns::{ClusterSource, DnsServer, Limits, Reloader, ServerConfig, zone_name};
 use crate::kube_source::{KubeSource, KubeSourceConfig};
 use crate::node::config::SourceKind;
+use crate::node::config::units::parse_duration;
 use crate::settings::ClusterSettings;
 use crate::store::StateDir;
 
@@ -36,6 +37,38 @@ pub struct DnsArgs {
     /// kubeconfig context for source kubernetes.
     #[arg(long)]
     pub context: Option<String>,
+    /// TCP connections served at once (at the cap, the one waiting longest for a query is
+    /// closed for a new one).
+    #[arg(long, default_value_t = Limits::default().tcp_connections)]
+    pub tcp_connections: usize,
+    /// TCP connections one client address may hold.
+    #[arg(long, default_value_t = Limits::default().tcp_connections_per_client)]
+    pub tcp_connections_per_client: usize,
+    /// How long a TCP connection may wait for its next query (e.g. 10s, 500ms).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub tcp_idle_timeout: Duration,
+    /// How long writing one answer may take before a TCP client that does not read is reset.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub tcp_write_timeout: Duration,
+    /// Forwarded queries in flight at once.
+    #[arg(long, default_value_t = Limits::default().forwards)]
+    pub forwards: usize,
+    /// Forwarded queries one client address may have in flight (beyond: SERVFAIL at once).
+    #[arg(long, default_value_t = Limits::default().forwards_per_client)]
+    pub forwards_per_client: usize,
+}
+
+impl DnsArgs {
+    fn limits(&self) -> Limits {
+        Limits {
+            tcp_connections: self.tcp_connections,
+            tcp_connections_per_client: self.tcp_connections_per_client,
+            tcp_idle_timeout: self.tcp_idle_timeout,
+            tcp_write_timeout: self.tcp_write_timeout,
+            forwards: self.forwards,
+            forwards_per_client: self.forwards_per_client,
+        }
+    }
 }
 
 /// Serves until stopped; returns only on a startup or socket failure.
@@ -59,6 +92,7 @@ pub fn run(dir: &StateDir, args: &DnsArgs) -> Result<bool, String> {
     let config = ServerConfig {
         listen: args.listen,
         upstream: args.upstream,
+        limits: args.limits(),
     };
     let server = DnsServer::bind(&config, Arc::clone(&records))
         .map_err(|e| format!("binding {}: {e}", args.listen))?;

@@ -5,6 +5,7 @@ use crate::model::{Kind, Object, ObjectRef};
 use crate::state::ClusterState;
 use crate::store::StateDir;
 
+use super::output::{out, outln};
 use super::table;
 use super::{GetArgs, GetOutput, short_name};
 
@@ -57,7 +58,7 @@ pub fn run(dir: &StateDir, args: &GetArgs) -> Result<bool, String> {
         .collect();
     let single = args.name.is_some();
     match args.output {
-        Some(GetOutput::Yaml) => print!(
+        Some(GetOutput::Yaml) => out!(
             "{}",
             render(
                 &everything,
@@ -66,7 +67,7 @@ pub fn run(dir: &StateDir, args: &GetArgs) -> Result<bool, String> {
                 Object::to_yaml
             )
         ),
-        Some(GetOutput::Json) => println!(
+        Some(GetOutput::Json) => outln!(
             "{}",
             render(
                 &everything,
@@ -77,7 +78,7 @@ pub fn run(dir: &StateDir, args: &GetArgs) -> Result<bool, String> {
         ),
         Some(GetOutput::Name) => everything
             .iter()
-            .for_each(|o| println!("{}", short_name(&o.object_ref()))),
+            .for_each(|o| outln!("{}", short_name(&o.object_ref()))),
         output @ (None | Some(GetOutput::Wide)) => {
             if everything.is_empty() {
                 match args.all_namespaces || kinds.iter().all(|k| !k.is_namespaced()) {
@@ -101,7 +102,7 @@ pub fn run(dir: &StateDir, args: &GetArgs) -> Result<bool, String> {
                     )
                 })
                 .collect();
-            print!("{}", tables.join("\n"));
+            out!("{}", tables.join("\n"));
         }
     }
     Ok(true)

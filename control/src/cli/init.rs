@@ -5,6 +5,7 @@
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use super::output::out;
 use crate::apiserver::SYSTEM_NAMESPACES;
 use crate::model::{Kind, StoredKind};
 use crate::net::{Cidr, PortRange};
@@ -92,7 +93,7 @@ pub fn run(dir: &StateDir, args: &InitArgs) -> Result<bool, String> {
         }
     }
     transaction.commit().map_err(|e| e.to_string())?;
-    print!("{}", String::from_utf8_lossy(&settings.to_json()));
+    out!("{}", String::from_utf8_lossy(&settings.to_json()));
     Ok(true)
 }
 

@@ -14,6 +14,7 @@ mod dns;
 mod get;
 mod init;
 mod observe;
+mod output;
 mod run;
 mod stats;
 mod table;
@@ -37,6 +38,16 @@ pub struct Cli {
     /// State directory of the embedded API server.
     #[arg(long, global = true, env = "FERROPLANE_STATE", default_value = DEFAULT_STATE_DIR)]
     pub state: PathBuf,
+    /// How long to wait for another process's lock on the state directory (e.g. 10s, 500ms)
+    /// before failing with the holder's pid and user.
+    #[arg(
+        long,
+        global = true,
+        env = "FERROPLANE_LOCK_TIMEOUT",
+        default_value = "10s",
+        value_parser = crate::node::config::units::parse_duration
+    )]
+    pub lock_timeout: std::time::Duration,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -129,7 +140,7 @@ pub struct DeleteArgs {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
-    let dir = StateDir::new(cli.state);
+    let dir = StateDir::new(cli.state).with_lock_timeout(cli.lock_timeout);
     let result = match cli.command {
         Command::Init(args) => init::run(&dir, &args),
         Command::Apply(args) => apply::run(&dir, &args),
@@ -143,6 +154,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Capture(args) => observe::capture(&args),
         Command::Dns(args) => dns::run(&dir, &args),
     };
+    output::flush();
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,

@@ -7,6 +7,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 
 use super::admin_client::{self, SocketArgs};
+use super::output;
 
 #[derive(Debug, clap::Args)]
 pub struct MonitorArgs {
@@ -43,9 +44,7 @@ pub fn monitor(args: &MonitorArgs) -> Result<bool, String> {
     for line in BufReader::new(body).lines() {
         let line = line.map_err(|e| format!("/monitor: {e}"))?;
         let mut out = stdout.lock();
-        if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
-            break;
-        }
+        output::write_or_exit(writeln!(out, "{line}").and_then(|()| out.flush()));
     }
     Ok(true)
 }
@@ -81,9 +80,12 @@ pub fn capture(args: &CaptureArgs) -> Result<bool, String> {
             break;
         }
         total += n;
-        out.write_all(&buffer[..n])
-            .and_then(|()| out.flush())
-            .map_err(|e| format!("{}: {e}", args.file.display()))?;
+        let written = out.write_all(&buffer[..n]).and_then(|()| out.flush());
+        if args.file.as_os_str() == "-" {
+            output::write_or_exit(written);
+        } else {
+            written.map_err(|e| format!("{}: {e}", args.file.display()))?;
+        }
     }
     eprintln!("{total} bytes written");
     Ok(true)

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use super::admin_client::{self, SocketArgs};
+use super::output::out;
 
 #[derive(Debug, clap::Args)]
 pub struct StatsArgs {
@@ -31,12 +32,12 @@ pub enum ConntrackCommand {
 pub fn stats(args: &StatsArgs) -> Result<bool, String> {
     let body = admin_client::get_text(&args.socket.path()?, "/stats")?;
     if args.output == "json" {
-        print!("{body}");
+        out!("{body}");
         return Ok(true);
     }
     let stats: Value =
         serde_json::from_str(&body).map_err(|e| format!("/stats is not JSON: {e}"))?;
-    print!("{}", stats_table(&stats));
+    out!("{}", stats_table(&stats));
     Ok(true)
 }
 
@@ -157,7 +158,7 @@ pub fn conntrack(args: &ConntrackArgs) -> Result<bool, String> {
     match &args.command {
         ConntrackCommand::List(socket) => {
             let body = admin_client::get_text(&socket.path()?, "/conntrack")?;
-            print!("{body}");
+            out!("{body}");
             eprintln!(
                 "ferroplane: {} flow entries have been shown.",
                 body.lines().count()

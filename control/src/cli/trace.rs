@@ -5,6 +5,7 @@ use std::net::Ipv4Addr;
 use clap::ValueEnum;
 use dataplane::flow::L4Proto;
 
+use super::output::outln;
 use crate::state::ClusterState;
 use crate::store::StateDir;
 use crate::trace::{Source, TraceRequest, trace};
@@ -100,11 +101,11 @@ pub fn run(dir: &StateDir, args: &TraceArgs) -> Result<bool, String> {
     match args.output {
         Some(TraceOutput::Json) => {
             let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
-            println!("{json}");
+            outln!("{json}");
         }
         None => {
             for line in report.to_lines() {
-                println!("{line}");
+                outln!("{line}");
             }
         }
     }

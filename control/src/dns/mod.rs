@@ -8,7 +8,10 @@
 //! - [`build`]: [`RecordIndex::build`], every record of one [`crate::ClusterState`].
 //! - [`index`]: the immutable [`RecordIndex`] and its authoritative lookup.
 //! - [`respond`]: the protocol core, query bytes in, reply bytes out (no I/O).
-//! - [`server`]: the UDP and TCP sockets, forwarding outside names to an upstream.
+//! - [`server`]: the UDP socket and the TCP listener, bound on one address.
+//! - [`tcp`]: DNS over TCP, with connection caps and idle and write timeouts.
+//! - [`forward`]: asking the upstream for outside names, with a share per client.
+//! - [`limits`]: the caps and timeouts, and the per-client counting.
 //! - [`source`]: following the state directory (or a Kubernetes API server) and swapping in
 //!   a new index on change.
 //!
@@ -17,20 +20,27 @@
 
 mod build;
 mod endpoints;
+mod forward;
 mod index;
+mod limits;
 mod names;
 mod respond;
 mod server;
 mod source;
+mod tcp;
 #[cfg(test)]
 mod tests;
 
 pub use build::ZoneConfig;
 pub use endpoints::TOLERATE_UNREADY_ANNOTATION;
+pub use forward::FORWARD_TIMEOUT;
 pub use index::{Answer, RecordIndex};
+pub use limits::Limits;
 pub use names::zone_name;
-pub use respond::{Chase, Reply, Transport, UDP_PAYLOAD_LIMIT, respond, server_failure};
-pub use server::{DnsServer, FORWARD_TIMEOUT, ServerConfig};
+pub use respond::{
+    Chase, Reply, Transport, UDP_PAYLOAD_LIMIT, fit_forwarded, respond, server_failure,
+};
+pub use server::{DnsServer, ServerConfig};
 pub use source::{ClusterSource, POLL_INTERVAL, Reloader};
 
 /// The schema version published in `dns-version.<zone>` TXT (the kubernetes/dns

@@ -233,3 +233,31 @@ fn finish(message: Message, limit: usize) -> Reply {
         }
     }
 }
+
+/// An upstream's `reply` to the client's `query`, as sent to the client: as is when it fits
+/// the client's limit over `transport`, else truncated like a local answer (TC set); SERVFAIL
+/// when a reply too large cannot be decoded to truncate it.
+pub fn fit_forwarded(query: &[u8], reply: Vec<u8>, transport: Transport) -> Option<Vec<u8>> {
+    let limit = match Message::from_vec(query) {
+        Ok(request) => size_limit(&request, transport),
+        Err(_) => match transport {
+            Transport::Tcp => TCP_LIMIT,
+            Transport::Udp => CLASSIC_UDP_LIMIT,
+        },
+    };
+    if reply.len() <= limit {
+        return Some(reply);
+    }
+    match Message::from_vec(&reply) {
+        Ok(message) => match finish(message, limit) {
+            Reply::Send(bytes) => Some(bytes),
+            Reply::Forward | Reply::Chase(_) | Reply::Drop => server_failure(query),
+        },
+        Err(_) => server_failure(query),
+    }
+}
+
+/// Whether a reply has the TC (truncated) flag set.
+pub fn is_truncated(reply: &[u8]) -> bool {
+    reply.get(2).is_some_and(|flags| flags & 0x02 != 0)
+}

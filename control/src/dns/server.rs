@@ -2,47 +2,39 @@
 //! tokio current-thread runtime, answering from the [`RecordIndex`] currently published.
 //!
 //! - UDP: one receive loop answers each datagram before reading the next (no task per
-//!   query); only forwarded queries get a task, at most [`MAX_FORWARDS`] at once (beyond that
-//!   they get SERVFAIL at once).
-//! - TCP: a task per connection, at most [`MAX_TCP_CONNECTIONS`] (beyond that new ones are
-//!   closed), answering length-prefixed queries in order; a connection idle for
-//!   [`TCP_IDLE_TIMEOUT`] is closed (RFC 7766).
-//! - Forwarding: the query as received goes to the upstream over UDP from a fresh socket;
-//!   the first reply with the same id within [`FORWARD_TIMEOUT`] is relayed, otherwise the
-//!   client gets SERVFAIL. A CNAME chain leaving the zone is completed the same way, with a
-//!   query for its target (the chain alone when the upstream does not answer).
+//!   query), so names of the zone never wait on the upstream; only forwarded queries get a
+//!   task, within the limits of [`super::forward::Forwarder`] (a global cap and a share per
+//!   client address; beyond them SERVFAIL at once).
+//! - TCP: see [`super::tcp`] (connection caps, idle and write timeouts).
+//! - Forwarding: see [`super::forward`]. A CNAME chain leaving the zone is completed the same
+//!   way, with a query for its target (the chain alone when the upstream does not answer).
 //!
 //! Invariants: no received bytes can stop a loop (every parse failure is a reply or a
 //! silent drop, see [`super::respond`]); each query reads the index once, so it is answered
 //! from a single generation.
 
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::Semaphore;
-use tokio::time::timeout;
+use tokio::net::{TcpListener, UdpSocket};
 
+use super::forward::{Forwarder, Upstream};
 use super::index::RecordIndex;
-use super::respond::{Chase, Reply, Transport, respond, server_failure};
-
-/// Forwarded queries in flight at once.
-pub const MAX_FORWARDS: usize = 256;
-/// TCP connections served at once.
-pub const MAX_TCP_CONNECTIONS: usize = 512;
-/// How long a TCP connection may stay silent.
-pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long the upstream has to answer a forwarded query.
-pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(2);
+use super::limits::Limits;
+use super::respond::{Reply, Transport, respond};
 /// Binding port 0: how many free UDP ports to try before giving up on finding one whose TCP
 /// twin is free too.
 const FREE_PORT_TRIES: usize = 16;
 /// Consecutive receive errors after which the UDP socket is taken as broken.
 const MAX_RECEIVE_ERRORS: usize = 1000;
+/// Send buffer of each TCP connection (inherited from the listener): a client that does not
+/// read stalls the server's writes after this much, instead of after the kernel's default
+/// of up to 4 MiB of answers built for nobody (the kernel doubles it).
+const TCP_SEND_BUFFER: usize = 16 * 1024;
+/// Connections the kernel completes before the server accepts them.
+const TCP_BACKLOG: i32 = 1024;
 
 /// Where to listen and where names outside the zone go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +43,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// The resolver that answers names outside the zone; without one they are REFUSED.
     pub upstream: Option<SocketAddr>,
+    /// Caps and timeouts against clients that take more than their share.
+    pub limits: Limits,
 }
 
 /// Bound sockets, ready to serve.
@@ -60,13 +54,14 @@ pub struct DnsServer {
     tcp: std::net::TcpListener,
     records: Arc<ArcSwap<RecordIndex>>,
     upstream: Option<SocketAddr>,
+    limits: Limits,
 }
 
 /// What every task of the server shares.
-struct Shared {
-    records: Arc<ArcSwap<RecordIndex>>,
-    upstream: Option<SocketAddr>,
-    forwards: Arc<Semaphore>,
+pub(super) struct Shared {
+    pub(super) records: Arc<ArcSwap<RecordIndex>>,
+    pub(super) forwarder: Forwarder,
+    pub(super) limits: Limits,
 }
 
 impl DnsServer {
@@ -81,6 +76,7 @@ impl DnsServer {
             tcp,
             records,
             upstream: config.upstream,
+            limits: config.limits,
         })
     }
 
@@ -102,10 +98,10 @@ impl DnsServer {
             let tcp = TcpListener::from_std(self.tcp)?;
             let shared = Arc::new(Shared {
                 records: self.records,
-                upstream: self.upstream,
-                forwards: Arc::new(Semaphore::new(MAX_FORWARDS)),
+                forwarder: Forwarder::new(self.upstream, &self.limits),
+                limits: self.limits,
             });
-            tokio::spawn(serve_tcp(tcp, Arc::clone(&shared)));
+            tokio::spawn(super::tcp::serve(tcp, Arc::clone(&shared)));
             serve_udp(udp, shared).await
         })
     }
@@ -114,20 +110,27 @@ impl DnsServer {
 /// A UDP socket and a TCP listener on the same address and port.
 fn bind_pair(listen: SocketAddr) -> io::Result<(std::net::UdpSocket, std::net::TcpListener)> {
     if listen.port() != 0 {
-        return Ok((
-            std::net::UdpSocket::bind(listen)?,
-            std::net::TcpListener::bind(listen)?,
-        ));
+        let udp = std::net::UdpSocket::bind(listen)?;
+        return Ok((udp, tuned(std::net::TcpListener::bind(listen)?)?));
     }
     let mut last_error = None;
     for _ in 0..FREE_PORT_TRIES {
         let udp = std::net::UdpSocket::bind(listen)?;
         match std::net::TcpListener::bind(udp.local_addr()?) {
-            Ok(tcp) => return Ok((udp, tcp)),
+            Ok(tcp) => return Ok((udp, tuned(tcp)?)),
             Err(error) => last_error = Some(error),
         }
     }
     Err(last_error.unwrap_or_else(|| io::Error::from(io::ErrorKind::AddrInUse)))
+}
+
+/// The listener with [`TCP_SEND_BUFFER`] (which accepted connections inherit) and
+/// [`TCP_BACKLOG`].
+fn tuned(tcp: std::net::TcpListener) -> io::Result<std::net::TcpListener> {
+    let socket = socket2::SockRef::from(&tcp);
+    socket.set_send_buffer_size(TCP_SEND_BUFFER)?;
+    socket.listen(TCP_BACKLOG)?;
+    Ok(tcp)
 }
 
 async fn serve_udp(socket: Arc<UdpSocket>, shared: Arc<Shared>) -> io::Result<()> {
@@ -152,7 +155,7 @@ async fn serve_udp(socket: Arc<UdpSocket>, shared: Arc<Shared>) -> io::Result<()
             &shared.records.load(),
             query,
             Transport::Udp,
-            shared.upstream.is_some(),
+            shared.forwarder.enabled(),
         );
         match reply {
             Reply::Send(bytes) => {
@@ -168,150 +171,22 @@ async fn serve_udp(socket: Arc<UdpSocket>, shared: Arc<Shared>) -> io::Result<()
     }
 }
 
-/// A reply that needs the upstream.
-enum Upstream {
-    /// A query for a name outside the zone, as received.
-    Forward(Vec<u8>),
-    /// An answer ending in a CNAME to an outside name.
-    Chase(Box<Chase>),
-}
-
-impl Upstream {
-    /// The reply once the upstream answered (or not: `None` means no upstream reply).
-    async fn resolve(self, upstream: Option<SocketAddr>) -> Option<Vec<u8>> {
-        match self {
-            Upstream::Forward(query) => ask(upstream, &query)
-                .await
-                .or_else(|| server_failure(&query)),
-            Upstream::Chase(chase) => {
-                let reply = match chase.upstream_query() {
-                    Some(query) => ask(upstream, &query).await,
-                    None => None,
-                };
-                chase.complete(reply.as_deref())
-            }
+/// Asks the upstream in a task of its own, or gives up at once when the client or the server
+/// has too many forwards in flight.
+fn spawn_upstream(socket: &Arc<UdpSocket>, shared: &Arc<Shared>, work: Upstream, peer: SocketAddr) {
+    let Some(permit) = shared.forwarder.admit(peer.ip()) else {
+        if let Some(reply) = work.give_up() {
+            socket.try_send_to(&reply, peer).ok();
         }
-    }
-
-    /// The reply without asking: SERVFAIL for a forward, the CNAME chain for a chase.
-    fn give_up(self) -> Option<Vec<u8>> {
-        match self {
-            Upstream::Forward(query) => server_failure(&query),
-            Upstream::Chase(chase) => chase.complete(None),
-        }
-    }
-}
-
-/// Asks the upstream in a task of its own, or gives up at once when too many are in flight.
-fn spawn_upstream(socket: &Arc<UdpSocket>, shared: &Shared, work: Upstream, peer: SocketAddr) {
+        return;
+    };
     let socket = Arc::clone(socket);
-    let upstream = shared.upstream;
-    match Arc::clone(&shared.forwards).try_acquire_owned() {
-        Ok(permit) => {
-            tokio::spawn(async move {
-                let reply = work.resolve(upstream).await;
-                drop(permit);
-                if let Some(reply) = reply {
-                    let _ = socket.send_to(&reply, peer).await;
-                }
-            });
+    let shared = Arc::clone(shared);
+    tokio::spawn(async move {
+        let reply = shared.forwarder.resolve(work, Transport::Udp).await;
+        drop(permit);
+        if let Some(reply) = reply {
+            let _ = socket.send_to(&reply, peer).await;
         }
-        Err(_) => {
-            if let Some(reply) = work.give_up() {
-                socket.try_send_to(&reply, peer).ok();
-            }
-        }
-    }
-}
-
-/// Sends `query` to `upstream` and waits for the reply with the same id.
-async fn ask(upstream: Option<SocketAddr>, query: &[u8]) -> Option<Vec<u8>> {
-    let upstream = upstream?;
-    let local: SocketAddr = match upstream {
-        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-    };
-    let id = query.get(..2)?;
-    let socket = UdpSocket::bind(local).await.ok()?;
-    socket.connect(upstream).await.ok()?;
-    socket.send(query).await.ok()?;
-    let mut buffer = vec![0u8; usize::from(u16::MAX)];
-    let wait = async {
-        loop {
-            let length = socket.recv(&mut buffer).await.ok()?;
-            let reply = &buffer[..length];
-            if reply.get(..2) == Some(id) {
-                return Some(reply.to_vec());
-            }
-        }
-    };
-    timeout(FORWARD_TIMEOUT, wait).await.ok().flatten()
-}
-
-async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>) {
-    let connections = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
-    loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(_) => {
-                // Out of descriptors or a connection reset before accept: wait, go on.
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
-            continue;
-        };
-        let shared = Arc::clone(&shared);
-        tokio::spawn(async move {
-            serve_connection(stream, &shared).await;
-            drop(permit);
-        });
-    }
-}
-
-/// Answers the length-prefixed queries of one connection until it closes, idles or fails.
-async fn serve_connection(mut stream: TcpStream, shared: &Shared) {
-    let _ = stream.set_nodelay(true);
-    let mut query = Vec::new();
-    loop {
-        let mut prefix = [0u8; 2];
-        if !matches!(
-            timeout(TCP_IDLE_TIMEOUT, stream.read_exact(&mut prefix)).await,
-            Ok(Ok(_))
-        ) {
-            return;
-        }
-        query.resize(usize::from(u16::from_be_bytes(prefix)), 0);
-        if !matches!(
-            timeout(TCP_IDLE_TIMEOUT, stream.read_exact(&mut query)).await,
-            Ok(Ok(_))
-        ) {
-            return;
-        }
-        let forwarding = shared.upstream.is_some();
-        let decision = respond(&shared.records.load(), &query, Transport::Tcp, forwarding);
-        let reply = match decision {
-            Reply::Send(bytes) => Some(bytes),
-            Reply::Forward => {
-                Upstream::Forward(query.clone())
-                    .resolve(shared.upstream)
-                    .await
-            }
-            Reply::Chase(chase) => Upstream::Chase(chase).resolve(shared.upstream).await,
-            Reply::Drop => None,
-        };
-        let Some(reply) = reply else {
-            continue;
-        };
-        let Ok(length) = u16::try_from(reply.len()) else {
-            return;
-        };
-        let mut framed = Vec::with_capacity(reply.len() + 2);
-        framed.extend_from_slice(&length.to_be_bytes());
-        framed.extend_from_slice(&reply);
-        if stream.write_all(&framed).await.is_err() {
-            return;
-        }
-    }
+    });
 }

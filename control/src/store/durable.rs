@@ -3,12 +3,17 @@
 //! crash) sees either the old or the new contents, never a torn file.
 //!
 //! Invariant: temporary files start with '.', and readers skip dot-files, so a temporary left by
-//! a crash is never read; the next write of the same object reuses (truncates) it.
+//! a crash is never read; the next write of the same object reuses (truncates) it. Every
+//! directory and file created gets its mode (and group) from its parent per
+//! [`super::access`], never from the umask.
 
 use std::collections::BTreeSet;
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+use super::access::Access;
 
 fn temp_path(path: &Path) -> io::Result<PathBuf> {
     let name = path
@@ -36,7 +41,10 @@ pub fn create_dir_durable(dir: &Path) -> io::Result<()> {
         create_dir_durable(up)?;
     }
     match fs::create_dir(dir) {
-        Ok(()) => sync_dir(parent(dir)),
+        Ok(()) => {
+            Access::of_parent(parent(dir)).apply_to_dir(dir)?;
+            sync_dir(parent(dir))
+        }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(e),
     }
@@ -56,7 +64,14 @@ pub fn write_all_atomic(files: &[(PathBuf, Vec<u8>)]) -> io::Result<()> {
         let dir = parent(path);
         create_dir_durable(dir)?;
         let temp = temp_path(path)?;
-        let mut file = File::create(&temp)?;
+        let access = Access::of_parent(dir);
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(access.file_mode())
+            .open(&temp)?;
+        access.apply_to_file(&file)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         renames.push((temp, path));

@@ -10,23 +10,38 @@
 //! DIR/objects/<plural>/<name>.json              cluster-scoped objects (namespaces, nodes)
 //! DIR/objects/<plural>/<namespace>/<name>.json  namespaced objects
 //! ```
+//! Access: owner-only (0700 directories, 0600 files), or shared with the directory's group
+//! when it is made so (`chmod 2770`); see [`access`]. Taking the lock waits at most the
+//! directory's lock timeout ([`DEFAULT_LOCK_TIMEOUT`]), then fails naming who holds it.
+//!
 //! Invariants: every write happens under the exclusive lock; each object file is replaced
 //! atomically ([`durable`]); `generation` is written last in a commit, so a watcher that sees a
 //! new generation and then loads under the shared lock sees the whole commit. Names used in paths
 //! have been validated as DNS names first, so they cannot contain `/` or be `.`/`..`.
 
+pub mod access;
 pub mod durable;
+mod lock_holder;
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use access::Access;
 
 use crate::model::{Kind, Object, ObjectRef};
 use crate::settings::ClusterSettings;
 
 /// The default state directory.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/ferroplane";
+
+/// How long taking the lock waits for another holder before failing.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause between tries while the lock is held elsewhere.
+const LOCK_RETRY_PAUSE: Duration = Duration::from_millis(20);
 
 /// An error reading or writing the state directory, with the path involved.
 #[derive(Debug)]
@@ -61,11 +76,21 @@ pub struct StateLock {
 #[derive(Clone, Debug)]
 pub struct StateDir {
     root: PathBuf,
+    lock_timeout: Duration,
 }
 
 impl StateDir {
     pub fn new(root: impl Into<PathBuf>) -> StateDir {
-        StateDir { root: root.into() }
+        StateDir {
+            root: root.into(),
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+        }
+    }
+
+    /// The same directory, waiting at most `timeout` for the lock.
+    pub fn with_lock_timeout(mut self, timeout: Duration) -> StateDir {
+        self.lock_timeout = timeout;
+        self
     }
 
     pub fn root(&self) -> &Path {
@@ -102,37 +127,62 @@ impl StateDir {
         path
     }
 
-    /// Creates the directory (and its parents) if missing.
+    /// Creates the directory (and its parents) if missing, owner-only; makes an existing one
+    /// owner-only unless it is shared with its group ([`access`]).
     pub fn ensure_exists(&self) -> Result<(), StoreError> {
         durable::create_dir_durable(&self.objects_dir())
-            .map_err(|e| StoreError::io(&self.objects_dir(), &e))
+            .map_err(|e| StoreError::io(&self.objects_dir(), &e))?;
+        access::restrict_root(&self.root).map_err(|e| StoreError::io(&self.root, &e))
     }
 
     fn lock(&self, exclusive: bool) -> Result<StateLock, StoreError> {
         let path = self.lock_path();
+        let access = Access::of_parent(&self.root);
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(access.file_mode())
             .open(&path)
             .map_err(|e| StoreError::io(&path, &e))?;
-        let locked = if exclusive {
-            file.lock()
-        } else {
-            file.lock_shared()
-        };
-        locked.map_err(|e| StoreError::io(&path, &e))?;
-        Ok(StateLock { _file: file })
+        // A lock file left readable by others (an older version) is closed to them; the
+        // owner may fail to (root-owned file, user process): that is no reason not to lock.
+        let _ = access.apply_to_file(&file);
+        let deadline = Instant::now() + self.lock_timeout;
+        loop {
+            let tried = if exclusive {
+                file.try_lock()
+            } else {
+                file.try_lock_shared()
+            };
+            match tried {
+                Ok(()) => return Ok(StateLock { _file: file }),
+                Err(fs::TryLockError::Error(e)) => return Err(StoreError::io(&path, &e)),
+                Err(fs::TryLockError::WouldBlock) if Instant::now() >= deadline => {
+                    let holder = lock_holder::describe(&file)
+                        .unwrap_or_else(|| "another process".to_owned());
+                    return Err(StoreError {
+                        path,
+                        message: format!(
+                            "still locked after {:?}: held by {holder}",
+                            self.lock_timeout
+                        ),
+                    });
+                }
+                Err(fs::TryLockError::WouldBlock) => std::thread::sleep(LOCK_RETRY_PAUSE),
+            }
+        }
     }
 
-    /// Blocks until no other process holds the lock, then holds it exclusively.
+    /// Waits until no other process holds the lock (at most the lock timeout), then holds it
+    /// exclusively.
     pub fn lock_exclusive(&self) -> Result<StateLock, StoreError> {
         self.ensure_exists()?;
         self.lock(true)
     }
 
-    /// Blocks until no writer holds the lock; readers share it. `None` when the directory does
-    /// not exist yet (then there is nothing to read).
+    /// Waits until no writer holds the lock (at most the lock timeout); readers share it.
+    /// `None` when the directory does not exist yet (then there is nothing to read).
     pub fn lock_shared(&self) -> Result<Option<StateLock>, StoreError> {
         if !self.root.is_dir() {
             return Ok(None);

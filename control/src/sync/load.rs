@@ -3,7 +3,9 @@
 //! incremental compiler.
 //!
 //! Invariants: an unreadable file never removes or changes an object that was programmed
-//! before (user-needs B8: a half-broken store keeps the rest working); the change list names
+//! before (user-needs B8: a half-broken store keeps the rest working); at the first load
+//! (no last good state) an unreadable file is an error, never skipped: skipping a
+//! NetworkPolicy would open what it isolates (fail closed); the change list names
 //! every object added, removed or modified between the two states, so
 //! [`crate::compile::Compiler::update`] sees all of them.
 
@@ -31,12 +33,29 @@ fn object_of_path(dir: &StateDir, path: &Path) -> Option<ObjectRef> {
 }
 
 /// Loads the state; unreadable object files are replaced by their version in `last_good`
-/// (when it has one) and reported.
+/// (when it has one) and reported. Without a last good state (the first load), an unreadable
+/// object file is an error naming it.
 pub(super) fn load(
     dir: &StateDir,
     last_good: Option<&ClusterState>,
 ) -> Result<(ClusterState, Vec<Problem>), StoreError> {
     let (mut state, unreadable) = ClusterState::load_with_unreadable(dir.root())?;
+    if last_good.is_none()
+        && let Some(first) = unreadable.first()
+    {
+        return Err(StoreError {
+            path: first.path.clone(),
+            message: format!(
+                "{}; not starting without it (a skipped NetworkPolicy would open what it \
+                 isolates): fix or delete the file{}",
+                first.message,
+                match unreadable.len() {
+                    1 => String::new(),
+                    n => format!(" ({} more unreadable files)", n - 1),
+                }
+            ),
+        });
+    }
     let mut problems = Vec::new();
     for error in unreadable {
         let key = object_of_path(dir, &error.path);

@@ -184,6 +184,34 @@ fn a_corrupt_state_never_replaces_the_good_snapshot() {
 }
 
 #[test]
+fn an_unreadable_object_at_the_first_load_is_an_error_not_skipped() {
+    let f = Fixture::new();
+    apply(&f.dir, &pod("default", "db", "app=db", NODE_A, &[]));
+    let policy = f.dir.object_path(&ObjectRef::new(
+        Kind::NetworkPolicy,
+        "default",
+        "isolate-db",
+    ));
+    std::fs::create_dir_all(policy.parent().unwrap()).unwrap();
+    std::fs::write(&policy, b"{ not a policy").unwrap();
+    let ports: PortSource = Box::new(|state| PortAssignments::sequential(state, NODE_A));
+    let started = Syncer::start(
+        f.dir.clone(),
+        NODE_A,
+        NodeLocal::default(),
+        ports,
+        vec![f.ct.clone()],
+        f.clock(),
+    );
+    let Err(error) = started else {
+        panic!("started with a corrupt NetworkPolicy file")
+    };
+    let error = error.to_string();
+    assert!(error.contains(&policy.display().to_string()), "{error}");
+    assert!(error.contains("not starting without it"), "{error}");
+}
+
+#[test]
 fn an_unreadable_object_keeps_its_last_good_version() {
     let f = Fixture::new();
     let mut syncer = f.start();

@@ -9,6 +9,9 @@
 //! - then the table's words.
 //!
 //! Invariants:
+//! - The file is this process's own ([`owned`]): a symbolic link at the path is never
+//!   followed, and a file of another user, one others may open, or one with other names is
+//!   reported and replaced by a new file (mode 0600), never used.
 //! - One writer per file: [`SharedFile::lock`] takes an exclusive flock, waiting at most
 //!   [`LOCK_WAIT`], and fails naming the path when another process holds it; the [`Words`]
 //!   made from the file keep the lock for as long as they live.
@@ -22,10 +25,10 @@
 //!   keeps a file kept on a disk from being adopted by the next boot.
 
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -45,11 +48,15 @@ const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
 pub const LOCK_WAIT: Duration = Duration::from_secs(1);
 const LOCK_RETRY_PAUSE: Duration = Duration::from_millis(10);
 
+mod owned;
+
 /// A table file, opened and exclusively locked, not mapped yet.
 #[derive(Debug)]
 pub struct SharedFile {
     file: File,
     path: PathBuf,
+    /// Why the entry found at the path was replaced by a new file, if it was.
+    replaced: Option<String>,
 }
 
 /// What [`SharedFile::map`] found.
@@ -64,19 +71,13 @@ pub enum Origin {
 }
 
 impl SharedFile {
-    /// Opens or creates `path` (mode 0600) and locks it for this process. Fails with
+    /// Opens or creates `path` (mode 0600; see [`owned`] for what is refused and replaced)
+    /// and locks it for this process. Fails with
     /// `WouldBlock`, naming the path, when another process holds the lock for longer than
     /// [`LOCK_WAIT`]: a shorter hold is a predecessor still exiting, or a child process between
     /// fork and exec with a copy of the holder's descriptor.
     pub fn lock(path: &Path) -> io::Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| context(e, path.display()))?;
+        let owned::Owned { file, replaced } = owned::open(path)?;
         let deadline = Instant::now() + LOCK_WAIT;
         loop {
             // SAFETY: flock(2) takes a descriptor and flags, no pointer; `file` keeps the
@@ -86,6 +87,7 @@ impl SharedFile {
                 return Ok(Self {
                     file,
                     path: path.to_owned(),
+                    replaced,
                 });
             }
             let err = io::Error::last_os_error();
@@ -114,7 +116,9 @@ impl SharedFile {
         let kind = kind_words(kind)?;
         let boot = boot_id();
         let bytes = self.file.metadata()?.len();
-        let origin = if bytes == 0 {
+        let origin = if let Some(why) = &self.replaced {
+            Origin::Replaced(why.clone())
+        } else if bytes == 0 {
             Origin::Created
         } else {
             let why = match self.existing(bytes, kind, boot)? {
@@ -308,3 +312,5 @@ fn boot_id() -> [u64; 2] {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_owned;

@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use super::*;
 
 /// A path of its own in the temporary directory, removed when dropped.
-struct TempPath(PathBuf);
+pub(super) struct TempPath(pub(super) PathBuf);
 
 impl TempPath {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         Self(std::env::temp_dir().join(format!("fp-shm-{}-{n}", std::process::id())))

@@ -1,12 +1,15 @@
 //! The client side of the node process's admin API, for the `stats`, `conntrack`, `monitor`
-//! and `capture` verbs: one GET per connection over the admin Unix socket.
+//! and `capture` verbs: one GET per connection over the admin Unix socket, or over the TCP
+//! admin endpoint (`--admin-url`, with its token, over TLS trusting `--ca-file`); HTTP is
+//! hyper's (see `admin_remote`).
 //!
 //! Invariant: a non-200 answer becomes an error carrying the server's message; a 200 body is
 //! handed to the caller as it arrives, so streams are never buffered whole.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::UnixStream;
+use std::io::Read;
 use std::path::{Path, PathBuf};
+
+pub use super::admin_remote::{Endpoint, RemoteArgs};
 
 /// Where the admin socket is: `--socket`, else `/run/ferroplane/<node>.sock` for
 /// `--node-name`, else the only socket in `/run/ferroplane`.
@@ -18,11 +21,21 @@ pub struct SocketArgs {
     /// Node whose default socket (/run/ferroplane/NODE.sock) to use.
     #[arg(long, env = "FERROPLANE_NODE_NAME")]
     pub node_name: Option<String>,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
 }
 
 const SOCKET_DIR: &str = "/run/ferroplane";
 
 impl SocketArgs {
+    /// The TCP endpoint when `--admin-url` is given, else the admin socket.
+    pub fn endpoint(&self) -> Result<Endpoint, String> {
+        match self.remote.endpoint()? {
+            Some(endpoint) => Ok(endpoint),
+            None => Ok(Endpoint::Unix(self.path()?)),
+        }
+    }
+
     pub fn path(&self) -> Result<PathBuf, String> {
         if let Some(path) = &self.socket {
             return Ok(path.clone());
@@ -52,40 +65,14 @@ impl SocketArgs {
 }
 
 /// Sends `GET target` and returns the body reader once the server answered 200.
-pub fn get(socket: &Path, target: &str) -> Result<impl Read + use<>, String> {
-    let fail = |e: std::io::Error| format!("admin socket {}: {e}", socket.display());
-    let mut stream = UnixStream::connect(socket).map_err(fail)?;
-    write!(
-        stream,
-        "GET {target} HTTP/1.1\r\nHost: ferroplane\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(fail)?;
-    let mut reader = BufReader::new(stream);
-    let mut status_line = String::new();
-    reader.read_line(&mut status_line).map_err(fail)?;
-    let status: u16 = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("admin socket {}: not an HTTP answer", socket.display()))?;
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header).map_err(fail)? == 0 || header.trim().is_empty() {
-            break;
-        }
-    }
-    if status != 200 {
-        let mut message = String::new();
-        let _ = reader.read_to_string(&mut message);
-        return Err(format!("{target}: {status}: {}", message.trim()));
-    }
-    Ok(reader)
+pub fn get(endpoint: &Endpoint, target: &str) -> Result<impl Read + use<>, String> {
+    super::admin_remote::get(endpoint, target)
 }
 
 /// `GET target`, whole body as text.
-pub fn get_text(socket: &Path, target: &str) -> Result<String, String> {
+pub fn get_text(endpoint: &Endpoint, target: &str) -> Result<String, String> {
     let mut body = String::new();
-    get(socket, target)?
+    get(endpoint, target)?
         .read_to_string(&mut body)
         .map_err(|e| format!("{target}: {e}"))?;
     Ok(body)

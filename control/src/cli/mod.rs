@@ -8,6 +8,7 @@
 //! only when every object was accepted.
 
 mod admin_client;
+mod admin_remote;
 mod apply;
 mod delete;
 mod dns;

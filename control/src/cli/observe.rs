@@ -36,7 +36,7 @@ pub struct CaptureArgs {
 
 pub fn monitor(args: &MonitorArgs) -> Result<bool, String> {
     let body = admin_client::get(
-        &args.socket.path()?,
+        &args.socket.endpoint()?,
         &format!("/monitor?type={}", args.kind),
     )?;
     eprintln!("Listening for events (press Ctrl-C to quit)...");
@@ -49,7 +49,7 @@ pub fn monitor(args: &MonitorArgs) -> Result<bool, String> {
     Ok(true)
 }
 
-fn encode(text: &str) -> String {
+pub(super) fn encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
@@ -63,7 +63,7 @@ pub fn capture(args: &CaptureArgs) -> Result<bool, String> {
     if let Some(count) = args.count {
         target.push_str(&format!("&count={count}"));
     }
-    let mut body = admin_client::get(&args.socket.path()?, &target)?;
+    let mut body = admin_client::get(&args.socket.endpoint()?, &target)?;
     let mut out: Box<dyn Write> = if args.file.as_os_str() == "-" {
         Box::new(io::stdout())
     } else {

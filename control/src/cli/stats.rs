@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use super::admin_client::{self, SocketArgs};
-use super::output::out;
+use super::output::{self, out};
 
 #[derive(Debug, clap::Args)]
 pub struct StatsArgs {
@@ -26,11 +26,52 @@ pub struct ConntrackArgs {
 #[derive(Debug, clap::Subcommand)]
 pub enum ConntrackCommand {
     /// List tracked flows like `conntrack -L`: original tuple, reply tuple after NAT, flags.
-    List(SocketArgs),
+    List(ConntrackListArgs),
+}
+
+/// `conntrack list` and its filters (all must hold).
+#[derive(Debug, clap::Args)]
+pub struct ConntrackListArgs {
+    #[command(flatten)]
+    pub socket: SocketArgs,
+    /// Only flows to or from this pod (NAMESPACE/NAME) of the node.
+    #[arg(long)]
+    pub pod: Option<String>,
+    /// Only flows of this Service (NAMESPACE/NAME), any port.
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Only flows with this IPv4 address on either side, before or after NAT.
+    #[arg(long)]
+    pub address: Option<String>,
+    /// Only flows in this state (ESTABLISHED, SYN_SENT, ..., UNREPLIED, ASSURED, ICMP).
+    #[arg(long)]
+    pub state: Option<String>,
+}
+
+impl ConntrackListArgs {
+    /// `/conntrack` with the filters as its query.
+    pub fn target(&self) -> String {
+        let filters: Vec<String> = [
+            ("pod", &self.pod),
+            ("service", &self.service),
+            ("address", &self.address),
+            ("state", &self.state),
+        ]
+        .into_iter()
+        .filter_map(|(key, value)| {
+            Some(format!("{key}={}", super::observe::encode(value.as_ref()?)))
+        })
+        .collect();
+        if filters.is_empty() {
+            "/conntrack".to_owned()
+        } else {
+            format!("/conntrack?{}", filters.join("&"))
+        }
+    }
 }
 
 pub fn stats(args: &StatsArgs) -> Result<bool, String> {
-    let body = admin_client::get_text(&args.socket.path()?, "/stats")?;
+    let body = admin_client::get_text(&args.socket.endpoint()?, "/stats")?;
     if args.output == "json" {
         out!("{body}");
         return Ok(true);
@@ -156,13 +197,19 @@ pub fn stats_table(stats: &Value) -> String {
 
 pub fn conntrack(args: &ConntrackArgs) -> Result<bool, String> {
     match &args.command {
-        ConntrackCommand::List(socket) => {
-            let body = admin_client::get_text(&socket.path()?, "/conntrack")?;
-            out!("{body}");
-            eprintln!(
-                "ferroplane: {} flow entries have been shown.",
-                body.lines().count()
-            );
+        ConntrackCommand::List(list) => {
+            use std::io::{BufRead, Write};
+            let target = list.target();
+            let body = admin_client::get(&list.socket.endpoint()?, &target)?;
+            let mut out = std::io::stdout().lock();
+            let mut count = 0usize;
+            for line in std::io::BufReader::new(body).lines() {
+                let line = line.map_err(|e| format!("{target}: {e}"))?;
+                output::write_or_exit(writeln!(out, "{line}"));
+                count += 1;
+            }
+            output::write_or_exit(out.flush());
+            eprintln!("ferroplane: {count} flow entries have been shown.");
             Ok(true)
         }
     }

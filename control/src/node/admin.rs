@@ -1,36 +1,48 @@
 //! The admin endpoint: HTTP on a Unix socket (and, when configured, on TCP with a bearer
-//! token) serving `/metrics`, `/stats`, `/conntrack`, `/healthz`, the live event stream
-//! `/monitor?type=drop|policy-verdict` and packet capture `/capture?port=NAME` (pcap).
+//! token, over TLS when a certificate is configured) serving `/metrics`, `/stats`,
+//! `/conntrack` (streamed, filtered, see `conntrack_list`), `/healthz`, `/livez`, the live
+//! event stream `/monitor?type=drop|policy-verdict` and packet capture `/capture?port=NAME`
+//! (pcap); and the metrics listener (kube-proxy's `metricsBindAddress`, `/metrics` only).
 //!
 //! Invariants: every answer is built from published copies (see `render`); a streaming
-//! client holds one subscription that ends when it disconnects; a TCP request without the
-//! token gets 401 and nothing else.
+//! client holds one subscription that ends when it disconnects or stops reading (see
+//! `server`); a TCP request without the token gets 401 and nothing else; at most
+//! [`MAX_STREAMS`] streams run at once per process.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::os::unix::net::UnixListener;
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
-use std::sync::mpsc::RecvTimeoutError;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use dataplane::io::thread::monotonic_secs;
+use bytes::Bytes;
 use dataplane::snapshot::SnapshotCell;
 use dataplane::tables::conntrack::Conntrack;
 use dataplane::worker::WorkerReport;
+use futures_util::stream::BoxStream;
+use tokio_rustls::TlsAcceptor;
 
-use super::health::NodeHealth;
-use super::http::{self, Conn, Handler, Request};
+use super::conntrack_list::{self, FlowFilter};
+use super::liveness::ProxyHealth;
 use super::observe::Observers;
 use super::pcap;
 use super::ports::PortNames;
 use super::render::{self, MetricsInput};
+use super::server::{
+    Access, Bound, Handler, Head, HttpRuntime, Limits, Reply, Serving, polled_stream,
+};
 use crate::sync::metrics::SyncMetrics;
 
 /// Frames or events a slow streaming client may lag behind before it loses some.
 const STREAM_DEPTH: usize = 8192;
+/// Streams (`/monitor`, `/capture`, `/conntrack`) running at once, over every listener.
+pub const MAX_STREAMS: usize = 16;
+/// How often a stream with nothing to send looks again.
+const STREAM_IDLE: Duration = Duration::from_millis(20);
 
 /// What the admin endpoint reads.
 pub struct AdminState {
@@ -42,7 +54,36 @@ pub struct AdminState {
     pub sync: Mutex<SyncMetrics>,
     pub cells: Arc<ArcSwap<SnapshotCell>>,
     pub observers: Arc<Observers>,
-    pub health: Arc<NodeHealth>,
+    pub health: Arc<ProxyHealth>,
+    /// Streams running now.
+    pub streams: Arc<AtomicUsize>,
+}
+
+/// One running stream's place among [`MAX_STREAMS`]; freed when the stream ends.
+struct StreamSlot(Arc<AtomicUsize>);
+
+impl StreamSlot {
+    fn take(streams: &Arc<AtomicUsize>) -> Option<StreamSlot> {
+        streams
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_STREAMS).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| StreamSlot(Arc::clone(streams)))
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn too_many_streams() -> Reply {
+    Reply::text(
+        503,
+        format!("{MAX_STREAMS} streams already run; try again later\n"),
+    )
 }
 
 impl AdminState {
@@ -67,73 +108,88 @@ impl AdminState {
         })
     }
 
-    fn handle(&self, request: &Request, conn: &mut dyn Conn) -> io::Result<()> {
+    /// The Prometheus exposition: the dataplane's, the sync loop's and the health's.
+    pub fn metrics_text(&self) -> String {
+        let mut text = self.with_input(render::metrics);
+        self.health.render_prometheus(&mut text);
+        text
+    }
+
+    fn handle(&self, request: &Head) -> Reply {
         if request.method != "GET" {
-            return http::respond(conn, 405, "text/plain", b"only GET\n");
+            return Reply::text(405, "only GET\n");
         }
         match request.path.as_str() {
-            "/metrics" => {
-                let text = self.with_input(render::metrics);
-                http::respond(conn, 200, "text/plain; version=0.0.4", text.as_bytes())
-            }
+            "/metrics" => Reply::whole(200, "text/plain; version=0.0.4", self.metrics_text()),
             "/stats" => {
                 let json = self.with_input(|input| render::stats(input, &self.node));
                 let text = serde_json::to_string_pretty(&json).unwrap_or_default() + "\n";
-                http::respond(conn, 200, "application/json", text.as_bytes())
+                Reply::json(200, text)
             }
-            "/conntrack" => {
-                let mut text = String::new();
-                self.conntrack.for_each(monotonic_secs(), |flow| {
-                    text.push_str(&render::conntrack_line(flow));
-                    text.push('\n');
-                });
-                http::respond(conn, 200, "text/plain", text.as_bytes())
-            }
+            "/conntrack" => self.conntrack(request),
             "/healthz" => {
                 let (status, body) = self.health.healthz();
-                http::respond(conn, status, "application/json", body.as_bytes())
+                Reply::json(status, body)
             }
-            "/monitor" => self.monitor(request, conn),
-            "/capture" => self.capture(request, conn),
-            _ => http::respond(conn, 404, "text/plain", b"not found\n"),
+            "/livez" => {
+                let (status, body) = self.health.livez();
+                Reply::json(status, body)
+            }
+            "/monitor" => self.monitor(request),
+            "/capture" => self.capture(request),
+            _ => Reply::text(404, "not found\n"),
         }
+    }
+
+    fn conntrack(&self, request: &Head) -> Reply {
+        let filter = match FlowFilter::parse(request, &self.cells.load().load()) {
+            Ok(filter) => filter,
+            Err((status, message)) => return Reply::text(status, message),
+        };
+        let Some(slot) = StreamSlot::take(&self.streams) else {
+            return too_many_streams();
+        };
+        let lines = conntrack_list::stream(Arc::clone(&self.conntrack), filter);
+        Reply::stream("text/plain; charset=utf-8", holding(slot, lines))
     }
 
     /// The event stream: `type=drop` (the default) every drop, `type=policy-verdict` every
     /// NetworkPolicy verdict on a new flow of an isolated pod, allowed or denied.
-    fn monitor(&self, request: &Request, conn: &mut dyn Conn) -> io::Result<()> {
+    fn monitor(&self, request: &Head) -> Reply {
         let drops = match request.param("type").as_deref() {
             None | Some("drop") => true,
             Some("policy-verdict" | "policy") => false,
             Some(other) => {
                 let message = format!("unknown monitor type {other:?} (drop, policy-verdict)\n");
-                return http::respond(conn, 400, "text/plain", message.as_bytes());
+                return Reply::text(400, message);
             }
         };
+        let Some(slot) = StreamSlot::take(&self.streams) else {
+            return too_many_streams();
+        };
         let events = self.observers.events.subscribe(None, STREAM_DEPTH);
-        http::start_stream(&mut *conn, "text/plain")?;
-        loop {
-            match events.recv_timeout(Duration::from_millis(500)) {
-                Ok(event) => {
-                    if event.is_drop() != drops {
-                        continue;
+        let names = Arc::clone(&self.names);
+        let body = polled_stream((events, slot), STREAM_IDLE, move |(events, _)| {
+            let mut text = String::new();
+            loop {
+                match events.try_recv() {
+                    Ok(event) if event.is_drop() == drops => {
+                        text.push_str(&event.line(&names.load()));
+                        text.push('\n');
                     }
-                    let line = event.line(&self.names.load()) + "\n";
-                    conn.write_all(line.as_bytes())?;
+                    Ok(_) => {}
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => return None,
                 }
-                Err(RecvTimeoutError::Timeout) => {
-                    if conn.peer_closed() {
-                        return Ok(());
-                    }
-                }
-                Err(RecvTimeoutError::Disconnected) => return Ok(()),
             }
-        }
+            Some((!text.is_empty()).then(|| Bytes::from(text)))
+        });
+        Reply::stream("text/plain; charset=utf-8", body)
     }
 
-    fn capture(&self, request: &Request, conn: &mut dyn Conn) -> io::Result<()> {
+    fn capture(&self, request: &Head) -> Reply {
         let Some(query) = request.param("port") else {
-            return http::respond(conn, 400, "text/plain", b"capture needs ?port=NAME\n");
+            return Reply::text(400, "capture needs ?port=NAME\n");
         };
         let names = self.names.load();
         let Some(port) = names.find(&query) else {
@@ -143,46 +199,81 @@ impl AdminState {
                 .map(|l| format!("{} ({})", l.name, l.interface))
                 .collect();
             let message = format!("no port {query:?}; ports: {}\n", known.join(", "));
-            return http::respond(conn, 404, "text/plain", message.as_bytes());
+            return Reply::text(404, message);
         };
         let limit: Option<u64> = request.param("count").and_then(|c| c.parse().ok());
+        let Some(slot) = StreamSlot::take(&self.streams) else {
+            return too_many_streams();
+        };
         let frames = self.observers.capture.subscribe(Some(port), STREAM_DEPTH);
-        http::start_stream(&mut *conn, "application/vnd.tcpdump.pcap")?;
-        conn.write_all(&pcap::pcap_header())?;
-        conn.flush()?;
-        let mut written = 0u64;
+        let state = Capture {
+            frames,
+            header: true,
+            written: 0,
+            _slot: slot,
+        };
+        let body = polled_stream(state, STREAM_IDLE, move |state| state.next(limit));
+        Reply::stream("application/vnd.tcpdump.pcap", body)
+    }
+}
+
+/// Where a capture stream stands.
+struct Capture {
+    frames: Receiver<super::observe::Frame>,
+    header: bool,
+    written: u64,
+    _slot: StreamSlot,
+}
+
+impl Capture {
+    fn next(&mut self, limit: Option<u64>) -> Option<Option<Bytes>> {
+        if limit.is_some_and(|l| self.written >= l) {
+            return None;
+        }
         let mut buffer = Vec::new();
+        if std::mem::take(&mut self.header) {
+            buffer.extend_from_slice(&pcap::pcap_header());
+        }
         loop {
-            match frames.recv_timeout(Duration::from_millis(500)) {
+            if limit.is_some_and(|l| self.written >= l) {
+                break;
+            }
+            match self.frames.try_recv() {
                 Ok(frame) => {
-                    buffer.clear();
-                    for frame in std::iter::once(frame).chain(frames.try_iter()) {
-                        pcap::pcap_record(&frame, &mut buffer);
-                        written += 1;
-                        if limit.is_some_and(|l| written >= l) {
-                            break;
-                        }
-                    }
-                    conn.write_all(&buffer)?;
-                    conn.flush()?;
-                    if limit.is_some_and(|l| written >= l) {
-                        return Ok(());
-                    }
+                    pcap::pcap_record(&frame, &mut buffer);
+                    self.written += 1;
                 }
-                Err(RecvTimeoutError::Timeout) => {
-                    if conn.peer_closed() {
-                        return Ok(());
-                    }
-                }
-                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) if buffer.is_empty() => return None,
+                Err(TryRecvError::Disconnected) => break,
             }
         }
+        Some((!buffer.is_empty()).then(|| Bytes::from(buffer)))
     }
+}
+
+/// `stream`, holding `slot` until it ends (or is dropped with its connection).
+fn holding(slot: StreamSlot, stream: BoxStream<'static, Bytes>) -> BoxStream<'static, Bytes> {
+    use futures_util::StreamExt;
+    stream
+        .map(move |chunk| {
+            let _held = &slot;
+            chunk
+        })
+        .boxed()
+}
+
+fn handler(state: Arc<AdminState>) -> Handler {
+    Arc::new(move |request: &Head| state.handle(request))
 }
 
 /// Serves the admin API on the Unix socket `path` (a stale socket is replaced; a live one is
 /// an error).
-pub fn serve_unix(path: &Path, state: Arc<AdminState>) -> io::Result<()> {
+pub fn serve_unix(
+    runtime: &HttpRuntime,
+    path: &Path,
+    state: Arc<AdminState>,
+) -> io::Result<Serving> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -203,41 +294,58 @@ pub fn serve_unix(path: &Path, state: Arc<AdminState>) -> io::Result<()> {
     }
     let listener = UnixListener::bind(path)
         .map_err(|e| io::Error::new(e.kind(), format!("admin.socket {}: {e}", path.display())))?;
-    let handler: Handler = Arc::new(move |request, conn| state.handle(&request, conn));
-    http::serve_unix(listener, handler)
+    runtime.serve(
+        Bound::Unix(listener),
+        Limits::ADMIN,
+        Access::Open,
+        handler(state),
+    )
 }
 
-/// Serves the admin API on TCP; every request must carry `Authorization: Bearer <token>`.
-pub fn serve_tcp(addr: SocketAddr, token: String, state: Arc<AdminState>) -> io::Result<()> {
-    let listener = TcpListener::bind(addr)
-        .map_err(|e| io::Error::new(e.kind(), format!("admin.listen {addr}: {e}")))?;
-    let handler: Handler = Arc::new(move |request, conn| {
-        if !bearer_matches(request.header("authorization"), &token) {
-            return http::respond_unauthorized(conn, b"missing or wrong bearer token\n");
-        }
-        state.handle(&request, conn)
-    });
-    http::serve_tcp(listener, Arc::new(AtomicBool::new(false)), handler, false)
-}
-
-/// Whether an `Authorization` header carries `token` with the Bearer scheme (whose name is
-/// case-insensitive, RFC 6750). The token is compared in time independent of where it
-/// differs, so the answer's timing does not reveal a prefix.
-fn bearer_matches(header: Option<&str>, token: &str) -> bool {
-    let Some((scheme, given)) = header.and_then(|h| h.trim().split_once(' ')) else {
-        return false;
+/// Serves the admin API on TCP (over TLS with `tls`); every request must carry
+/// `Authorization: Bearer <token>`.
+pub fn serve_tcp(
+    runtime: &HttpRuntime,
+    addr: SocketAddr,
+    token: &str,
+    tls: Option<TlsAcceptor>,
+    state: Arc<AdminState>,
+) -> io::Result<Serving> {
+    let bound = match (Bound::tcp("admin.listen", addr)?, tls) {
+        (Bound::Tcp(listener), Some(acceptor)) => Bound::Tls(listener, acceptor),
+        (bound, _) => bound,
     };
-    let (given, token) = (given.trim_start().as_bytes(), token.as_bytes());
-    let differs = given
-        .iter()
-        .zip(token)
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-    scheme.eq_ignore_ascii_case("bearer") && given.len() == token.len() && differs == 0
+    runtime.serve(
+        bound,
+        Limits::ADMIN,
+        Access::Bearer(token.into()),
+        handler(state),
+    )
+}
+
+/// Serves `/metrics` alone on `addr` (kube-proxy's metrics port), without a token.
+pub fn serve_metrics(
+    runtime: &HttpRuntime,
+    addr: SocketAddr,
+    state: Arc<AdminState>,
+) -> io::Result<Serving> {
+    let bound = Bound::tcp("metrics.bindAddress", addr)?;
+    let handler: Handler =
+        Arc::new(
+            move |request: &Head| match (request.method.as_str(), request.path.as_str()) {
+                ("GET", "/metrics") => {
+                    Reply::whole(200, "text/plain; version=0.0.4", state.metrics_text())
+                }
+                ("GET", _) => Reply::text(404, "not found (only /metrics here)\n"),
+                _ => Reply::text(405, "only GET\n"),
+            },
+        );
+    runtime.serve(bound, Limits::PROBE, Access::Open, handler)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::bearer_matches;
+    use super::super::server::bearer_matches;
 
     #[test]
     fn only_the_bearer_token_itself_is_accepted() {

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use dataplane::io::thread::{allowed_cpus, monotonic_secs};
@@ -29,13 +29,14 @@ use dataplane::worker::{IdleMode, RunConfig, Worker};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use super::admin::{self, AdminState};
+use super::admin::AdminState;
 use super::config::{NodeSettings, Overrides};
 use super::devices::{self, NodePort};
 use super::flow_state;
 
-use super::health::{self, HealthChecks, NodeHealth};
+use super::health::{self, HealthChecks};
 use super::host_ports;
+use super::liveness::ProxyHealth;
 use super::log;
 use super::observe::Observers;
 use super::ports::{PodPorts, PortManager};
@@ -182,9 +183,13 @@ pub fn run(settings: NodeSettings, reload: Reload) -> Result<(), String> {
                 .map_err(|e| format!("starting worker {id}: {e}"))?,
         );
     }
-    let health = Arc::new(NodeHealth::default());
-    health.ready.store(true, Ordering::Relaxed);
-    health::serve_healthz(settings.health_bind, Arc::clone(&health)).map_err(|e| e.to_string())?;
+    let health = Arc::new(ProxyHealth::new(settings.health.sync_timeout));
+    health.updated(SystemTime::now());
+    let servers = super::serving::Runtimes::start()?;
+    let mut serving = vec![
+        health::serve_healthz(&servers.probes, settings.health.bind, Arc::clone(&health))
+            .map_err(|e| e.to_string())?,
+    ];
     let names = manager
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -203,13 +208,14 @@ pub fn run(settings: NodeSettings, reload: Reload) -> Result<(), String> {
         cells: Arc::clone(&cells),
         observers,
         health: Arc::clone(&health),
+        streams: Arc::default(),
     });
-    admin::serve_unix(&settings.admin.socket, Arc::clone(&admin_state))
-        .map_err(|e| e.to_string())?;
-    if let Some((addr, token)) = settings.admin.listen.clone() {
-        admin::serve_tcp(addr, token, Arc::clone(&admin_state)).map_err(|e| e.to_string())?;
-    }
-    let mut checks = HealthChecks::new(Arc::clone(&cells));
+    serving.extend(super::serving::serve_admin(
+        &servers,
+        &settings,
+        &admin_state,
+    )?);
+    let mut checks = HealthChecks::new(servers.probes.clone(), Arc::clone(&cells));
     let node_ip = |settings: &NodeSettings| -> Ipv4Addr {
         settings
             .node_ip
@@ -217,9 +223,13 @@ pub fn run(settings: NodeSettings, reload: Reload) -> Result<(), String> {
     };
     checks.update(node_ip(&settings), &health_services.load());
     log::info(format_args!(
-        "running: admin socket {}, /healthz on {}",
+        "running: admin socket {}, /healthz on {}{}",
         settings.admin.socket.display(),
-        settings.health_bind
+        settings.health.bind,
+        settings
+            .health
+            .metrics_bind
+            .map_or_else(String::new, |addr| format!(", /metrics on {addr}"))
     ));
 
     let mut last_retry = Instant::now();
@@ -227,6 +237,7 @@ pub fn run(settings: NodeSettings, reload: Reload) -> Result<(), String> {
     let mut watchdog = Watchdog::new(settings.schedule.idle == IdleMode::BusyPoll);
     let mut last_watch = Instant::now();
     loop {
+        health.heartbeat(Instant::now());
         match wait_signal(&signals, POLL_INTERVAL) {
             Some(SIGHUP) => {
                 super::reload::reload_config(
@@ -243,7 +254,15 @@ pub fn run(settings: NodeSettings, reload: Reload) -> Result<(), String> {
         }
         match source.poll(clock()) {
             PollOutcome::Idle => {}
-            PollOutcome::Published { generation, .. } => {
+            PollOutcome::Published {
+                generation,
+                changed,
+                ..
+            } => {
+                if changed > 0 {
+                    health.queued(SystemTime::now(), Instant::now());
+                }
+                health.updated(SystemTime::now());
                 manager
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
@@ -260,6 +279,7 @@ pub fn run(settings: NodeSettings, reload: Reload) -> Result<(), String> {
                 ));
             }
             PollOutcome::Failed(error) => {
+                health.failed(SystemTime::now(), Instant::now(), &error.0);
                 *admin_state
                     .sync
                     .lock()
@@ -285,6 +305,12 @@ pub fn run(settings: NodeSettings, reload: Reload) -> Result<(), String> {
                     log::info(format_args!("{line}"));
                 }
             }
+            let exited = workers.iter().enumerate().filter(|(_, w)| w.is_finished());
+            let problems = exited
+                .map(|(id, _)| format!("worker {id} exited"))
+                .chain(watchdog.stalled(last_watch))
+                .collect();
+            health.set_worker_problems(problems);
         }
         if last_retry.elapsed() >= RETRY_INTERVAL {
             last_retry = Instant::now();
@@ -301,7 +327,7 @@ pub fn run(settings: NodeSettings, reload: Reload) -> Result<(), String> {
         }
     }
     log::info(format_args!("stopping: draining"));
-    health.draining.store(true, Ordering::Relaxed);
+    health.drain();
     context.stop.store(true, Ordering::Relaxed);
     let mut stopped = Vec::new();
     for (id, worker) in workers.into_iter().enumerate() {
@@ -314,6 +340,7 @@ pub fn run(settings: NodeSettings, reload: Reload) -> Result<(), String> {
     // at once: closing an AF_PACKET socket waits for an RCU grace period.
     close_devices(stopped);
     drop(checks);
+    drop(serving);
     let _ = std::fs::remove_file(&settings.admin.socket);
     log::info(format_args!("stopped"));
     Ok(())

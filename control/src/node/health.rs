@@ -1,27 +1,28 @@
 //! Health endpoints as kube-proxy serves them:
-//! - `/healthz` on `health.bindAddress` (10256): 200 once the first snapshot is published,
-//!   503 before that and while draining (after SIGTERM until exit);
+//! - `/healthz` and `/livez` on `health.bindAddress` (10256), served once the first snapshot
+//!   is published, with the semantics of `liveness` (syncs, workers, draining);
 //! - for each LoadBalancer Service with `externalTrafficPolicy: Local` and a
 //!   `healthCheckNodePort`, HTTP on the node IP at that port, any path: 200 with
 //!   `{"service":{"namespace":..,"name":..},"localEndpoints":N}` when N > 0 local serving,
 //!   non-terminating endpoints, else 503 with the same body (user-needs D2).
 //!
-//! Invariants: the health-check listeners follow the Services at every sync (opened for new
+//! Invariants: every listener is served concurrently under `server::Limits::PROBE` (a slow
+//! client never delays a probe); the health-check listeners follow the Services at every sync (opened for new
 //! ones, closed for removed ones, a port that fails to bind is retried at the next sync); the
 //! count is read from the current snapshot at request time, so it is never staler than what
 //! the workers run.
 
 use std::collections::BTreeMap;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::ArcSwap;
 use dataplane::snapshot::{Snapshot, SnapshotCell};
 
-use super::http::{self, Handler};
+use super::liveness::ProxyHealth;
 use super::log;
+use super::server::{Access, Bound, Handler, Head, HttpRuntime, Limits, Reply, Serving};
 use crate::state::ClusterState;
 
 /// A Service whose health-check node port this node serves.
@@ -72,58 +73,41 @@ pub fn health_body(namespace: &str, name: &str, local: usize) -> String {
     .to_string()
 }
 
-/// Whether the node is up and not draining.
-#[derive(Default)]
-pub struct NodeHealth {
-    pub ready: AtomicBool,
-    pub draining: AtomicBool,
-}
-
-impl NodeHealth {
-    pub fn healthy(&self) -> bool {
-        self.ready.load(Ordering::Relaxed) && !self.draining.load(Ordering::Relaxed)
-    }
-
-    /// `/healthz`'s status and body.
-    pub fn healthz(&self) -> (u16, String) {
-        let body = serde_json::json!({
-            "ready": self.ready.load(Ordering::Relaxed),
-            "draining": self.draining.load(Ordering::Relaxed),
-        })
-        .to_string();
-        (if self.healthy() { 200 } else { 503 }, body)
-    }
-}
-
-/// Starts the `/healthz` listener.
-pub fn serve_healthz(bind: SocketAddr, health: Arc<NodeHealth>) -> io::Result<()> {
-    let listener = TcpListener::bind(bind)
-        .map_err(|e| io::Error::new(e.kind(), format!("health.bindAddress {bind}: {e}")))?;
-    let handler: Handler = Arc::new(move |request, conn| {
-        if request.path != "/healthz" && request.path != "/livez" {
-            return http::respond(conn, 404, "text/plain", b"not found\n");
-        }
-        let (status, body) = health.healthz();
-        http::respond(conn, status, "application/json", body.as_bytes())
+/// Starts the `/healthz` and `/livez` listener.
+pub fn serve_healthz(
+    runtime: &HttpRuntime,
+    bind: SocketAddr,
+    health: Arc<ProxyHealth>,
+) -> io::Result<Serving> {
+    let bound = Bound::tcp("health.bindAddress", bind)?;
+    let handler: Handler = Arc::new(move |request: &Head| {
+        let (status, body) = match request.path.as_str() {
+            "/healthz" => health.healthz(),
+            "/livez" => health.livez(),
+            _ => return Reply::text(404, "not found\n"),
+        };
+        Reply::json(status, body)
     });
-    http::serve_tcp(listener, Arc::new(AtomicBool::new(false)), handler, true)
+    runtime.serve(bound, Limits::PROBE, Access::Open, handler)
 }
 
 struct Listener {
     addr: SocketAddr,
-    stop: Arc<AtomicBool>,
+    _serving: Serving,
 }
 
 /// The health-check node port listeners, following the Services.
 pub struct HealthChecks {
+    runtime: HttpRuntime,
     cells: Arc<ArcSwap<SnapshotCell>>,
     listeners: BTreeMap<HealthService, Listener>,
     failed: BTreeMap<HealthService, String>,
 }
 
 impl HealthChecks {
-    pub fn new(cells: Arc<ArcSwap<SnapshotCell>>) -> HealthChecks {
+    pub fn new(runtime: HttpRuntime, cells: Arc<ArcSwap<SnapshotCell>>) -> HealthChecks {
         HealthChecks {
+            runtime,
             cells,
             listeners: BTreeMap::new(),
             failed: BTreeMap::new(),
@@ -140,8 +124,6 @@ impl HealthChecks {
             .collect();
         for service in keep {
             if let Some(listener) = self.listeners.remove(&service) {
-                listener.stop.store(true, Ordering::Relaxed);
-                http::wake(listener.addr);
                 log::info(format_args!(
                     "health check of {}/{} on {} closed",
                     service.namespace, service.name, listener.addr
@@ -183,27 +165,21 @@ impl HealthChecks {
     }
 
     fn open(&self, service: &HealthService, addr: SocketAddr) -> io::Result<Listener> {
-        let listener = TcpListener::bind(addr)?;
-        let stop = Arc::new(AtomicBool::new(false));
+        let bound = Bound::tcp("healthCheckNodePort", addr)?;
         let cells = Arc::clone(&self.cells);
         let (namespace, name) = (service.namespace.clone(), service.name.clone());
-        let handler: Handler = Arc::new(move |_request, conn| {
+        let handler: Handler = Arc::new(move |_request: &Head| {
             let snapshot = cells.load().load();
             let local = local_endpoints(&snapshot, &namespace, &name);
             let status = if local > 0 { 200 } else { 503 };
-            let body = health_body(&namespace, &name, local);
-            http::respond(conn, status, "application/json", body.as_bytes())
+            Reply::json(status, health_body(&namespace, &name, local))
         });
-        http::serve_tcp(listener, Arc::clone(&stop), handler, true)?;
-        Ok(Listener { addr, stop })
-    }
-}
-
-impl Drop for HealthChecks {
-    fn drop(&mut self) {
-        for listener in self.listeners.values() {
-            listener.stop.store(true, Ordering::Relaxed);
-            http::wake(listener.addr);
-        }
+        let serving = self
+            .runtime
+            .serve(bound, Limits::PROBE, Access::Open, handler)?;
+        Ok(Listener {
+            addr,
+            _serving: serving,
+        })
     }
 }

@@ -8,8 +8,11 @@
 //!   devices, one per worker per port.
 //! - `worker`, `scheduling`, `watchdog`: the worker threads, the scheduling class they take,
 //!   and the control thread's check that they keep completing rounds without spinning idle.
-//! - `health`, `admin`, `http`, `render`, `observe`, `monitor`: kube-proxy-style health
-//!   endpoints; the admin API (metrics, stats, conntrack, monitor, capture).
+//! - `server`, `serving`, `tls`: the HTTP servers (hyper, one tokio thread for probes, one for
+//!   the admin API and metrics), their limits, TLS.
+//! - `health`, `liveness`, `admin`, `conntrack_list`, `render`, `observe`, `monitor`:
+//!   kube-proxy's health endpoints and their semantics; the admin API (metrics, stats,
+//!   conntrack, monitor, capture).
 //!
 //! Invariants of the whole: workers never lock, allocate or log per packet (observation is
 //! opt-in per listener); the control thread alone publishes snapshots and changes ports; the
@@ -18,12 +21,13 @@
 
 mod admin;
 pub mod config;
+mod conntrack_list;
 mod daemon;
 mod devices;
 mod flow_state;
 mod health;
 mod host_ports;
-mod http;
+pub(crate) mod liveness;
 pub(crate) mod log;
 mod monitor;
 mod naming;
@@ -35,7 +39,10 @@ mod reload;
 mod render;
 mod render_sched;
 mod scheduling;
+pub(crate) mod server;
+mod serving;
 mod source;
+pub(crate) mod tls;
 mod watchdog;
 mod worker;
 

@@ -118,6 +118,22 @@ impl Watchdog {
     }
 }
 
+impl Watchdog {
+    /// The workers stalled at the last check, one line each (for `/healthz`).
+    pub fn stalled(&self, now: Instant) -> impl Iterator<Item = String> + '_ {
+        self.seen
+            .iter()
+            .enumerate()
+            .filter_map(move |(worker, seen)| {
+                let seen = seen.as_ref().filter(|s| s.stalled)?;
+                Some(format!(
+                    "worker {worker} has completed no round for {:.1}s",
+                    now.saturating_duration_since(seen.progressed).as_secs_f64()
+                ))
+            })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,6 +171,10 @@ mod tests {
         assert!(
             w.check(at(3), &[report(100, 90, 50, 0)]).is_empty(),
             "said once"
+        );
+        assert_eq!(
+            w.stalled(at(3)).collect::<Vec<_>>(),
+            vec!["worker 0 has completed no round for 3.0s".to_owned()]
         );
         let said = w.check(at(4), &[report(200, 150, 60, 0)]);
         assert_eq!(

@@ -70,6 +70,11 @@ impl WorkerThread {
         }
     }
 
+    /// Whether the thread has ended (it should not before the stop flag is set).
+    pub fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+
     /// Waits for the worker to stop (after the shared stop flag was set).
     pub fn join(self) -> io::Result<Worker<NodePort>> {
         self.thread

@@ -1,14 +1,31 @@
-//! The sync loop's metrics, named and shaped as kube-proxy's (`sync_proxy_rules_*`,
-//! `network_programming_duration_seconds`) under the `ferroplane_` prefix, as plain counters
-//! and histograms owned by the control thread and rendered in the Prometheus text format.
+//! The sync loop's metrics, as plain counters and histograms owned by the control thread and
+//! rendered in the Prometheus text format. Those kube-proxy has carry its names and help texts
+//! (`kubeproxy_sync_proxy_rules_duration_seconds`, `..._last_timestamp_seconds`,
+//! `..._no_local_endpoints_total`, `kubeproxy_network_programming_duration_seconds`), so its
+//! dashboards and alerts work unchanged; ferroplane's own are under `ferroplane_`.
 //!
 //! Invariants: histogram buckets are cumulative when rendered and end with `+Inf`, whose count
 //! is the histogram's `_count`; a metric with nothing to report yet (no successful sync) is
-//! left out rather than rendered as 0.
+//! left out rather than rendered as 0; programming latency has kube-proxy's buckets (0.25 s
+//! up to 5 min) plus finer ones below 0.25 s, where a userspace dataplane's changes land.
 
 use std::fmt::Write;
 
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
 use dataplane::snapshot::Snapshot;
+
+/// The annotation the EndpointSlice controller sets to when the change that made the slice
+/// what it is happened (the start of network programming latency, as kube-proxy reads it).
+pub const TRIGGER_TIME_ANNOTATION: &str = "endpoints.kubernetes.io/last-change-trigger-time";
+
+/// The trigger time of an object with these annotations (RFC 3339), if it has a valid one.
+pub fn trigger_time(annotations: Option<&BTreeMap<String, String>>) -> Option<SystemTime> {
+    let text = annotations?.get(TRIGGER_TIME_ANNOTATION)?;
+    let at: jiff::Timestamp = text.trim().parse().ok()?;
+    Some(SystemTime::from(at))
+}
 
 /// kube-proxy's sync duration buckets: 1 ms doubling to about 16 s.
 const SYNC_BUCKETS: [f64; 15] = [
@@ -16,11 +33,21 @@ const SYNC_BUCKETS: [f64; 15] = [
     8.192, 16.384,
 ];
 
-/// Programming latency buckets: 1 ms doubling to about 8.7 min.
-const LATENCY_BUCKETS: [f64; 20] = [
-    0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096,
-    8.192, 16.384, 32.768, 65.536, 131.072, 262.144, 524.288,
-];
+/// Programming latency buckets: 1 ms doubling to 128 ms, then kube-proxy's (0.25 s, 0.5 s,
+/// every second to 59 s, every 5 s to 115 s, every 30 s to 5 min).
+static LATENCY_BUCKETS: std::sync::LazyLock<Vec<f64>> = std::sync::LazyLock::new(|| {
+    let fine = [
+        0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.25, 0.5,
+    ];
+    let seconds = (1..=59).map(f64::from);
+    let five = (0..12).map(|i| 60.0 + 5.0 * f64::from(i));
+    let thirty = (0..7).map(|i| 120.0 + 30.0 * f64::from(i));
+    fine.into_iter()
+        .chain(seconds)
+        .chain(five)
+        .chain(thirty)
+        .collect()
+});
 
 /// A Prometheus histogram with fixed upper bounds (seconds).
 #[derive(Clone, Debug)]
@@ -146,7 +173,7 @@ impl Default for SyncMetrics {
             syncs: 0,
             sync_failures: 0,
             pending_changes: 0,
-            programming_latency: Histogram::new(&LATENCY_BUCKETS),
+            programming_latency: Histogram::new(LATENCY_BUCKETS.as_slice()),
             objects: ObjectCounts::default(),
         }
     }
@@ -159,19 +186,28 @@ fn scalar(out: &mut String, name: &str, kind: &str, help: &str, value: impl std:
 }
 
 impl SyncMetrics {
+    /// Observes the network programming latency of one change: from `trigger` (when the change
+    /// happened, e.g. an EndpointSlice's `endpoints.kubernetes.io/last-change-trigger-time`,
+    /// see [`trigger_time`]) to `programmed` (its publication to the workers). A trigger after
+    /// `programmed` (clock skew between the API server and this node) counts as 0.
+    pub fn observe_trigger_time(&mut self, trigger: SystemTime, programmed: SystemTime) {
+        let latency = programmed.duration_since(trigger).unwrap_or_default();
+        self.programming_latency.observe(latency.as_secs_f64());
+    }
+
     /// Appends every metric in the Prometheus text exposition format.
     pub fn render_prometheus(&self, out: &mut String) {
         self.sync_duration.render(
             out,
-            "ferroplane_sync_proxy_rules_duration_seconds",
-            "Time to load the cluster state, compile and publish the node's snapshot.",
+            "kubeproxy_sync_proxy_rules_duration_seconds",
+            "SyncProxyRules latency in seconds",
         );
         if let Some(at) = self.last_sync_timestamp {
             scalar(
                 out,
-                "ferroplane_sync_proxy_rules_last_timestamp_seconds",
+                "kubeproxy_sync_proxy_rules_last_timestamp_seconds",
                 "gauge",
-                "Unix time of the last successful sync.",
+                "The last time proxy rules were successfully synced",
                 at,
             );
         }
@@ -198,8 +234,8 @@ impl SyncMetrics {
         );
         self.programming_latency.render(
             out,
-            "ferroplane_network_programming_duration_seconds",
-            "Time from a committed object change to its publication to the workers.",
+            "kubeproxy_network_programming_duration_seconds",
+            "In Cluster Network Programming Latency in seconds",
         );
         let _ = writeln!(
             out,
@@ -222,11 +258,11 @@ impl SyncMetrics {
         }
         let _ = writeln!(
             out,
-            "# HELP ferroplane_sync_proxy_rules_no_local_endpoints Service ports with a Local traffic policy and no local endpoint."
+            "# HELP kubeproxy_sync_proxy_rules_no_local_endpoints_total Number of services with a Local traffic policy and no endpoints"
         );
         let _ = writeln!(
             out,
-            "# TYPE ferroplane_sync_proxy_rules_no_local_endpoints gauge"
+            "# TYPE kubeproxy_sync_proxy_rules_no_local_endpoints_total gauge"
         );
         for (policy, value) in [
             ("internal", o.no_local_endpoints_internal),
@@ -234,7 +270,7 @@ impl SyncMetrics {
         ] {
             let _ = writeln!(
                 out,
-                "ferroplane_sync_proxy_rules_no_local_endpoints{{traffic_policy=\"{policy}\"}} {value}"
+                "kubeproxy_sync_proxy_rules_no_local_endpoints_total{{traffic_policy=\"{policy}\"}} {value}"
             );
         }
     }
@@ -263,12 +299,40 @@ mod tests {
     }
 
     #[test]
+    fn the_trigger_time_annotation_starts_the_programming_latency() {
+        let mut annotations = BTreeMap::new();
+        assert_eq!(trigger_time(Some(&annotations)), None);
+        annotations.insert(
+            TRIGGER_TIME_ANNOTATION.to_owned(),
+            "2026-12-07T17:00:00Z".to_owned(),
+        );
+        let trigger = trigger_time(Some(&annotations));
+        let expected = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_796_662_800);
+        assert_eq!(trigger, Some(expected));
+        let mut m = SyncMetrics::default();
+        m.observe_trigger_time(expected, expected + std::time::Duration::from_millis(30));
+        m.observe_trigger_time(expected, expected - std::time::Duration::from_secs(1));
+        let mut out = String::new();
+        m.render_prometheus(&mut out);
+        assert!(
+            out.contains("kubeproxy_network_programming_duration_seconds_bucket{le=\"0.032\"} 2\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("kubeproxy_network_programming_duration_seconds_bucket{le=\"59\"} 2\n")
+        );
+        assert!(out.contains("kubeproxy_network_programming_duration_seconds_count 2\n"));
+        annotations.insert(TRIGGER_TIME_ANNOTATION.to_owned(), "yesterday".to_owned());
+        assert_eq!(trigger_time(Some(&annotations)), None);
+    }
+
+    #[test]
     fn nothing_is_claimed_before_the_first_sync() {
         let mut out = String::new();
         SyncMetrics::default().render_prometheus(&mut out);
         assert!(!out.contains("last_timestamp_seconds"));
         assert!(out.contains("ferroplane_sync_proxy_rules_sync_failures_total 0\n"));
-        assert!(out.contains("ferroplane_network_programming_duration_seconds_count 0\n"));
+        assert!(out.contains("kubeproxy_network_programming_duration_seconds_count 0\n"));
         assert!(out.contains("ferroplane_sync_proxy_rules_objects{kind=\"service_ports\"} 0\n"));
     }
 }

@@ -300,14 +300,14 @@ fn metrics_render_in_the_prometheus_format() {
     let mut out = String::new();
     syncer.metrics().render_prometheus(&mut out);
     for line in [
-        "# TYPE ferroplane_sync_proxy_rules_duration_seconds histogram",
-        "ferroplane_sync_proxy_rules_duration_seconds_count 2",
-        "# TYPE ferroplane_sync_proxy_rules_last_timestamp_seconds gauge",
+        "# TYPE kubeproxy_sync_proxy_rules_duration_seconds histogram",
+        "kubeproxy_sync_proxy_rules_duration_seconds_count 2",
+        "# TYPE kubeproxy_sync_proxy_rules_last_timestamp_seconds gauge",
         "ferroplane_sync_proxy_rules_sync_failures_total 0",
         "ferroplane_sync_proxy_rules_pending_changes 0",
-        "ferroplane_network_programming_duration_seconds_count 1",
+        "kubeproxy_network_programming_duration_seconds_count 1",
         "ferroplane_sync_proxy_rules_objects{kind=\"endpoints\"} 2",
-        "ferroplane_sync_proxy_rules_no_local_endpoints{traffic_policy=\"internal\"} 0",
+        "kubeproxy_sync_proxy_rules_no_local_endpoints_total{traffic_policy=\"internal\"} 0",
     ] {
         assert!(out.lines().any(|l| l == line), "missing {line:?} in\n{out}");
     }

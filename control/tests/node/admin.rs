@@ -140,7 +140,7 @@ fn healthz_is_served_on_the_node_and_stats_are_json() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("\"draining\":false"), "{text}");
+    assert!(text.contains("\"nodeEligible\":true"), "{text}");
     let (status, body) = node.admin("/stats").unwrap();
     assert_eq!(status, 200);
     let stats: serde_json::Value = serde_json::from_str(&body).unwrap();

@@ -47,6 +47,15 @@ pub struct Pod {
     pub ns: Netns,
 }
 
+/// Additions to the node.yaml a test node runs with: keys (indented) in the `workers` and
+/// `admin` sections, and top-level keys.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NodeYaml<'a> {
+    pub workers: &'a str,
+    pub admin: &'a str,
+    pub top: &'a str,
+}
+
 /// One node with its pods, running ferroplane.
 pub struct Node {
     pub dir: tempfile::TempDir,
@@ -91,6 +100,23 @@ impl Node {
         workers: usize,
         extra: &str,
         workers_yaml: &str,
+    ) -> Node {
+        let yaml = NodeYaml {
+            workers: workers_yaml,
+            ..NodeYaml::default()
+        };
+        Node::start_with_yaml(tag, backend, uplink, pods, workers, extra, &yaml)
+    }
+
+    /// As [`Node::start_with_uplink`], with the node.yaml additions of `yaml`.
+    pub fn start_with_yaml(
+        tag: &str,
+        backend: Backend,
+        uplink: &str,
+        pods: usize,
+        workers: usize,
+        extra: &str,
+        yaml: &NodeYaml,
     ) -> Node {
         require_root();
         let test = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -207,7 +233,7 @@ impl Node {
             servers: Vec::new(),
             restarts: 0,
         };
-        this.write_config(workers, uplink, workers_yaml);
+        this.write_config(workers, uplink, yaml);
         this.launch();
         this.wire_pods();
         this
@@ -221,10 +247,10 @@ impl Node {
         self.dir.path().join("node.yaml")
     }
 
-    fn write_config(&self, workers: usize, uplink: &str, workers_yaml: &str) {
+    fn write_config(&self, workers: usize, uplink: &str, yaml: &NodeYaml) {
         let underlay_mac = self.underlay.exec(&["cat", "/sys/class/net/ul0/address"]);
         let config = format!(
-            "nodeName: {name}\nsource: state\nstateDir: {state}\nports:\n  uplink:\n    interface: up0\n    backend: {uplink}\n    nextHopMAC: {mac}\n  host:\n    interface: fp-host\n  pods:\n    backend: {backend}\n    netnsDir: {netns}\nworkers:\n  count: {workers}\n{workers_yaml}conntrack:\n  maxEntries: 16384\nadmin:\n  socket: {socket}\nhealth:\n  bindAddress: 0.0.0.0:10256\nflowState: {flow_state}\n",
+            "nodeName: {name}\nsource: state\nstateDir: {state}\nports:\n  uplink:\n    interface: up0\n    backend: {uplink}\n    nextHopMAC: {mac}\n  host:\n    interface: fp-host\n  pods:\n    backend: {backend}\n    netnsDir: {netns}\nworkers:\n  count: {workers}\n{workers_yaml}conntrack:\n  maxEntries: 16384\nadmin:\n  socket: {socket}\n{admin_yaml}health:\n  bindAddress: 0.0.0.0:10256\nflowState: {flow_state}\n{top_yaml}",
             name = self.node_name(),
             state = self.dir.path().join("state").display(),
             mac = underlay_mac.trim(),
@@ -232,6 +258,9 @@ impl Node {
             socket = self.socket().display(),
             flow_state = self.dir.path().join("conntrack.shm").display(),
             netns = self.dir.path().join("netns").display(),
+            workers_yaml = yaml.workers,
+            admin_yaml = yaml.admin,
+            top_yaml = yaml.top,
         );
         std::fs::write(self.config_path(), config).unwrap();
     }

@@ -3,9 +3,11 @@
 
 #![allow(clippy::unwrap_used)] // tests may unwrap (COMMON.md); the helpers here are test code too
 
+mod abuse;
 mod admin;
 mod harness;
 mod lifecycle;
+mod liveness;
 mod monitor;
 mod netns;
 mod pods;

@@ -107,6 +107,18 @@ impl Netns {
             .unwrap()
     }
 
+    /// As [`Netns::spawn`], with stdin piped (the child runs until it is closed).
+    pub fn spawn_with_stdin(&self, args: &[&str]) -> Child {
+        Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap()
+    }
+
     pub fn has_link(&self, name: &str) -> bool {
         sh("ip", &["-n", &self.name, "link", "show", name])
             .status

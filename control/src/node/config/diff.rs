@@ -64,7 +64,7 @@ impl NodeSettings {
             ),
             ("conntrack", self.conntrack != other.conntrack),
             ("admin", self.admin != other.admin),
-            ("health", self.health_bind != other.health_bind),
+            ("health", self.health != other.health),
             ("flowState", self.flow_state != other.flow_state),
         ] {
             if changed {

@@ -9,6 +9,7 @@
 
 mod diff;
 mod resolve;
+mod servers;
 pub mod units;
 mod workers;
 
@@ -27,6 +28,8 @@ pub use resolve::{
     AdminSettings, HostSettings, NodeSettings, Overrides, PodSettings, SourceSettings,
     UplinkSettings, resolve,
 };
+use servers::{AdminTlsFile, HealthFile, MetricsFile};
+pub use servers::{HealthSettings, TlsFiles};
 pub use workers::{
     DEFAULT_CLASS, FALLBACK_CLASS, IdleKind, PolicyKind, SchedulingFile, WorkerSchedule,
 };
@@ -62,6 +65,8 @@ pub struct FileConfig {
     pub admin: AdminFile,
     #[serde(default)]
     pub health: HealthFile,
+    #[serde(default)]
+    pub metrics: MetricsFile,
     pub flow_state: Option<PathBuf>,
     pub resync_interval: Option<ConfigDuration>,
 }
@@ -203,12 +208,7 @@ pub struct AdminFile {
     pub socket: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
     pub token_file: Option<PathBuf>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct HealthFile {
-    pub bind_address: Option<SocketAddr>,
+    pub tls: Option<AdminTlsFile>,
 }
 
 /// A configuration that cannot be used; the message names the field.
@@ -321,7 +321,12 @@ node.yaml keys (all optional unless marked; command-line flags override them):
   admin.socket             admin Unix socket (default /run/ferroplane/<node>.sock)
   admin.listen             also serve the admin API on this TCP address (needs admin.tokenFile)
   admin.tokenFile          file holding the bearer token TCP clients must send
-  health.bindAddress       /healthz listener (default 0.0.0.0:10256)
+  admin.tls.certFile, admin.tls.keyFile   serve the TCP listener over TLS with this certificate
+                           chain and key (PEM); clients trust its CA (ferroplane stats --ca-file)
+  health.bindAddress       /healthz and /livez listener (default 0.0.0.0:10256)
+  health.syncTimeout       /healthz and /livez fail once a change waited this long to be
+                           programmed (kube-proxy: 2 x its sync period; default 60s)
+  metrics.bindAddress      /metrics listener, no token (default 127.0.0.1:10249; off: none)
   flowState                file the flow table lives in, mapped shared (put it on tmpfs), so the
                            next process adopts the flows after a stop or a crash; locked while
                            in use (default /run/ferroplane/<node>/conntrack.shm)

@@ -14,6 +14,7 @@ use dataplane::tables::conntrack::{ConntrackConfig, FlowLimits, Timeouts};
 use dataplane::tables::node::OverlayMode;
 use dataplane::tables::services::DEFAULT_MAGLEV_M;
 
+use super::servers::{HealthSettings, TlsFiles, resolve_health, resolve_tls};
 use super::units::{ConfigDuration, NodePortAddress};
 use super::workers::{PolicyKind, WorkerSchedule, resolve_schedule};
 use super::{
@@ -73,6 +74,8 @@ pub struct AdminSettings {
     pub socket: PathBuf,
     /// TCP listener, always with a token.
     pub listen: Option<(SocketAddr, String)>,
+    /// TLS on the TCP listener.
+    pub tls: Option<TlsFiles>,
 }
 
 /// Everything the node process runs with.
@@ -93,7 +96,7 @@ pub struct NodeSettings {
     pub local: NodeLocal,
     pub conntrack: ConntrackConfig,
     pub admin: AdminSettings,
-    pub health_bind: SocketAddr,
+    pub health: HealthSettings,
     /// The file the flow table lives in (see `flow_state`).
     pub flow_state: PathBuf,
     pub resync_interval: Duration,
@@ -206,7 +209,9 @@ pub fn resolve(file: FileConfig, flags: &Overrides) -> Result<NodeSettings, Conf
         return Err(err("snatPorts", "must not start below 1024"));
     }
     let conntrack = resolve_conntrack(&file.conntrack, workers)?;
+    let tls = resolve_tls(file.admin.tls.as_ref(), file.admin.listen.is_some())?;
     let admin = AdminSettings {
+        tls,
         socket: file
             .admin
             .socket
@@ -238,10 +243,7 @@ pub fn resolve(file: FileConfig, flags: &Overrides) -> Result<NodeSettings, Conf
         local,
         conntrack,
         admin,
-        health_bind: file
-            .health
-            .bind_address
-            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 10256))),
+        health: resolve_health(&file.health, &file.metrics)?,
         resync_interval: file
             .resync_interval
             .map_or(crate::sync::DEFAULT_RESYNC_INTERVAL, |d| d.0),

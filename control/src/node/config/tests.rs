@@ -46,7 +46,11 @@ fn the_example_file_resolves_to_what_it_says() {
         s.local.node_port_addresses.is_empty(),
         "primary alone is the default"
     );
-    assert_eq!(s.health_bind.port(), 10256);
+    assert_eq!(s.health.bind.port(), 10256);
+    assert_eq!(
+        s.health.metrics_bind.map(|a| a.to_string()).as_deref(),
+        Some("127.0.0.1:10249")
+    );
     assert_eq!(
         s.flow_state,
         PathBuf::from("/run/ferroplane/node-a/conntrack.shm")

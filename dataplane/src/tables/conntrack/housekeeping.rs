@@ -64,8 +64,35 @@ impl Conntrack {
         self.scan_views(now, |_, _, view| f(view));
     }
 
-    fn scan_views(&self, now: Now, mut f: impl FnMut(SlotId, u8, &FlowView)) {
-        for bucket in 0..self.map.buckets() {
+    /// The buckets a scan walks: [`Conntrack::for_each_in`] takes ranges of `0..scan_buckets()`.
+    pub fn scan_buckets(&self) -> usize {
+        self.map.buckets()
+    }
+
+    /// As [`Conntrack::for_each`], over `buckets` only (clamped to the table): a caller that
+    /// scans in slices may pause between them (a streamed listing). Each bucket is read
+    /// consistently; the slices together are not one moment's table.
+    pub fn for_each_in(
+        &self,
+        buckets: std::ops::Range<usize>,
+        now: Now,
+        mut f: impl FnMut(&FlowView),
+    ) {
+        let end = buckets.end.min(self.map.buckets());
+        self.scan_range(buckets.start.min(end)..end, now, |_, _, view| f(view));
+    }
+
+    fn scan_views(&self, now: Now, f: impl FnMut(SlotId, u8, &FlowView)) {
+        self.scan_range(0..self.map.buckets(), now, f);
+    }
+
+    fn scan_range(
+        &self,
+        buckets: std::ops::Range<usize>,
+        now: Now,
+        mut f: impl FnMut(SlotId, u8, &FlowView),
+    ) {
+        for bucket in buckets {
             for (slot, key, value) in self.map.read_bucket(bucket).iter() {
                 let head = Head(value[HEAD]);
                 let Some(state) = head.state().filter(|_| !head.is_reply()) else {

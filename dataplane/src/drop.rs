@@ -78,10 +78,16 @@ pub enum DropReason {
     /// An established flow that a NetworkPolicy change no longer allows (re-checked on its
     /// next packet after the change; the flow is cut, as Cilium does).
     PolicyRevoked,
+    /// A virtio-net header (TAP) that lies about its frame: unknown GSO type, gso_size 0, a
+    /// GSO packet without a partial checksum, hdr_len or csum_start/csum_offset past the frame.
+    VnetHeaderInvalid,
+    /// A virtio-net header whose GSO type the frame is not (e.g. TCPv4 on UDP, or on an IP
+    /// fragment), or whose checksum start is not the frame's L4 header.
+    GsoTypeMismatch,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 31;
+    pub const COUNT: usize = 33;
     pub const ALL: [DropReason; Self::COUNT] = [
         Self::Malformed,
         Self::BadChecksum,
@@ -114,6 +120,8 @@ impl DropReason {
         Self::NotOurMac,
         Self::IcmpRedirect,
         Self::PolicyRevoked,
+        Self::VnetHeaderInvalid,
+        Self::GsoTypeMismatch,
     ];
 
     /// Stable snake_case name, used as the Prometheus `reason` label.
@@ -150,6 +158,8 @@ impl DropReason {
             Self::NotOurMac => "not_our_mac",
             Self::IcmpRedirect => "icmp_redirect",
             Self::PolicyRevoked => "policy_revoked",
+            Self::VnetHeaderInvalid => "vnet_header_invalid",
+            Self::GsoTypeMismatch => "gso_type_mismatch",
         }
     }
 }

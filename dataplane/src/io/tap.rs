@@ -11,8 +11,9 @@
 //!   small buffer's receive area and the tail of a large buffer's; a frame that fits the small
 //!   buffer stays there (no copy), a super-packet is completed in the large buffer by copying
 //!   its first `MAX_FRAME` bytes over. One spare byte after both reveals a frame the kernel had
-//!   to truncate (dropped, `rx_oversized`); so does a super-packet that arrives while the pool
-//!   has no free large buffer (the read then has only the small one). The header's claims are checked by the pipeline (`offload::vnet`).
+//!   to truncate (dropped, `rx_oversized`). While every large buffer of the pool is in flight
+//!   the burst stops (back-pressure); only a pool made without large buffers (tests, tools)
+//!   reads into the small buffer alone, and then a super-packet is dropped as oversized. The header's claims are checked by the pipeline (`offload::vnet`).
 //! - TX is one writev per frame or per run of segments of one TCP flow that `offload::coalesce`
 //!   merges (user-space GRO): the virtio-net header (all zero for a plain frame; TCPv4 GSO for
 //!   a super-packet passed through or merged), then the frame (and the other segments'
@@ -154,6 +155,12 @@ impl PacketIo for TapQueue {
         while received < max {
             let Some(mut pkt) = pool.get() else { break };
             let mut large = pool.get_large();
+            if large.is_none() && pool.has_large() {
+                // Every large buffer is in flight: wait for the next round rather than
+                // truncate a super-packet.
+                pool.put(pkt);
+                break;
+            }
             let mut header = [0u8; VNET_HDR_LEN];
             let mut overflow = [0u8; 1];
             let mut tail: &mut [u8] = &mut [];

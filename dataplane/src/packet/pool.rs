@@ -10,6 +10,8 @@ use super::buffer::Packet;
 pub struct PacketPool {
     free: Vec<Packet>,
     large: Vec<Packet>,
+    /// Large buffers this pool was made with (free or not).
+    large_total: usize,
 }
 
 /// Large buffers a worker's pool holds by default: a receive burst of super-packets from one
@@ -27,6 +29,7 @@ impl PacketPool {
         Self {
             free: (0..n).map(|_| Packet::new()).collect(),
             large: (0..large).map(|_| Packet::new_large()).collect(),
+            large_total: large,
         }
     }
 
@@ -57,6 +60,12 @@ impl PacketPool {
     /// Free small buffers.
     pub fn available(&self) -> usize {
         self.free.len()
+    }
+
+    /// Whether this pool was made with large buffers at all (a device that may receive
+    /// super-packets waits for a free one rather than receiving without).
+    pub fn has_large(&self) -> bool {
+        self.large_total > 0
     }
 
     /// Free large buffers.

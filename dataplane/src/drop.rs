@@ -82,10 +82,16 @@ pub enum DropReason {
     /// A packet to an address of the Service CIDR that no Service holds (kube-proxy's "Drop
     /// traffic to unallocated ClusterIPs"): never routed or masqueraded toward the underlay.
     ServiceUnallocated,
+    /// A virtio-net header (TAP) that lies about its frame: unknown GSO type, gso_size 0, a
+    /// GSO packet without a partial checksum, hdr_len or csum_start/csum_offset past the frame.
+    VnetHeaderInvalid,
+    /// A virtio-net header whose GSO type the frame is not (e.g. TCPv4 on UDP, or on an IP
+    /// fragment), or whose checksum start is not the frame's L4 header.
+    GsoTypeMismatch,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 32;
+    pub const COUNT: usize = 34;
     pub const ALL: [DropReason; Self::COUNT] = [
         Self::Malformed,
         Self::BadChecksum,
@@ -119,6 +125,8 @@ impl DropReason {
         Self::IcmpRedirect,
         Self::PolicyRevoked,
         Self::ServiceUnallocated,
+        Self::VnetHeaderInvalid,
+        Self::GsoTypeMismatch,
     ];
 
     /// Stable snake_case name, used as the Prometheus `reason` label.
@@ -156,6 +164,8 @@ impl DropReason {
             Self::IcmpRedirect => "icmp_redirect",
             Self::PolicyRevoked => "policy_revoked",
             Self::ServiceUnallocated => "service_unallocated",
+            Self::VnetHeaderInvalid => "vnet_header_invalid",
+            Self::GsoTypeMismatch => "gso_type_mismatch",
         }
     }
 }

@@ -6,6 +6,8 @@
 //!   see bytes.
 //! - `packet`: buffers with headroom, per-packet metadata, pools.
 //! - `stages`, `pipeline`: per-packet decisions over batches against a `Snapshot`.
+//! - `offload`: GSO super-packets (virtio-net header checks, NAT on partial checksums,
+//!   software segmentation, user-space GRO), used by the stages, the worker and `io`.
 //! - `io`: the batch I/O trait and its backends; the only place for `unsafe` and syscalls.
 //!   One exception to "down only": the flow tables keep their words in `io::words::Words`
 //!   (heap, or a shared file mapping from `io::shm` that outlives the process), so the
@@ -17,6 +19,7 @@ pub mod cidr;
 pub mod drop;
 pub mod flow;
 pub mod io;
+pub mod offload;
 pub mod packet;
 pub mod pipeline;
 pub mod quiesce;

@@ -18,7 +18,8 @@ use std::sync::Arc;
 
 use crate::drop::{DropCounters, DropReason};
 use crate::flow::{Dir, FlowKey};
-use crate::packet::{Packet, PortId, Verdict};
+use crate::offload;
+use crate::packet::{Offload, Packet, PortId, Verdict};
 use crate::quiesce::ReaderEpoch;
 use crate::snapshot::Snapshot;
 use crate::snat::SnatPortRng;
@@ -270,6 +271,9 @@ impl Pipeline {
         let kind = snap.ports.kind(port);
         self.trace(|| TraceEvent::Received { port, kind });
         let in_kind = kind.ok_or(DropReason::NotForUs)?;
+        if pkt.meta.offload != Offload::default() {
+            offload::vnet::check_frame(&pkt.meta, pkt.len())?;
+        }
         let (ethertype, mut l3) = parse_ethernet(pkt)?;
         if in_kind == PortKind::Uplink {
             uplink::accept_destination(snap, pkt, ethertype)?;

@@ -119,6 +119,14 @@ impl PacketIo for NodePort {
         }
     }
 
+    fn accepts_gso(&self) -> bool {
+        match &self.device {
+            Device::Tap(d) => d.accepts_gso(),
+            Device::AfPacket(d) => d.accepts_gso(),
+            Device::AfXdp(d) => d.accepts_gso(),
+        }
+    }
+
     fn rx_dropped(&mut self) -> u64 {
         match &mut self.device {
             Device::Tap(d) => d.rx_dropped(),

@@ -60,4 +60,11 @@ pub trait PacketIo {
     fn rx_dropped(&mut self) -> u64 {
         0
     }
+
+    /// Whether `tx_burst` takes a TCPv4 GSO super-packet (not encapsulated) whole and has the
+    /// device segment it, as a TAP with a virtio-net header does; otherwise the worker
+    /// segments it in software first (`offload::segment`).
+    fn accepts_gso(&self) -> bool {
+        false
+    }
 }

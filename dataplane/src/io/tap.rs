@@ -1,18 +1,23 @@
 //! TAP backend: one queue (one descriptor) of a multi-queue TAP per worker, with a
 //! virtio-net header in front of every frame so the kernel can hand over frames whose L4
-//! checksum is still partial.
+//! checksum is still partial and TCP super-packets of up to 64 KB (TSO), and take them back.
 //!
 //! Invariants:
 //! - Every queue of a device is attached with the same flags (IFF_TAP | IFF_NO_PI |
 //!   IFF_MULTI_QUEUE | IFF_VNET_HDR), a 12-byte header (`virtio_net_hdr_v1`) and offloads
-//!   TUN_F_CSUM only: the kernel never hands us a GSO frame, so a frame is at most MTU + 18
-//!   bytes and fits a packet buffer while the MTU is at most 2030. A longer one (or one with
-//!   a GSO type) is dropped and counted in `rx_oversized`.
-//! - RX is one readv per frame: the header into a stack scratch, the frame straight into the
-//!   packet's receive area where `set_received` expects it (no userspace copy), and one
-//!   spare byte after it that reveals a frame the kernel had to truncate.
-//! - TX is one writev per frame: an all-zero header (checksums complete, no GSO) and the
-//!   frame in place.
+//!   TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6: the kernel hands over TCP super-packets with the
+//!   header's GSO fields set, and segments in software only what we do not accept (UDP GSO).
+//! - RX is one readv per frame: the header into a stack scratch, the frame scattered over a
+//!   small buffer's receive area and the tail of a large buffer's; a frame that fits the small
+//!   buffer stays there (no copy), a super-packet is completed in the large buffer by copying
+//!   its first `MAX_FRAME` bytes over. One spare byte after both reveals a frame the kernel had
+//!   to truncate (dropped, `rx_oversized`). While every large buffer of the pool is in flight
+//!   the burst stops (back-pressure); only a pool made without large buffers (tests, tools)
+//!   reads into the small buffer alone, and then a super-packet is dropped as oversized. The header's claims are checked by the pipeline (`offload::vnet`).
+//! - TX is one writev per frame or per run of segments of one TCP flow that `offload::coalesce`
+//!   merges (user-space GRO): the virtio-net header (all zero for a plain frame; TCPv4 GSO for
+//!   a super-packet passed through or merged), then the frame (and the other segments'
+//!   payloads) in place.
 //! - The descriptor is non-blocking: `rx_burst` stops when the queue is empty.
 //! - The kernel, not the caller, picks which queue a frame leaves the kernel on (by flow
 //!   hash); a queue has no index the caller could choose.
@@ -27,21 +32,24 @@ use super::PacketIo;
 use super::sys::{self, IfName, context};
 use crate::packet::{Packet, PacketPool, PortId};
 
-/// Size of `struct virtio_net_hdr_v1` (flags, gso_type, hdr_len, gso_size, csum_start,
-/// csum_offset, num_buffers).
-const VNET_HDR_LEN: usize = 12;
-/// `flags` bit: the L4 checksum holds only the pseudo-header sum.
-const VNET_F_NEEDS_CSUM: u8 = 1;
-/// `gso_type` of a frame that is not a GSO super-frame.
-const VNET_GSO_NONE: u8 = 0;
-/// What every transmitted frame carries: no checksum to finish, no segmentation.
-const VNET_HDR_COMPLETE: [u8; VNET_HDR_LEN] = [0; VNET_HDR_LEN];
+use crate::offload::coalesce;
+use crate::offload::vnet::{HDR_LEN as VNET_HDR_LEN, VnetHeader};
+use crate::packet::MAX_FRAME;
+
+/// Offloads the queue accepts from the kernel: partial checksums and TCP super-packets.
+const OFFLOADS: u32 = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
 
 /// Counters of one queue since it was opened.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TapStats {
-    /// Frames dropped on receive because they did not fit a packet buffer or were GSO.
+    /// Frames dropped on receive because they did not fit a packet buffer.
     pub rx_oversized: u64,
+    /// Super-packets received (TSO from the kernel).
+    pub rx_gso: u64,
+    /// Super-packets written (passed through, or merged from segments).
+    pub tx_gso: u64,
+    /// Segments merged into the super-packets written (`offload::coalesce`).
+    pub tx_coalesced: u64,
 }
 
 /// One queue of a multi-queue TAP device.
@@ -84,7 +92,7 @@ impl TapQueue {
         sys::ioctl_value(
             file.as_fd(),
             libc::TUNSETOFFLOAD,
-            c_ulong::from(libc::TUN_F_CSUM),
+            c_ulong::from(OFFLOADS),
             "TUNSETOFFLOAD",
         )?;
         Ok(Self {
@@ -146,17 +154,32 @@ impl PacketIo for TapQueue {
         let mut received = 0;
         while received < max {
             let Some(mut pkt) = pool.get() else { break };
+            let mut large = pool.get_large();
+            if large.is_none() && pool.has_large() {
+                // Every large buffer is in flight: wait for the next round rather than
+                // truncate a super-packet.
+                pool.put(pkt);
+                break;
+            }
             let mut header = [0u8; VNET_HDR_LEN];
             let mut overflow = [0u8; 1];
+            let mut tail: &mut [u8] = &mut [];
+            if let Some(large) = large.as_mut() {
+                tail = large.receive_area_from(MAX_FRAME);
+            }
             let read = self.file.read_vectored(&mut [
                 IoSliceMut::new(&mut header),
                 IoSliceMut::new(pkt.receive_area()),
+                IoSliceMut::new(tail),
                 IoSliceMut::new(&mut overflow),
             ]);
             let total = match read {
                 Ok(total) => total,
                 Err(err) => {
                     pool.put(pkt);
+                    if let Some(large) = large {
+                        pool.put(large);
+                    }
                     let idle = matches!(
                         err.kind(),
                         io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
@@ -171,14 +194,25 @@ impl PacketIo for TapQueue {
             // The kernel truncates a frame to the buffers given: a byte in `overflow` means
             // the frame was longer than the receive area, and `set_received` refuses it.
             let frame_len = total.saturating_sub(VNET_HDR_LEN);
-            let [flags, gso_type, ..] = header;
-            if total < VNET_HDR_LEN || gso_type != VNET_GSO_NONE || !pkt.set_received(frame_len) {
+            if let Some(mut large) = large {
+                if frame_len > MAX_FRAME {
+                    // A super-packet: its first MAX_FRAME bytes went to the small buffer.
+                    pkt.set_received(MAX_FRAME);
+                    large.receive_area()[..MAX_FRAME].copy_from_slice(pkt.data());
+                    std::mem::swap(&mut pkt, &mut large);
+                }
+                pool.put(large);
+            }
+            if total < VNET_HDR_LEN || !pkt.set_received(frame_len) {
                 self.stats.rx_oversized += 1;
                 pool.put(pkt);
                 continue;
             }
+            VnetHeader::parse(&header).apply(&mut pkt.meta);
             pkt.meta.in_port = port;
-            pkt.meta.csum_partial = flags & VNET_F_NEEDS_CSUM != 0;
+            if pkt.meta.offload.is_gso() {
+                self.stats.rx_gso += 1;
+            }
             batch.push(pkt);
             received += 1;
         }
@@ -188,15 +222,27 @@ impl PacketIo for TapQueue {
     fn tx_burst(&mut self, pkts: &mut Vec<Packet>, pool: &mut PacketPool) -> io::Result<usize> {
         let mut sent = 0;
         let mut failure = None;
-        for pkt in pkts.drain(..) {
-            if failure.is_none() {
-                let slices = [IoSlice::new(&VNET_HDR_COMPLETE), IoSlice::new(pkt.data())];
-                match self.file.write_vectored(&slices) {
-                    Ok(_) => sent += 1,
-                    Err(err) if is_frame_error(&err) => {}
-                    Err(err) => failure = Some(err),
+        let mut i = 0;
+        while i < pkts.len() && failure.is_none() {
+            let n = coalesce::run(&pkts[i..]);
+            let result = if n > 1 {
+                self.write_merged(&mut pkts[i..i + n])
+            } else {
+                let header = tx_header(&pkts[i]);
+                let slices = [IoSlice::new(&header), IoSlice::new(pkts[i].data())];
+                if pkts[i].meta.offload.is_gso() {
+                    self.stats.tx_gso += 1;
                 }
+                self.file.write_vectored(&slices)
+            };
+            match result {
+                Ok(_) => sent += n,
+                Err(err) if is_frame_error(&err) => {}
+                Err(err) => failure = Some(err),
             }
+            i += n;
+        }
+        for pkt in pkts.drain(..) {
             pool.put(pkt);
         }
         match failure {
@@ -208,7 +254,55 @@ impl PacketIo for TapQueue {
     fn poll_fd(&self) -> Option<std::os::fd::RawFd> {
         Some(self.raw_fd())
     }
+
+    fn accepts_gso(&self) -> bool {
+        true
+    }
+}
+
+impl TapQueue {
+    /// Writes a run of segments (`coalesce::run`) as one super-packet: the head's headers,
+    /// rewritten for the merged length, and every segment's payload, in one writev.
+    fn write_merged(&mut self, run: &mut [Packet]) -> io::Result<usize> {
+        let Some((head, rest)) = run.split_first_mut() else {
+            return Ok(0);
+        };
+        let payload_total = coalesce::payload_of(head).len()
+            + rest
+                .iter()
+                .map(|p| coalesce::payload_of(p).len())
+                .sum::<usize>();
+        let last_psh = rest.last().is_some_and(coalesce::has_psh);
+        let header = coalesce::merge_head(head, payload_total, last_psh).to_bytes();
+        let mut slices = [IoSlice::new(&[]); coalesce::MAX_RUN + 1];
+        slices[0] = IoSlice::new(&header);
+        slices[1] = IoSlice::new(head.data());
+        for (slot, seg) in slices[2..].iter_mut().zip(rest.iter()) {
+            *slot = IoSlice::new(coalesce::payload_of(seg));
+        }
+        let n = rest.len() + 1;
+        self.stats.tx_gso += 1;
+        self.stats.tx_coalesced += n as u64;
+        self.file.write_vectored(&slices[..n + 1])
+    }
+}
+
+/// The virtio-net header for one frame: all zero for a plain frame (checksums complete), the
+/// TCPv4 GSO header for a super-packet passed through whole.
+fn tx_header(pkt: &Packet) -> [u8; VNET_HDR_LEN] {
+    let o = &pkt.meta.offload;
+    if !o.is_gso() {
+        return VnetHeader::NONE;
+    }
+    let l4 = usize::from(o.csum_start);
+    let tcp_header = pkt
+        .data()
+        .get(l4 + 12)
+        .map_or(20, |offset| usize::from(offset >> 4) * 4);
+    VnetHeader::tcpv4(o.csum_start, tcp_header as u16, o.gso_size).to_bytes()
 }
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tso_tests;

@@ -1,5 +1,10 @@
 //! `Packet`: one frame in a fixed buffer with headroom in front and tailroom behind.
 //!
+//! Two sizes of buffer exist: small ones (`MAX_FRAME`, one MTU-sized frame) for nearly every
+//! packet, and large ones (`MAX_SUPER_FRAME`) for GSO super-packets of up to 64 KB that a pod's
+//! kernel hands over with TSO on. Both are the same type; a buffer's size is fixed when it is
+//! allocated and decides which free list of the pool it returns to.
+//!
 //! Invariant: `start + len <= buf.len()` at all times; every method that moves the window
 //! checks it and reports failure instead of panicking.
 
@@ -11,6 +16,11 @@ pub const HEADROOM: usize = 128;
 pub const MAX_FRAME: usize = 2048;
 /// Total buffer size.
 pub const BUF_SIZE: usize = HEADROOM + MAX_FRAME;
+/// Largest frame a large buffer holds: an Ethernet header and a 64 KB IPv4 packet (a GSO
+/// super-packet), with room for a VLAN tag.
+pub const MAX_SUPER_FRAME: usize = 65_536 + 32;
+/// Total size of a large buffer.
+pub const LARGE_BUF_SIZE: usize = HEADROOM + MAX_SUPER_FRAME;
 
 pub struct Packet {
     buf: Box<[u8]>,
@@ -37,8 +47,17 @@ impl std::fmt::Debug for Packet {
 impl Packet {
     /// Allocates a buffer. Only the pool and tests call this.
     pub fn new() -> Self {
+        Self::with_buffer(BUF_SIZE)
+    }
+
+    /// Allocates a large buffer (GSO super-packets). Only the pool and tests call this.
+    pub fn new_large() -> Self {
+        Self::with_buffer(LARGE_BUF_SIZE)
+    }
+
+    fn with_buffer(size: usize) -> Self {
         Self {
-            buf: vec![0u8; BUF_SIZE].into_boxed_slice(),
+            buf: vec![0u8; size].into_boxed_slice(),
             start: HEADROOM,
             len: 0,
             meta: Meta::default(),
@@ -47,8 +66,24 @@ impl Packet {
 
     /// A packet holding a copy of `frame` (tests, the in-memory backend, the trace tool).
     pub fn from_frame(frame: &[u8]) -> Option<Self> {
-        let mut p = Self::new();
+        let mut p = if frame.len() > MAX_FRAME {
+            Self::new_large()
+        } else {
+            Self::new()
+        };
         p.fill(frame).then_some(p)
+    }
+
+    /// The largest frame this buffer holds (`MAX_FRAME` or `MAX_SUPER_FRAME`).
+    #[inline]
+    pub fn capacity(&self) -> usize {
+        self.buf.len() - HEADROOM
+    }
+
+    /// Whether this is a large (super-packet) buffer.
+    #[inline]
+    pub fn is_large(&self) -> bool {
+        self.buf.len() > BUF_SIZE
     }
 
     /// Resets the window to an empty frame after the headroom and clears the metadata.
@@ -60,7 +95,7 @@ impl Packet {
 
     /// Copies `frame` in after the headroom; false (packet unchanged) if it does not fit.
     pub fn fill(&mut self, frame: &[u8]) -> bool {
-        if frame.len() > MAX_FRAME {
+        if frame.len() > self.capacity() {
             return false;
         }
         self.reset();
@@ -76,9 +111,17 @@ impl Packet {
         &mut self.buf[HEADROOM..]
     }
 
+    /// The receive area from byte `offset` of the frame on (a frame scattered over a small
+    /// buffer's receive area and this one's tail); empty if `offset` is past the capacity.
+    pub fn receive_area_from(&mut self, offset: usize) -> &mut [u8] {
+        self.reset();
+        let from = (HEADROOM + offset).min(self.buf.len());
+        &mut self.buf[from..]
+    }
+
     /// Marks `n` bytes written into `receive_area()` as the frame.
     pub fn set_received(&mut self, n: usize) -> bool {
-        if n > MAX_FRAME {
+        if n > self.capacity() {
             return false;
         }
         self.start = HEADROOM;
@@ -168,6 +211,21 @@ mod tests {
 
     #[test]
     fn oversized_frames_are_refused() {
-        assert!(Packet::from_frame(&vec![0u8; MAX_FRAME + 1]).is_none());
+        assert!(!Packet::new().fill(&[0u8; MAX_FRAME + 1]));
+        assert!(Packet::from_frame(&vec![0u8; MAX_SUPER_FRAME + 1]).is_none());
+    }
+
+    #[test]
+    fn large_buffers_hold_super_frames() {
+        let frame: Vec<u8> = (0..60_000u32).map(|i| i as u8).collect();
+        let mut p = Packet::from_frame(&frame).expect("fits a large buffer");
+        assert!(p.is_large());
+        assert_eq!(p.data(), &frame[..]);
+        assert!(p.push_front(50));
+        assert!(p.set_len(MAX_SUPER_FRAME + HEADROOM - p.headroom()));
+        assert!(!p.set_len(MAX_SUPER_FRAME + HEADROOM - p.headroom() + 1));
+        let small = Packet::new();
+        assert!(!small.is_large());
+        assert_eq!(small.capacity(), MAX_FRAME);
     }
 }

@@ -11,6 +11,6 @@ mod buffer;
 mod meta;
 mod pool;
 
-pub use buffer::{BUF_SIZE, HEADROOM, MAX_FRAME, Packet};
-pub use meta::{Meta, PortId, Verdict};
-pub use pool::PacketPool;
+pub use buffer::{BUF_SIZE, HEADROOM, LARGE_BUF_SIZE, MAX_FRAME, MAX_SUPER_FRAME, Packet};
+pub use meta::{Meta, Offload, PortId, Verdict};
+pub use pool::{DEFAULT_LARGE, PacketPool};

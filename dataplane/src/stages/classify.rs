@@ -7,7 +7,8 @@
 
 use crate::drop::DropReason;
 use crate::flow::{FlowKey, L4Proto};
-use crate::packet::Packet;
+use crate::offload::vnet;
+use crate::packet::{Offload, Packet};
 use crate::snapshot::Snapshot;
 use crate::tables::ports::PortKind;
 use crate::wire::{EthernetFrame, Icmpv4Packet, Ipv4Packet, TcpPacket, UdpPacket, icmp};
@@ -46,7 +47,12 @@ pub fn ipv4(
     if fragment {
         return Err(DropReason::Fragment);
     }
-    if pkt.meta.csum_partial {
+    if pkt.meta.offload != Offload::default() {
+        vnet::check_l4(&pkt.meta, l4, l4proto, fragment)?;
+    }
+    // A super-packet keeps its partial checksum (NAT adjusts the seed; segmentation or the
+    // receiver finishes it); any other partial checksum is finished here.
+    if pkt.meta.csum_partial && !pkt.meta.offload.is_gso() {
         complete_l4_checksum(pkt, l3, l4, l4proto)?;
         pkt.meta.csum_partial = false;
     }

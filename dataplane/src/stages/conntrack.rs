@@ -38,10 +38,10 @@ use crate::wire::{Ipv4Packet, TcpFlags, TcpPacket};
 
 use super::Ctx;
 use super::icmp_filter::track_error;
-use super::nat::rewrite;
 use super::policy_recheck;
 use super::reject::reject;
 use super::service_rules::{self, SourceKind};
+use crate::offload::partial::rewrite;
 
 /// How many random SNAT ports to try before giving up on a flow.
 const SNAT_ATTEMPTS: usize = 16;
@@ -75,7 +75,7 @@ pub fn track(
                     dir: hit.dir,
                     xlate: hit.xlate,
                 });
-                rewrite(pkt.data_mut(), ctx.l3, ctx.l4, &ctx.key, &hit.xlate);
+                rewrite(pkt, ctx.l3, ctx.l4, &ctx.key, &hit.xlate);
                 ctx.translated = hit.xlate != ctx.key;
                 return Ok(None);
             }
@@ -227,7 +227,7 @@ fn new_flow(
             flow.reply.reversed()
         }
     };
-    rewrite(pkt.data_mut(), ctx.l3, ctx.l4, &key, &hit);
+    rewrite(pkt, ctx.l3, ctx.l4, &key, &hit);
     ctx.translated = hit != key;
     Ok(None)
 }

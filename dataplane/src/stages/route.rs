@@ -10,6 +10,7 @@
 use std::net::Ipv4Addr;
 
 use crate::drop::DropReason;
+use crate::offload::partial::fit_mtu;
 use crate::packet::{Packet, Verdict};
 use crate::pipeline::{Pipeline, RouteTarget, TraceEvent};
 use crate::snapshot::Snapshot;
@@ -48,7 +49,7 @@ fn route_inner(
         (ctx.from_peer.is_some() || ctx.in_kind == PortKind::Uplink) && !ctx.translated;
 
     if let Some(pod) = snap.ports.pod(dst) {
-        if total_len > node.pod_mtu() {
+        if !fit_mtu(pkt, ctx.l3, ctx.l4, total_len, node.pod_mtu()) {
             return too_big(p, snap, pkt, ctx, node.pod_mtu(), dont_frag, may_answer);
         }
         set_macs(pkt, node.gateway_mac, pod.mac);
@@ -104,7 +105,7 @@ fn route_inner(
         }
     }
     let uplink = snap.ports.uplink().ok_or(DropReason::NoRoute)?;
-    if total_len > node.underlay_mtu {
+    if !fit_mtu(pkt, ctx.l3, ctx.l4, total_len, node.underlay_mtu) {
         return too_big(p, snap, pkt, ctx, node.underlay_mtu, dont_frag, may_answer);
     }
     set_macs(pkt, node.uplink_mac, node.uplink_next_hop_mac);
@@ -126,7 +127,7 @@ fn to_remote(
 ) -> Result<Verdict, DropReason> {
     let node = &snap.node;
     let mtu = node.pod_mtu();
-    if total_len > mtu {
+    if !fit_mtu(pkt, ctx.l3, ctx.l4, total_len, mtu) {
         return too_big(p, snap, pkt, ctx, mtu, dont_frag, may_answer);
     }
     let uplink = snap.ports.uplink().ok_or(DropReason::NoRoute)?;
@@ -135,6 +136,9 @@ fn to_remote(
         OverlayMode::Vxlan => {
             let hash = ctx.key.symmetric_hash();
             encap(snap, pkt, remote, hash)?;
+            if pkt.meta.offload.is_gso() {
+                pkt.meta.offload.encap_len = crate::wire::vxlan::OVERHEAD_V4 as u8;
+            }
             p.trace(|| TraceEvent::Encapsulated { to: remote.node_ip });
         }
         OverlayMode::Routed => set_macs(pkt, node.uplink_mac, routed_next_hop),

@@ -73,7 +73,10 @@ pub fn encap(
         ethertype: ethernet::ETHERTYPE_IPV4,
     };
     eth.emit(buf).map_err(|_| DropReason::Malformed)?;
-    let udp_len = udp::HEADER_LEN + vxlan::HEADER_LEN + inner_len;
+    // A GSO super-packet's outer lengths are set per segment by `offload::segment`; clamped
+    // here only so that they are representable.
+    let udp_len = (udp::HEADER_LEN + vxlan::HEADER_LEN + inner_len)
+        .min(usize::from(u16::MAX) - ipv4::HEADER_LEN);
     let ip = Ipv4Repr {
         src: node.node_ip,
         dst: to.node_ip,
@@ -90,7 +93,7 @@ pub fn encap(
     let u = UdpRepr {
         src_port: sport,
         dst_port: node.vxlan_port,
-        payload_len: (vxlan::HEADER_LEN + inner_len) as u16,
+        payload_len: (udp_len - udp::HEADER_LEN) as u16,
     };
     u.emit(&mut buf[l4..]).map_err(|_| DropReason::Malformed)?;
     let vx = VxlanRepr { vni: node.vni };

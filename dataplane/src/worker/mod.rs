@@ -11,7 +11,8 @@
 
 use crate::drop::DropReason;
 use crate::io::PacketIo;
-use crate::packet::{Packet, PacketPool, PortId, Verdict};
+use crate::offload::segment;
+use crate::packet::{DEFAULT_LARGE, Packet, PacketPool, PortId, Verdict};
 use crate::pipeline::Pipeline;
 use crate::snapshot::Snapshot;
 use crate::tables::conntrack::Now;
@@ -50,6 +51,8 @@ pub struct Worker<P: PacketIo> {
     batch: Vec<Packet>,
     tx_queues: Vec<Vec<Packet>>,
     pub rx_errors: u64,
+    /// Segments made in software from GSO super-packets for ports that cannot take them.
+    pub segmented: u64,
 }
 
 impl<P: PacketIo> Worker<P> {
@@ -58,10 +61,11 @@ impl<P: PacketIo> Worker<P> {
             pipeline,
             ports: Vec::new(),
             counters: Vec::new(),
-            pool: PacketPool::with_capacity(pool_size),
+            pool: PacketPool::with_large(pool_size, DEFAULT_LARGE),
             batch: Vec::with_capacity(BURST * ports.len().max(1)),
             tx_queues: Vec::new(),
             rx_errors: 0,
+            segmented: 0,
         };
         for (i, dev) in ports.into_iter().enumerate() {
             w.attach(PortId(i as u16), dev);
@@ -124,7 +128,28 @@ impl<P: PacketIo> Worker<P> {
         for pkt in self.batch.drain(..) {
             match pkt.meta.verdict {
                 Verdict::Tx(port) if usize::from(port.0) < self.tx_queues.len() => {
-                    self.tx_queues[usize::from(port.0)].push(pkt);
+                    let i = usize::from(port.0);
+                    let whole = !pkt.meta.offload.is_gso()
+                        || (pkt.meta.offload.encap_len == 0
+                            && self.ports[i].as_ref().is_some_and(P::accepts_gso));
+                    if whole {
+                        self.tx_queues[i].push(pkt);
+                        continue;
+                    }
+                    let o = pkt.meta.offload;
+                    let made = segment::segment(
+                        pkt.data(),
+                        usize::from(o.encap_len),
+                        usize::from(o.gso_size),
+                        &pkt.meta,
+                        &mut self.pool,
+                        &mut self.tx_queues[i],
+                    );
+                    match made {
+                        Ok(n) => self.segmented += n as u64,
+                        Err(reason) => self.pipeline.drops.count(reason),
+                    }
+                    self.pool.put(pkt);
                 }
                 Verdict::Tx(_) => {
                     self.pipeline.drops.count(DropReason::NoRoute);

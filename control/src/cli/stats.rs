@@ -44,8 +44,9 @@ pub struct ConntrackListArgs {
     #[arg(long)]
     pub address: Option<String>,
     /// Only flows in this state (ESTABLISHED, SYN_SENT, ..., UNREPLIED, ASSURED, ICMP).
-    #[arg(long)]
-    pub state: Option<String>,
+    /// (`--state` is the state directory.)
+    #[arg(long = "ct-state")]
+    pub ct_state: Option<String>,
 }
 
 impl ConntrackListArgs {
@@ -55,7 +56,7 @@ impl ConntrackListArgs {
             ("pod", &self.pod),
             ("service", &self.service),
             ("address", &self.address),
-            ("state", &self.state),
+            ("state", &self.ct_state),
         ]
         .into_iter()
         .filter_map(|(key, value)| {

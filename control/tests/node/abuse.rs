@@ -219,13 +219,13 @@ fn the_cli_reads_the_tls_admin_endpoint_trusting_only_its_ca() {
     );
     let stats: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(stats["node"], "node-tc");
-    let out = cli(&ca, &["conntrack", "list", "--state", "established"]);
+    let out = cli(&ca, &["conntrack", "list", "--ct-state", "established"]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = cli(&ca, &["conntrack", "list", "--state", "dancing"]);
+    let out = cli(&ca, &["conntrack", "list", "--ct-state", "dancing"]);
     assert!(
         !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not one of"),
         "{}",

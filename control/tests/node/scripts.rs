@@ -127,7 +127,8 @@ print(json.dumps({"answered": answered, "of": len(statuses), "statuses": statuse
 /// prints how many connected, then holds them until stdin closes.
 pub const IDLE_FLOOD: &str = r#"
 import resource, socket, sys
-resource.setrlimit(resource.RLIMIT_NOFILE, (65536, 65536))
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 held = []
 for _ in range(n):

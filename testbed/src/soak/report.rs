@@ -183,6 +183,10 @@ pub fn table(rows: &[Minute], verdict: &Verdict) -> String {
             let _ = write!(text, " ! {}", kinds(&row.failures_outside));
         }
         let _ = writeln!(out, " | {}", text.trim());
+        // No trailing blank when the minute had no failure.
+        let trimmed = out.trim_end().len();
+        out.truncate(trimmed);
+        out.push('\n');
     }
     let _ = writeln!(
         out,

@@ -74,7 +74,7 @@ fn testbed_text(c: &Comparison) -> String {
          RPS steering the nodes' receive work onto cpu {dp} and once without (as users run \
          it), and measured the same way. The demo cluster's node processes may run on every \
          CPU, so the hogs load every CPU ({hogs}) for every row alike.\n\n{latency}\n\n\
-         Then, in each run, {bulk_text}\n",
+         Then, in each run, {bulk_text}\n\n",
         vip = super::services::BENCH_VIP,
         bulk_vip = super::services::BULK_VIP,
         bulk_text = bulk_text(c),

@@ -6,8 +6,9 @@
 //! mode, one route per node podCIDR, like the seed's cloud routes) and drops anything from a
 //! pod address that is not going to another pod (as the seed's 1:1 NAT does); node uplinks
 //! carry no kernel address and the node kernel never answers ARP on them (ferroplane owns
-//! them); the bridge forwards frames unread (no br_netfilter), as a switch does; every device
-//! is created inside a testbed namespace.
+//! them); the bridge forwards frames unread (no br_netfilter), as a switch does, and the
+//! kernels that send into it (router, cloud LB) send wire-sized frames (no TSO/GSO); every
+//! device is created inside a testbed namespace.
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -48,6 +49,7 @@ pub fn build(layout: &Layout, mode: Mode, nodes: &[NodeInfo]) -> Result<()> {
     )?;
     ip(&router, &["link", "set", "tb-nodes", "address", ROUTER_MAC])?;
     address(&router, "tb-nodes", ROUTER_NODE_SIDE, 24)?;
+    wire_sized(&router, "tb-nodes")?;
 
     // Router <-> internet host.
     veth(&router, "tb-inet", &internet, "tb-eth0")?;
@@ -121,6 +123,13 @@ pub fn attach_node(layout: &Layout, index: usize, node: &NodeInfo) -> Result<Str
     // with the veth's own MAC (that would steer traffic past ferroplane into the kernel).
     sysctl(&ns, &format!("net/ipv4/conf/{UPLINK}/arp_ignore"), "8")?;
     Ok(ns)
+}
+
+/// Makes the kernel of `ns` send wire-sized frames on `device` (TSO and GSO off): a TCP
+/// super-packet it forwards (from the internet host's TSO) is segmented there, as it would
+/// be on a real wire, instead of reaching a node's uplink as one 64 KB frame.
+pub fn wire_sized(ns: &str, device: &str) -> Result<()> {
+    crate::netns::exec(ns, &["ethtool", "-K", device, "tso", "off", "gso", "off"]).map(|_| ())
 }
 
 /// A veth pair with `a_name` in `a` and `b_name` in `b`, both up.

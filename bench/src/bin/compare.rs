@@ -2,7 +2,7 @@
 //! and nftables mode, with and without receive steering) and Open vSwitch's userspace
 //! datapath, on the same two-node topology in network namespaces and the same CPUs; writes
 //! `bench/results/compare.md`, `compare.svg` and `compare-latency.svg`. With `--testbed`, the
-//! testbed's demo cluster beside the kernel path, latency only (`compare-testbed.md`,
+//! testbed's demo cluster beside the kernel path, latency and bulk TCP (`compare-testbed.md`,
 //! `compare-testbed-latency.svg`). Needs root.
 //!
 //! SIGINT/SIGTERM stop the run at the next bound and remove every namespace (nothing is
@@ -63,7 +63,7 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "rps,default")]
     kernel_rx: Vec<KernelRx>,
     /// The testbed's demo cluster (pods on --io, default tap) beside the kernel path with
-    /// iptables, request/response and connection-setup latency only.
+    /// iptables: request/response and connection-setup latency, and bulk TCP.
     #[arg(long)]
     testbed: bool,
     /// The ferroplane binary (default: built by `cargo build --release -p control` when run

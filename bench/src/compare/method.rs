@@ -44,6 +44,18 @@ fn latency_text(c: &Comparison) -> String {
     )
 }
 
+/// The bulk workload, one sentence.
+fn bulk_text(c: &Comparison) -> String {
+    format!(
+        "iperf3 for {} s through `bulk` (its server in the first backend), one stream and \
+         eight (`-P 8`), client to backend and back (`-R`), client and server on cpu {}: the \
+         receiver's rate, and CPU per GB received: the busy time of every CPU (as for UDP) \
+         from the client's start to its exit over the bytes received; the 1-minute load \
+         average after the four runs is a row of its own.",
+        c.workloads.bulk_seconds, c.load_cpu
+    )
+}
+
 /// The method of `--testbed`.
 fn testbed_text(c: &Comparison) -> String {
     format!(
@@ -52,16 +64,20 @@ fn testbed_text(c: &Comparison) -> String {
          `--io tap|af-packet|af-xdp`, `--kernel-rx rps,default`, `--quick`, `--runs N`). \
          First the testbed's demo cluster as `testbed up` brings it up (the testbed library: \
          the demo manifests, two nodes, VXLAN, ferroplane per node with the testbed's node \
-         configuration: one worker, no pinning, default affinity), plus one Service at \
-         {vip} with the harness's ports selecting `{BACKEND_POD}` (node 2); requests come from \
+         configuration: one worker, no pinning, default affinity), plus two Services \
+         selecting `{BACKEND_POD}` (node 2): one at {vip} with the harness's ports, one at \
+         {bulk_vip} for iperf3; requests come from \
          `{CLIENT_POD}` (node 1); the harness's echo and TCP servers answer in `{BACKEND_POD}`'s \
          namespace, pinned to cpu {load}, as is the client. Then the cluster is torn down and \
          the comparison's kernel path is built (flannel-style VXLAN, a bridge, kube-proxy \
          iptables rules; client pod on node 1, the Service's backends on node 2), once with \
          RPS steering the nodes' receive work onto cpu {dp} and once without (as users run \
          it), and measured the same way. The demo cluster's node processes may run on every \
-         CPU, so the hogs load every CPU ({hogs}) for every row alike.\n\n{latency}\n",
+         CPU, so the hogs load every CPU ({hogs}) for every row alike.\n\n{latency}\n\n\
+         Then, in each run, {bulk_text}\n\n",
         vip = super::services::BENCH_VIP,
+        bulk_vip = super::services::BULK_VIP,
+        bulk_text = bulk_text(c),
         load = c.load_cpu,
         dp = c.dataplane_cpu,
         hogs = cpu_list(&c.hog_cpus),
@@ -139,7 +155,7 @@ pub fn text(c: &Comparison) -> String {
          other load on this shared machine shows too (the load average is noted per \
          dataplane). (2) {latency} (3) {CLIENTS} \
          threads doing connect, 1-byte request, 1-byte reply, close for {crr:.0} s. \
-         (4) iperf3 for {bulk} s, one stream, through `bulk`. Then, per Service count \
+         (4) {bulk_text} Then, per Service count \
          ({scales}; the catalog holds `bench` and `bulk` in the middle, the rest decoy \
          Services with two endpoints each, so the Service under test is in the middle of \
          kube-proxy's `KUBE-SERVICES` list), {connects} TCP connects per run timed to the \
@@ -153,7 +169,7 @@ pub fn text(c: &Comparison) -> String {
         trial = w.search.trial.as_secs_f64(),
         latency = latency_text(c),
         crr = w.crr_for.as_secs_f64(),
-        bulk = w.bulk_seconds,
+        bulk_text = bulk_text(c),
         scales = w
             .scales
             .iter()

@@ -4,6 +4,7 @@
 //!
 //! Invariant: every key is unique, and every row's key is one the session records.
 
+use super::bulk::BulkCase;
 use super::distribution::QUANTILES;
 use super::hogs::Load;
 use super::udp_rate::LOSS_LIMIT;
@@ -57,9 +58,28 @@ pub struct MetricKeys {
     pub cpu_load_cpu: String,
     pub cpu_dataplane_cpu: String,
     pub crr: String,
-    pub bulk: String,
+    pub bulk: Vec<BulkKeys>,
+    /// The 1-minute load average read after the bulk runs.
+    pub bulk_load: String,
     /// (p50, p99) per Service count.
     pub connect: Vec<(String, String)>,
+}
+
+/// The keys of one bulk case: its rate and its CPU per GB.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BulkKeys {
+    pub case: BulkCase,
+    pub gbps: String,
+    pub cpu_per_gb: String,
+}
+
+pub fn bulk_keys(case: BulkCase) -> BulkKeys {
+    let suffix = case.key_suffix();
+    BulkKeys {
+        case,
+        gbps: format!("bulk_gbps{suffix}"),
+        cpu_per_gb: format!("bulk_cpu_s_per_gb{suffix}"),
+    }
 }
 
 pub fn metric_keys(scales: &[usize]) -> MetricKeys {
@@ -69,7 +89,8 @@ pub fn metric_keys(scales: &[usize]) -> MetricKeys {
         cpu_load_cpu: "cpu_load_cpu_s_per_mpkt".to_owned(),
         cpu_dataplane_cpu: "cpu_dataplane_cpu_s_per_mpkt".to_owned(),
         crr: "crr_per_s".to_owned(),
-        bulk: "bulk_gbps".to_owned(),
+        bulk: BulkCase::ALL.iter().map(|&c| bulk_keys(c)).collect(),
+        bulk_load: "loadavg1_bulk".to_owned(),
         connect: scales
             .iter()
             .map(|s| (format!("connect_p50_us_{s}"), format!("connect_p99_us_{s}")))
@@ -146,10 +167,45 @@ pub fn latency_defs() -> Vec<MetricDef> {
     defs
 }
 
-/// The rows, in table order: every workload's (`latency_only`: the latency rows alone).
-pub fn metric_defs(scales: &[usize], latency_only: bool) -> Vec<MetricDef> {
-    if latency_only {
-        return latency_defs();
+/// The bulk rows: per case its rate (charted for client to backend) and its CPU per GB,
+/// then the load average after the bulk runs.
+pub fn bulk_defs() -> Vec<MetricDef> {
+    let mut defs = Vec::new();
+    for case in BulkCase::ALL {
+        let keys = bulk_keys(case);
+        let mut rate = def(
+            &keys.gbps,
+            format!("Bulk TCP (iperf3), {}", case.label()),
+            "Gbit/s",
+            true,
+            2,
+        );
+        rate.chart = !case.reverse;
+        defs.push(rate);
+        defs.push(def(
+            &keys.cpu_per_gb,
+            "  CPU per GB received (busy time of both CPUs)".to_owned(),
+            "CPU s",
+            false,
+            2,
+        ));
+    }
+    defs.push(def(
+        "loadavg1_bulk",
+        "machine load average (1 min) after the bulk runs".to_owned(),
+        "",
+        false,
+        2,
+    ));
+    defs
+}
+
+/// The rows, in table order: every workload's (`testbed`: the latency and bulk rows alone).
+pub fn metric_defs(scales: &[usize], testbed: bool) -> Vec<MetricDef> {
+    if testbed {
+        let mut defs = latency_defs();
+        defs.extend(bulk_defs());
+        return defs;
     }
     let keys = metric_keys(scales);
     let mut defs = vec![
@@ -191,17 +247,11 @@ pub fn metric_defs(scales: &[usize], latency_only: bool) -> Vec<MetricDef> {
             true,
             0,
         ),
-        def(
-            &keys.bulk,
-            "Bulk TCP (iperf3, one stream)".to_owned(),
-            "Gbit/s",
-            true,
-            2,
-        ),
     ];
     for row in &mut defs {
         row.chart = !row.label.starts_with("  ");
     }
+    defs.extend(bulk_defs());
     let latency = latency_defs();
     defs.splice(4..4, latency);
     for (scale, (p50, p99)) in scales.iter().zip(&keys.connect) {
@@ -234,9 +284,12 @@ mod tests {
         let defs = metric_defs(&[100, 10_000], false);
         let latency = latency_defs().len();
         assert_eq!(latency, 2 * 3 * 5 + 3);
-        assert_eq!(defs.len(), 6 + latency + 4);
-        assert_eq!(defs[6 + latency].key, "connect_p50_us_100");
-        assert_eq!(defs[9 + latency].key, "connect_p99_us_10000");
+        let bulk = bulk_defs().len();
+        assert_eq!(bulk, 4 * 2 + 1);
+        assert_eq!(defs.len(), 5 + bulk + latency + 4);
+        assert_eq!(defs[5 + bulk + latency].key, "connect_p50_us_100");
+        assert_eq!(defs[8 + bulk + latency].key, "connect_p99_us_10000");
+        assert_eq!(defs[5 + latency].key, "bulk_gbps");
         let keys: std::collections::HashSet<&str> = defs.iter().map(|d| d.key.as_str()).collect();
         assert_eq!(keys.len(), defs.len());
     }
@@ -244,7 +297,7 @@ mod tests {
     #[test]
     fn latency_rows_cover_every_load_and_quantile() {
         let defs = metric_defs(&[100], true);
-        assert_eq!(defs.len(), latency_defs().len());
+        assert_eq!(defs.len(), latency_defs().len() + bulk_defs().len());
         assert_eq!(defs[0].key, "rr_idle_p50_us");
         assert_eq!(defs[0].label, "UDP request/response latency, idle, p50");
         assert!(defs.iter().any(|d| d.key == "setup_nice19_p999_us"));
@@ -254,10 +307,19 @@ mod tests {
             .filter(|d| d.chart)
             .map(|d| d.key.as_str())
             .collect();
-        assert_eq!(charted, ["rr_idle_p50_us", "rr_idle_p99_us"]);
+        assert_eq!(
+            charted,
+            [
+                "rr_idle_p50_us",
+                "rr_idle_p99_us",
+                "bulk_gbps",
+                "bulk_gbps_8"
+            ]
+        );
         let full = metric_defs(&[100], false);
         let charted = full.iter().filter(|d| d.chart).count();
-        // rate, CPU, RR p50 and p99, connections, bulk, connect p50 at one scale
-        assert_eq!(charted, 7);
+        // rate, CPU, RR p50 and p99, connections, bulk 1 and 8 streams, connect p50 at one
+        // scale
+        assert_eq!(charted, 8);
     }
 }

@@ -103,7 +103,7 @@ impl Comparison {
     pub fn to_markdown(&self) -> String {
         let mut out = String::new();
         let title = if self.testbed {
-            "The testbed's demo cluster vs the kernel path, request/response latency"
+            "The testbed's demo cluster vs the kernel path, latency and bulk TCP"
         } else {
             "ferroplane vs the kernel path vs OVS userspace, same topology, same cores"
         };
@@ -422,6 +422,8 @@ mod tests {
                 result.push("rr_nice19_p50_us", p50);
                 result.push("rr_nice19_p99_us", p50 * 2.0);
                 result.extend_samples("rr_nice19", &[p50, p50 * 2.0]);
+                result.push("bulk_gbps_8_rev", p50 / 10.0);
+                result.push("bulk_cpu_s_per_gb_8_rev", p50 / 100.0);
                 comparison.results.push(result);
             }
             let text = comparison.to_markdown();
@@ -442,7 +444,19 @@ mod tests {
                 "{text}"
             );
             assert_eq!(text.contains("--testbed"), testbed, "{text}");
-            assert_eq!(text.contains("Bulk TCP"), !testbed);
+            assert!(
+                text.contains(
+                    "| Bulk TCP (iperf3), 8 streams, backend to client | Gbit/s | 6.00 | 5.00 |\n\
+                     | CPU per GB received (busy time of both CPUs) | CPU s | 0.60 | 0.50 |\n"
+                ),
+                "{text}"
+            );
+            assert!(
+                text.contains(
+                    "| Bulk TCP (iperf3), 8 streams, backend to client | higher | 1.20 |"
+                )
+            );
+            assert!(text.contains("machine load average (1 min) after the bulk runs"));
             assert!(text.contains("at nice 19"));
             let svg = crate::compare::chart::latency_svg(&comparison).unwrap();
             assert!(svg.contains("<svg") && svg.contains("testbed TAP") == testbed);

@@ -2,7 +2,7 @@
 //! that a ping and a TCP connection through the ClusterIP work, run every workload `runs`
 //! times (the latency workloads once per background load: idle, busy loops at nice 0 and at
 //! nice 19 on the hog CPUs), then the connect-time sweep over Service counts, and tear
-//! everything down. With `testbed` set only the latency workloads run.
+//! everything down. With `testbed` set only the latency and bulk workloads run.
 //!
 //! Invariants: a dataplane that fails (build, smoke check or a workload) is reported with its
 //! error and the others still run; the servers are stopped before their namespaces go; the
@@ -211,6 +211,7 @@ fn measure(
         }
         if options.testbed {
             latency_runs(&cluster, options, workloads, stop, result)?;
+            bulk_runs(&cluster, workloads, cpu, stop, result)?;
             continue;
         }
         let found = search(&cluster, &servers, workloads.search, cpu, stop)?;
@@ -250,10 +251,7 @@ fn measure(
                 connections.failed + connections.completed
             ));
         }
-        result.push(
-            &keys.bulk,
-            bulk::run(&cluster, workloads.bulk_seconds, cpu)?,
-        );
+        bulk_runs(&cluster, workloads, cpu, stop, result)?;
     }
     for (scale, (p50_key, p99_key)) in workloads.scales.iter().zip(&keys.connect) {
         if stop.load(Ordering::Relaxed) || options.testbed {
@@ -314,6 +312,32 @@ fn latency_runs(
         if let Some(value) = load_average {
             result.push(&load_average_key(load), value);
         }
+    }
+    Ok(())
+}
+
+/// One iperf3 run of each bulk case (one and eight streams, both directions), iperf3 on
+/// `cpu`: the receiver's rate and every CPU's busy time per GB; then the load average.
+fn bulk_runs(
+    cluster: &Cluster,
+    workloads: &Workloads,
+    cpu: usize,
+    stop: &AtomicBool,
+    result: &mut DataplaneResult,
+) -> Result<()> {
+    let keys = metric_keys(&workloads.scales);
+    for case in &keys.bulk {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let run = bulk::run(cluster, workloads.bulk_seconds, cpu, case.case)?;
+        result.push(&case.gbps, run.gbps);
+        if let Some(per_gb) = run.cpu_per_gb() {
+            result.push(&case.cpu_per_gb, per_gb);
+        }
+    }
+    if let Some(value) = load_average_1() {
+        result.push(&keys.bulk_load, value);
     }
     Ok(())
 }

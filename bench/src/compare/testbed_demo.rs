@@ -1,8 +1,9 @@
 //! `compare --testbed`: the testbed's demo cluster as `testbed up` brings it up (the demo
 //! manifests, ferroplane per node with the testbed's own node configuration: one worker,
-//! default affinity), plus one Service `bench-rr` at the `bench` ClusterIP and ports that
-//! selects the demo's `store-db` pod on node 2; the client is the demo's `store-fe` on node 1.
-//! The harness's servers answer in `store-db` beside the pod's own server (other ports).
+//! default affinity), plus two Services that select the demo's `store-db` pod on node 2:
+//! `bench-rr` at the `bench` ClusterIP and ports, `bench-bulk` at `bulk`'s (iperf3); the
+//! client is the demo's `store-fe` on node 1. The harness's servers and iperf3 answer in
+//! `store-db` beside the pod's own server (other ports).
 //!
 //! Invariants: nothing of the testbed's node processes is changed (no restart, no pinning,
 //! no receive steering): the figure is the testbed's as it runs; everything is made under
@@ -16,7 +17,7 @@ use testbed::lifecycle::{DEMO_APPLIED, DEMO_DIR, UpOptions, up};
 use testbed::run_state::{Io, Mode, RunState};
 
 use super::plan::{Cluster, PodAddr, layout};
-use super::services::{ServiceSpec, bench_service};
+use super::services::{ServiceSpec, bench_service, bulk_service};
 use super::{Result, Teardown};
 
 /// The demo pod the requests come from (node 1).
@@ -32,10 +33,10 @@ pub struct TestbedBuild {
     _teardown: Teardown,
 }
 
-/// The `bench-rr` Service: `bench`'s ClusterIP and ports, selecting [`BACKEND_POD`].
-pub fn service_manifest(service: &ServiceSpec) -> String {
+/// A Service `name` with `service`'s ClusterIP and ports, selecting [`BACKEND_POD`].
+pub fn service_manifest(name: &str, service: &ServiceSpec) -> String {
     let mut out = format!(
-        "apiVersion: v1\nkind: Service\nmetadata:\n  name: bench-rr\nspec:\n  clusterIP: {}\n  selector: {BACKEND_SELECTOR}\n  ports:\n",
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  clusterIP: {}\n  selector: {BACKEND_SELECTOR}\n  ports:\n",
         service.cluster_ip
     );
     for port in &service.ports {
@@ -51,7 +52,16 @@ pub fn service_manifest(service: &ServiceSpec) -> String {
     out
 }
 
-/// The demo manifests `testbed up` applies, then the `bench-rr` Service in `staging`.
+/// `bench-rr` (`bench`'s address and ports) and `bench-bulk` (`bulk`'s), one manifest.
+pub fn services_manifest() -> String {
+    format!(
+        "{}---\n{}",
+        service_manifest("bench-rr", &bench_service()),
+        service_manifest("bench-bulk", &bulk_service())
+    )
+}
+
+/// The demo manifests `testbed up` applies, then the Services in `staging`.
 pub fn manifests(staging: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = DEMO_APPLIED
         .iter()
@@ -66,8 +76,7 @@ pub fn build(ferroplane: &Path, io: Io) -> Result<TestbedBuild> {
     let teardown = Teardown::begin()?;
     let layout = layout()?;
     let staging = std::env::temp_dir().join(format!("fpcmp-rr-{}.yaml", std::process::id()));
-    std::fs::write(&staging, service_manifest(&bench_service()))
-        .map_err(context(staging.display()))?;
+    std::fs::write(&staging, services_manifest()).map_err(context(staging.display()))?;
     let options = UpOptions {
         nodes: super::plan::NODES,
         io,
@@ -113,9 +122,15 @@ mod tests {
 
     #[test]
     fn the_service_selects_the_demo_db_at_the_bench_address() {
-        let text = service_manifest(&bench_service());
-        assert!(text.contains("clusterIP: 10.96.100.10\n  selector: {app: store, role: db}\n"));
+        let text = services_manifest();
+        assert!(text.contains(
+            "name: bench-rr\nspec:\n  clusterIP: 10.96.100.10\n  selector: {app: store, role: db}\n"
+        ));
         assert!(text.contains("  - name: echo\n    protocol: UDP\n    port: 9001\n"));
+        assert!(text.contains(
+            "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: bench-bulk\nspec:\n  clusterIP: 10.96.100.11\n"
+        ));
+        assert!(text.contains("    protocol: TCP\n    port: 5201\n    targetPort: 5201\n"));
         let files = manifests(Path::new("/tmp/x.yaml"));
         assert_eq!(files.len(), DEMO_APPLIED.len() + 1);
         assert!(files[2].ends_with("10-store-app.yaml"), "{files:?}");

@@ -54,6 +54,7 @@ pub fn build(layout: &Layout) -> Result<()> {
         &["addr", "add", &format!("{CLOUD_LB_IP}/24"), "dev", LB_IF],
     )?;
     ip(&ns, &["link", "set", LB_IF, "up"])?;
+    crate::fabric::wire_sized(&ns, LB_IF)?;
     // Only for the LB's own ICMP errors: client traffic is never routed back through it.
     ip(
         &ns,

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // tests may unwrap (COMMON.md); the helpers here are test code too
 
+mod bulk;
 mod capture;
 mod change;
 mod cluster;

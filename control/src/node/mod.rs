@@ -27,7 +27,7 @@ mod http;
 pub(crate) mod log;
 mod monitor;
 mod naming;
-mod netns;
+pub(crate) mod netns;
 mod observe;
 mod pcap;
 mod ports;

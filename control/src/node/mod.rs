@@ -30,6 +30,7 @@ mod naming;
 pub(crate) mod netns;
 mod observe;
 mod pcap;
+mod pod_cidr_file;
 mod ports;
 mod reload;
 mod render;

@@ -91,7 +91,14 @@ fn reference_plugins_chained_after_ours_accept_our_result() {
             answer.json["ips"], ours_result["ips"],
             "{kind} passes our addresses on"
         );
-        assert_eq!(answer.json["interfaces"], ours_result["interfaces"]);
+        // bandwidth appends the ifb device it shapes egress on; ours stay first, unchanged.
+        let theirs = answer.json["interfaces"].as_array().unwrap();
+        let mine = ours_result["interfaces"].as_array().unwrap();
+        assert_eq!(
+            &theirs[..mine.len()],
+            mine.as_slice(),
+            "{kind} keeps our interfaces"
+        );
     }
     let sysctl = std::process::Command::new("ip")
         .args([

@@ -65,7 +65,8 @@ pub fn call(
         "cniVersion": "1.1.0",
         "name": "ferroplane",
         "type": "ferroplane-cni",
-        "podCIDR": node.pod_cidr,
+        // Written by the node process from its Node's spec.podCIDR (next to its admin socket).
+        "podCIDRFile": node.admin_socket.with_extension("pod-cidr"),
         "dataDir": data_dir,
         "interface": if io == Io::Tap { "tap" } else { "veth" },
         "mtu": mtu,

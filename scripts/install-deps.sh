@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(iproute2 iputils-ping tcpdump iperf3 procps python3 ca-certificates gcc libc6-dev
-          ethtool bind9-dnsutils)
+          ethtool bind9-dnsutils containernetworking-plugins podman)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

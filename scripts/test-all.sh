@@ -25,5 +25,7 @@ for io in af-packet af-xdp; do
     # shares: they run once, with TAP pods, above; so does the soak (minutes of change).
     FERROPLANE_TESTBED_IO=$io cargo test --locked --workspace --test scenarios -- --skip hostile --skip soak
 done
+echo "== image (podman build, unpacked, the binary run from it)"
+./scripts/test-image.sh debug
 echo "== benchmarks compile"
 cargo bench -p bench --locked --no-run

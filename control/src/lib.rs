@@ -8,6 +8,7 @@
 
 pub mod apiserver;
 pub mod cli;
+pub mod cni;
 pub mod compile;
 pub mod controllers;
 pub mod dns;

@@ -10,6 +10,7 @@
 pub mod attack;
 pub mod cloud_lb;
 pub mod cluster;
+pub mod cni;
 pub mod counters;
 pub mod error;
 pub mod fabric;

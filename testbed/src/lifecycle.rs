@@ -189,6 +189,7 @@ pub fn apply(layout: &Layout, state: &mut RunState, files: &[PathBuf]) -> Result
             ip,
             ports: &pod.ports,
             dns: pod.dns.then_some(&ferroplane),
+            cni: crate::cni::enabled().then_some(ferroplane.bin.as_path()),
         };
         let record = pods::start(layout, (state.io, state.mode), &node, &spec)?;
         resolv::write(

@@ -16,6 +16,7 @@ use std::time::Duration;
 use control::node::pod_interface_name;
 
 use crate::cluster::Ferroplane;
+use crate::cni;
 use crate::error::{Error, Result, context};
 use crate::layout::{Layout, POD_IF, pod_mac};
 use crate::netns::{add, exec, ip, spawn_until_ready, wait_for_link};
@@ -32,6 +33,8 @@ pub struct PodSpec<'a> {
     pub ports: &'a [u16],
     /// Run the cluster DNS server (`ferroplane dns` on port 53) instead of netexec.
     pub dns: Option<&'a Ferroplane>,
+    /// Wire the pod through `ferroplane-cni` (this `ferroplane` binary) instead of by hand.
+    pub cni: Option<&'a Path>,
 }
 
 /// Creates the pod's namespace, attaches it to `node` and starts its server.
@@ -47,6 +50,50 @@ pub fn start(
     let bound = netns_dir(layout, &node.name).join(&ns);
     std::os::unix::fs::symlink(&link, &bound).map_err(context(bound.display()))?;
     let iface = pod_interface_name(pod.namespace, pod.name);
+    if let Some(ferroplane) = pod.cni {
+        if io == Io::Tap {
+            // The node process creates the pod's TAP once it sees the Pod; the plugin moves it.
+            wait_for_link(&node.netns, &iface, Duration::from_secs(10))?;
+        }
+        let attachment = cni::Attachment {
+            pod_namespace: pod.namespace,
+            pod_name: pod.name,
+            netns: &ns,
+            ip: pod.ip,
+        };
+        cni::call(layout, ferroplane, (io, mode), node, "ADD", &attachment)?;
+        if io == Io::AfXdp {
+            exec(&ns, &["ethtool", "-K", POD_IF, "tx", "off"])?;
+        }
+    } else {
+        wire_by_hand(node, &ns, &iface, (io, mode), pod.ip)?;
+    }
+    let server_pid = match pod.dns {
+        Some(ferroplane) => Some(start_dns(layout, &ns, ferroplane)?),
+        None if pod.ports.is_empty() => None,
+        None => Some(start_server(layout, &ns, pod.name, pod.ports)?),
+    };
+    Ok(PodRecord {
+        namespace: pod.namespace.to_owned(),
+        name: pod.name.to_owned(),
+        node: node.name.clone(),
+        ip: pod.ip,
+        netns: ns,
+        ports: pod.ports.to_vec(),
+        server_pid,
+    })
+}
+
+/// What a CNI does, done with `ip` commands: the pod's device, MAC, address and routes.
+fn wire_by_hand(
+    node: &NodeRecord,
+    ns: &str,
+    iface: &str,
+    (io, mode): (Io, Mode),
+    pod_ip: Ipv4Addr,
+) -> Result<()> {
+    let ns = ns.to_owned();
+    let iface = iface.to_owned();
     match io {
         Io::Tap => {
             wait_for_link(&node.netns, &iface, Duration::from_secs(10))?;
@@ -74,13 +121,13 @@ pub fn start(
         }
     }
     let gateway = gateway_of(&node.pod_cidr)?;
-    ip(&ns, &["link", "set", POD_IF, "address", &pod_mac(pod.ip)])?;
+    ip(&ns, &["link", "set", POD_IF, "address", &pod_mac(pod_ip)])?;
     ip(
         &ns,
         &[
             "addr",
             "add",
-            &format!("{}/24", pod.ip),
+            &format!("{pod_ip}/24"),
             "dev",
             POD_IF,
             "noprefixroute",
@@ -92,20 +139,7 @@ pub fn start(
         &["route", "add", &gateway, "dev", POD_IF, "scope", "link"],
     )?;
     ip(&ns, &["route", "add", "default", "via", &gateway])?;
-    let server_pid = match pod.dns {
-        Some(ferroplane) => Some(start_dns(layout, &ns, ferroplane)?),
-        None if pod.ports.is_empty() => None,
-        None => Some(start_server(layout, &ns, pod.name, pod.ports)?),
-    };
-    Ok(PodRecord {
-        namespace: pod.namespace.to_owned(),
-        name: pod.name.to_owned(),
-        node: node.name.clone(),
-        ip: pod.ip,
-        netns: ns,
-        ports: pod.ports.to_vec(),
-        server_pid,
-    })
+    Ok(())
 }
 
 /// The first address of a podCIDR (`10.244.1.0/24` -> `10.244.1.1`).

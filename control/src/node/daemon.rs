@@ -116,6 +116,7 @@ pub fn run(settings: NodeSettings, reload: Reload) -> Result<(), String> {
             pod_mtu: pod_mtu(&settings),
             uplink_interface: &settings.uplink.interface,
             host_interface: settings.host.as_ref().map(|h| h.interface.as_str()),
+            pod_cidr_file: Some(super::pod_cidr_file::path_for(&settings.admin.socket)),
         },
         senders,
         Arc::clone(&observers),

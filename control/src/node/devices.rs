@@ -12,7 +12,6 @@
 use std::io;
 use std::os::fd::RawFd;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -261,16 +260,8 @@ pub fn open_host(
     let fail = |e: io::Error| format!("ports.host.interface {interface}: {e}");
     let (devices, _) = open_tap(interface, workers, None).map_err(fail)?;
     if let Some(mac) = mac {
-        let out = Command::new("ip")
-            .args(["link", "set", "dev", interface, "address", &mac.to_string()])
-            .output()
-            .map_err(|e| format!("ports.host.mac: running `ip`: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "ports.host.mac {mac}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
+        crate::cni::link::set_mac(interface, mac.0)
+            .map_err(|e| format!("ports.host.mac {mac}: {e}"))?;
     }
     netdev::set_up(interface).map_err(fail)?;
     let actual = MacAddr(netdev::mac_address(interface).map_err(fail)?);

@@ -32,6 +32,7 @@ use super::log;
 use super::naming::pod_interface_name;
 use super::netns::{self, Wanted};
 use super::observe::Observers;
+use super::pod_cidr_file::PodCidrFile;
 use crate::compile::node::pod_mac;
 use crate::compile::ports::{FIRST_POD_PORT, local_pods};
 use crate::compile::{HOST_PORT, PortAssignments, UPLINK_PORT};
@@ -86,6 +87,7 @@ pub struct PortManager {
     names: Arc<ArcSwap<PortNames>>,
     base_names: PortNames,
     health: Arc<ArcSwap<Vec<HealthService>>>,
+    pod_cidr_file: Option<PodCidrFile>,
 }
 
 /// What the port manager needs to know about the node.
@@ -98,6 +100,8 @@ pub struct PodPorts<'a> {
     pub pod_mtu: u16,
     pub uplink_interface: &'a str,
     pub host_interface: Option<&'a str>,
+    /// Where the node's podCIDR is published for the CNI plugin.
+    pub pod_cidr_file: Option<PathBuf>,
 }
 
 impl PortManager {
@@ -113,6 +117,7 @@ impl PortManager {
             pod_mtu,
             uplink_interface,
             host_interface,
+            ref pod_cidr_file,
         } = *node;
         let mut base = BTreeMap::new();
         base.insert(
@@ -145,6 +150,7 @@ impl PortManager {
             names: Arc::new(ArcSwap::from_pointee(base_names.clone())),
             base_names,
             health: Arc::new(ArcSwap::from_pointee(Vec::new())),
+            pod_cidr_file: pod_cidr_file.clone().map(PodCidrFile::new),
         }
     }
 
@@ -166,6 +172,9 @@ impl PortManager {
     pub fn assignments(&mut self, state: &ClusterState) -> PortAssignments {
         self.health
             .store(Arc::new(super::health::services_of(state)));
+        if let Some(file) = &mut self.pod_cidr_file {
+            file.update(state, &self.node);
+        }
         let local: BTreeMap<String, Ipv4Addr> = local_pods(state, &self.node)
             .map(|(key, _, ip)| (key, ip))
             .collect();

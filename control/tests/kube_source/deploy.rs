@@ -152,6 +152,38 @@ fn the_daemon_set_runs_the_kubernetes_source_on_every_node() {
             && t.value.is_none()
     }));
 
+    // The init container installs the plugin and its conflist on the host.
+    let [install] = pod.init_containers.as_deref().unwrap_or_default() else {
+        panic!("one init container expected");
+    };
+    assert_eq!(
+        install.command.as_deref().unwrap(),
+        ["/usr/local/bin/ferroplane-cni"]
+    );
+    let install_args = install.args.as_deref().unwrap();
+    assert_eq!(install_args[0], "install");
+    let host_path_of = |mount_path: &str| {
+        let mount = install
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.mount_path == mount_path)
+            .unwrap_or_else(|| panic!("install-cni mounts nothing at {mount_path}"));
+        let volume = pod
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == mount.name)
+            .unwrap();
+        volume.host_path.as_ref().unwrap().path.clone()
+    };
+    assert_eq!(host_path_of(&install_args[1]), "/opt/cni/bin");
+    assert_eq!(host_path_of(&install_args[2]), "/etc/cni/net.d");
+    assert_eq!(
+        install_args[3], "/usr/share/ferroplane/10-ferroplane.conflist",
+        "where deploy/Containerfile puts it"
+    );
+
     let [container] = pod.containers.as_slice() else {
         panic!("one container expected");
     };

@@ -1,0 +1,112 @@
+//! Wiring a pod through `ferroplane-cni` exactly as a container runtime does: the plugin
+//! exec'd in the node's namespace with `CNI_COMMAND`, `CNI_CONTAINERID`, `CNI_NETNS`,
+//! `CNI_IFNAME`, `CNI_PATH` and `CNI_ARGS` (the pod's namespace and name, and its address as
+//! `IP=`, the way host-local takes a requested address), the network configuration on stdin.
+//!
+//! Switchable while it is proven on every backend: `FERROPLANE_TESTBED_CNI=plugin` turns it
+//! on; without it the testbed plays CNI itself (`pods.rs`).
+//!
+//! Invariants: the plugin binary is the node's own `ferroplane`, linked as `ferroplane-cni`
+//! in the run directory's `cni-bin/`; each node's address files live in `cni/<node>/`.
+
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::json;
+
+use crate::error::{Error, Result, context};
+use crate::layout::{Layout, POD_IF};
+use crate::run_state::{Io, Mode, NodeRecord};
+
+/// Whether pods are wired through the plugin (`FERROPLANE_TESTBED_CNI=plugin`).
+pub fn enabled() -> bool {
+    std::env::var("FERROPLANE_TESTBED_CNI").is_ok_and(|v| v == "plugin")
+}
+
+/// The directory holding `ferroplane-cni` (the CNI_PATH), linked to `ferroplane` on first use.
+fn plugin_dir(layout: &Layout, ferroplane: &Path) -> Result<PathBuf> {
+    let dir = layout.run_dir().join("cni-bin");
+    std::fs::create_dir_all(&dir).map_err(context(dir.display()))?;
+    let link = dir.join("ferroplane-cni");
+    if std::fs::read_link(&link).ok().as_deref() != Some(ferroplane) {
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(ferroplane, &link).map_err(context(link.display()))?;
+    }
+    Ok(dir)
+}
+
+/// The pod's attachment as the runtime names it.
+pub struct Attachment<'a> {
+    pub pod_namespace: &'a str,
+    pub pod_name: &'a str,
+    /// The pod's network namespace (under /run/netns), also its container ID.
+    pub netns: &'a str,
+    pub ip: Ipv4Addr,
+}
+
+/// Runs `command` (ADD or DEL) of the plugin for `pod` on `node`.
+pub fn call(
+    layout: &Layout,
+    ferroplane: &Path,
+    (io, mode): (Io, Mode),
+    node: &NodeRecord,
+    command: &str,
+    pod: &Attachment<'_>,
+) -> Result<String> {
+    let dir = plugin_dir(layout, ferroplane)?;
+    let data_dir = layout.run_dir().join("cni").join(&node.name);
+    let mtu = match mode {
+        Mode::Vxlan => 1450,
+        Mode::Routed => 1500,
+    };
+    let mut conf = json!({
+        "cniVersion": "1.1.0",
+        "name": "ferroplane",
+        "type": "ferroplane-cni",
+        // Written by the node process from its Node's spec.podCIDR (next to its admin socket).
+        "podCIDRFile": node.admin_socket.with_extension("pod-cidr"),
+        "dataDir": data_dir,
+        "interface": if io == Io::Tap { "tap" } else { "veth" },
+        "mtu": mtu,
+        "adminSocket": node.admin_socket,
+    });
+    if io != Io::Tap {
+        // AF_PACKET and AF_XDP sockets cannot take GSO super-frames.
+        conf["gsoMaxSegs"] = json!(1);
+    }
+    let args = format!(
+        "IgnoreUnknown=1;K8S_POD_NAMESPACE={};K8S_POD_NAME={};IP={}",
+        pod.pod_namespace, pod.pod_name, pod.ip
+    );
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &node.netns])
+        .arg(dir.join("ferroplane-cni"))
+        .env("CNI_COMMAND", command)
+        .env("CNI_CONTAINERID", pod.netns)
+        .env("CNI_NETNS", Path::new("/run/netns").join(pod.netns))
+        .env("CNI_IFNAME", POD_IF)
+        .env("CNI_PATH", &dir)
+        .env("CNI_ARGS", args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(context("running ferroplane-cni"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(conf.to_string().as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        return Err(Error(format!(
+            "ferroplane-cni {command} for pod {}/{}: {}{}",
+            pod.pod_namespace,
+            pod.pod_name,
+            stdout.trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(stdout)
+}

@@ -35,7 +35,7 @@ mod reload;
 mod render;
 mod render_sched;
 mod scheduling;
-mod source;
+pub mod source;
 mod watchdog;
 mod worker;
 

@@ -358,16 +358,24 @@ fn start_source(settings: SourceSettings) -> Source {
 /// The node's threads, for CPU accounting.
 const NODE_THREADS: [&str; 1] = ["kube-source"];
 
+/// What every run shares.
+struct Shared<'a> {
+    args: &'a Args,
+    /// The next resourceVersion (increasing across runs, as the API server's).
+    version: &'a Arc<AtomicU64>,
+    /// When the benchmark began (the RSS series' time axis).
+    origin: Instant,
+}
+
 fn run_once(
     source: &mut Source,
     feed: &Arc<Feed>,
     name: &str,
     kind: &'static str,
     rate: u32,
-    args: &Args,
-    version: &Arc<AtomicU64>,
-    clock_origin: Instant,
+    shared: &Shared<'_>,
 ) -> Run {
+    let (args, version, clock_origin) = (shared.args, shared.version, shared.origin);
     let churn = Churn {
         scale: args.scale,
         kind,
@@ -536,16 +544,12 @@ fn main() {
                 "endpoints"
             };
             for &rate in &args.rates {
-                runs.push(run_once(
-                    &mut source,
-                    &feed,
-                    name,
-                    kind,
-                    rate,
-                    &args,
-                    &version,
+                let shared = Shared {
+                    args: &args,
+                    version: &version,
                     origin,
-                ));
+                };
+                runs.push(run_once(&mut source, &feed, name, kind, rate, &shared));
             }
         }
         drop(source);

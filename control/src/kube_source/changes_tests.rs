@@ -117,7 +117,7 @@ fn slice_trigger_times_become_programming_latencies() {
     assert!(triggers.has_pending());
     let at: jiff::Timestamp = "2026-01-01T00:00:01.5Z".parse().unwrap();
     let mut histogram = crate::sync::metrics::Histogram::new(&[1.0, 2.0]);
-    triggers.published(std::time::SystemTime::try_from(at).unwrap(), &mut histogram);
+    triggers.published(std::time::SystemTime::from(at), &mut histogram);
     assert_eq!(
         triggers.last_batch(),
         [std::time::Duration::from_millis(1500)]

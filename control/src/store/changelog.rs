@@ -2,12 +2,13 @@
 //! touched, so a node's sync reads only the object files that changed instead of the whole
 //! directory.
 //!
-//! Format (text, one entry per line, tab-separated):
+//! Format (text, one entry per line, the four fields separated by one TAB each, shown here
+//! as `<TAB>`; a cluster-scoped object has an empty namespace):
 //! ```text
 //! ferroplane-changes v1 from 41
-//! 42	services	default	web
-//! 42	endpointslices	default	web-1
-//! 43	nodes		n1
+//! 42<TAB>services<TAB>default<TAB>web
+//! 42<TAB>endpointslices<TAB>default<TAB>web-1
+//! 43<TAB>nodes<TAB><TAB>n1
 //! ```
 //! The header's `from G` says the log lists every object touched by every generation above `G`.
 //!

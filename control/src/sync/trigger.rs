@@ -29,7 +29,7 @@ pub fn trigger_time(object: &Object) -> Option<SystemTime> {
         .as_ref()?
         .get(TRIGGER_TIME_ANNOTATION)?;
     let at: jiff::Timestamp = value.parse().ok()?;
-    SystemTime::try_from(at).ok()
+    Some(SystemTime::from(at))
 }
 
 /// Trigger times applied but not yet published, and the latencies of the last publication.

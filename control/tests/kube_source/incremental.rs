@@ -108,7 +108,7 @@ fn malformed_and_out_of_order_events_are_reported_and_skipped() {
     let mut applied = Vec::new();
     wait_until("both events", || {
         applied.extend(drain(&fixture, &mut state, &mut health));
-        health.errors.get(OUT_OF_ORDER).is_some()
+        health.errors.contains_key(OUT_OF_ORDER)
     });
     assert!(
         applied.iter().any(|k| k.contains("store-be")),

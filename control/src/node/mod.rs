@@ -19,6 +19,8 @@
 mod admin;
 pub mod config;
 mod daemon;
+#[cfg(test)]
+mod dashboard_tests;
 mod devices;
 mod flow_state;
 mod health;

@@ -207,15 +207,20 @@ impl ClusterState {
     }
 
     /// Stores an object under its own key, returning the one it replaces.
-    pub(crate) fn insert(&mut self, object: Object) -> Option<Object> {
+    pub fn insert(&mut self, object: Object) -> Option<Object> {
         self.objects.insert(object.object_ref(), object)
     }
 
-    pub(crate) fn remove(&mut self, key: &ObjectRef) -> Option<Object> {
+    pub fn remove(&mut self, key: &ObjectRef) -> Option<Object> {
         self.objects.remove(key)
     }
 
-    pub(crate) fn set_generation(&mut self, generation: u64) {
+    pub fn set_generation(&mut self, generation: u64) {
         self.generation = generation;
+    }
+
+    /// For sources that keep one state and change it in place (change log, watch events).
+    pub fn set_settings(&mut self, settings: ClusterSettings) {
+        self.settings = settings;
     }
 }

@@ -8,6 +8,7 @@
 //! every controller over the whole state, which repairs any derived object left stale.
 
 use crate::apiserver::ApiServer;
+use crate::model::Object;
 use crate::state::ClusterState;
 use crate::store::{StateDir, StateLock, StoreError, durable};
 
@@ -72,21 +73,17 @@ impl Transaction {
             });
         }
         durable::write_atomic(&marker, b"").map_err(|e| StoreError::io(&marker, &e))?;
-        let mut writes = Vec::new();
-        let mut removals = Vec::new();
-        for key in &finished.touched {
-            let path = self.dir.object_path(key);
-            match finished.state.object(key) {
-                Some(object) => writes.push((path, object.to_json_bytes())),
-                None => removals.push(path),
-            }
-        }
-        let root = self.dir.root().to_path_buf();
-        durable::write_all_atomic(&writes).map_err(|e| StoreError::io(&root, &e))?;
-        durable::remove_all_durable(&removals).map_err(|e| StoreError::io(&root, &e))?;
-        let generation_path = self.dir.generation_path();
-        durable::write_atomic(&generation_path, format!("{generation}\n").as_bytes())
-            .map_err(|e| StoreError::io(&generation_path, &e))?;
+        let objects: Vec<_> = finished
+            .touched
+            .iter()
+            .map(|key| {
+                (
+                    key.clone(),
+                    finished.state.object(key).map(Object::to_json_bytes),
+                )
+            })
+            .collect();
+        self.dir.write_commit(generation, &objects)?;
         durable::remove_all_durable(std::slice::from_ref(&marker))
             .map_err(|e| StoreError::io(&marker, &e))?;
         let changed = finished.touched.len();

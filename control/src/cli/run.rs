@@ -13,6 +13,10 @@ pub struct RunArgs {
     /// The node configuration file (node.yaml); its keys are listed below.
     #[arg(short, long)]
     pub config: Option<PathBuf>,
+    /// A kube-proxy `KubeProxyConfiguration` file: the fields that apply fill what node.yaml
+    /// leaves unset; the ones that do not are listed at start.
+    #[arg(long)]
+    pub kube_proxy_config: Option<PathBuf>,
     /// This node's name (overrides nodeName).
     #[arg(long, env = "FERROPLANE_NODE_NAME")]
     pub node_name: Option<String>,
@@ -51,6 +55,19 @@ pub fn run(state: &Path, args: &RunArgs) -> Result<bool, String> {
         Some(path) => config::load(path).map_err(|e| e.to_string())?,
         None => FileConfig::default(),
     };
+    let mut file = file;
+    if let Some(path) = &args.kube_proxy_config {
+        let mapping = config::kube_proxy::load(path, &mut file).map_err(|e| e.to_string())?;
+        for field in &mapping.ignored {
+            crate::node::log::info(format_args!("{}: ignored {field}", path.display()));
+        }
+        if let Some(addr) = mapping.metrics_bind_address {
+            crate::node::log::info(format_args!(
+                "{}: metricsBindAddress {addr} (the metrics listener's address)",
+                path.display()
+            ));
+        }
+    }
     let settings = config::resolve(file, &overrides).map_err(|e| match &args.config {
         Some(path) => format!("{}: {e}", path.display()),
         None => e.to_string(),

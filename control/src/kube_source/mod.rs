@@ -18,6 +18,7 @@
 //!   generation than its contents: a change racing a snapshot shows up as a later generation.
 //! - Dropping the source stops the watchers and joins their thread.
 
+mod changes;
 mod progress;
 mod watch;
 
@@ -33,6 +34,7 @@ use crate::model::Kind;
 use crate::settings::ClusterSettings;
 use crate::state::ClusterState;
 
+pub use changes::{ChangeQueue, WatchChange, apply_changes};
 use progress::Progress;
 pub use progress::SourceStatus;
 use watch::Stores;
@@ -105,6 +107,8 @@ impl std::error::Error for KubeSourceError {
 pub struct KubeSource {
     settings: ClusterSettings,
     stores: Stores,
+    /// Set for an incremental source (the stores then stay empty).
+    changes: Option<Arc<ChangeQueue>>,
     progress: Arc<Progress>,
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -119,8 +123,29 @@ impl KubeSource {
         config: KubeSourceConfig,
         settings: ClusterSettings,
     ) -> Result<KubeSource, KubeSourceError> {
+        KubeSource::start(config, settings, false)
+    }
+
+    /// Like [`KubeSource::connect`], but the watch events are queued for
+    /// [`KubeSource::take_changes`] instead of kept in stores: [`KubeSource::snapshot`] stays
+    /// empty and the caller keeps its own state ([`apply_changes`]), holding each object once.
+    pub fn connect_incremental(
+        config: KubeSourceConfig,
+        settings: ClusterSettings,
+    ) -> Result<KubeSource, KubeSourceError> {
+        KubeSource::start(config, settings, true)
+    }
+
+    fn start(
+        config: KubeSourceConfig,
+        settings: ClusterSettings,
+        incremental: bool,
+    ) -> Result<KubeSource, KubeSourceError> {
         settings.validate().map_err(KubeSourceError::Settings)?;
         let (stores, writers) = watch::stores();
+        let changes = incremental.then(|| Arc::new(ChangeQueue::default()));
+        let watcher_changes = changes.clone();
+        let writers = (!incremental).then_some(writers);
         let progress = Arc::new(Progress::default());
         let (started_tx, started_rx) = mpsc::channel();
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
@@ -146,7 +171,12 @@ impl KubeSource {
                             return;
                         }
                     };
-                    let watchers = watch::watch_all(&client, writers, &watcher_progress);
+                    let watchers = watch::watch_all(
+                        &client,
+                        writers,
+                        watcher_changes.as_ref(),
+                        &watcher_progress,
+                    );
                     let _ = started_tx.send(Ok(()));
                     futures_util::future::select(Box::pin(watchers), shutdown_rx).await;
                 });
@@ -160,6 +190,7 @@ impl KubeSource {
         Ok(KubeSource {
             settings,
             stores,
+            changes,
             progress,
             shutdown: Some(shutdown_tx),
             thread: Some(thread),
@@ -186,6 +217,12 @@ impl KubeSource {
     /// Generation, listed kinds and watch errors, for logs and health reporting.
     pub fn status(&self) -> SourceStatus {
         self.progress.status()
+    }
+
+    /// The watch events queued since the last call (always empty unless the source was made
+    /// with [`KubeSource::connect_incremental`]).
+    pub fn take_changes(&self) -> Vec<WatchChange> {
+        self.changes.as_ref().map(|q| q.take()).unwrap_or_default()
     }
 
     pub fn settings(&self) -> &ClusterSettings {

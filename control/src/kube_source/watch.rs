@@ -2,9 +2,9 @@
 //! watched kind, and the tasks that keep the stores current, all driven by one tokio
 //! current-thread runtime on the source's own thread.
 //!
-//! Invariants: every store is written only by its reflector (the `reflect` stage of its watch
-//! stream), before the event reaches [`follow`], so [`Progress`] records an event only once the
-//! store shows it. `managedFields` are cleared before an object is stored (nothing here reads
+//! Invariants: every store is written only by its watch task, and the change queue is fed by
+//! it, both before [`Progress`] records the event, so a reader never sees a generation whose
+//! event is not in the store and the queue yet. `managedFields` are cleared before an object is stored (nothing here reads
 //! them, and they are often the largest part of an object). Watch failures are retried with
 //! kube's default backoff forever; they are recorded, never fatal.
 
@@ -25,9 +25,10 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Config, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
-use crate::model::{Kind, StoredKind};
+use crate::model::{Kind, Object, StoredKind};
 use crate::state::ClusterState;
 
+use super::changes::{ChangeQueue, WatchChange};
 use super::progress::Progress;
 use super::{KubeSourceConfig, KubeSourceError};
 
@@ -142,41 +143,77 @@ pub(super) fn client(config: Config) -> Result<Client, KubeSourceError> {
     Client::try_from(config).map_err(KubeSourceError::Client)
 }
 
-/// Watches every kind until the returned future is dropped.
+/// Watches every kind until the returned future is dropped, into the stores (`writers`), the
+/// change queue (`queue`), or both.
 pub(super) fn watch_all(
     client: &Client,
-    writers: Writers,
+    writers: Option<Writers>,
+    queue: Option<&Arc<ChangeQueue>>,
     progress: &Arc<Progress>,
 ) -> impl Future<Output = ()> + use<> {
+    let (namespaces, nodes, pods, services, endpoint_slices, network_policies) = match writers {
+        Some(w) => (
+            Some(w.namespaces),
+            Some(w.nodes),
+            Some(w.pods),
+            Some(w.services),
+            Some(w.endpoint_slices),
+            Some(w.network_policies),
+        ),
+        None => (None, None, None, None, None, None),
+    };
     let watchers: Vec<Pin<Box<dyn Future<Output = ()> + Send>>> = vec![
-        Box::pin(follow(client, writers.namespaces, progress)),
-        Box::pin(follow(client, writers.nodes, progress)),
-        Box::pin(follow(client, writers.pods, progress)),
-        Box::pin(follow(client, writers.services, progress)),
-        Box::pin(follow(client, writers.endpoint_slices, progress)),
-        Box::pin(follow(client, writers.network_policies, progress)),
+        Box::pin(follow(client, namespaces, queue, progress)),
+        Box::pin(follow(client, nodes, queue, progress)),
+        Box::pin(follow(client, pods, queue, progress)),
+        Box::pin(follow(client, services, queue, progress)),
+        Box::pin(follow(client, endpoint_slices, queue, progress)),
+        Box::pin(follow(client, network_policies, queue, progress)),
     ];
     async move {
         futures_util::future::join_all(watchers).await;
     }
 }
 
-/// Lists and watches one kind cluster-wide into its store, recording every event.
+/// Queues what one event did; a re-list is gathered in `relist` until `InitDone`.
+fn queue_event<K: WatchedKind>(queue: &ChangeQueue, relist: &mut Vec<Object>, event: &Event<K>) {
+    match event {
+        Event::Apply(object) => queue.push(WatchChange::Applied(object.clone().into_object())),
+        Event::Delete(object) => queue.push(WatchChange::Deleted(
+            object.clone().into_object().object_ref(),
+        )),
+        Event::Init => relist.clear(),
+        Event::InitApply(object) => relist.push(object.clone().into_object()),
+        Event::InitDone => queue.push(WatchChange::Relisted(K::KIND, std::mem::take(relist))),
+    }
+}
+
+/// Lists and watches one kind cluster-wide into its store and queue, recording every event.
 fn follow<K: WatchedKind>(
     client: &Client,
-    writer: Writer<K>,
+    mut writer: Option<Writer<K>>,
+    queue: Option<&Arc<ChangeQueue>>,
     progress: &Arc<Progress>,
 ) -> impl Future<Output = ()> + Send + use<K> {
     let api: Api<K> = Api::all(client.clone());
     let progress = Arc::clone(progress);
+    let queue = queue.cloned();
     let kind: Kind = K::KIND;
     async move {
         let events = watcher::watcher(api, watcher::Config::default())
             .default_backoff()
-            .modify(|object: &mut K| object.managed_fields_mut().clear())
-            .reflect(writer);
+            .modify(|object: &mut K| object.managed_fields_mut().clear());
         let mut events = pin!(events);
+        let mut relist = Vec::new();
         while let Some(event) = events.next().await {
+            if let Ok(event) = &event {
+                if let Some(writer) = writer.as_mut() {
+                    writer.apply_watcher_event(event);
+                }
+                if let Some(queue) = &queue {
+                    queue_event(queue, &mut relist, event);
+                }
+            }
             match event {
                 Ok(Event::Apply(_) | Event::Delete(_)) => progress.record_change(),
                 Ok(Event::InitDone) => progress.record_listed(kind),

@@ -23,6 +23,8 @@ mod admin;
 pub mod config;
 mod conntrack_list;
 mod daemon;
+#[cfg(test)]
+mod dashboard_tests;
 mod devices;
 mod flow_state;
 mod health;
@@ -42,7 +44,7 @@ mod render_sched;
 mod scheduling;
 pub(crate) mod server;
 mod serving;
-mod source;
+pub mod source;
 pub(crate) mod tls;
 mod watchdog;
 mod worker;

@@ -15,9 +15,12 @@ use dataplane::tables::conntrack::Conntrack;
 
 use super::config::SourceSettings;
 use crate::compile::{Compiler, NodeLocal, Problem};
-use crate::kube_source::KubeSource;
+use crate::kube_source::{KubeSource, apply_changes};
+use crate::state::ClusterState;
 use crate::store::StateDir;
+use crate::sync::input_health;
 use crate::sync::metrics::{ObjectCounts, SyncMetrics};
+use crate::sync::trigger::TriggerTimes;
 use crate::sync::{PollOutcome, PortSource, SyncClock, SyncError, Syncer};
 
 /// A running snapshot source.
@@ -53,6 +56,15 @@ impl Source {
         match self {
             Source::State(s, _) => s.metrics(),
             Source::Kubernetes(k) => &k.metrics,
+        }
+    }
+
+    /// The programming latencies of the changes the last publication carried (those with a
+    /// trigger time), for the churn benchmark.
+    pub fn last_programming_latencies(&self) -> &[Duration] {
+        match self {
+            Source::State(s, _) => s.last_programming_latencies(),
+            Source::Kubernetes(k) => k.last_programming_latencies(),
         }
     }
 
@@ -141,7 +153,7 @@ impl Starter {
             SourceSettings::Kubernetes { client, cluster } => {
                 if self.kube.is_none() {
                     self.kube = Some(
-                        KubeSource::connect(client.clone(), cluster.clone())
+                        KubeSource::connect_incremental(client.clone(), cluster.clone())
                             .map_err(|e| StartError::Fatal(e.to_string()))?,
                     );
                 }
@@ -162,11 +174,18 @@ pub enum StartError {
     Fatal(String),
 }
 
-/// The Kubernetes counterpart of the [`Syncer`]: polls the watchers' change counter and
-/// recompiles in full on every change (the watch delivers no per-object diff here).
+/// The Kubernetes counterpart of the [`Syncer`]: polls the watchers' change counter, applies
+/// the queued watch events to the one state it keeps and recompiles what they touched with
+/// the same incremental [`Compiler`] (in full at the periodic resync). Everything queued
+/// between two polls is one batch, so a burst waits at most one poll interval plus a sync.
 pub struct KubeSync {
     source: KubeSource,
     compiler: Compiler,
+    /// The cluster as the applied watch events show it.
+    state: ClusterState,
+    triggers: TriggerTimes,
+    /// The watchers' error count already reported.
+    watch_errors: u64,
     ports: PortSource,
     cell: Arc<SnapshotCell>,
     conntracks: Vec<Arc<Conntrack>>,
@@ -203,7 +222,16 @@ impl KubeSync {
             return Err(why);
         }
         let started = Instant::now();
-        let state = source.snapshot();
+        let mut state = ClusterState::new(source.settings().clone());
+        state.set_generation(source.generation());
+        let mut metrics = SyncMetrics::default();
+        let mut triggers = TriggerTimes::default();
+        apply_changes(
+            &mut state,
+            source.take_changes(),
+            &mut metrics.input,
+            &mut triggers,
+        );
         let mut compiler = Compiler::new(inputs.node, inputs.local);
         let compiled = compiler
             .compile(&state, &ports(&state))
@@ -213,15 +241,16 @@ impl KubeSync {
         };
         let mut snapshot = compiled.snapshot;
         snapshot.generation = 1;
+        metrics.objects = ObjectCounts::of(&snapshot, compiled.problems.len());
         let mut sync = KubeSync {
             seen: state.generation(),
             source,
             compiler,
+            state,
+            triggers,
+            watch_errors: 0,
             ports,
-            metrics: SyncMetrics {
-                objects: ObjectCounts::of(&snapshot, compiled.problems.len()),
-                ..SyncMetrics::default()
-            },
+            metrics,
             cell: Arc::new(SnapshotCell::new(snapshot)),
             conntracks: inputs.conntracks,
             resync: inputs.resync,
@@ -230,8 +259,22 @@ impl KubeSync {
             published: 1,
             problems: compiled.problems,
         };
+        sync.note_watch_errors();
         sync.record_success(started, clock);
         Ok(sync)
+    }
+
+    /// Reports the watch errors (malformed events, failed requests) seen since the last call.
+    fn note_watch_errors(&mut self) {
+        let status = self.source.status();
+        let new = status.watch_errors.saturating_sub(self.watch_errors);
+        self.watch_errors = status.watch_errors;
+        if new == 0 {
+            self.metrics.input.clean_read();
+        }
+        self.metrics
+            .input
+            .record_count(input_health::WATCH_ERROR, new, status.last_error);
     }
 
     fn poll(&mut self, clock: SyncClock) -> PollOutcome {
@@ -241,11 +284,25 @@ impl KubeSync {
             return PollOutcome::Idle;
         }
         let started = Instant::now();
-        let state = self.source.snapshot();
-        let assignments = (self.ports)(&state);
-        let compiled = match self.compiler.compile(&state, &assignments) {
+        self.note_watch_errors();
+        let changed = apply_changes(
+            &mut self.state,
+            self.source.take_changes(),
+            &mut self.metrics.input,
+            &mut self.triggers,
+        );
+        self.state.set_generation(generation);
+        let assignments = (self.ports)(&self.state);
+        let compiled = if resync_due {
+            self.compiler.compile(&self.state, &assignments)
+        } else {
+            self.compiler.update(&self.state, &changed, &assignments)
+        };
+        let compiled = match compiled {
             Ok(compiled) => compiled,
             Err(error) => {
+                // The events are applied; the next poll compiles again (in full).
+                self.force = true;
                 self.metrics.sync_failures += 1;
                 return PollOutcome::Failed(SyncError(error.to_string()));
             }
@@ -259,8 +316,7 @@ impl KubeSync {
         for ct in &self.conntracks {
             crate::sync::warn_if_not_quiet(&flush_stale(ct, &old, &new, clock.conntrack));
         }
-        let changed = generation != self.seen;
-        self.seen = state.generation();
+        self.seen = generation;
         self.problems = compiled.problems;
         self.force = false;
         self.last_sync = clock.mono;
@@ -268,9 +324,14 @@ impl KubeSync {
         PollOutcome::Published {
             generation: self.published,
             state_generation: self.seen,
-            changed: usize::from(changed),
-            full: true,
+            changed: changed.len(),
+            full: resync_due,
         }
+    }
+
+    /// The programming latencies observed at the last publication, for benchmarks.
+    pub fn last_programming_latencies(&self) -> &[Duration] {
+        self.triggers.last_batch()
     }
 
     fn record_success(&mut self, started: Instant, clock: SyncClock) {
@@ -282,5 +343,7 @@ impl KubeSync {
             .duration_since(UNIX_EPOCH)
             .ok()
             .map(|d| d.as_secs_f64());
+        self.triggers
+            .published(clock.wall, &mut m.programming_latency);
     }
 }

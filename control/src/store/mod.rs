@@ -7,6 +7,7 @@
 //! DIR/generation                        change counter, bumped once per committed transaction
 //! DIR/lock                              flock(2) target: exclusive for writers, shared for readers
 //! DIR/transaction-in-progress           present only while a commit is being written
+//! DIR/changes                           which objects each recent generation touched
 //! DIR/objects/<plural>/<name>.json              cluster-scoped objects (namespaces, nodes)
 //! DIR/objects/<plural>/<namespace>/<name>.json  namespaced objects
 //! ```
@@ -20,6 +21,7 @@
 //! have been validated as DNS names first, so they cannot contain `/` or be `.`/`..`.
 
 pub mod access;
+pub mod changelog;
 pub mod durable;
 mod lock_holder;
 
@@ -250,6 +252,48 @@ impl StateDir {
             }
         }
         Ok((objects, problems))
+    }
+
+    /// Writes one commit under the exclusive lock the caller holds: each object's file
+    /// (`None` removes it), then the change log entry, then `generation` (last, so a reader
+    /// that sees the new generation sees the whole commit).
+    pub fn write_commit(
+        &self,
+        generation: u64,
+        objects: &[(ObjectRef, Option<Vec<u8>>)],
+    ) -> Result<(), StoreError> {
+        let mut writes = Vec::new();
+        let mut removals = Vec::new();
+        for (key, bytes) in objects {
+            let path = self.object_path(key);
+            match bytes {
+                Some(bytes) => writes.push((path, bytes.clone())),
+                None => removals.push(path),
+            }
+        }
+        durable::write_all_atomic(&writes).map_err(|e| StoreError::io(&self.root, &e))?;
+        durable::remove_all_durable(&removals).map_err(|e| StoreError::io(&self.root, &e))?;
+        let keys: Vec<ObjectRef> = objects.iter().map(|(key, _)| key.clone()).collect();
+        let log = self.change_log();
+        log.append(generation.saturating_sub(1), generation, &keys)
+            .map_err(|e| StoreError::io(log.path(), &e))?;
+        let path = self.generation_path();
+        durable::write_atomic(&path, format!("{generation}\n").as_bytes())
+            .map_err(|e| StoreError::io(&path, &e))
+    }
+
+    /// The change log ([`changelog`]).
+    pub fn change_log(&self) -> changelog::ChangeLog {
+        changelog::ChangeLog::new(&self.root)
+    }
+
+    /// One object by key: `None` when its file does not exist.
+    pub fn read_object_by_key(&self, key: &ObjectRef) -> Result<Option<Object>, StoreError> {
+        let path = self.object_path(key);
+        if !path.exists() {
+            return Ok(None);
+        }
+        self.read_object(key.kind, &path).map(Some)
     }
 
     fn read_object(&self, kind: Kind, path: &Path) -> Result<Object, StoreError> {

@@ -60,7 +60,7 @@ pub struct Histogram {
 }
 
 impl Histogram {
-    fn new(bounds: &'static [f64]) -> Histogram {
+    pub(crate) fn new(bounds: &'static [f64]) -> Histogram {
         Histogram {
             bounds,
             counts: vec![0; bounds.len() + 1],
@@ -163,6 +163,8 @@ pub struct SyncMetrics {
     /// From the commit of a change (the state's generation file time) to its publication.
     pub programming_latency: Histogram,
     pub objects: ObjectCounts,
+    /// Bad input skipped or recovered from (`sync::input_health`).
+    pub input: super::input_health::InputHealth,
 }
 
 impl Default for SyncMetrics {
@@ -175,6 +177,7 @@ impl Default for SyncMetrics {
             pending_changes: 0,
             programming_latency: Histogram::new(LATENCY_BUCKETS.as_slice()),
             objects: ObjectCounts::default(),
+            input: super::input_health::InputHealth::default(),
         }
     }
 }
@@ -197,6 +200,7 @@ impl SyncMetrics {
 
     /// Appends every metric in the Prometheus text exposition format.
     pub fn render_prometheus(&self, out: &mut String) {
+        self.input.render_prometheus(out);
         self.sync_duration.render(
             out,
             "kubeproxy_sync_proxy_rules_duration_seconds",

@@ -2,7 +2,9 @@
 //! directory.
 //!
 //! [`Syncer::poll`] reads the generation file (one small read); when it moved, or a periodic
-//! resync is due, or [`Syncer::request_sync`] asked for one, it loads the state, compiles the
+//! resync is due, or [`Syncer::request_sync`] asked for one, it reads what changed (the change
+//! log names the object files to re-read, [`incremental`]; a missing or damaged log, or a node
+//! further behind than the log reaches, loads the whole directory instead), compiles the
 //! node's snapshot (incrementally for a change, in full for a resync, so a missed change or a
 //! cache bug heals), publishes it into the [`SnapshotCell`] the workers read, and flushes the
 //! flows the new snapshot makes stale (`dataplane::reconcile::flush_stale`).
@@ -16,10 +18,13 @@
 //! - Published generations increase by one per publication.
 //! - Time comes in through [`SyncClock`]; only the sync's own duration is measured here.
 
+mod incremental;
+pub mod input_health;
 mod load;
 pub mod metrics;
 #[cfg(test)]
 mod tests;
+pub mod trigger;
 
 use std::fmt;
 use std::sync::Arc;
@@ -104,8 +109,13 @@ pub struct Syncer {
     cell: Arc<SnapshotCell>,
     conntracks: Vec<Arc<Conntrack>>,
     resync_interval: Duration,
-    /// The state the published snapshot came from.
+    /// The state as last read (changed in place by each read); the published snapshot came
+    /// from it unless the compile after the read failed (then `force` is set).
     last_good: ClusterState,
+    /// The state generation of the published snapshot.
+    published_generation: u64,
+    reader: incremental::IncrementalReader,
+    triggers: trigger::TriggerTimes,
     last_sync: Instant,
     force: bool,
     published: u64,
@@ -147,7 +157,10 @@ impl Syncer {
             cell: Arc::new(SnapshotCell::new(snapshot)),
             conntracks,
             resync_interval: DEFAULT_RESYNC_INTERVAL,
+            published_generation: state.generation(),
             last_good: state,
+            reader: incremental::IncrementalReader::default(),
+            triggers: trigger::TriggerTimes::default(),
             last_sync: clock.mono,
             force: false,
             published: 1,
@@ -200,24 +213,48 @@ impl Syncer {
 
     fn sync(&mut self, clock: SyncClock, full: bool) -> PollOutcome {
         let started = Instant::now();
-        let (state, mut problems) = match load::load(&self.dir, Some(&self.last_good)) {
-            Ok(loaded) => loaded,
+        let delta = self.reader.read(
+            &self.dir,
+            &mut self.last_good,
+            &mut self.metrics.input,
+            &mut self.triggers,
+        );
+        let (changed, mut problems) = match delta {
+            Ok(incremental::Delta::Applied(keys)) => {
+                (keys, self.reader.problems().cloned().collect::<Vec<_>>())
+            }
+            Ok(incremental::Delta::Reload) => {
+                let (state, problems) = match load::load(&self.dir, Some(&self.last_good)) {
+                    Ok(loaded) => loaded,
+                    Err(error) => return self.fail(SyncError(error.to_string())),
+                };
+                let changed = load::changed_objects(&self.last_good, &state);
+                for key in &changed {
+                    if let Some(object) = state.object(key) {
+                        self.triggers.note(object);
+                    }
+                }
+                self.last_good = state;
+                self.reader.reset();
+                (changed, problems)
+            }
             Err(error) => return self.fail(SyncError(error.to_string())),
         };
-        let assignments = (self.ports)(&state);
-        let changed = if full {
-            Vec::new()
-        } else {
-            load::changed_objects(&self.last_good, &state)
-        };
+        let state = &self.last_good;
+        let assignments = (self.ports)(state);
         let compiled = if full {
-            self.compiler.compile(&state, &assignments)
+            self.compiler.compile(state, &assignments)
         } else {
-            self.compiler.update(&state, &changed, &assignments)
+            self.compiler.update(state, &changed, &assignments)
         };
         let mut compiled = match compiled {
             Ok(compiled) => compiled,
-            Err(error) => return self.fail(SyncError(error.to_string())),
+            Err(error) => {
+                // The state was read; the next poll compiles it again (in full: the failed
+                // compile dropped the compiler's caches).
+                self.force = true;
+                return self.fail(SyncError(error.to_string()));
+            }
         };
         problems.append(&mut compiled.problems);
         self.published += 1;
@@ -228,9 +265,9 @@ impl Syncer {
         for ct in &self.conntracks {
             warn_if_not_quiet(&flush_stale(ct, &old, &new, clock.conntrack));
         }
-        let state_changed = state.generation() != self.last_good.generation();
-        let state_generation = state.generation();
-        self.last_good = state;
+        let state_generation = self.last_good.generation();
+        let state_changed = state_generation != self.published_generation;
+        self.published_generation = state_generation;
         self.problems = problems;
         self.metrics.objects = counts;
         self.force = false;
@@ -244,6 +281,12 @@ impl Syncer {
         }
     }
 
+    /// The programming latencies observed at the last publication (one per change that
+    /// carried a trigger time), for benchmarks.
+    pub fn last_programming_latencies(&self) -> &[Duration] {
+        self.triggers.last_batch()
+    }
+
     fn record_success(&mut self, started: Instant, clock: SyncClock, state_changed: bool) {
         let m = &mut self.metrics;
         m.syncs += 1;
@@ -254,7 +297,10 @@ impl Syncer {
             .ok()
             .map(|d| d.as_secs_f64());
         m.pending_changes = 0;
-        if state_changed {
+        if self.triggers.has_pending() {
+            self.triggers
+                .published(clock.wall, &mut m.programming_latency);
+        } else if state_changed {
             let committed = std::fs::metadata(self.dir.generation_path())
                 .and_then(|meta| meta.modified())
                 .ok();
@@ -269,7 +315,7 @@ impl Syncer {
     fn fail(&mut self, error: SyncError) -> PollOutcome {
         self.metrics.sync_failures += 1;
         if let Ok(generation) = self.dir.read_generation() {
-            self.metrics.pending_changes = generation.saturating_sub(self.last_good.generation());
+            self.metrics.pending_changes = generation.saturating_sub(self.published_generation);
         }
         PollOutcome::Failed(error)
     }

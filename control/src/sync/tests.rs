@@ -312,3 +312,59 @@ fn metrics_render_in_the_prometheus_format() {
         assert!(out.lines().any(|l| l == line), "missing {line:?} in\n{out}");
     }
 }
+
+#[test]
+fn a_sync_reads_only_the_objects_the_change_log_names() {
+    let f = Fixture::new();
+    let mut syncer = f.start();
+    apply(&f.dir, &pod("default", "w2", "app=web", NODE_B, &[]));
+    // Damage a file the commit did not touch: an incremental sync never reads it (a full
+    // load would report it).
+    let node_b = f.dir.object_path(&ObjectRef::new(Kind::Node, "", NODE_B));
+    std::fs::write(&node_b, b"garbage").unwrap();
+    let outcome = syncer.poll(f.clock());
+    assert!(
+        matches!(outcome, PollOutcome::Published { full: false, .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(web_backends(&syncer).len(), 2);
+    assert!(
+        syncer.problems().is_empty(),
+        "node-b was read: {:?}",
+        syncer.problems()
+    );
+    assert_eq!(syncer.metrics().input.total(), 0);
+}
+
+#[test]
+fn a_truncated_change_log_falls_back_to_a_full_load_and_is_reported() {
+    let f = Fixture::new();
+    let mut syncer = f.start();
+    let log = f.dir.change_log();
+    let before = std::fs::read(log.path()).unwrap();
+    apply(&f.dir, &pod("default", "w2", "app=web", NODE_B, &[]));
+    // Cut the log back to before the commit: it no longer reaches the state's generation.
+    std::fs::write(log.path(), &before).unwrap();
+    let outcome = syncer.poll(f.clock());
+    assert!(
+        matches!(outcome, PollOutcome::Published { .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(web_backends(&syncer).len(), 2, "the full load saw w2");
+    let input = &syncer.metrics().input;
+    assert_eq!(input.errors.get(input_health::CHANGE_LOG), Some(&1));
+    assert!(input.degraded);
+    let message = input.last_error.clone().unwrap();
+    assert!(message.contains("truncated"), "{message}");
+    let mut out = String::new();
+    syncer.metrics().render_prometheus(&mut out);
+    assert!(out.contains("ferroplane_sync_input_errors_total{reason=\"change_log\"} 1\n"));
+    // The next commit starts the log afresh; syncs are incremental and clean again.
+    apply(&f.dir, &pod("default", "w3", "app=web", NODE_B, &[]));
+    assert!(matches!(
+        syncer.poll(f.clock()),
+        PollOutcome::Published { full: false, .. }
+    ));
+    assert_eq!(web_backends(&syncer).len(), 3);
+    assert!(!syncer.metrics().input.degraded);
+}

@@ -9,6 +9,7 @@
 
 mod deploy;
 mod events;
+mod incremental;
 mod server;
 mod startup;
 
@@ -113,6 +114,25 @@ impl Fixture {
         let fixture = Fixture::connect_with(|_| {});
         wait_until("the initial lists", || fixture.source.is_ready());
         fixture
+    }
+
+    /// Like [`Fixture::start`] with a source that queues watch events
+    /// ([`KubeSource::connect_incremental`]).
+    pub fn start_incremental() -> Fixture {
+        let api = RecordedApi::start(&recorded_dir());
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = write_kubeconfig(dir.path(), &[("recorded", &api.url())]);
+        let config = KubeSourceConfig {
+            kubeconfig: Some(kubeconfig),
+            context: None,
+        };
+        let source = KubeSource::connect_incremental(config, settings()).unwrap();
+        wait_until("the initial lists", || source.is_ready());
+        Fixture {
+            api,
+            source,
+            _dir: dir,
+        }
     }
 
     /// Starts the server, lets `prepare` adjust it, then connects without waiting.

@@ -8,6 +8,7 @@
 //! checks both against each other).
 
 mod diff;
+pub mod kube_proxy;
 mod resolve;
 mod servers;
 pub mod units;

@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use super::*;
 use crate::model::StoredKind;
 use crate::settings::ClusterSettings;
-use crate::sync::trigger::TRIGGER_TIME_ANNOTATION;
+use crate::sync::metrics::TRIGGER_TIME_ANNOTATION;
 
 fn service(name: &str, version: &str) -> Object {
     Service {

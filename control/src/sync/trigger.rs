@@ -16,20 +16,11 @@ use std::time::{Duration, SystemTime};
 
 use crate::model::Object;
 
-use super::metrics::Histogram;
-
-/// The annotation the EndpointSlice controller sets.
-pub const TRIGGER_TIME_ANNOTATION: &str = "endpoints.kubernetes.io/last-change-trigger-time";
+use super::metrics::{self, Histogram};
 
 /// The object's trigger time, if it carries a parseable one.
 pub fn trigger_time(object: &Object) -> Option<SystemTime> {
-    let value = object
-        .metadata()
-        .annotations
-        .as_ref()?
-        .get(TRIGGER_TIME_ANNOTATION)?;
-    let at: jiff::Timestamp = value.parse().ok()?;
-    Some(SystemTime::from(at))
+    metrics::trigger_time(object.metadata().annotations.as_ref())
 }
 
 /// Trigger times applied but not yet published, and the latencies of the last publication.

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::admin_client::{self, SocketArgs};
 use super::output::out;
+use crate::store::StateDir;
 
 #[derive(Debug, clap::Args)]
 pub struct StatsArgs {
@@ -29,8 +30,8 @@ pub enum ConntrackCommand {
     List(SocketArgs),
 }
 
-pub fn stats(args: &StatsArgs) -> Result<bool, String> {
-    let body = admin_client::get_text(&args.socket.path()?, "/stats")?;
+pub fn stats(dir: &StateDir, args: &StatsArgs) -> Result<bool, String> {
+    let body = admin_client::get_text(&args.socket.path(dir)?, "/stats")?;
     if args.output == "json" {
         out!("{body}");
         return Ok(true);
@@ -154,10 +155,10 @@ pub fn stats_table(stats: &Value) -> String {
     out
 }
 
-pub fn conntrack(args: &ConntrackArgs) -> Result<bool, String> {
+pub fn conntrack(dir: &StateDir, args: &ConntrackArgs) -> Result<bool, String> {
     match &args.command {
         ConntrackCommand::List(socket) => {
-            let body = admin_client::get_text(&socket.path()?, "/conntrack")?;
+            let body = admin_client::get_text(&socket.path(dir)?, "/conntrack")?;
             out!("{body}");
             eprintln!(
                 "ferroplane: {} flow entries have been shown.",

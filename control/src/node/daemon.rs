@@ -204,8 +204,10 @@ pub fn run(settings: NodeSettings, reload: Reload) -> Result<(), String> {
         observers,
         health: Arc::clone(&health),
     });
-    admin::serve_unix(&settings.admin.socket, Arc::clone(&admin_state))
+    let group = settings.admin.socket_group;
+    admin::serve_unix(&settings.admin.socket, group, Arc::clone(&admin_state))
         .map_err(|e| e.to_string())?;
+    super::admin_socket::publish(&settings);
     if let Some((addr, token)) = settings.admin.listen.clone() {
         admin::serve_tcp(addr, token, Arc::clone(&admin_state)).map_err(|e| e.to_string())?;
     }

@@ -17,6 +17,7 @@
 //! crash, keeps connections.
 
 mod admin;
+pub mod admin_socket;
 pub mod config;
 mod daemon;
 mod devices;

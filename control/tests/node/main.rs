@@ -6,6 +6,7 @@
 mod admin;
 mod harness;
 mod lifecycle;
+mod local_files;
 mod monitor;
 mod netns;
 mod pods;

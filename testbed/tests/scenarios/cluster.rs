@@ -17,7 +17,7 @@ pub const MANIFESTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/manifest
 /// `ferroplane` beside the testbed binary, brought up to date by `cargo build` once per run
 /// (never a stale binary). Built with the feature unification of `cargo test --workspace`
 /// (every package, test targets included), so after that it is a no-op, not a second build.
-fn ferroplane() -> &'static Path {
+pub fn ferroplane() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let status = Command::new(env!("CARGO"))

@@ -6,6 +6,7 @@
 mod capture;
 mod change;
 mod cluster;
+mod demo_hints;
 mod dns;
 mod hostile;
 mod internet;

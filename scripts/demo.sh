@@ -101,18 +101,6 @@ for h in r["held"]:
 PY
 rm -f "$LOAD_OUT"
 
-cat <<MSG
-
-The cluster is up. Explore it:
-  export FERROPLANE_STATE=$FERROPLANE_STATE
-  $T status
-  $T probe store-fe $VIP:80 -o json
-  $T probe internet $LB:443            # from the internet host, through the cloud LB
-  $T load store-fe $VIP:80 --duration 10s --hold 2 &   # then: $T kill-pod store-be-2,
-                                       # $T restart-node node-2, $T set-ready store-be-3 false
-  $F get svc,pods,ep -o wide
-  $F trace --from default/store-fe --dst $VIP:80 -o json
-  $F stats --node-name node-1          # per-worker counters, drops by reason
-  $F conntrack list --node-name node-1
-  $T down                              # remove everything
-MSG
+# The operator verbs find each node's admin socket through FERROPLANE_STATE (the nodes publish
+# their socket paths there).
+T="$T" F="$F" VIP="$VIP" LB="$LB" ./scripts/demo-hints.sh

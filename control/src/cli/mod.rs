@@ -149,10 +149,10 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Delete(args) => delete::run(&dir, &args),
         Command::Trace(args) => trace::run(&dir, &args),
         Command::Run(args) => run::run(dir.root(), &args),
-        Command::Stats(args) => stats::stats(&args),
-        Command::Conntrack(args) => stats::conntrack(&args),
-        Command::Monitor(args) => observe::monitor(&args),
-        Command::Capture(args) => observe::capture(&args),
+        Command::Stats(args) => stats::stats(&dir, &args),
+        Command::Conntrack(args) => stats::conntrack(&dir, &args),
+        Command::Monitor(args) => observe::monitor(&dir, &args),
+        Command::Capture(args) => observe::capture(&dir, &args),
         Command::Dns(args) => dns::run(&dir, &args),
     };
     output::flush();

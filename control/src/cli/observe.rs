@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use super::admin_client::{self, SocketArgs};
 use super::output;
+use crate::store::StateDir;
 
 #[derive(Debug, clap::Args)]
 pub struct MonitorArgs {
@@ -34,9 +35,9 @@ pub struct CaptureArgs {
     pub count: Option<u64>,
 }
 
-pub fn monitor(args: &MonitorArgs) -> Result<bool, String> {
+pub fn monitor(dir: &StateDir, args: &MonitorArgs) -> Result<bool, String> {
     let body = admin_client::get(
-        &args.socket.endpoint()?,
+        &args.socket.endpoint(dir)?,
         &format!("/monitor?type={}", args.kind),
     )?;
     eprintln!("Listening for events (press Ctrl-C to quit)...");
@@ -58,12 +59,12 @@ pub(super) fn encode(text: &str) -> String {
         .collect()
 }
 
-pub fn capture(args: &CaptureArgs) -> Result<bool, String> {
+pub fn capture(dir: &StateDir, args: &CaptureArgs) -> Result<bool, String> {
     let mut target = format!("/capture?port={}", encode(&args.port));
     if let Some(count) = args.count {
         target.push_str(&format!("&count={count}"));
     }
-    let mut body = admin_client::get(&args.socket.endpoint()?, &target)?;
+    let mut body = admin_client::get(&args.socket.endpoint(dir)?, &target)?;
     let mut out: Box<dyn Write> = if args.file.as_os_str() == "-" {
         Box::new(io::stdout())
     } else {

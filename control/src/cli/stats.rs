@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::admin_client::{self, SocketArgs};
 use super::output::{self, out};
+use crate::store::StateDir;
 
 #[derive(Debug, clap::Args)]
 pub struct StatsArgs {
@@ -71,8 +72,8 @@ impl ConntrackListArgs {
     }
 }
 
-pub fn stats(args: &StatsArgs) -> Result<bool, String> {
-    let body = admin_client::get_text(&args.socket.endpoint()?, "/stats")?;
+pub fn stats(dir: &StateDir, args: &StatsArgs) -> Result<bool, String> {
+    let body = admin_client::get_text(&args.socket.endpoint(dir)?, "/stats")?;
     if args.output == "json" {
         out!("{body}");
         return Ok(true);
@@ -196,12 +197,12 @@ pub fn stats_table(stats: &Value) -> String {
     out
 }
 
-pub fn conntrack(args: &ConntrackArgs) -> Result<bool, String> {
+pub fn conntrack(dir: &StateDir, args: &ConntrackArgs) -> Result<bool, String> {
     match &args.command {
         ConntrackCommand::List(list) => {
             use std::io::{BufRead, Write};
             let target = list.target();
-            let body = admin_client::get(&list.socket.endpoint()?, &target)?;
+            let body = admin_client::get(&list.socket.endpoint(dir)?, &target)?;
             let mut out = std::io::stdout().lock();
             let mut count = 0usize;
             for line in std::io::BufReader::new(body).lines() {

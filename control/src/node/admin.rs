@@ -11,7 +11,6 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
@@ -267,33 +266,15 @@ fn handler(state: Arc<AdminState>) -> Handler {
     Arc::new(move |request: &Head| state.handle(request))
 }
 
-/// Serves the admin API on the Unix socket `path` (a stale socket is replaced; a live one is
-/// an error).
+/// Serves the admin API on the Unix socket `path`, mode 0600 (0660 with `group`); a stale
+/// socket is replaced, a live one or another file is an error (see [`super::admin_socket`]).
 pub fn serve_unix(
     runtime: &HttpRuntime,
     path: &Path,
+    group: Option<u32>,
     state: Arc<AdminState>,
 ) -> io::Result<Serving> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    if std::os::unix::net::UnixStream::connect(path).is_ok() {
-        return Err(io::Error::new(
-            io::ErrorKind::AddrInUse,
-            format!(
-                "admin.socket {}: another process is serving it",
-                path.display()
-            ),
-        ));
-    }
-    // A socket nobody serves is left over from a process that died: replace it.
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let listener = UnixListener::bind(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("admin.socket {}: {e}", path.display())))?;
+    let listener = super::admin_socket::bind(path, group)?;
     runtime.serve(
         Bound::Unix(listener),
         Limits::ADMIN,

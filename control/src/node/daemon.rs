@@ -216,6 +216,7 @@ pub fn run(settings: NodeSettings, reload: Reload) -> Result<(), String> {
         &settings,
         &admin_state,
     )?);
+    super::admin_socket::publish(&settings);
     let mut checks = HealthChecks::new(servers.probes.clone(), Arc::clone(&cells));
     let node_ip = |settings: &NodeSettings| -> Ipv4Addr {
         settings

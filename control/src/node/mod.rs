@@ -20,6 +20,7 @@
 //! crash, keeps connections.
 
 mod admin;
+pub mod admin_socket;
 pub mod config;
 mod conntrack_list;
 mod daemon;

@@ -37,8 +37,13 @@ pub fn serve_admin(
     state: &Arc<AdminState>,
 ) -> Result<Vec<Serving>, String> {
     let mut serving = vec![
-        admin::serve_unix(&runtimes.admin, &settings.admin.socket, Arc::clone(state))
-            .map_err(|e| e.to_string())?,
+        admin::serve_unix(
+            &runtimes.admin,
+            &settings.admin.socket,
+            settings.admin.socket_group,
+            Arc::clone(state),
+        )
+        .map_err(|e| e.to_string())?,
     ];
     if let Some((addr, token)) = &settings.admin.listen {
         let tls = match &settings.admin.tls {

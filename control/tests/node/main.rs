@@ -8,6 +8,7 @@ mod admin;
 mod harness;
 mod lifecycle;
 mod liveness;
+mod local_files;
 mod monitor;
 mod netns;
 mod pods;

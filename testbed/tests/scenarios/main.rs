@@ -8,6 +8,7 @@ mod capture;
 mod change;
 mod cluster;
 mod conformance;
+mod demo_hints;
 mod dns;
 mod hostile;
 mod internet;

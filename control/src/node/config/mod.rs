@@ -207,6 +207,7 @@ pub struct ConntrackFile {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AdminFile {
     pub socket: Option<PathBuf>,
+    pub socket_group: Option<String>,
     pub listen: Option<SocketAddr>,
     pub token_file: Option<PathBuf>,
     pub tls: Option<AdminTlsFile>,
@@ -319,7 +320,9 @@ node.yaml keys (all optional unless marked; command-line flags override them):
                            net.ipv4.ip_local_port_range is an error at start and on reload
   maglevTableSize          largest Maglev table, a prime (default 16381)
   externalIPs              program Services' spec.externalIPs (default true)
-  admin.socket             admin Unix socket (default /run/ferroplane/<node>.sock)
+  admin.socket             admin Unix socket (default /run/ferroplane/<node>.sock), mode 0600;
+                           its path is published in <stateDir>/sockets/<node> for the CLI
+  admin.socketGroup        group name or gid given access to the admin socket (mode 0660)
   admin.listen             also serve the admin API on this TCP address (needs admin.tokenFile)
   admin.tokenFile          file holding the bearer token TCP clients must send
   admin.tls.certFile, admin.tls.keyFile   serve the TCP listener over TLS with this certificate

@@ -72,6 +72,8 @@ pub struct PodSettings {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AdminSettings {
     pub socket: PathBuf,
+    /// The group given access to the socket (mode 0660 instead of 0600).
+    pub socket_group: Option<u32>,
     /// TCP listener, always with a token.
     pub listen: Option<(SocketAddr, String)>,
     /// TLS on the TCP listener.
@@ -216,6 +218,12 @@ pub fn resolve(file: FileConfig, flags: &Overrides) -> Result<NodeSettings, Conf
             .admin
             .socket
             .unwrap_or_else(|| PathBuf::from(format!("/run/ferroplane/{node_name}.sock"))),
+        socket_group: file
+            .admin
+            .socket_group
+            .as_deref()
+            .map(resolve_group)
+            .transpose()?,
         listen: match (file.admin.listen, file.admin.token_file) {
             (None, _) => None,
             (Some(_), None) => {
@@ -412,6 +420,27 @@ fn resolve_conntrack(file: &ConntrackFile, workers: usize) -> Result<ConntrackCo
         timeouts,
         limits,
     })
+}
+
+/// A group name (looked up in /etc/group) or a numeric gid.
+fn resolve_group(group: &str) -> Result<u32, ConfigError> {
+    if let Ok(gid) = group.parse() {
+        return Ok(gid);
+    }
+    let groups = std::fs::read_to_string("/etc/group")
+        .map_err(|e| err("admin.socketGroup", format!("/etc/group: {e}")))?;
+    groups
+        .lines()
+        .find_map(|line| {
+            let mut fields = line.split(':');
+            (fields.next()? == group).then(|| fields.nth(1)?.parse().ok())?
+        })
+        .ok_or_else(|| {
+            err(
+                "admin.socketGroup",
+                format!("no group {group:?} in /etc/group"),
+            )
+        })
 }
 
 fn read_token(path: &std::path::Path) -> Result<String, ConfigError> {

@@ -9,7 +9,8 @@
 //!   A VLAN tag the device stripped (TP_STATUS_VLAN_VALID) is put back in the frame, so the
 //!   pipeline sees the bytes that were on the wire.
 //! - TX copies each frame once, buffer -> ring slot, then kicks the kernel with one
-//!   `sendto(NULL, 0, MSG_DONTWAIT)` per burst. A frame with no free slot is refused (the
+//!   `sendto(NULL, 0, MSG_DONTWAIT)` per burst, and once more each time the ring fills up
+//!   mid-burst (then retries that frame). A frame with still no free slot is refused (the
 //!   returned count is lower). Frames queued while the link is down or the device queue is
 //!   busy stay queued and go out with the next kick (the next `tx_burst`, even an empty one).
 //! - PACKET_LOSS is set: a frame the kernel finds malformed (e.g. over the MTU) is discarded
@@ -325,9 +326,19 @@ impl PacketIo for AfPacketPort {
 
     fn tx_burst(&mut self, pkts: &mut Vec<Packet>, pool: &mut PacketPool) -> io::Result<usize> {
         let mut queued = 0;
+        let mut since_kick = 0;
         for pkt in pkts.drain(..) {
-            if self.rings.tx_push(pkt.data()) {
+            let mut pushed = self.rings.tx_push(pkt.data());
+            // A full ring with frames of this burst in it: send those, then retry once (a
+            // super-packet's segments alone can outnumber the ring's slots). A failed kick
+            // leaves the frames queued; the next kick reports a lasting error.
+            if !pushed && since_kick > 0 && self.kick().is_ok() {
+                since_kick = 0;
+                pushed = self.rings.tx_push(pkt.data());
+            }
+            if pushed {
                 queued += 1;
+                since_kick += 1;
             }
             pool.put(pkt);
         }

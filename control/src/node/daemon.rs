@@ -274,6 +274,7 @@ pub fn run(settings: NodeSettings, reload: Reload) -> Result<(), String> {
                     .sync
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner) = source.metrics().clone();
+                health.set_input_problem(input_problem(source.metrics()));
                 last_failure.clear();
                 log::info(format_args!(
                     "published generation {generation} ({} problems)",
@@ -282,6 +283,7 @@ pub fn run(settings: NodeSettings, reload: Reload) -> Result<(), String> {
             }
             PollOutcome::Failed(error) => {
                 health.failed(SystemTime::now(), Instant::now(), &error.0);
+                health.set_input_problem(input_problem(source.metrics()));
                 *admin_state
                     .sync
                     .lock()
@@ -402,4 +404,15 @@ fn close_devices(workers: Vec<Worker<NodePort>>) {
             }
         }
     });
+}
+
+/// The sync's latest input problem while its input is degraded (for `/healthz`).
+fn input_problem(metrics: &crate::sync::metrics::SyncMetrics) -> Option<String> {
+    let input = &metrics.input;
+    input.degraded.then(|| {
+        input
+            .last_error
+            .clone()
+            .unwrap_or_else(|| "input degraded".to_owned())
+    })
 }

@@ -37,6 +37,8 @@ struct Inner {
     heartbeat: Instant,
     /// Workers that exited or stopped completing rounds.
     workers: Vec<String>,
+    /// The sync's latest input problem while its input is degraded.
+    input_problem: Option<String>,
 }
 
 /// The node's health, shared by the control thread and the health servers.
@@ -82,6 +84,7 @@ impl ProxyHealth {
                 last_error: None,
                 heartbeat: Instant::now(),
                 workers: Vec::new(),
+                input_problem: None,
             }),
             healthz: Default::default(),
             livez: Default::default(),
@@ -116,6 +119,13 @@ impl ProxyHealth {
     /// The control thread came round.
     pub fn heartbeat(&self, mono: Instant) {
         self.lock().heartbeat = mono;
+    }
+
+    /// The sync's latest input problem (a damaged change log, a malformed watch event), while
+    /// its input is degraded: shown in the bodies as `inputProblem`, without failing the
+    /// check (the last good tables stay programmed, as kube-proxy keeps its last rules).
+    pub fn set_input_problem(&self, problem: Option<String>) {
+        self.lock().input_problem = problem;
     }
 
     /// What is wrong with the workers now (empty when nothing).
@@ -177,6 +187,7 @@ impl ProxyHealth {
             "currentTime": rfc3339(Some(v.now)),
             "nodeEligible": v.node_eligible,
             "problems": v.problems,
+            "inputProblem": self.lock().input_problem,
         });
         (if ok { 200 } else { 503 }, body.to_string())
     }
@@ -194,6 +205,7 @@ impl ProxyHealth {
             "lastUpdated": rfc3339(last),
             "currentTime": rfc3339(Some(v.now)),
             "problems": v.problems,
+            "inputProblem": self.lock().input_problem,
         });
         (if v.healthy { 200 } else { 503 }, body.to_string())
     }
@@ -279,6 +291,13 @@ mod tests {
         let v = health.verdict(SystemTime::now(), m0);
         assert_eq!(v.problems, vec!["worker 1 exited: panicked".to_owned()]);
         health.set_worker_problems(Vec::new());
+        health.set_input_problem(Some("changes: torn line 3".to_owned()));
+        let (_, body) = health.healthz();
+        assert!(
+            body.contains("\"inputProblem\":\"changes: torn line 3\""),
+            "{body}"
+        );
+        health.set_input_problem(None);
         let v = health.verdict(SystemTime::now(), m0 + Duration::from_secs(61));
         assert!(v.problems[0].contains("control thread made no progress for 61.0s"));
         health.heartbeat(m0 + Duration::from_secs(61));

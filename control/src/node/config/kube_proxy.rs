@@ -14,7 +14,7 @@
 //! | `clusterCIDR` (its IPv4 entry) | `cluster.clusterCIDR` |
 //! | `nodePortAddresses` (`primary`, IPv4 /32 CIDRs and addresses) | `nodePortAddresses` |
 //! | `healthzBindAddress` | `health.bindAddress` |
-//! | `metricsBindAddress` | [`KubeProxyMapping::metrics_bind_address`] (the metrics listener) |
+//! | `metricsBindAddress` | `metrics.bindAddress` (the metrics listener; also [`KubeProxyMapping::metrics_bind_address`]) |
 //! | `conntrack.maxPerCore` x cores, at least `conntrack.min` | `conntrack.maxEntries` |
 //! | `conntrack.tcpEstablishedTimeout`, `tcpCloseWaitTimeout`, `udpTimeout`, `udpStreamTimeout` | the same keys under `conntrack` |
 //! | `<mode>.syncPeriod` (`iptables`, `nftables` or `ipvs`, per `mode`) | `resyncInterval` |
@@ -414,6 +414,7 @@ pub fn apply(
         Some(text) => Some(bind_address("metricsBindAddress", &text)?),
         None => None,
     };
+    next.metrics.bind_address = metrics_bind_address.map(|addr| addr.to_string());
     if let Some(ct) = &config.conntrack {
         let per_core = ct.max_per_core.unwrap_or(0);
         let min = ct.min.unwrap_or(0);
@@ -575,6 +576,7 @@ fn merge(file: &mut FileConfig, next: FileConfig) {
     fill(&mut file.cluster, next.cluster);
     fill(&mut file.node_port_addresses, next.node_port_addresses);
     fill(&mut file.health.bind_address, next.health.bind_address);
+    fill(&mut file.metrics.bind_address, next.metrics.bind_address);
     fill(&mut file.resync_interval, next.resync_interval);
     let (ct, from) = (&mut file.conntrack, next.conntrack);
     fill(&mut ct.max_entries, from.max_entries);

@@ -72,6 +72,10 @@ fn a_kubeadm_style_configuration_maps_onto_the_node_config() {
         mapping.metrics_bind_address,
         Some("127.0.0.1:10249".parse().unwrap())
     );
+    assert_eq!(
+        file.metrics.bind_address.as_deref(),
+        Some("127.0.0.1:10249")
+    );
     // max(32768 x 4 cores, 131072)
     assert_eq!(file.conntrack.max_entries, Some(131_072));
     let secs = |d: Option<ConfigDuration>| d.map(|d| d.0.as_secs());

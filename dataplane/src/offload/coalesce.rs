@@ -38,7 +38,9 @@ const ETH: usize = ethernet::HEADER_LEN;
 const L4: usize = ETH + ipv4::HEADER_LEN;
 
 /// The segment view of `pkt` if it could be part of a run: plain TCPv4 without IP options,
-/// not a fragment, flags ACK or ACK|PSH, a non-empty payload and a correct checksum.
+/// not a fragment, flags ACK or ACK|PSH and a non-empty payload. Its checksum is checked
+/// only once it would be merged (`checksum_ok`): a segment that merges with nothing costs no
+/// pass over its payload, and none is verified twice.
 fn candidate(pkt: &Packet) -> Option<Seg<'_>> {
     if pkt.meta.csum_partial || pkt.meta.offload.is_gso() {
         return None;
@@ -62,7 +64,7 @@ fn candidate(pkt: &Packet) -> Option<Seg<'_>> {
         return None;
     }
     let payload = L4 + tcp.header_len();
-    if payload >= frame.len() || !tcp.verify_checksum(ip.src_addr(), ip.dst_addr()) {
+    if payload >= frame.len() {
         return None;
     }
     Some(Seg {
@@ -71,6 +73,12 @@ fn candidate(pkt: &Packet) -> Option<Seg<'_>> {
         seq: tcp.seq_number(),
         flags,
     })
+}
+
+/// Whether the segment's TCP checksum is correct (the pod will not verify a merged one).
+fn checksum_ok(seg: &Seg) -> bool {
+    let ip = Ipv4Packet::new_unchecked(&seg.frame[ETH..]);
+    TcpPacket::new_unchecked(&seg.frame[L4..]).verify_checksum(ip.src_addr(), ip.dst_addr())
 }
 
 /// Whether `next` continues `prev` (same flow, headers, in sequence) in a run led by `head`.
@@ -109,6 +117,12 @@ pub fn run(pkts: &[Packet]) -> usize {
         };
         let len = next.frame.len() - next.payload;
         if !continues(&head, &prev, &next) || len > mss || total + len > 65_535 {
+            break;
+        }
+        if n == 1 && !checksum_ok(&head) {
+            return 1;
+        }
+        if !checksum_ok(&next) {
             break;
         }
         total += len;

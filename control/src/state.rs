@@ -3,9 +3,12 @@
 //!
 //! Invariants: objects are keyed by their [`ObjectRef`] (kind, namespace, name) in one ordered
 //! map, so the objects of a kind, or of a kind in one namespace, are contiguous ranges; a state
-//! loaded from disk was read under the shared lock, so it reflects whole transactions only.
+//! loaded from disk was read under the shared lock, so it reflects whole transactions only;
+//! the pods-by-node index names exactly the stored Pods bound to each node (kept by
+//! [`ClusterState::insert`] and [`ClusterState::remove`], the only ways in and out), so a
+//! node's pods are found without a scan of every Pod.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, Service};
@@ -25,7 +28,14 @@ pub struct ClusterState {
     settings: ClusterSettings,
     generation: u64,
     objects: BTreeMap<ObjectRef, Object>,
+    /// `spec.nodeName` -> the Pods bound to it.
+    pods_by_node: BTreeMap<String, BTreeSet<ObjectRef>>,
     problems: Vec<String>,
+}
+
+/// The node a stored Pod object is bound to.
+fn bound_node(object: &Object) -> Option<&str> {
+    Pod::from_object(object).and_then(crate::model::pod::node_name)
 }
 
 impl ClusterState {
@@ -200,6 +210,15 @@ impl ClusterState {
             })
     }
 
+    /// The Pods bound to `node` (`spec.nodeName`), ordered by namespace then name.
+    pub fn pods_on_node<'a>(&'a self, node: &str) -> impl Iterator<Item = &'a Pod> {
+        self.pods_by_node
+            .get(node)
+            .into_iter()
+            .flatten()
+            .filter_map(|key| self.objects.get(key).and_then(Pod::from_object))
+    }
+
     /// Whether the namespace carries the seed's DefaultDeny ingress annotation.
     pub fn default_deny_ingress(&self, namespace: &str) -> bool {
         self.namespace(namespace)
@@ -208,11 +227,39 @@ impl ClusterState {
 
     /// Stores an object under its own key, returning the one it replaces.
     pub fn insert(&mut self, object: Object) -> Option<Object> {
-        self.objects.insert(object.object_ref(), object)
+        let key = object.object_ref();
+        let new_node = bound_node(&object).map(str::to_owned);
+        if let Some(node) = &new_node {
+            self.pods_by_node
+                .entry(node.clone())
+                .or_default()
+                .insert(key.clone());
+        }
+        let old = self.objects.insert(key, object);
+        if let Some(old) = &old {
+            self.unindex_moved(old, new_node.as_deref());
+        }
+        old
     }
 
     pub fn remove(&mut self, key: &ObjectRef) -> Option<Object> {
-        self.objects.remove(key)
+        let old = self.objects.remove(key)?;
+        self.unindex_moved(&old, None);
+        Some(old)
+    }
+
+    /// Drops `old` (a Pod replaced or removed) from its node's index entry unless it stays on
+    /// that node (`now_on`).
+    fn unindex_moved(&mut self, old: &Object, now_on: Option<&str>) {
+        let Some(node) = bound_node(old).filter(|&node| Some(node) != now_on) else {
+            return;
+        };
+        if let Some(pods) = self.pods_by_node.get_mut(node) {
+            pods.remove(&old.object_ref());
+            if pods.is_empty() {
+                self.pods_by_node.remove(node);
+            }
+        }
     }
 
     pub fn set_generation(&mut self, generation: u64) {
@@ -222,5 +269,65 @@ impl ClusterState {
     /// For sources that keep one state and change it in place (change log, watch events).
     pub fn set_settings(&mut self, settings: ClusterSettings) {
         self.settings = settings;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(namespace: &str, name: &str, node: Option<&str>) -> Object {
+        let spec = node.map_or(
+            serde_json::json!({}),
+            |n| serde_json::json!({"nodeName": n}),
+        );
+        let json = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"namespace": namespace, "name": name},
+            "spec": spec,
+        });
+        Object::from_json_slice(Kind::Pod, json.to_string().as_bytes()).unwrap()
+    }
+
+    fn names_on(state: &ClusterState, node: &str) -> Vec<String> {
+        state
+            .pods_on_node(node)
+            .map(|p| p.metadata.name.clone().unwrap_or_default())
+            .collect()
+    }
+
+    #[test]
+    fn pods_by_node_follows_binding_moves_and_removals() {
+        let mut state = ClusterState::default();
+        state.insert(pod("b", "web", Some("n1")));
+        state.insert(pod("a", "db", Some("n1")));
+        state.insert(pod("a", "pending", None));
+        state.insert(pod("a", "other", Some("n2")));
+        assert_eq!(
+            names_on(&state, "n1"),
+            ["db", "web"],
+            "namespace/name order"
+        );
+        // Bound later (the scheduler), then moved, then deleted.
+        state.insert(pod("a", "pending", Some("n2")));
+        assert_eq!(names_on(&state, "n2"), ["other", "pending"]);
+        state.insert(pod("b", "web", Some("n2")));
+        assert_eq!(names_on(&state, "n1"), ["db"]);
+        assert_eq!(names_on(&state, "n2"), ["other", "pending", "web"]);
+        state.insert(pod("a", "db", Some("n1")));
+        assert_eq!(
+            names_on(&state, "n1"),
+            ["db"],
+            "a re-insert on the same node"
+        );
+        state.remove(&ObjectRef::new(Kind::Pod, "a", "db"));
+        assert!(names_on(&state, "n1").is_empty());
+        assert!(
+            !state.pods_by_node.contains_key("n1"),
+            "empty entries are dropped"
+        );
+        state.insert(pod("a", "other", None));
+        assert_eq!(names_on(&state, "n2"), ["pending", "web"]);
     }
 }

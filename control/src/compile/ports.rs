@@ -93,12 +93,13 @@ pub fn local_ip(pod: &Pod, node: &str) -> Option<Ipv4Addr> {
         .flatten()
 }
 
-/// The node's local pods with their key and IP, in namespace/name order.
+/// The node's local pods with their key and IP, in namespace/name order (from the state's
+/// pods-by-node index: no scan of every Pod).
 pub fn local_pods<'a, 'n>(
     state: &'a ClusterState,
     node: &'n str,
 ) -> impl Iterator<Item = (String, &'a Pod, Ipv4Addr)> + use<'a, 'n> {
-    state.pods().filter_map(move |p| {
+    state.pods_on_node(node).filter_map(move |p| {
         let ip = local_ip(p, node)?;
         Some((pod_key(p), p, ip))
     })

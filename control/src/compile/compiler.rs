@@ -17,7 +17,7 @@
 //! cannot be described) drops the caches, so the next call compiles in full; a change of the
 //! cluster settings always compiles in full.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -67,7 +67,8 @@ struct Cache {
     policy: PolicyOutput,
     /// The last Service table, and the spec names recompiled since it was built.
     service_table: Option<Arc<ServiceTable>>,
-    dirty_specs: HashSet<Arc<str>>,
+    /// (Ordered: a lookup per spec at every assemble compares a few names, no hashing.)
+    dirty_specs: BTreeSet<Arc<str>>,
     /// The last policy table; `None` after the policy was recompiled.
     policy_table: Option<Arc<PolicyTable>>,
 }
@@ -172,7 +173,7 @@ impl Cache {
             pod_digests: HashMap::new(),
             policy: PolicyOutput::default(),
             service_table: None,
-            dirty_specs: HashSet::new(),
+            dirty_specs: BTreeSet::new(),
             policy_table: None,
         };
         for slice in state.endpoint_slices() {
@@ -330,7 +331,7 @@ impl Cache {
             })
             .collect();
         let dirty = std::mem::take(&mut self.dirty_specs);
-        let unchanged = |name: &str| !dirty.contains(name);
+        let unchanged = |name: &str| dirty.is_empty() || !dirty.contains(name);
         let previous = self.service_table.take();
         let (services, errors) = ServiceTable::rebuild_lenient(
             specs.into_iter(),

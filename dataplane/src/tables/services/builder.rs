@@ -148,15 +148,13 @@ impl ServiceTable {
         node_addresses: &[Ipv4Addr],
         maglev_m: usize,
     ) -> (Self, Vec<BuildError>) {
-        let reusable: std::collections::HashMap<&str, &Arc<Service>> = reuse
-            .map(|r| r.previous.services.iter().map(|s| (&*s.name, s)).collect())
-            .unwrap_or_default();
+        let mut reusable = Reusable::new(reuse.map(|r| &*r.previous.services));
         let mut builder = Builder::new(node_addresses, maglev_m, specs.len());
         let errors = specs
             .filter_map(|spec| {
                 let reused = reuse
                     .filter(|r| (r.unchanged)(&spec.name))
-                    .and_then(|_| reusable.get(&*spec.name).copied());
+                    .and_then(|_| reusable.find(&spec.name));
                 builder.add(spec, reused).err()
             })
             .collect();
@@ -171,6 +169,45 @@ pub struct Reuse<'a> {
     pub previous: &'a ServiceTable,
     /// Whether the spec of this name is the one `previous` was built from.
     pub unchanged: &'a dyn Fn(&str) -> bool,
+}
+
+/// The previous table's services by name, for [`ServiceTable::rebuild_lenient`]. Specs
+/// usually come in the previous table's order, so the service after the last one found is
+/// tried first; a name map is built only at the first miss (a spec added, removed or moved),
+/// so a rebuild after a small change hashes no names.
+struct Reusable<'a> {
+    previous: &'a [Arc<Service>],
+    next: usize,
+    by_name: Option<std::collections::HashMap<&'a str, usize>>,
+}
+
+impl<'a> Reusable<'a> {
+    fn new(previous: Option<&'a [Arc<Service>]>) -> Self {
+        Self {
+            previous: previous.unwrap_or_default(),
+            next: 0,
+            by_name: None,
+        }
+    }
+
+    fn find(&mut self, name: &str) -> Option<&'a Arc<Service>> {
+        let previous = self.previous;
+        let index = match previous.get(self.next) {
+            Some(service) if *service.name == *name => self.next,
+            _ => *self
+                .by_name
+                .get_or_insert_with(|| {
+                    previous
+                        .iter()
+                        .enumerate()
+                        .map(|(i, s)| (&*s.name, i))
+                        .collect()
+                })
+                .get(name)?,
+        };
+        self.next = index + 1;
+        previous.get(index)
+    }
 }
 
 struct Builder {

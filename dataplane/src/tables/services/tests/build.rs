@@ -139,3 +139,59 @@ fn build_time_10k_maglev_services() {
         (2 * u64::from(services) * DEFAULT_MAGLEV_M as u64 * 4) >> 20
     );
 }
+
+/// A rebuild shares every unchanged service whose spec is still there, whether the specs
+/// keep the previous order or one was added or removed in between (the positional fast path
+/// and its fallback by name), and compiles the changed and new ones afresh.
+#[test]
+fn rebuild_shares_unchanged_services_across_insertions_and_removals() {
+    use crate::tables::services::Reuse;
+    let names = [
+        "default/a:http",
+        "default/b:http",
+        "default/c:http",
+        "default/d:http",
+    ];
+    let specs: Vec<ServiceSpec> = names
+        .iter()
+        .zip(1u8..)
+        .map(|(name, i)| spec(name, Ipv4Addr::new(10, 96, 0, i)))
+        .collect();
+    let (first, errors) = ServiceTable::build_lenient(specs.clone(), &[], DEFAULT_MAGLEV_M);
+    assert!(errors.is_empty());
+    let address_of = |table: &ServiceTable, name: &str| {
+        table
+            .iter()
+            .find(|(_, s)| AsRef::<str>::as_ref(s.name()) == name)
+            .map(|(_, s)| std::ptr::from_ref(s) as usize)
+    };
+    // "a" removed, "new" inserted before "c", "d" changed.
+    let mut next = vec![specs[1].clone()];
+    next.push(spec("default/bb:http", Ipv4Addr::new(10, 96, 0, 9)));
+    next.extend([specs[2].clone(), specs[3].clone()]);
+    let unchanged = |name: &str| name != "default/d:http";
+    let (second, errors) = ServiceTable::rebuild_lenient(
+        next.iter(),
+        Some(Reuse {
+            previous: &first,
+            unchanged: &unchanged,
+        }),
+        &[],
+        DEFAULT_MAGLEV_M,
+    );
+    assert!(errors.is_empty());
+    for shared in ["default/b:http", "default/c:http"] {
+        assert_eq!(
+            address_of(&second, shared),
+            address_of(&first, shared),
+            "{shared} was compiled again"
+        );
+    }
+    assert_ne!(
+        address_of(&second, "default/d:http"),
+        address_of(&first, "default/d:http"),
+        "a changed spec was reused"
+    );
+    assert!(address_of(&second, "default/bb:http").is_some());
+    assert!(address_of(&second, "default/a:http").is_none());
+}

@@ -13,10 +13,8 @@
 //! The header's `from G` says the log lists every object touched by every generation above `G`.
 //!
 //! Invariants:
-//! - Written only under the state directory's exclusive lock, made durable before the
-//!   `generation` file is written ([`ChangeLog::append`], or [`ChangeLog::append_unsynced`]
-//!   inside a group commit whose one filesystem flush covers it); entries of a generation
-//!   the `generation` file does not reach yet are ignored by readers; readers read it under the shared lock, so a
+//! - Written only under the state directory's exclusive lock, after the objects and before the
+//!   `generation` file ([`ChangeLog::append`]); readers read it under the shared lock, so a
 //!   reader never sees a generation whose entries are not complete.
 //! - Bounded: past [`MAX_LOG_BYTES`] the log is rewritten (atomically) keeping only the newest
 //!   whole generations up to [`KEEP_LOG_BYTES`]; a reader further behind than the log's `from`
@@ -209,28 +207,6 @@ impl ChangeLog {
     /// Records that `generation` (= `previous + 1`) touched `keys`. Call under the exclusive
     /// lock, before the generation file is written.
     pub fn append(&self, previous: u64, generation: u64, keys: &[ObjectRef]) -> io::Result<()> {
-        self.append_with(previous, generation, keys, true)
-    }
-
-    /// Like [`ChangeLog::append`], but an append to the existing log is not synced: for a
-    /// group commit ([`durable::GroupCommit`]) whose filesystem flush, which comes before the
-    /// generation is written, makes it durable. (A rewrite of the log is always synced.)
-    pub fn append_unsynced(
-        &self,
-        previous: u64,
-        generation: u64,
-        keys: &[ObjectRef],
-    ) -> io::Result<()> {
-        self.append_with(previous, generation, keys, false)
-    }
-
-    fn append_with(
-        &self,
-        previous: u64,
-        generation: u64,
-        keys: &[ObjectRef],
-        sync: bool,
-    ) -> io::Result<()> {
         let lines: String = keys.iter().map(|k| entry_line(generation, k)).collect();
         let size = match fs::metadata(&self.path) {
             Ok(meta) => Some(meta.len()),
@@ -244,7 +220,7 @@ impl ChangeLog {
         if extendable {
             let mut file = OpenOptions::new().append(true).open(&self.path)?;
             file.write_all(lines.as_bytes())?;
-            return if sync { file.sync_data() } else { Ok(()) };
+            return file.sync_data();
         }
         let kept = match size {
             Some(size) if size > MAX_LOG_BYTES => self.newest_entries(previous)?,

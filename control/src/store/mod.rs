@@ -254,37 +254,32 @@ impl StateDir {
         Ok((objects, problems))
     }
 
-    /// Writes one commit under the exclusive lock the caller holds, as one group commit
-    /// ([`durable::GroupCommit`]: three flushes per commit whatever its size, not one fsync
-    /// per object): each object's temporary (`None` removes it), the change log entry and the
-    /// new `generation`'s temporary are written, one filesystem flush makes them durable, the
-    /// objects are renamed into place and removed (one flush), and `generation` is renamed
-    /// last (its directory synced), so a reader that sees the new generation sees the whole
-    /// commit, and after a crash the generation never claims a commit that is not on disk.
+    /// Writes one commit under the exclusive lock the caller holds: each object's file
+    /// (`None` removes it), then the change log entry, then `generation` (last, so a reader
+    /// that sees the new generation sees the whole commit).
     pub fn write_commit(
         &self,
         generation: u64,
         objects: &[(ObjectRef, Option<Vec<u8>>)],
     ) -> Result<(), StoreError> {
-        let io = |e: io::Error| StoreError::io(&self.root, &e);
-        let mut commit = durable::GroupCommit::new(&self.root);
+        let mut writes = Vec::new();
+        let mut removals = Vec::new();
         for (key, bytes) in objects {
             let path = self.object_path(key);
             match bytes {
-                Some(bytes) => commit.stage(&path, bytes).map_err(io)?,
-                None => commit.stage_removal(&path),
+                Some(bytes) => writes.push((path, bytes.clone())),
+                None => removals.push(path),
             }
         }
+        durable::write_all_atomic(&writes).map_err(|e| StoreError::io(&self.root, &e))?;
+        durable::remove_all_durable(&removals).map_err(|e| StoreError::io(&self.root, &e))?;
         let keys: Vec<ObjectRef> = objects.iter().map(|(key, _)| key.clone()).collect();
         let log = self.change_log();
-        log.append_unsynced(generation.saturating_sub(1), generation, &keys)
+        log.append(generation.saturating_sub(1), generation, &keys)
             .map_err(|e| StoreError::io(log.path(), &e))?;
         let path = self.generation_path();
-        commit
-            .stage_last(&path, format!("{generation}\n").as_bytes())
-            .map_err(|e| StoreError::io(&path, &e))?;
-        commit.flush_data().map_err(io)?;
-        commit.publish().map_err(io)
+        durable::write_atomic(&path, format!("{generation}\n").as_bytes())
+            .map_err(|e| StoreError::io(&path, &e))
     }
 
     /// The change log ([`changelog`]).

@@ -11,8 +11,8 @@
 //! served, then the real source of `ferroplane run` started: `node::source::Starter`), then
 //! for each kind and rate a run of `--seconds` in which a writer thread produces changes at
 //! that rate: for the state directory, commits through `StateDir::write_commit` (the
-//! transaction's own write path: one group commit of the files, change log and generation)
-//! every 10 ms holding the changes due; for Kubernetes, watch events pushed to the recorded API server
+//! transaction's own write path: fsynced files, change log, generation) every 10 ms holding
+//! the changes due; for Kubernetes, watch events pushed to the recorded API server
 //! (`tests/kube_source/server.rs`) as they fall due. The node side polls as the daemon does
 //! (every 10 ms). Each change carries its due time as the trigger-time annotation, so the
 //! latency is event to live table, queueing in the writer included. CPU per change counts the

@@ -3,8 +3,8 @@
 //! `CNI_IFNAME`, `CNI_PATH` and `CNI_ARGS` (the pod's namespace and name, and its address as
 //! `IP=`, the way host-local takes a requested address), the network configuration on stdin.
 //!
-//! Switchable while it is proven on every backend: `FERROPLANE_TESTBED_CNI=plugin` turns it
-//! on; without it the testbed plays CNI itself (`pods.rs`).
+//! The default for every pod. `FERROPLANE_TESTBED_CNI=builtin` makes the testbed play CNI
+//! itself with `ip` commands instead (`pods.rs`), to tell a plugin fault from a dataplane one.
 //!
 //! Invariants: the plugin binary is the node's own `ferroplane`, linked as `ferroplane-cni`
 //! in the run directory's `cni-bin/`; each node's address files live in `cni/<node>/`.
@@ -18,11 +18,11 @@ use serde_json::json;
 
 use crate::error::{Error, Result, context};
 use crate::layout::{Layout, POD_IF};
-use crate::run_state::{Io, Mode, NodeRecord};
+use crate::run_state::{Io, Mode, NodeRecord, PodRecord, RunState};
 
-/// Whether pods are wired through the plugin (`FERROPLANE_TESTBED_CNI=plugin`).
+/// Whether pods are wired through the plugin: unless `FERROPLANE_TESTBED_CNI=builtin`.
 pub fn enabled() -> bool {
-    std::env::var("FERROPLANE_TESTBED_CNI").is_ok_and(|v| v == "plugin")
+    std::env::var("FERROPLANE_TESTBED_CNI").map_or(true, |v| v != "builtin")
 }
 
 /// The directory holding `ferroplane-cni` (the CNI_PATH), linked to `ferroplane` on first use.
@@ -109,4 +109,27 @@ pub fn call(
         )));
     }
     Ok(stdout)
+}
+
+/// The plugin's DEL for a pod it wired, as the runtime calls it when the sandbox goes: the
+/// pod's address is released and its interface removed, while its namespace still exists.
+pub fn release(layout: &Layout, state: &RunState, pod: &PodRecord) -> Result<()> {
+    let node = state
+        .node(&pod.node)
+        .ok_or_else(|| Error(format!("pod {}: no testbed node {}", pod.name, pod.node)))?;
+    let attachment = Attachment {
+        pod_namespace: &pod.namespace,
+        pod_name: &pod.name,
+        netns: &pod.netns,
+        ip: pod.ip,
+    };
+    call(
+        layout,
+        &state.ferroplane,
+        (state.io, state.mode),
+        node,
+        "DEL",
+        &attachment,
+    )
+    .map(|_| ())
 }

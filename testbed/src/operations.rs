@@ -3,6 +3,7 @@
 //! every change of a Pod goes through the control plane, which updates Endpoints and the nodes.
 //!
 //! Invariants: `kill-pod` ends the pod's processes with SIGKILL (no goodbye, like a crash), then
+//! calls the CNI plugin's DEL for a pod it wired (as the runtime does when the sandbox goes),
 //! removes its namespace and deletes the Pod, so its endpoint disappears; `set-ready` changes
 //! only the Ready condition and `label` only the labels named; `restart-node` returns once the new process is healthy and has
 //! attached every pod of the node again; every wait is bounded.
@@ -40,6 +41,9 @@ pub fn kill_pod(layout: &Layout, state: &mut RunState, name: &str) -> Result<()>
         if let Some(pid) = Pid::from_raw(pid) {
             let _ = kill_process(pid, Signal::KILL);
         }
+    }
+    if pod.cni {
+        crate::cni::release(layout, state, &pod)?;
     }
     let bound = nodes::netns_dir(layout, &pod.node).join(&pod.netns);
     let _ = std::fs::remove_file(bound);

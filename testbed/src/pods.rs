@@ -81,6 +81,7 @@ pub fn start(
         netns: ns,
         ports: pod.ports.to_vec(),
         server_pid,
+        cni: pod.cni.is_some(),
     })
 }
 

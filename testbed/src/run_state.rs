@@ -55,6 +55,9 @@ pub struct PodRecord {
     pub ports: Vec<u16>,
     /// The `testbed netexec` process, when the pod declares ports.
     pub server_pid: Option<u32>,
+    /// Wired through `ferroplane-cni` (so removing it calls the plugin's DEL).
+    #[serde(default)]
+    pub cni: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

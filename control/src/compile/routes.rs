@@ -27,11 +27,14 @@ pub(super) fn route_table(
             continue;
         }
         let problem = |message: &str| Problem::new(format!("Node {name}"), message.to_owned());
-        let Some(vtep) = node_model::vtep(node) else {
-            problems.push(problem(
-                "publishes no VXLAN tunnel endpoint (flannel annotations); not routed",
-            ));
-            continue;
+        let vtep = match node_model::published_vtep(node) {
+            Ok(vtep) => vtep,
+            Err(why) => {
+                problems.push(problem(&format!(
+                    "publishes no usable VXLAN tunnel endpoint (flannel annotations): {why}; not routed"
+                )));
+                continue;
+            }
         };
         let (Some(node_ip), Some(pod_cidr)) = (to_v4(vtep.node_ip), to_dp_cidr(&vtep.pod_cidr))
         else {

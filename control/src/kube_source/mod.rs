@@ -17,9 +17,12 @@
 //! - A snapshot's generation was read before its objects, so a snapshot never carries a newer
 //!   generation than its contents: a change racing a snapshot shows up as a later generation.
 //! - Dropping the source stops the watchers and joins their thread.
+//! - The only write is the node's own VTEP on its Node ([`KubeSource::publish_node`],
+//!   `publish.rs`), a PATCH sent by the same thread.
 
 mod changes;
 mod progress;
+mod publish;
 mod watch;
 
 use std::fmt;
@@ -37,6 +40,7 @@ use crate::state::ClusterState;
 pub use changes::{ChangeQueue, WatchChange, apply_changes};
 use progress::Progress;
 pub use progress::SourceStatus;
+pub use publish::{NodePublication, NodePublisher, PublicationStatus, carries, wanted_annotations};
 use watch::Stores;
 
 /// The kinds the source lists and watches (and the RBAC in `deploy/` grants).
@@ -110,6 +114,8 @@ pub struct KubeSource {
     /// Set for an incremental source (the stores then stay empty).
     changes: Option<Arc<ChangeQueue>>,
     progress: Arc<Progress>,
+    publications: tokio::sync::mpsc::UnboundedSender<NodePublication>,
+    publication_status: Arc<publish::SharedStatus>,
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -150,6 +156,9 @@ impl KubeSource {
         let (started_tx, started_rx) = mpsc::channel();
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
         let watcher_progress = Arc::clone(&progress);
+        let (publications, publication_requests) = tokio::sync::mpsc::unbounded_channel();
+        let publication_status = Arc::new(publish::SharedStatus::default());
+        let publisher_status = Arc::clone(&publication_status);
         let thread = thread::Builder::new()
             .name("kube-source".to_owned())
             .spawn(move || {
@@ -177,8 +186,11 @@ impl KubeSource {
                         watcher_changes.as_ref(),
                         &watcher_progress,
                     );
+                    let publisher =
+                        publish::serve(client.clone(), publication_requests, publisher_status);
                     let _ = started_tx.send(Ok(()));
-                    futures_util::future::select(Box::pin(watchers), shutdown_rx).await;
+                    let work = futures_util::future::join(watchers, publisher);
+                    futures_util::future::select(Box::pin(work), shutdown_rx).await;
                 });
             })
             .map_err(KubeSourceError::Thread)?;
@@ -192,6 +204,8 @@ impl KubeSource {
             stores,
             changes,
             progress,
+            publications,
+            publication_status,
             shutdown: Some(shutdown_tx),
             thread: Some(thread),
         })
@@ -223,6 +237,18 @@ impl KubeSource {
     /// with [`KubeSource::connect_incremental`]).
     pub fn take_changes(&self) -> Vec<WatchChange> {
         self.changes.as_ref().map(|q| q.take()).unwrap_or_default()
+    }
+
+    /// Queues a PATCH of a Node's annotations, sent by the watcher thread (retried there until
+    /// it succeeds or a newer publication replaces it).
+    pub fn publish_node(&self, publication: NodePublication) {
+        // Fails only once the thread has stopped, when nothing is published any more anyway.
+        let _ = self.publications.send(publication);
+    }
+
+    /// What the node publications have done so far.
+    pub fn publication_status(&self) -> PublicationStatus {
+        self.publication_status.get()
     }
 
     pub fn settings(&self) -> &ClusterSettings {

@@ -1,8 +1,10 @@
 //! What a Node publishes for the overlay, flannel-style: its podCIDR and its VXLAN tunnel
 //! endpoint (underlay IP and VTEP MAC) in the `flannel.alpha.coreos.com/*` annotations.
 //!
-//! Invariant: [`vtep`] returns a VTEP only when both the public IP and the backend data parse,
-//! so a half-published node is never programmed as a tunnel peer.
+//! Invariants: [`vtep`] returns a VTEP only when both the public IP and the backend data parse,
+//! so a half-published node is never programmed as a tunnel peer ([`published_vtep`] says which
+//! annotation is wrong and how); [`pod_cidr`] prefers an IPv4 prefix from `spec.podCIDR` or
+//! `spec.podCIDRs` (dual-stack nodes list the IPv6 one first on IPv6-primary clusters).
 
 use std::net::IpAddr;
 
@@ -58,9 +60,21 @@ pub fn addresses(node: &Node) -> impl Iterator<Item = IpAddr> + '_ {
         .filter_map(|a| a.address.parse().ok())
 }
 
-/// `spec.podCIDR`, if set and well-formed.
+/// The node's pod prefix: the first IPv4 one of `spec.podCIDR` and `spec.podCIDRs`, else the
+/// first well-formed one of them (so an IPv6-only node is reported as such, not as missing).
 pub fn pod_cidr(node: &Node) -> Option<Cidr> {
-    Cidr::parse_canonical(node.spec.as_ref()?.pod_cidr.as_deref()?).ok()
+    let spec = node.spec.as_ref()?;
+    let parsed: Vec<Cidr> = spec
+        .pod_cidr
+        .iter()
+        .chain(spec.pod_cidrs.iter().flatten())
+        .filter_map(|text| Cidr::parse_canonical(text).ok())
+        .collect();
+    parsed
+        .iter()
+        .find(|cidr| cidr.network().is_ipv4())
+        .or(parsed.first())
+        .copied()
 }
 
 fn annotation<'a>(node: &'a Node, key: &str) -> Option<&'a str> {
@@ -78,12 +92,52 @@ pub fn backend_data(node: &Node) -> Option<BackendData> {
 
 /// The node's VTEP as published in its annotations, with its podCIDR.
 pub fn vtep(node: &Node) -> Option<Vtep> {
-    let node_ip = annotation(node, PUBLIC_IP)?.parse().ok()?;
-    let data = backend_data(node)?;
-    Some(Vtep {
+    published_vtep(node).ok()
+}
+
+/// The node's VTEP as published in its annotations, with its podCIDR, or what is missing or
+/// malformed, naming the annotation or field.
+pub fn published_vtep(node: &Node) -> Result<Vtep, String> {
+    let public_ip = annotation(node, PUBLIC_IP).ok_or_else(|| format!("no {PUBLIC_IP}"))?;
+    let node_ip = public_ip
+        .parse()
+        .map_err(|_| format!("{PUBLIC_IP} {public_ip:?} is not an IP address"))?;
+    let text = annotation(node, BACKEND_DATA).ok_or_else(|| format!("no {BACKEND_DATA}"))?;
+    let data: BackendData = serde_json::from_str(text).map_err(|e| {
+        format!("{BACKEND_DATA} {text:?} is not {{\"VNI\":N,\"VtepMAC\":\"..\"}}: {e}")
+    })?;
+    if let Some(kind) = annotation(node, BACKEND_TYPE)
+        && kind != "vxlan"
+    {
+        return Err(format!("{BACKEND_TYPE} is {kind:?}, not \"vxlan\""));
+    }
+    let mac = data
+        .vtep_mac
+        .parse()
+        .map_err(|e| format!("{BACKEND_DATA}: VtepMAC: {e}"))?;
+    Ok(Vtep {
         node_ip,
-        mac: data.vtep_mac.parse().ok()?,
+        mac,
         vni: data.vni,
-        pod_cidr: pod_cidr(node)?,
+        pod_cidr: pod_cidr(node).ok_or("no spec.podCIDR")?,
     })
+}
+
+/// The annotations that publish a VTEP as flannel's kube subnet manager does (`vxlan`
+/// backend): [`BACKEND_TYPE`], [`BACKEND_DATA`], [`PUBLIC_IP`] and [`KUBE_SUBNET_MANAGER`].
+pub fn flannel_annotations(
+    public_ip: IpAddr,
+    mac: MacAddr,
+    vni: u32,
+) -> std::collections::BTreeMap<String, String> {
+    let data = serde_json::json!({"VNI": vni, "VtepMAC": mac.to_string()});
+    [
+        (BACKEND_TYPE, "vxlan".to_owned()),
+        (BACKEND_DATA, data.to_string()),
+        (PUBLIC_IP, public_ip.to_string()),
+        (KUBE_SUBNET_MANAGER, "true".to_owned()),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_owned(), value))
+    .collect()
 }

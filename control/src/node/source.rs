@@ -15,7 +15,7 @@ use dataplane::tables::conntrack::Conntrack;
 
 use super::config::SourceSettings;
 use crate::compile::{Compiler, NodeLocal, Problem};
-use crate::kube_source::{KubeSource, apply_changes};
+use crate::kube_source::{KubeSource, NodePublisher, apply_changes};
 use crate::state::ClusterState;
 use crate::store::StateDir;
 use crate::sync::input_health;
@@ -176,7 +176,8 @@ pub enum StartError {
 
 /// The Kubernetes counterpart of the [`Syncer`]: polls the watchers' change counter, applies
 /// the queued watch events to the one state it keeps and recompiles what they touched with
-/// the same incremental [`Compiler`] (in full at the periodic resync). Everything queued
+/// the same incremental [`Compiler`] (in full at the periodic resync). After applying events
+/// it publishes the node's own VTEP on its Node when the Node lacks it ([`NodePublisher`]). Everything queued
 /// between two polls is one batch, so a burst waits at most one poll interval plus a sync.
 pub struct KubeSync {
     source: KubeSource,
@@ -196,6 +197,7 @@ pub struct KubeSync {
     published: u64,
     metrics: SyncMetrics,
     problems: Vec<Problem>,
+    publisher: NodePublisher,
 }
 
 impl KubeSync {
@@ -232,6 +234,10 @@ impl KubeSync {
             &mut metrics.input,
             &mut triggers,
         );
+        let mut publisher = NodePublisher::new(inputs.node);
+        if let Some(publication) = publisher.due(&state) {
+            source.publish_node(publication);
+        }
         let mut compiler = Compiler::new(inputs.node, inputs.local);
         let compiled = compiler
             .compile(&state, &ports(&state))
@@ -258,6 +264,7 @@ impl KubeSync {
             force: false,
             published: 1,
             problems: compiled.problems,
+            publisher,
         };
         sync.note_watch_errors();
         sync.record_success(started, clock);
@@ -292,6 +299,9 @@ impl KubeSync {
             &mut self.triggers,
         );
         self.state.set_generation(generation);
+        if let Some(publication) = self.publisher.due(&self.state) {
+            self.source.publish_node(publication);
+        }
         let assignments = (self.ports)(&self.state);
         let compiled = if resync_due {
             self.compiler.compile(&self.state, &assignments)

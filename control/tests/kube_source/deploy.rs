@@ -80,7 +80,7 @@ fn resource_of<T: Resource>() -> (String, String, &'static str) {
 }
 
 #[test]
-fn the_cluster_role_reads_exactly_the_watched_kinds() {
+fn the_cluster_role_reads_exactly_the_watched_kinds_and_patches_only_nodes() {
     let watched = [
         resource_of::<Namespace>(),
         resource_of::<Node>(),
@@ -95,16 +95,31 @@ fn the_cluster_role_reads_exactly_the_watched_kinds() {
 
     let role = the_one::<ClusterRole>();
     let mut granted = BTreeSet::new();
+    let mut patched = BTreeSet::new();
     for rule in role.rules.unwrap() {
         let verbs: BTreeSet<&str> = rule.verbs.iter().map(String::as_str).collect();
-        assert_eq!(verbs, BTreeSet::from(["get", "list", "watch"]));
         assert!(rule.resource_names.is_none() && rule.non_resource_urls.is_none());
         for group in rule.api_groups.unwrap() {
             for resource in rule.resources.iter().flatten() {
-                granted.insert((group.clone(), resource.clone()));
+                if verbs == BTreeSet::from(["patch"]) {
+                    // The node's own VTEP annotations (kube_source/publish.rs): the only write.
+                    patched.insert((group.clone(), resource.clone()));
+                } else {
+                    assert_eq!(
+                        verbs,
+                        BTreeSet::from(["get", "list", "watch"]),
+                        "{resource}"
+                    );
+                    granted.insert((group.clone(), resource.clone()));
+                }
             }
         }
     }
+    assert_eq!(
+        patched,
+        BTreeSet::from([(String::new(), "nodes".to_owned())]),
+        "patch on nodes and nothing else is written"
+    );
     let expected: BTreeSet<(String, String)> = watched
         .into_iter()
         .map(|(group, resource, _)| (group, resource))

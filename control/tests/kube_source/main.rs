@@ -10,6 +10,7 @@
 mod deploy;
 mod events;
 mod incremental;
+mod publish;
 mod server;
 mod startup;
 

@@ -1,13 +1,15 @@
 //! A stand-in Kubernetes API server on 127.0.0.1 that replays recorded responses: list
 //! requests get the recorded `*List` JSON, watch requests (`?watch=...`) get a chunked stream
 //! that stays open and carries whatever events the test pushes, one JSON object per line, as
-//! the real API server writes them. Every request is logged for assertions.
+//! the real API server writes them. A PATCH of a Node (`/api/v1/nodes/NAME`, JSON merge patch)
+//! is applied to the Node in the served list, so a source connecting later lists the patched
+//! Node. Every request is logged for assertions, a PATCH with its body.
 //!
 //! Each connection is answered once and closed (`Connection: close`); the client opens a new
 //! one per request.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -27,8 +29,11 @@ pub const NETWORK_POLICIES: &str = "/apis/networking.k8s.io/v1/networkpolicies";
 /// One request the server received.
 #[derive(Clone, Debug)]
 pub struct Request {
+    pub method: String,
     pub path: String,
     pub query: String,
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
 }
 
 impl Request {
@@ -169,6 +174,14 @@ impl RecordedApi {
         self.shared.lock().requests.clone()
     }
 
+    /// The PATCH requests so far.
+    pub fn patches(&self) -> Vec<Request> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.method == "PATCH")
+            .collect()
+    }
+
     /// The watch requests for `path` so far.
     pub fn watches_of(&self, path: &str) -> Vec<Request> {
         self.requests()
@@ -205,6 +218,10 @@ fn serve(shared: &Shared, mut stream: TcpStream) {
         return;
     };
     shared.lock().requests.push(request.clone());
+    if request.method == "PATCH" {
+        let _ = stream.write_all(&patch_node(shared, &request));
+        return;
+    }
     if request.is_watch() {
         let failure = shared
             .lock()
@@ -287,21 +304,87 @@ fn serve_watch(shared: &Shared, path: &str, mut stream: TcpStream) {
     }
 }
 
-/// Reads the request line and headers (the client sends no body with GET).
+/// Applies a merge patch of `metadata.annotations` to the listed Node the path names and
+/// answers with the patched Node (404 for another path or an unknown Node).
+fn patch_node(shared: &Shared, request: &Request) -> Vec<u8> {
+    let Some(name) = request.path.strip_prefix(&format!("{NODES}/")) else {
+        return respond(404, "Not Found", NOT_FOUND);
+    };
+    let Ok(patch) = serde_json::from_slice::<Value>(&request.body) else {
+        return respond(400, "Bad Request", b"{}");
+    };
+    let mut state = shared.lock();
+    let Some(list) = state.lists.get(NODES) else {
+        return respond(404, "Not Found", NOT_FOUND);
+    };
+    let mut list: Value = serde_json::from_slice(list).unwrap();
+    let Some(node) = list["items"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|n| n["metadata"]["name"] == name)
+    else {
+        return respond(404, "Not Found", NOT_FOUND);
+    };
+    let version: u64 = node["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    node["metadata"]["resourceVersion"] = Value::from((version + 1000).to_string());
+    if let Some(annotations) = patch["metadata"]["annotations"].as_object() {
+        let target = &mut node["metadata"]["annotations"];
+        if !target.is_object() {
+            *target = Value::Object(serde_json::Map::new());
+        }
+        for (key, value) in annotations {
+            match value {
+                Value::Null => target.as_object_mut().unwrap().remove(key),
+                value => target
+                    .as_object_mut()
+                    .unwrap()
+                    .insert(key.clone(), value.clone()),
+            };
+        }
+    }
+    let body = serde_json::to_vec(node).unwrap();
+    state
+        .lists
+        .insert(NODES.to_owned(), serde_json::to_vec(&list).unwrap());
+    respond(200, "OK", &body)
+}
+
+/// Reads the request line, the headers and the body (`Content-Length`, for PATCH).
 fn read_request(stream: &TcpStream) -> Option<Request> {
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     reader.read_line(&mut line).ok()?;
-    let target = line.split_whitespace().nth(1)?.to_owned();
+    let mut words = line.split_whitespace();
+    let method = words.next()?.to_owned();
+    let target = words.next()?.to_owned();
+    let mut content_type = None;
+    let mut length = 0;
     loop {
         let mut header = String::new();
         if reader.read_line(&mut header).ok()? == 0 || header == "\r\n" {
             break;
         }
+        if let Some((name, value)) = header.split_once(':') {
+            let value = value.trim();
+            match name.to_ascii_lowercase().as_str() {
+                "content-type" => content_type = Some(value.to_owned()),
+                "content-length" => length = value.parse().ok()?,
+                _ => {}
+            }
+        }
     }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
     let (path, query) = target.split_once('?').unwrap_or((&target, ""));
     Some(Request {
+        method,
         path: path.to_owned(),
         query: query.to_owned(),
+        content_type,
+        body,
     })
 }

@@ -1,7 +1,8 @@
 //! ferroplane on the same topology, built by the testbed library (`testbed up` with our own
 //! manifest: the client pod on node 1, the backends on node 2, the Services), then each
 //! node's `ferroplane run` restarted pinned to the dataplane CPU with a flow table as large as
-//! the kernel's conntrack table (and, with `--worker-sched`, the workers' scheduling policy).
+//! the kernel's conntrack table (and, with `--worker-sched` / `--worker-idle`, the workers'
+//! scheduling policy and idle mode).
 //!
 //! Invariants: pods declare no container ports, so the testbed starts no server in them (the
 //! comparison's own servers answer); the restarted process starts with an empty flow table
@@ -24,6 +25,7 @@ use testbed::layout::node_name;
 
 use super::plan::{Cluster, PODS, PodAddr, layout};
 use super::services::{Selects, ServiceSpec};
+use super::worker_idle::{WorkerIdle, with_worker_idle};
 use super::worker_sched::{WorkerSched, with_worker_scheduling};
 use super::{Result, Teardown};
 
@@ -31,6 +33,13 @@ use super::{Result, Teardown};
 pub const FLOW_TABLE: usize = 262_144;
 const EXIT_WITHIN: Duration = Duration::from_secs(10);
 const HEALTHY_WITHIN: Duration = Duration::from_secs(20);
+
+/// The workers' settings the harness writes (none: the node's default).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Workers {
+    pub sched: Option<WorkerSched>,
+    pub idle: Option<WorkerIdle>,
+}
 
 /// A built ferroplane cluster.
 pub struct FerroplaneBuild {
@@ -83,13 +92,14 @@ pub fn manifest(services: &[ServiceSpec]) -> String {
 }
 
 /// Brings the cluster up with `services`, each node's dataplane using `io` for its pods and
-/// pinned, with every thread, to `cpu`; `sched`, if any, written as the workers' policy.
+/// pinned, with every thread, to `cpu`; `workers`' settings, where given, written into the
+/// node configuration.
 pub fn build(
     ferroplane: &Path,
     io: Io,
     services: &[ServiceSpec],
     cpu: usize,
-    sched: Option<WorkerSched>,
+    workers: Workers,
 ) -> Result<FerroplaneBuild> {
     let teardown = Teardown::begin()?;
     let layout = layout()?;
@@ -110,7 +120,7 @@ pub fn build(
     let cluster = cluster_of(&state)?;
     let mut nodes = Vec::new();
     for node in &state.nodes {
-        nodes.push(restart(ferroplane, node, cpu, sched)?);
+        nodes.push(restart(ferroplane, node, cpu, workers)?);
     }
     for pod in &state.pods {
         let node = state
@@ -149,17 +159,15 @@ fn cluster_of(state: &RunState) -> Result<Cluster> {
 }
 
 /// Stops the testbed's `ferroplane run` of `node` and starts it again with the larger flow
-/// table (and `sched`), all its threads on `cpu`.
-fn restart(
-    ferroplane: &Path,
-    node: &NodeRecord,
-    cpu: usize,
-    sched: Option<WorkerSched>,
-) -> Result<Child> {
+/// table (and `workers`' settings), all its threads on `cpu`.
+fn restart(ferroplane: &Path, node: &NodeRecord, cpu: usize, workers: Workers) -> Result<Child> {
     let config = std::fs::read_to_string(&node.config).map_err(context(node.config.display()))?;
     let mut fresh = with_flow_table(&config, FLOW_TABLE)?;
-    if let Some(sched) = sched {
+    if let Some(sched) = workers.sched {
         fresh = with_worker_scheduling(&fresh, sched)?;
+    }
+    if let Some(idle) = workers.idle {
+        fresh = with_worker_idle(&fresh, idle)?;
     }
     std::fs::write(&node.config, fresh).map_err(context(node.config.display()))?;
     let pid = i32::try_from(node.pid)

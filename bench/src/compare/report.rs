@@ -402,6 +402,7 @@ mod tests {
                 Dataplane::Ferroplane {
                     io: Io::Tap,
                     sched: None,
+                    idle: None,
                 }
             };
             let options = Options {
@@ -414,6 +415,7 @@ mod tests {
                 hog_cpus: vec![1],
                 hog_program: std::path::PathBuf::new(),
                 testbed,
+                latency_only: false,
             };
             let workloads = Workloads::new(true);
             let mut comparison = Comparison::new(&options, &workloads);

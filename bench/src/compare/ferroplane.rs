@@ -46,7 +46,7 @@ pub struct FerroplaneBuild {
     state: RunState,
     cluster: Cluster,
     manifest: PathBuf,
-    nodes: Vec<Child>,
+    _nodes: Restarted,
     _teardown: Teardown,
 }
 
@@ -120,7 +120,17 @@ pub fn build(
     let cluster = cluster_of(&state)?;
     let mut nodes = Vec::new();
     for node in &state.nodes {
-        nodes.push(restart(ferroplane, node, cpu, workers)?);
+        let rewrite = |config: &str| -> Result<String> {
+            let mut fresh = with_flow_table(config, FLOW_TABLE)?;
+            if let Some(sched) = workers.sched {
+                fresh = with_worker_scheduling(&fresh, sched)?;
+            }
+            if let Some(idle) = workers.idle {
+                fresh = with_worker_idle(&fresh, idle)?;
+            }
+            Ok(fresh)
+        };
+        nodes.push(restart(ferroplane, node, Some(cpu), &rewrite)?);
     }
     for pod in &state.pods {
         let node = state
@@ -132,7 +142,7 @@ pub fn build(
         state,
         cluster,
         manifest,
-        nodes,
+        _nodes: Restarted(nodes),
         _teardown: teardown,
     })
 }
@@ -158,17 +168,17 @@ fn cluster_of(state: &RunState) -> Result<Cluster> {
     })
 }
 
-/// Stops the testbed's `ferroplane run` of `node` and starts it again with the larger flow
-/// table (and `workers`' settings), all its threads on `cpu`.
-fn restart(ferroplane: &Path, node: &NodeRecord, cpu: usize, workers: Workers) -> Result<Child> {
+/// Stops the testbed's `ferroplane run` of `node` and starts it again with its configuration
+/// passed through `rewrite` (and an empty flow table), all its threads on `cpu` if given
+/// (else default affinity); returns once it is healthy.
+pub fn restart(
+    ferroplane: &Path,
+    node: &NodeRecord,
+    cpu: Option<usize>,
+    rewrite: &dyn Fn(&str) -> Result<String>,
+) -> Result<Child> {
     let config = std::fs::read_to_string(&node.config).map_err(context(node.config.display()))?;
-    let mut fresh = with_flow_table(&config, FLOW_TABLE)?;
-    if let Some(sched) = workers.sched {
-        fresh = with_worker_scheduling(&fresh, sched)?;
-    }
-    if let Some(idle) = workers.idle {
-        fresh = with_worker_idle(&fresh, idle)?;
-    }
+    let fresh = rewrite(&config)?;
     std::fs::write(&node.config, fresh).map_err(context(node.config.display()))?;
     let pid = i32::try_from(node.pid)
         .ok()
@@ -193,15 +203,12 @@ fn restart(ferroplane: &Path, node: &NodeRecord, cpu: usize, workers: Workers) -
         .append(true)
         .open(&node.log)
         .map_err(context(node.log.display()))?;
-    let mut child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &node.netns,
-            "taskset",
-            "-c",
-            &cpu.to_string(),
-        ])
+    let mut command = Command::new("ip");
+    command.args(["netns", "exec", &node.netns]);
+    if let Some(cpu) = cpu {
+        command.args(["taskset", "-c", &cpu.to_string()]);
+    }
+    let mut child = command
         .arg(ferroplane)
         .arg("run")
         .arg("--config")
@@ -290,9 +297,12 @@ impl FerroplaneBuild {
     }
 }
 
-impl Drop for FerroplaneBuild {
+/// Node processes the harness restarted: stopped and reaped when dropped.
+pub struct Restarted(pub Vec<Child>);
+
+impl Drop for Restarted {
     fn drop(&mut self) {
-        for child in &mut self.nodes {
+        for child in &mut self.0 {
             // The namespace teardown signals it; reap it so no zombie stays behind.
             if let Some(pid) = i32::try_from(child.id()).ok().and_then(Pid::from_raw) {
                 let _ = kill_process(pid, Signal::TERM);

@@ -134,8 +134,9 @@ pub enum Dataplane {
         rx: KernelRx,
     },
     Ovs,
-    /// The testbed's demo cluster as `testbed up` runs it (`--testbed`).
-    Testbed(Io),
+    /// The testbed's demo cluster as `testbed up` runs it (`--testbed`), with `--worker-idle`'s
+    /// idle mode if given.
+    Testbed(Io, Option<WorkerIdle>),
 }
 
 fn io_key(io: Io) -> &'static str {
@@ -184,7 +185,8 @@ impl Dataplane {
                 rx: KernelRx::Default,
             } => mode_key(mode).to_owned(),
             Dataplane::Ovs => "ovs".to_owned(),
-            Dataplane::Testbed(io) => format!("testbed-{}", io_key(io)),
+            Dataplane::Testbed(io, None) => format!("testbed-{}", io_key(io)),
+            Dataplane::Testbed(io, Some(idle)) => format!("testbed-{}-{}", io_key(io), idle.key()),
         }
     }
 
@@ -204,9 +206,13 @@ impl Dataplane {
                 }
             ),
             Dataplane::Ovs => "OVS userspace (netdev)".to_owned(),
-            Dataplane::Testbed(io) => {
+            Dataplane::Testbed(io, None) => {
                 format!("testbed demo cluster, ferroplane ({} pods)", io_label(io))
             }
+            Dataplane::Testbed(io, Some(idle)) => format!(
+                "testbed demo cluster, ferroplane ({} pods, workers {idle})",
+                io_label(io)
+            ),
         }
     }
 
@@ -226,13 +232,14 @@ impl Dataplane {
                 rx: KernelRx::Default,
             } => mode_key(mode).to_owned(),
             Dataplane::Ovs => "OVS".to_owned(),
-            Dataplane::Testbed(io) => format!("testbed {}", io_label(io)),
+            Dataplane::Testbed(io, None) => format!("testbed {}", io_label(io)),
+            Dataplane::Testbed(io, Some(idle)) => format!("testbed {} {idle}", io_label(io)),
         }
     }
 
     /// ferroplane, built by the harness or as the testbed runs it.
     pub fn is_ferroplane(self) -> bool {
-        matches!(self, Dataplane::Ferroplane { .. } | Dataplane::Testbed(_))
+        matches!(self, Dataplane::Ferroplane { .. } | Dataplane::Testbed(..))
     }
 
     pub fn is_kernel(self) -> bool {
@@ -244,7 +251,7 @@ impl Dataplane {
         match self {
             Dataplane::Ferroplane { .. } | Dataplane::Ovs => true,
             Dataplane::Kernel { rx, .. } => rx == KernelRx::Steered,
-            Dataplane::Testbed(_) => false,
+            Dataplane::Testbed(..) => false,
         }
     }
 }
@@ -354,13 +361,20 @@ pub fn dataplanes(families: &[Family], variants: &Variants) -> Vec<Dataplane> {
     out
 }
 
-/// `--testbed`: the demo cluster per I/O backend, then the kernel path with iptables per
-/// receive placement.
+/// `--testbed`: the demo cluster per I/O backend (and idle mode), then the kernel path with
+/// iptables per receive placement.
 pub fn testbed_dataplanes(variants: &Variants) -> Vec<Dataplane> {
     let mut out: Vec<Dataplane> = Vec::new();
+    let idles: Vec<Option<WorkerIdle>> = if variants.idles.is_empty() {
+        vec![None]
+    } else {
+        variants.idles.iter().copied().map(Some).collect()
+    };
     for &io in &variants.ios {
-        if !out.contains(&Dataplane::Testbed(io)) {
-            out.push(Dataplane::Testbed(io));
+        for &idle in &idles {
+            if !out.contains(&Dataplane::Testbed(io, idle)) {
+                out.push(Dataplane::Testbed(io, idle));
+            }
         }
     }
     for &rx in &variants.kernel_rx {
@@ -453,5 +467,10 @@ mod tests {
             ]
         );
         assert_eq!(all[1].short(), "fp TAP fifo:1 spin 200us");
+        let testbed = testbed_dataplanes(&variants);
+        assert_eq!(
+            testbed.iter().map(|d| d.key()).collect::<Vec<_>>(),
+            ["testbed-tap-busypoll", "testbed-tap-spin200us", "iptables"]
+        );
     }
 }

@@ -125,7 +125,9 @@ impl Build {
             )?),
             Dataplane::Kernel { mode, .. } => Build::Kernel(kernel::build(mode)?),
             Dataplane::Ovs => Build::Ovs(ovs::build(options.dataplane_cpu)?),
-            Dataplane::Testbed(io) => Build::Testbed(testbed_demo::build(&options.ferroplane, io)?),
+            Dataplane::Testbed(io, idle) => {
+                Build::Testbed(testbed_demo::build(&options.ferroplane, io, idle)?)
+            }
         };
         if !dataplane.is_ferroplane() {
             build.program(BASE_SERVICES)?;

@@ -14,7 +14,6 @@ use crate::tables::ports::PortKind;
 use crate::wire::{EthernetFrame, Icmpv4Packet, Ipv4Packet, TcpPacket, UdpPacket, icmp};
 
 use super::Ctx;
-use super::conntrack::segment_seq;
 
 /// Parses the IPv4 packet at `l3` and builds the context for the stages after it.
 pub fn ipv4(
@@ -58,11 +57,9 @@ pub fn ipv4(
         pkt.meta.csum_partial = false;
     }
     let l4bytes = &pkt.data()[l4..];
-    let mut segment = None;
     let (sport, dport, tcp_flags, icmp_error) = match l4proto {
         L4Proto::Tcp => {
             let t = TcpPacket::new_checked(l4bytes).map_err(|_| DropReason::Malformed)?;
-            segment = Some(segment_seq(&t, ip_end - l4));
             (t.src_port(), t.dst_port(), t.flags().0, false)
         }
         L4Proto::Udp => {
@@ -96,7 +93,6 @@ pub fn ipv4(
         l4,
         key: FlowKey::new(l4proto, src, sport, dst, dport),
         tcp_flags,
-        segment,
         icmp_error,
         translated: false,
     })

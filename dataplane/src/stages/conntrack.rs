@@ -34,7 +34,7 @@ use crate::tables::conntrack::{
 use crate::tables::policy::PolicyVerdict;
 use crate::tables::ports::PortKind;
 use crate::tables::services::{Frontend, SelectCtx, Selection, Service};
-use crate::wire::{TcpFlags, TcpPacket};
+use crate::wire::{Ipv4Packet, TcpFlags, TcpPacket};
 
 use super::Ctx;
 use super::icmp_filter::track_error;
@@ -65,7 +65,11 @@ pub fn track(
         if hit.policy_epoch != snap.policy.epoch() {
             policy_recheck::recheck(p, snap, &ctx.key, &hit)?;
         }
-        match p.ct.on_segment(&hit, ctx.tcp_flags, ctx.segment, p.now) {
+        let segment = match ctx.key.proto {
+            L4Proto::Tcp => segment_seq(pkt, ctx),
+            _ => None,
+        };
+        match p.ct.on_segment(&hit, ctx.tcp_flags, segment, p.now) {
             Track::Ok => {
                 p.trace(|| TraceEvent::ConntrackHit {
                     dir: hit.dir,
@@ -200,7 +204,7 @@ fn new_flow(
                 raced: false,
             });
             p.pending = PendingFlow::Retract(hit);
-            mark_first_segment(p, ctx, &hit);
+            mark_first_segment(p, pkt, ctx, &hit);
             p.ct.stamp_policy(&hit, snap.policy.epoch());
             hit.xlate
         }
@@ -215,7 +219,11 @@ fn new_flow(
             hit.xlate
         }
         Placed::AfterRouting => {
-            p.pending = PendingFlow::Insert(flow, ctx.segment, snap.policy.epoch());
+            let seq = match key.proto {
+                L4Proto::Tcp => segment_seq(pkt, ctx),
+                _ => None,
+            };
+            p.pending = PendingFlow::Insert(flow, seq, snap.policy.epoch());
             flow.reply.reversed()
         }
     };
@@ -327,25 +335,28 @@ fn insert_or_remap(
 
 /// Gives a new TCP flow its first sequence mark from its SYN, so that an RST is judged
 /// against the sequence space from the start (the SYN's sender is the one it names).
-fn mark_first_segment(p: &Pipeline, ctx: &Ctx, hit: &Hit) {
+fn mark_first_segment(p: &Pipeline, pkt: &Packet, ctx: &Ctx, hit: &Hit) {
     if ctx.key.proto == L4Proto::Tcp {
-        p.ct.on_segment(hit, ctx.tcp_flags, ctx.segment, p.now);
+        p.ct.on_segment(hit, ctx.tcp_flags, segment_seq(pkt, ctx), p.now);
     }
 }
 
-/// The sequence number and length of TCP segment `tcp`, `l4_len` bytes with its header (for
-/// the RST checks of conntrack; classify reads it once into `Ctx::segment`).
-pub(super) fn segment_seq(tcp: &TcpPacket<&[u8]>, l4_len: usize) -> SegmentSeq {
-    let payload = l4_len.saturating_sub(tcp.header_len());
+/// The sequence number and length of a TCP segment (for the RST checks of conntrack).
+fn segment_seq(pkt: &Packet, ctx: &Ctx) -> Option<SegmentSeq> {
+    let data = pkt.data();
+    let ip = Ipv4Packet::new_checked(data.get(ctx.l3..)?).ok()?;
+    let tcp = TcpPacket::new_checked(data.get(ctx.l4..)?).ok()?;
+    let headers = ip.header_len() + tcp.header_len();
+    let payload = usize::from(ip.total_len()).saturating_sub(headers);
     let flags = tcp.flags();
     let controls =
         u32::from(flags.contains(TcpFlags::SYN)) + u32::from(flags.contains(TcpFlags::FIN));
-    SegmentSeq {
+    Some(SegmentSeq {
         seq: tcp.seq_number(),
         len: u32::try_from(payload)
             .unwrap_or(u32::MAX)
             .saturating_add(controls),
-    }
+    })
 }
 
 fn is_plain_syn(tcp_flags: u8) -> bool {

@@ -38,9 +38,6 @@ pub struct Ctx {
     pub key: FlowKey,
     /// TCP flags of the segment (0 for other protocols).
     pub tcp_flags: u8,
-    /// A TCP segment's sequence number and length, read once by classify for conntrack's
-    /// RST checks (none for other protocols).
-    pub segment: Option<crate::tables::conntrack::SegmentSeq>,
     /// The packet is an ICMP error (its quoted packet is what conntrack matches).
     pub icmp_error: bool,
     /// Conntrack rewrote an address or port: this node proxies the flow, so it may forward

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use bench::compare::hogs::spin;
+use bench::compare::worker_idle::WorkerIdle;
 use bench::compare::worker_sched::WorkerSched;
 use bench::compare::{
     Dataplane, Family, KernelRx, Options, Variants, chart, dataplanes, require_root, run,
@@ -58,6 +59,16 @@ struct Args {
     /// commas) for a ferroplane row per policy. None: the node's default, nothing written.
     #[arg(long, value_delimiter = ',')]
     worker_sched: Vec<WorkerSched>,
+    /// ferroplane's workers' idle mode, written into the node configuration as
+    /// `workers.idle` (and `workers.spin`): busy-poll or spin:MICROSECONDS (adaptive); repeat
+    /// (or separate by commas) for a ferroplane row per mode and policy. None: the node's
+    /// default, nothing written.
+    #[arg(long, value_delimiter = ',')]
+    worker_idle: Vec<WorkerIdle>,
+    /// The latency workloads alone (request/response and connection setup under each
+    /// background load): no rate search, connection rate, bulk or Service-count sweep.
+    #[arg(long)]
+    latency_only: bool,
     /// The kernel path's receive placements, comma separated: rps (steered onto the
     /// dataplane CPU), default (no RPS, as users run it).
     #[arg(long, value_delimiter = ',', default_value = "rps,default")]
@@ -144,6 +155,7 @@ fn main() -> ExitCode {
             }
         }),
         scheds: args.worker_sched.clone(),
+        idles: args.worker_idle.clone(),
         kernel_rx: args.kernel_rx.clone(),
     };
     let chosen = if args.testbed {
@@ -186,6 +198,7 @@ fn main() -> ExitCode {
         },
         hog_program,
         testbed: args.testbed,
+        latency_only: args.latency_only,
     };
     let comparison = match run(&options, &interrupted) {
         Ok(c) => c,

@@ -1,7 +1,8 @@
 //! ferroplane on the same topology, built by the testbed library (`testbed up` with our own
 //! manifest: the client pod on node 1, the backends on node 2, the Services), then each
 //! node's `ferroplane run` restarted pinned to the dataplane CPU with a flow table as large as
-//! the kernel's conntrack table (and, with `--worker-sched`, the workers' scheduling policy).
+//! the kernel's conntrack table (and, with `--worker-sched` / `--worker-idle`, the workers'
+//! scheduling policy and idle mode).
 //!
 //! Invariants: pods declare no container ports, so the testbed starts no server in them (the
 //! comparison's own servers answer); the restarted process starts with an empty flow table
@@ -24,6 +25,7 @@ use testbed::layout::node_name;
 
 use super::plan::{Cluster, PODS, PodAddr, layout};
 use super::services::{Selects, ServiceSpec};
+use super::worker_idle::{WorkerIdle, with_worker_idle};
 use super::worker_sched::{WorkerSched, with_worker_scheduling};
 use super::{Result, Teardown};
 
@@ -32,12 +34,19 @@ pub const FLOW_TABLE: usize = 262_144;
 const EXIT_WITHIN: Duration = Duration::from_secs(10);
 const HEALTHY_WITHIN: Duration = Duration::from_secs(20);
 
+/// The workers' settings the harness writes (none: the node's default).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Workers {
+    pub sched: Option<WorkerSched>,
+    pub idle: Option<WorkerIdle>,
+}
+
 /// A built ferroplane cluster.
 pub struct FerroplaneBuild {
     state: RunState,
     cluster: Cluster,
     manifest: PathBuf,
-    nodes: Vec<Child>,
+    _nodes: Restarted,
     _teardown: Teardown,
 }
 
@@ -83,13 +92,14 @@ pub fn manifest(services: &[ServiceSpec]) -> String {
 }
 
 /// Brings the cluster up with `services`, each node's dataplane using `io` for its pods and
-/// pinned, with every thread, to `cpu`; `sched`, if any, written as the workers' policy.
+/// pinned, with every thread, to `cpu`; `workers`' settings, where given, written into the
+/// node configuration.
 pub fn build(
     ferroplane: &Path,
     io: Io,
     services: &[ServiceSpec],
     cpu: usize,
-    sched: Option<WorkerSched>,
+    workers: Workers,
 ) -> Result<FerroplaneBuild> {
     let teardown = Teardown::begin()?;
     let layout = layout()?;
@@ -110,7 +120,17 @@ pub fn build(
     let cluster = cluster_of(&state)?;
     let mut nodes = Vec::new();
     for node in &state.nodes {
-        nodes.push(restart(ferroplane, node, cpu, sched)?);
+        let rewrite = |config: &str| -> Result<String> {
+            let mut fresh = with_flow_table(config, FLOW_TABLE)?;
+            if let Some(sched) = workers.sched {
+                fresh = with_worker_scheduling(&fresh, sched)?;
+            }
+            if let Some(idle) = workers.idle {
+                fresh = with_worker_idle(&fresh, idle)?;
+            }
+            Ok(fresh)
+        };
+        nodes.push(restart(ferroplane, node, Some(cpu), &rewrite)?);
     }
     for pod in &state.pods {
         let node = state
@@ -122,7 +142,7 @@ pub fn build(
         state,
         cluster,
         manifest,
-        nodes,
+        _nodes: Restarted(nodes),
         _teardown: teardown,
     })
 }
@@ -148,19 +168,17 @@ fn cluster_of(state: &RunState) -> Result<Cluster> {
     })
 }
 
-/// Stops the testbed's `ferroplane run` of `node` and starts it again with the larger flow
-/// table (and `sched`), all its threads on `cpu`.
-fn restart(
+/// Stops the testbed's `ferroplane run` of `node` and starts it again with its configuration
+/// passed through `rewrite` (and an empty flow table), all its threads on `cpu` if given
+/// (else default affinity); returns once it is healthy.
+pub fn restart(
     ferroplane: &Path,
     node: &NodeRecord,
-    cpu: usize,
-    sched: Option<WorkerSched>,
+    cpu: Option<usize>,
+    rewrite: &dyn Fn(&str) -> Result<String>,
 ) -> Result<Child> {
     let config = std::fs::read_to_string(&node.config).map_err(context(node.config.display()))?;
-    let mut fresh = with_flow_table(&config, FLOW_TABLE)?;
-    if let Some(sched) = sched {
-        fresh = with_worker_scheduling(&fresh, sched)?;
-    }
+    let fresh = rewrite(&config)?;
     std::fs::write(&node.config, fresh).map_err(context(node.config.display()))?;
     let pid = i32::try_from(node.pid)
         .ok()
@@ -185,15 +203,12 @@ fn restart(
         .append(true)
         .open(&node.log)
         .map_err(context(node.log.display()))?;
-    let mut child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &node.netns,
-            "taskset",
-            "-c",
-            &cpu.to_string(),
-        ])
+    let mut command = Command::new("ip");
+    command.args(["netns", "exec", &node.netns]);
+    if let Some(cpu) = cpu {
+        command.args(["taskset", "-c", &cpu.to_string()]);
+    }
+    let mut child = command
         .arg(ferroplane)
         .arg("run")
         .arg("--config")
@@ -282,9 +297,12 @@ impl FerroplaneBuild {
     }
 }
 
-impl Drop for FerroplaneBuild {
+/// Node processes the harness restarted: stopped and reaped when dropped.
+pub struct Restarted(pub Vec<Child>);
+
+impl Drop for Restarted {
     fn drop(&mut self) {
-        for child in &mut self.nodes {
+        for child in &mut self.0 {
             // The namespace teardown signals it; reap it so no zombie stays behind.
             if let Some(pid) = i32::try_from(child.id()).ok().and_then(Pid::from_raw) {
                 let _ = kill_process(pid, Signal::TERM);

@@ -98,7 +98,8 @@ pub fn text(c: &Comparison) -> String {
         "### Method\n\n\
          Reproduce with `cargo run --release -p bench --bin compare` (as root; `--quick`, \
          `--runs N`, `--only ferroplane,iptables,nftables,ovs`, `--io`, `--kernel-rx \
-         rps,default`, `--worker-sched other|fifo:PRIO|rr:PRIO`, repeatable). One topology for all: an \
+         rps,default`, `--worker-sched other|fifo:PRIO|rr:PRIO`, `--worker-idle busy-poll|spin:MICROS`, \
+         repeatable; `--latency-only`). One topology for all: an \
          underlay bridge, two node namespaces (192.168.50.2 and .3), a client pod on node 1 \
          and two backend pods on node 2 (veth `eth0`, MTU 1450), VXLAN between the nodes (UDP \
          8472, VNI 1). The Service `bench` (ClusterIP {bench_vip}; UDP 9000 sink, UDP 9001 \
@@ -110,7 +111,8 @@ pub fn text(c: &Comparison) -> String {
          dataplane CPU, one worker) with a {FLOW_TABLE}-entry flow table (the kernel's \
          `nf_conntrack_max` here); with `--worker-sched` the node configuration also gets \
          `workers.scheduling` (a row per policy; without it nothing is written: the node's \
-         default). Pods attach as labelled: a veth whose node end ferroplane \
+         default), with `--worker-idle` `workers.idle` and `workers.spin` (a row per mode and \
+         policy). Pods attach as labelled: a veth whose node end ferroplane \
          opens with AF_PACKET rings or with AF_XDP (generic XDP), or a TAP.\n\
          - **kernel**: per node a `flannel.1`-like VXLAN device (nolearning, static FDB, \
          neighbour and route per peer), a `cni0`-like bridge with the pod veths, \

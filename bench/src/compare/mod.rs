@@ -47,6 +47,7 @@ pub mod session;
 pub mod stats;
 pub mod testbed_demo;
 pub mod udp_rate;
+pub mod worker_idle;
 pub mod worker_sched;
 
 use std::str::FromStr;
@@ -55,6 +56,7 @@ use testbed::error::Error;
 use testbed::run_state::Io;
 
 use self::kernel::ProxyMode;
+use self::worker_idle::WorkerIdle;
 use self::worker_sched::WorkerSched;
 
 pub use self::session::{Options, run};
@@ -120,19 +122,21 @@ impl FromStr for KernelRx {
 /// One dataplane of the comparison.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dataplane {
-    /// ferroplane with its pods on `io`; `sched` is `--worker-sched` (none: the node's
-    /// default, nothing written).
+    /// ferroplane with its pods on `io`; `sched` is `--worker-sched`, `idle` `--worker-idle`
+    /// (none: the node's default, nothing written).
     Ferroplane {
         io: Io,
         sched: Option<WorkerSched>,
+        idle: Option<WorkerIdle>,
     },
     Kernel {
         mode: ProxyMode,
         rx: KernelRx,
     },
     Ovs,
-    /// The testbed's demo cluster as `testbed up` runs it (`--testbed`).
-    Testbed(Io),
+    /// The testbed's demo cluster as `testbed up` runs it (`--testbed`), with `--worker-idle`'s
+    /// idle mode if given.
+    Testbed(Io, Option<WorkerIdle>),
 }
 
 fn io_key(io: Io) -> &'static str {
@@ -162,14 +166,16 @@ impl Dataplane {
     /// Short name, as in the table's column keys.
     pub fn key(self) -> String {
         match self {
-            Dataplane::Ferroplane { io, sched } => match sched {
-                None => format!("ferroplane-{}", io_key(io)),
-                Some(s) => format!(
-                    "ferroplane-{}-{}",
-                    io_key(io),
-                    s.to_string().replace(':', "")
-                ),
-            },
+            Dataplane::Ferroplane { io, sched, idle } => {
+                let mut key = format!("ferroplane-{}", io_key(io));
+                if let Some(s) = sched {
+                    key = format!("{key}-{}", s.to_string().replace(':', ""));
+                }
+                if let Some(i) = idle {
+                    key = format!("{key}-{}", i.key());
+                }
+                key
+            }
             Dataplane::Kernel {
                 mode,
                 rx: KernelRx::Steered,
@@ -179,16 +185,17 @@ impl Dataplane {
                 rx: KernelRx::Default,
             } => mode_key(mode).to_owned(),
             Dataplane::Ovs => "ovs".to_owned(),
-            Dataplane::Testbed(io) => format!("testbed-{}", io_key(io)),
+            Dataplane::Testbed(io, None) => format!("testbed-{}", io_key(io)),
+            Dataplane::Testbed(io, Some(idle)) => format!("testbed-{}-{}", io_key(io), idle.key()),
         }
     }
 
     /// The column heading.
     pub fn label(self) -> String {
         match self {
-            Dataplane::Ferroplane { io, sched } => match sched {
+            Dataplane::Ferroplane { io, sched, idle } => match workers(sched, idle) {
                 None => format!("ferroplane ({} pods)", io_label(io)),
-                Some(s) => format!("ferroplane ({} pods, workers {s})", io_label(io)),
+                Some(w) => format!("ferroplane ({} pods, workers {w})", io_label(io)),
             },
             Dataplane::Kernel { mode, rx } => format!(
                 "kernel + kube-proxy {} ({})",
@@ -199,18 +206,22 @@ impl Dataplane {
                 }
             ),
             Dataplane::Ovs => "OVS userspace (netdev)".to_owned(),
-            Dataplane::Testbed(io) => {
+            Dataplane::Testbed(io, None) => {
                 format!("testbed demo cluster, ferroplane ({} pods)", io_label(io))
             }
+            Dataplane::Testbed(io, Some(idle)) => format!(
+                "testbed demo cluster, ferroplane ({} pods, workers {idle})",
+                io_label(io)
+            ),
         }
     }
 
     /// The short name used in ratio headings and on the charts.
     pub fn short(self) -> String {
         match self {
-            Dataplane::Ferroplane { io, sched } => match sched {
+            Dataplane::Ferroplane { io, sched, idle } => match workers(sched, idle) {
                 None => format!("fp {}", io_label(io)),
-                Some(s) => format!("fp {} {s}", io_label(io)),
+                Some(w) => format!("fp {} {w}", io_label(io)),
             },
             Dataplane::Kernel {
                 mode,
@@ -221,13 +232,14 @@ impl Dataplane {
                 rx: KernelRx::Default,
             } => mode_key(mode).to_owned(),
             Dataplane::Ovs => "OVS".to_owned(),
-            Dataplane::Testbed(io) => format!("testbed {}", io_label(io)),
+            Dataplane::Testbed(io, None) => format!("testbed {}", io_label(io)),
+            Dataplane::Testbed(io, Some(idle)) => format!("testbed {} {idle}", io_label(io)),
         }
     }
 
     /// ferroplane, built by the harness or as the testbed runs it.
     pub fn is_ferroplane(self) -> bool {
-        matches!(self, Dataplane::Ferroplane { .. } | Dataplane::Testbed(_))
+        matches!(self, Dataplane::Ferroplane { .. } | Dataplane::Testbed(..))
     }
 
     pub fn is_kernel(self) -> bool {
@@ -239,8 +251,18 @@ impl Dataplane {
         match self {
             Dataplane::Ferroplane { .. } | Dataplane::Ovs => true,
             Dataplane::Kernel { rx, .. } => rx == KernelRx::Steered,
-            Dataplane::Testbed(_) => false,
+            Dataplane::Testbed(..) => false,
         }
+    }
+}
+
+/// The workers' settings as the labels name them: `fifo:1`, `busy-poll`, `fifo:1 spin 200us`.
+fn workers(sched: Option<WorkerSched>, idle: Option<WorkerIdle>) -> Option<String> {
+    match (sched, idle) {
+        (None, None) => None,
+        (Some(s), None) => Some(s.to_string()),
+        (None, Some(i)) => Some(i.to_string()),
+        (Some(s), Some(i)) => Some(format!("{s} {i}")),
     }
 }
 
@@ -286,11 +308,13 @@ pub struct Variants {
     pub ios: Vec<Io>,
     /// Empty: one ferroplane row per backend with the node's default policy.
     pub scheds: Vec<WorkerSched>,
+    /// Empty: the node's default idle mode; else a row per policy and idle mode.
+    pub idles: Vec<WorkerIdle>,
     pub kernel_rx: Vec<KernelRx>,
 }
 
-/// The dataplanes to measure, in order: ferroplane first (per I/O backend, then per worker
-/// policy), then the others in `Family::ALL` order (the kernel per receive placement), each
+/// The dataplanes to measure, in order: ferroplane first (per I/O backend, per worker
+/// policy, then per idle mode), then the others in `Family::ALL` order (the kernel per receive placement), each
 /// at most once.
 pub fn dataplanes(families: &[Family], variants: &Variants) -> Vec<Dataplane> {
     let mut out = Vec::new();
@@ -303,6 +327,11 @@ pub fn dataplanes(families: &[Family], variants: &Variants) -> Vec<Dataplane> {
         vec![None]
     } else {
         variants.scheds.iter().copied().map(Some).collect()
+    };
+    let idles: Vec<Option<WorkerIdle>> = if variants.idles.is_empty() {
+        vec![None]
+    } else {
+        variants.idles.iter().copied().map(Some).collect()
     };
     for family in Family::ALL {
         if !families.contains(&family) {
@@ -318,7 +347,9 @@ pub fn dataplanes(families: &[Family], variants: &Variants) -> Vec<Dataplane> {
             Family::Ferroplane => {
                 for &io in &variants.ios {
                     for &sched in &scheds {
-                        add(Dataplane::Ferroplane { io, sched });
+                        for &idle in &idles {
+                            add(Dataplane::Ferroplane { io, sched, idle });
+                        }
                     }
                 }
             }
@@ -330,13 +361,20 @@ pub fn dataplanes(families: &[Family], variants: &Variants) -> Vec<Dataplane> {
     out
 }
 
-/// `--testbed`: the demo cluster per I/O backend, then the kernel path with iptables per
-/// receive placement.
+/// `--testbed`: the demo cluster per I/O backend (and idle mode), then the kernel path with
+/// iptables per receive placement.
 pub fn testbed_dataplanes(variants: &Variants) -> Vec<Dataplane> {
     let mut out: Vec<Dataplane> = Vec::new();
+    let idles: Vec<Option<WorkerIdle>> = if variants.idles.is_empty() {
+        vec![None]
+    } else {
+        variants.idles.iter().copied().map(Some).collect()
+    };
     for &io in &variants.ios {
-        if !out.contains(&Dataplane::Testbed(io)) {
-            out.push(Dataplane::Testbed(io));
+        for &idle in &idles {
+            if !out.contains(&Dataplane::Testbed(io, idle)) {
+                out.push(Dataplane::Testbed(io, idle));
+            }
         }
     }
     for &rx in &variants.kernel_rx {
@@ -360,6 +398,7 @@ mod tests {
         let variants = Variants {
             ios: vec![Io::Tap, Io::AfPacket, Io::Tap],
             scheds: Vec::new(),
+            idles: Vec::new(),
             kernel_rx: vec![KernelRx::Steered, KernelRx::Default],
         };
         let all = dataplanes(
@@ -388,6 +427,7 @@ mod tests {
         let variants = Variants {
             ios: vec![Io::Tap],
             scheds: vec![WorkerSched::Other, WorkerSched::Fifo(10)],
+            idles: Vec::new(),
             kernel_rx: vec![KernelRx::Default],
         };
         let all = dataplanes(&[Family::Ferroplane, Family::Nftables], &variants);
@@ -407,5 +447,30 @@ mod tests {
             ["testbed TAP", "iptables"]
         );
         assert!(testbed[0].is_ferroplane() && !testbed[0].steers_rx());
+    }
+
+    #[test]
+    fn every_idle_mode_is_a_row_per_policy() {
+        let variants = Variants {
+            ios: vec![Io::Tap],
+            scheds: vec![WorkerSched::Fifo(1)],
+            idles: vec![WorkerIdle::BusyPoll, WorkerIdle::Spin(200)],
+            kernel_rx: vec![KernelRx::Default],
+        };
+        let all = dataplanes(&[Family::Ferroplane], &variants);
+        let keys: Vec<String> = all.iter().map(|d| d.key()).collect();
+        assert_eq!(
+            keys,
+            [
+                "ferroplane-tap-fifo1-busypoll",
+                "ferroplane-tap-fifo1-spin200us"
+            ]
+        );
+        assert_eq!(all[1].short(), "fp TAP fifo:1 spin 200us");
+        let testbed = testbed_dataplanes(&variants);
+        assert_eq!(
+            testbed.iter().map(|d| d.key()).collect::<Vec<_>>(),
+            ["testbed-tap-busypoll", "testbed-tap-spin200us", "iptables"]
+        );
     }
 }

@@ -356,7 +356,7 @@ mod tests {
     fn the_goal_compares_with_the_faster_kernel_row() {
         use crate::compare::KernelRx;
         use crate::compare::kernel::ProxyMode;
-        let mut ours = DataplaneResult::new(Dataplane::Testbed(testbed::run_state::Io::Tap));
+        let mut ours = DataplaneResult::new(Dataplane::Testbed(testbed::run_state::Io::Tap, None));
         let mut steered = DataplaneResult::new(Dataplane::Kernel {
             mode: ProxyMode::Iptables,
             rx: KernelRx::Steered,
@@ -397,11 +397,12 @@ mod tests {
         };
         for testbed in [false, true] {
             let ours = if testbed {
-                Dataplane::Testbed(Io::Tap)
+                Dataplane::Testbed(Io::Tap, None)
             } else {
                 Dataplane::Ferroplane {
                     io: Io::Tap,
                     sched: None,
+                    idle: None,
                 }
             };
             let options = Options {
@@ -414,6 +415,7 @@ mod tests {
                 hog_cpus: vec![1],
                 hog_program: std::path::PathBuf::new(),
                 testbed,
+                latency_only: false,
             };
             let workloads = Workloads::new(true);
             let mut comparison = Comparison::new(&options, &workloads);

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use testbed::error::Error;
 use testbed::netns::exec;
 
-use super::ferroplane::{self, FerroplaneBuild};
+use super::ferroplane::{self, FerroplaneBuild, Workers};
 use super::hogs::{Hogs, Load};
 use super::kernel::{self, KernelBuild};
 use super::latency::{Latency, connect_time, request_response, wait_serving};
@@ -48,6 +48,9 @@ pub struct Options {
     pub hog_program: PathBuf,
     /// `--testbed`: the latency workloads alone (the demo cluster beside the kernel path).
     pub testbed: bool,
+    /// `--latency-only`: the latency workloads alone (no rate search, connection rate, bulk
+    /// or Service-count sweep).
+    pub latency_only: bool,
 }
 
 /// The lengths and counts of every workload.
@@ -113,16 +116,18 @@ impl Build {
     fn new(dataplane: Dataplane, options: &Options) -> Result<Build> {
         let base = catalog(BASE_SERVICES);
         let mut build = match dataplane {
-            Dataplane::Ferroplane { io, sched } => Build::Ferroplane(ferroplane::build(
+            Dataplane::Ferroplane { io, sched, idle } => Build::Ferroplane(ferroplane::build(
                 &options.ferroplane,
                 io,
                 &base,
                 options.dataplane_cpu,
-                sched,
+                Workers { sched, idle },
             )?),
             Dataplane::Kernel { mode, .. } => Build::Kernel(kernel::build(mode)?),
             Dataplane::Ovs => Build::Ovs(ovs::build(options.dataplane_cpu)?),
-            Dataplane::Testbed(io) => Build::Testbed(testbed_demo::build(&options.ferroplane, io)?),
+            Dataplane::Testbed(io, idle) => {
+                Build::Testbed(testbed_demo::build(&options.ferroplane, io, idle)?)
+            }
         };
         if !dataplane.is_ferroplane() {
             build.program(BASE_SERVICES)?;
@@ -209,9 +214,11 @@ fn measure(
         if stop.load(Ordering::Relaxed) {
             return Ok(());
         }
-        if options.testbed {
+        if options.testbed || options.latency_only {
             latency_runs(&cluster, options, workloads, stop, result)?;
-            bulk_runs(&cluster, workloads, cpu, stop, result)?;
+            if !options.latency_only {
+                bulk_runs(&cluster, workloads, cpu, stop, result)?;
+            }
             continue;
         }
         let found = search(&cluster, &servers, workloads.search, cpu, stop)?;
@@ -254,7 +261,7 @@ fn measure(
         bulk_runs(&cluster, workloads, cpu, stop, result)?;
     }
     for (scale, (p50_key, p99_key)) in workloads.scales.iter().zip(&keys.connect) {
-        if stop.load(Ordering::Relaxed) || options.testbed {
+        if stop.load(Ordering::Relaxed) || options.testbed || options.latency_only {
             return Ok(());
         }
         let started = Instant::now();

@@ -5,8 +5,9 @@
 //! client is the demo's `store-fe` on node 1. The harness's servers and iperf3 answer in
 //! `store-db` beside the pod's own server (other ports).
 //!
-//! Invariants: nothing of the testbed's node processes is changed (no restart, no pinning,
-//! no receive steering): the figure is the testbed's as it runs; everything is made under
+//! Invariants: nothing of the testbed's node processes is changed (no pinning, no receive
+//! steering; a restart only with `--worker-idle`, which changes nothing but the workers' idle
+//! mode): the figure is the testbed's as it runs; everything is made under
 //! the comparison's prefix, so one teardown removes it, on error and on panic alike.
 
 use std::fmt::Write;
@@ -14,10 +15,13 @@ use std::path::{Path, PathBuf};
 
 use testbed::error::{Error, context};
 use testbed::lifecycle::{DEMO_APPLIED, DEMO_DIR, UpOptions, up};
+use testbed::nodes::wait_attached;
 use testbed::run_state::{Io, Mode, RunState};
 
+use super::ferroplane::{self, Restarted};
 use super::plan::{Cluster, PodAddr, layout};
 use super::services::{ServiceSpec, bench_service, bulk_service};
+use super::worker_idle::{WorkerIdle, with_worker_idle};
 use super::{Result, Teardown};
 
 /// The demo pod the requests come from (node 1).
@@ -29,6 +33,7 @@ const BACKEND_SELECTOR: &str = "{app: store, role: db}";
 /// The demo cluster, up.
 pub struct TestbedBuild {
     cluster: Cluster,
+    _nodes: Restarted,
     _state: RunState,
     _teardown: Teardown,
 }
@@ -71,8 +76,9 @@ pub fn manifests(staging: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// Brings the demo cluster up with its pods on `io`.
-pub fn build(ferroplane: &Path, io: Io) -> Result<TestbedBuild> {
+/// Brings the demo cluster up with its pods on `io`; with `idle`, each node's process is then
+/// restarted (default affinity, as before) with that `workers.idle` / `workers.spin`.
+pub fn build(ferroplane: &Path, io: Io, idle: Option<WorkerIdle>) -> Result<TestbedBuild> {
     let teardown = Teardown::begin()?;
     let layout = layout()?;
     let staging = std::env::temp_dir().join(format!("fpcmp-rr-{}.yaml", std::process::id()));
@@ -88,6 +94,19 @@ pub fn build(ferroplane: &Path, io: Io) -> Result<TestbedBuild> {
     let state = up(&layout, &options);
     let _ = std::fs::remove_file(&staging);
     let state = state?;
+    let mut nodes = Vec::new();
+    if let Some(idle) = idle {
+        let rewrite = |config: &str| with_worker_idle(config, idle);
+        for node in &state.nodes {
+            nodes.push(ferroplane::restart(ferroplane, node, None, &rewrite)?);
+        }
+        for pod in &state.pods {
+            let node = state
+                .node(&pod.node)
+                .ok_or_else(|| Error(format!("pod {} on unknown node {}", pod.name, pod.node)))?;
+            wait_attached(node, &pod.namespace, &pod.name)?;
+        }
+    }
     let addr = |name: &str| -> Result<PodAddr> {
         let pod = state
             .pod(name)
@@ -105,6 +124,7 @@ pub fn build(ferroplane: &Path, io: Io) -> Result<TestbedBuild> {
     };
     Ok(TestbedBuild {
         cluster,
+        _nodes: Restarted(nodes),
         _state: state,
         _teardown: teardown,
     })

@@ -71,12 +71,22 @@ impl WorkerSched {
 /// `config` (a testbed `node.yaml`) with `workers.scheduling` set to `sched` (replacing any
 /// earlier value).
 pub fn with_worker_scheduling(config: &str, sched: WorkerSched) -> Result<String> {
+    with_worker_keys(config, &["scheduling"], &[("scheduling", sched.yaml())])
+}
+
+/// `config` with the `workers:` keys named in `replace` removed and `keys` written, in order,
+/// first under `workers:`.
+pub fn with_worker_keys(config: &str, replace: &[&str], keys: &[(&str, String)]) -> Result<String> {
     let mut out = Vec::new();
     let mut in_workers = false;
     let mut written = false;
     for line in config.lines() {
         let indented = line.starts_with(' ');
-        if in_workers && indented && line.trim_start().starts_with("scheduling:") {
+        let earlier = line
+            .trim_start()
+            .split_once(':')
+            .is_some_and(|(key, _)| replace.contains(&key));
+        if in_workers && indented && earlier {
             continue; // an earlier value: replaced below
         }
         if !indented {
@@ -84,7 +94,7 @@ pub fn with_worker_scheduling(config: &str, sched: WorkerSched) -> Result<String
         }
         out.push(line.to_owned());
         if in_workers && !written {
-            out.push(format!("  scheduling: {}", sched.yaml()));
+            out.extend(keys.iter().map(|(key, value)| format!("  {key}: {value}")));
             written = true;
         }
     }

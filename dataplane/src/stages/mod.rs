@@ -10,6 +10,7 @@
 pub mod arp;
 pub mod classify;
 pub mod conntrack;
+pub mod fragment;
 pub mod icmp;
 pub mod icmp_filter;
 pub mod nat;
@@ -43,4 +44,6 @@ pub struct Ctx {
     /// Conntrack rewrote an address or port: this node proxies the flow, so it may forward
     /// it back out the port it came from (e.g. external client -> NodePort -> remote pod).
     pub translated: bool,
+    /// Where the packet stands among the fragments of its datagram (`fragment`).
+    pub frag: fragment::Frag,
 }

@@ -12,7 +12,9 @@ use crate::offload::vnet;
 use crate::packet::{Offload, Packet};
 use crate::snapshot::Snapshot;
 use crate::tables::ports::PortKind;
-use crate::wire::{EthernetFrame, Icmpv4Packet, Ipv4Packet, TcpPacket, UdpPacket, icmp};
+use crate::wire::{
+    EthernetFrame, Icmpv4Packet, Ipv4Packet, SctpPacket, TcpPacket, UdpPacket, icmp,
+};
 
 use super::Ctx;
 use super::fragment::{self, Frag};
@@ -79,6 +81,11 @@ pub fn ipv4(
             } else {
                 return Err(DropReason::UnsupportedProtocol);
             }
+        }
+        // The first chunk's type stands in for TCP flags: conntrack steps on it.
+        L4Proto::Sctp => {
+            let s = SctpPacket::new_checked(l4bytes).map_err(|_| DropReason::Malformed)?;
+            (s.src_port(), s.dst_port(), s.first_chunk_type(), false)
         }
     };
     if in_kind == PortKind::Pod
@@ -147,6 +154,10 @@ fn complete_l4_checksum(
         L4Proto::Icmp => {
             let mut i = Icmpv4Packet::new_checked(seg).map_err(|_| DropReason::Malformed)?;
             i.fill_checksum();
+        }
+        L4Proto::Sctp => {
+            let mut s = SctpPacket::new_checked(seg).map_err(|_| DropReason::Malformed)?;
+            s.fill_checksum();
         }
     }
     Ok(())

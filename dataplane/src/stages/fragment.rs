@@ -14,8 +14,8 @@
 //! - Only the first fragment holds ports and the L4 checksum: NAT rewrites ports and the L4
 //!   checksum there (incrementally, so the checksum over the whole datagram stays right), and
 //!   only the IPv4 header (addresses, header checksum) in later fragments.
-//! - Fragments with offload metadata (a partial checksum, GSO) and fragmented ICMP errors are
-//!   not followed: `fragment`.
+//! - Fragments with offload metadata (a partial checksum, GSO), fragmented ICMP errors and SCTP
+//!   fragments (its CRC32c covers the whole datagram) are not followed: `fragment`.
 //! - Fragments never enter the fast path: classify branches here once on the IP header's
 //!   fragment bits, and the pipeline once on `Ctx::frag`.
 
@@ -49,6 +49,7 @@ fn min_l4_header(proto: L4Proto) -> usize {
     match proto {
         L4Proto::Tcp => 20,
         L4Proto::Udp | L4Proto::Icmp => 8,
+        L4Proto::Sctp => 12,
     }
 }
 
@@ -61,7 +62,9 @@ pub fn classify(
     l4: usize,
     proto: L4Proto,
 ) -> Result<Ctx, DropReason> {
-    if pkt.meta.csum_partial || pkt.meta.offload != Offload::default() {
+    // SCTP's CRC32c covers the whole datagram: its ports cannot be translated in the first
+    // fragment alone (SCTP fragments itself and sets DF; a fragmented SCTP packet is not ours).
+    if pkt.meta.csum_partial || pkt.meta.offload != Offload::default() || proto == L4Proto::Sctp {
         return Err(DropReason::Fragment);
     }
     let (src, dst, id, offset) = {
@@ -110,6 +113,7 @@ pub fn classify(
             }
             (i.echo_ident(), i.echo_ident())
         }
+        L4Proto::Sctp => return Err(DropReason::Fragment),
     };
     if in_kind == PortKind::Pod
         && proto == L4Proto::Udp

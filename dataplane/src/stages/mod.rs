@@ -37,7 +37,7 @@ pub struct Ctx {
     pub l4: usize,
     /// The flow key as received (before any translation).
     pub key: FlowKey,
-    /// TCP flags of the segment (0 for other protocols).
+    /// TCP flags of the segment; for SCTP the type of its first chunk (0 for other protocols).
     pub tcp_flags: u8,
     /// The packet is an ICMP error (its quoted packet is what conntrack matches).
     pub icmp_error: bool,

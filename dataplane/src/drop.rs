@@ -50,7 +50,9 @@ pub enum DropReason {
     UnknownVtep,
     /// Packet exceeds the path MTU and DF forbids fragmenting (an ICMP was sent if possible).
     MtuExceeded,
-    /// IPv4 fragment of a flow that needs translation (fragments are not reassembled).
+    /// A fragment that cannot be followed: a later fragment of a datagram whose first fragment
+    /// was answered here (rejected), a fragmented ICMP error, or a fragment with offload
+    /// metadata. (Other fragments follow their first one: `stages::fragment`.)
     Fragment,
     /// TTL reached zero.
     TtlExceeded,
@@ -88,10 +90,15 @@ pub enum DropReason {
     /// A virtio-net header whose GSO type the frame is not (e.g. TCPv4 on UDP, or on an IP
     /// fragment), or whose checksum start is not the frame's L4 header.
     GsoTypeMismatch,
+    /// A later IPv4 fragment whose first fragment was not seen (yet), expired, or was refused:
+    /// nothing says how to translate or police it (out-of-order first fragments are not held).
+    FragmentUnknown,
+    /// A first IPv4 fragment whose worker's fragment table had no room for its datagram.
+    FragmentTableFull,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 34;
+    pub const COUNT: usize = 36;
     pub const ALL: [DropReason; Self::COUNT] = [
         Self::Malformed,
         Self::BadChecksum,
@@ -127,6 +134,8 @@ impl DropReason {
         Self::ServiceUnallocated,
         Self::VnetHeaderInvalid,
         Self::GsoTypeMismatch,
+        Self::FragmentUnknown,
+        Self::FragmentTableFull,
     ];
 
     /// Stable snake_case name, used as the Prometheus `reason` label.
@@ -166,6 +175,8 @@ impl DropReason {
             Self::ServiceUnallocated => "service_unallocated",
             Self::VnetHeaderInvalid => "vnet_header_invalid",
             Self::GsoTypeMismatch => "gso_type_mismatch",
+            Self::FragmentUnknown => "fragment_unknown",
+            Self::FragmentTableFull => "fragment_table_full",
         }
     }
 }

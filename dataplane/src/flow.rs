@@ -16,6 +16,7 @@ pub enum L4Proto {
     Icmp = 1,
     Tcp = 6,
     Udp = 17,
+    Sctp = 132,
 }
 
 impl L4Proto {
@@ -25,6 +26,7 @@ impl L4Proto {
             1 => Some(Self::Icmp),
             6 => Some(Self::Tcp),
             17 => Some(Self::Udp),
+            132 => Some(Self::Sctp),
             _ => None,
         }
     }
@@ -35,6 +37,7 @@ impl L4Proto {
             Self::Icmp => "icmp",
             Self::Tcp => "tcp",
             Self::Udp => "udp",
+            Self::Sctp => "sctp",
         }
     }
 }

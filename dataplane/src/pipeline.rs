@@ -23,9 +23,11 @@ use crate::packet::{Offload, Packet, PortId, Verdict};
 use crate::quiesce::ReaderEpoch;
 use crate::snapshot::Snapshot;
 use crate::snat::SnatPortRng;
-use crate::stages::{Ctx, arp, classify, conntrack, route, uplink, vxlan};
+use crate::stages::fragment::Frag;
+use crate::stages::{Ctx, arp, classify, conntrack, fragment, route, uplink, vxlan};
 use crate::tables::affinity::AffinityTable;
 use crate::tables::conntrack::{Conntrack, Now, SweepCursor};
+use crate::tables::fragments::{self, FragmentTable};
 use crate::tables::policy::PolicyVerdict;
 use crate::tables::ports::PortKind;
 use crate::tables::services::{FrontendKind, ServiceId};
@@ -139,6 +141,8 @@ pub struct Pipeline {
     staged: Vec<batch::Staged>,
     /// This worker's round counter in `ct.readers()` (grace periods before flushes).
     epoch: Arc<ReaderEpoch>,
+    /// What the first fragments of fragmented datagrams got (`stages::fragment`).
+    pub(crate) frags: FragmentTable,
 }
 
 /// What the stages before conntrack made of a packet.
@@ -167,6 +171,7 @@ impl Pipeline {
             pending: conntrack::PendingFlow::None,
             staged: Vec::new(),
             epoch,
+            frags: FragmentTable::new(fragments::SLOTS, seed.rotate_left(32) ^ 0x6672_6167),
         }
     }
 
@@ -311,6 +316,9 @@ impl Pipeline {
         pkt: &mut Packet,
         ctx: &mut Ctx,
     ) -> Result<Verdict, DropReason> {
+        if ctx.frag != Frag::None {
+            return fragment::back(self, snap, pkt, ctx);
+        }
         if let Some(answer) = conntrack::track(self, snap, pkt, ctx)? {
             return Ok(answer);
         }

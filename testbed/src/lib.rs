@@ -26,5 +26,6 @@ pub mod pods;
 pub mod probe;
 pub mod resolv;
 pub mod run_state;
+pub mod sctp;
 pub mod soak;
 pub mod teardown;

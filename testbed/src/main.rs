@@ -13,7 +13,7 @@ use testbed::error::{Error, Result};
 use testbed::layout::{DEFAULT_PREFIX, Layout};
 use testbed::lifecycle::{self, DEMO_DIR, DEMO_POLICY, UpOptions};
 use testbed::nodes::NodeTuning;
-use testbed::probe::{Protocol, probe};
+use testbed::probe::{Protocol, probe_sized};
 use testbed::run_state::{Io, Mode, RunState};
 use testbed::{cloud_lb, load, netexec, netns, operations, teardown};
 
@@ -71,6 +71,10 @@ enum Verb {
         /// Requests over the one connection (TCP) or socket (UDP).
         #[arg(long, default_value_t = 1)]
         requests: usize,
+        /// UDP: send datagrams of this many bytes (larger than the MTU: fragmented); the
+        /// server answers only a datagram that arrived whole.
+        #[arg(long, default_value_t = 0)]
+        datagram_size: usize,
         #[arg(short = 'o', long = "output")]
         output: Option<OutputFormat>,
     },
@@ -238,6 +242,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             protocol,
             timeout,
             requests,
+            datagram_size,
             output,
         } => {
             let state = RunState::load(&layout)?;
@@ -254,7 +259,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 },
             };
             let report = netns::within(&client_ns, || {
-                Ok(probe(target, protocol, timeout, requests.max(1)))
+                Ok(probe_sized(
+                    target,
+                    protocol,
+                    timeout,
+                    requests.max(1),
+                    datagram_size,
+                ))
             })?;
             if output.is_some() {
                 println!("{}", serde_json::to_string(&report)?);

@@ -1,5 +1,7 @@
 //! The pods' built-in server (like agnhost netexec): on every declared port, TCP and UDP, it
-//! answers each request line (TCP) or datagram (UDP) with `<pod name> <client ip:port>`.
+//! answers each request line (TCP) or datagram (UDP) with `<pod name> <client ip:port>`, and
+//! each SCTP INIT with an INIT-ACK carrying that answer (`sctp`, over a raw socket). A sized UDP
+//! request is answered only if it arrived whole.
 //!
 //! Invariants: it prints `ready` only once every port is bound for both protocols; one slow or
 //! broken client never stops the others (a thread per TCP connection).
@@ -34,6 +36,7 @@ pub fn serve(pod: &str, ports: &[u16]) -> Result<()> {
     }
     println!("ready");
     std::thread::scope(|scope| {
+        scope.spawn(|| crate::sctp::respond(pod, ports));
         for listener in &tcp {
             scope.spawn(move || serve_tcp(pod, listener));
         }
@@ -66,13 +69,29 @@ fn answer_connection(pod: &str, stream: TcpStream) {
 }
 
 fn serve_udp(pod: &str, socket: &UdpSocket) {
-    let mut buf = [0u8; 2048];
+    let mut buf = vec![0u8; 65_536];
     loop {
-        if let Ok((_, peer)) = socket.recv_from(&mut buf) {
+        if let Ok((n, peer)) = socket.recv_from(&mut buf) {
+            if !whole(&buf[..n]) {
+                continue;
+            }
             // A lost reply is the client's to retry, as with any UDP service.
             let _ = socket.send_to(answer(pod, peer).as_bytes(), peer);
         }
     }
+}
+
+/// A sized request (`probe <N> ` padded to N bytes, `probe::udp_request`) is answered only if
+/// all N bytes arrived: a datagram larger than the MTU proves it was reassembled whole.
+fn whole(datagram: &[u8]) -> bool {
+    let Some(rest) = datagram.strip_prefix(b"probe ") else {
+        return true;
+    };
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&rest[..digits])
+        .ok()
+        .and_then(|d| d.parse::<usize>().ok())
+        .is_none_or(|size| size == datagram.len())
 }
 
 #[cfg(test)]
@@ -88,5 +107,17 @@ mod tests {
             Some(("store-be-1".to_owned(), "10.244.0.2:41234".to_owned()))
         );
         assert_eq!(parse_answer("garbage"), None);
+    }
+
+    #[test]
+    fn a_sized_request_is_whole_only_with_every_byte() {
+        let request = crate::probe::udp_request(3000);
+        assert_eq!(request.len(), 3000);
+        assert!(whole(&request));
+        assert!(
+            !whole(&request[..1500]),
+            "a fragment's worth is not the datagram"
+        );
+        assert!(whole(b"probe"));
     }
 }

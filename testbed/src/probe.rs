@@ -18,6 +18,8 @@ use crate::netexec::parse_answer;
 pub enum Protocol {
     Tcp,
     Udp,
+    /// An SCTP INIT over a raw socket, answered by an INIT-ACK (`sctp`).
+    Sctp,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -49,9 +51,22 @@ pub fn probe(
     timeout: Duration,
     requests: usize,
 ) -> ProbeReport {
+    probe_sized(target, protocol, timeout, requests, 0)
+}
+
+/// [`probe`] with UDP requests of `datagram` bytes (0: the plain 5-byte request); the server
+/// answers a sized request only if every byte arrived (`netexec`).
+pub fn probe_sized(
+    target: SocketAddr,
+    protocol: Protocol,
+    timeout: Duration,
+    requests: usize,
+    datagram: usize,
+) -> ProbeReport {
     let (result, replies, error) = match protocol {
         Protocol::Tcp => tcp(target, timeout, requests),
-        Protocol::Udp => udp(target, timeout, requests),
+        Protocol::Udp => udp(target, timeout, requests, &udp_request(datagram)),
+        Protocol::Sctp => sctp(target, timeout),
     };
     let first = replies.first().and_then(|r| parse_answer(r));
     ProbeReport {
@@ -95,7 +110,17 @@ fn tcp(target: SocketAddr, timeout: Duration, requests: usize) -> Observed {
     (Outcome::Connected, replies, error)
 }
 
-fn udp(target: SocketAddr, timeout: Duration, requests: usize) -> Observed {
+/// The UDP request: `probe`, or for `size` > 5 `probe <size> ` padded with `x` to `size` bytes.
+pub fn udp_request(size: usize) -> Vec<u8> {
+    if size <= b"probe".len() {
+        return b"probe".to_vec();
+    }
+    let mut request = format!("probe {size} ").into_bytes();
+    request.resize(size.max(request.len()), b'x');
+    request
+}
+
+fn udp(target: SocketAddr, timeout: Duration, requests: usize, request: &[u8]) -> Observed {
     let socket = match UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))
         .and_then(|s| s.connect(target).map(|()| s))
         .and_then(|s| {
@@ -113,7 +138,7 @@ fn udp(target: SocketAddr, timeout: Duration, requests: usize) -> Observed {
             if Instant::now() >= deadline {
                 break None;
             }
-            if let Err(e) = socket.send(b"probe") {
+            if let Err(e) = socket.send(request) {
                 return udp_error(e, replies);
             }
             match socket.recv(&mut buf) {
@@ -129,6 +154,17 @@ fn udp(target: SocketAddr, timeout: Duration, requests: usize) -> Observed {
         }
     }
     (Outcome::Connected, replies, None)
+}
+
+fn sctp(target: SocketAddr, timeout: Duration) -> Observed {
+    let SocketAddr::V4(target) = target else {
+        return (Outcome::Timeout, Vec::new(), Some("IPv4 only".to_owned()));
+    };
+    match crate::sctp::probe(target, timeout) {
+        Ok(Some(text)) => (Outcome::Connected, vec![text], None),
+        Ok(None) => (Outcome::Timeout, Vec::new(), None),
+        Err(e) => (Outcome::Timeout, Vec::new(), Some(e.to_string())),
+    }
 }
 
 fn udp_error(e: std::io::Error, replies: Vec<String>) -> Observed {

@@ -124,7 +124,7 @@ fn render(
     }
 }
 
-/// Objects the API accepted but the dataplane compiler skips (SCTP ports, duplicate front
+/// Objects the API accepted but the dataplane compiler skips (duplicate front
 /// ends, ...): a node logs them when it programs its tables; `get` shows them too, compiled
 /// for the first node (they do not depend on the node).
 fn report_dataplane_problems(state: &ClusterState) {

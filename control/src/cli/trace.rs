@@ -15,6 +15,7 @@ pub enum Protocol {
     Tcp,
     Udp,
     Icmp,
+    Sctp,
 }
 
 /// Output formats of `trace`.
@@ -78,6 +79,7 @@ fn request(args: &TraceArgs) -> Result<TraceRequest, String> {
         Protocol::Tcp => L4Proto::Tcp,
         Protocol::Udp => L4Proto::Udp,
         Protocol::Icmp => L4Proto::Icmp,
+        Protocol::Sctp => L4Proto::Sctp,
     };
     let (dst, dport) = address("dst", &args.dst)?;
     let dport = match (dport, proto) {

@@ -4,7 +4,7 @@
 //!
 //! Not proxied, and not reported since nothing is wrong with them: headless Services,
 //! ExternalName Services, and Services labelled `service.kubernetes.io/service-proxy-name`
-//! (another proxy owns them, user-needs B9). Reported and skipped: SCTP ports, IPv6 or
+//! (another proxy owns them, user-needs B9). Reported and skipped: IPv6 or
 //! malformed addresses (only that address is skipped, B8), unknown scheduler annotations (the
 //! port falls back to Random).
 //!
@@ -114,6 +114,7 @@ pub(super) fn compile_service(
         let proto = match protocol {
             "TCP" => L4Proto::Tcp,
             "UDP" => L4Proto::Udp,
+            "SCTP" => L4Proto::Sctp,
             other => {
                 problem(format!(
                     "port {}: protocol {other} is not supported; port skipped",

@@ -1,13 +1,13 @@
 //! The synthetic first packet of a flow, as it enters its first node: a TCP SYN, a UDP
-//! datagram or an ICMP echo request, in a complete Ethernet frame with correct checksums, so
+//! datagram, an ICMP echo request or an SCTP INIT, in a complete Ethernet frame with correct checksums, so
 //! the pipeline treats it exactly like a packet from a real interface.
 
 use std::net::Ipv4Addr;
 
 use dataplane::flow::L4Proto;
 use dataplane::wire::{
-    EthernetRepr, Icmpv4Packet, Ipv4Repr, MacAddr, TcpFlags, TcpPacket, UdpPacket, ethernet, icmp,
-    ipv4, tcp, udp,
+    EthernetRepr, Icmpv4Packet, Ipv4Repr, MacAddr, SctpPacket, TcpFlags, TcpPacket, UdpPacket,
+    ethernet, icmp, ipv4, sctp, tcp, udp,
 };
 
 /// Bytes after the L4 header of UDP and ICMP probes.
@@ -34,6 +34,7 @@ pub fn first_packet(probe: &Probe) -> Vec<u8> {
         L4Proto::Tcp => tcp::HEADER_LEN,
         L4Proto::Udp => udp::HEADER_LEN + PAYLOAD.len(),
         L4Proto::Icmp => icmp::HEADER_LEN + PAYLOAD.len(),
+        L4Proto::Sctp => sctp::HEADER_LEN + SCTP_INIT_LEN,
     };
     let l3 = ethernet::HEADER_LEN;
     let l4 = l3 + ipv4::HEADER_LEN;
@@ -84,8 +85,29 @@ pub fn first_packet(probe: &Probe) -> Vec<u8> {
             i.set_echo_seq(1);
             i.fill_checksum();
         }
+        L4Proto::Sctp => {
+            write_sctp_init(segment, probe.sport, probe.dport);
+        }
     }
     frame
+}
+
+/// An INIT chunk's length without parameters (RFC 9260 §3.3.2).
+const SCTP_INIT_LEN: usize = 20;
+
+/// An SCTP packet with one INIT chunk (verification tag 0, as RFC 9260 requires for INIT).
+fn write_sctp_init(segment: &mut [u8], sport: u16, dport: u16) {
+    let init = &mut segment[sctp::HEADER_LEN..];
+    init[0] = sctp::chunk::INIT;
+    init[2..4].copy_from_slice(&(SCTP_INIT_LEN as u16).to_be_bytes());
+    init[4..8].copy_from_slice(&0x6665_7272u32.to_be_bytes()); // initiate tag
+    init[8..12].copy_from_slice(&65_536u32.to_be_bytes()); // a_rwnd
+    init[12..14].copy_from_slice(&10u16.to_be_bytes()); // outbound streams
+    init[14..16].copy_from_slice(&10u16.to_be_bytes()); // inbound streams
+    init[16..20].copy_from_slice(&1u32.to_be_bytes()); // initial TSN
+    segment[0..2].copy_from_slice(&sport.to_be_bytes());
+    segment[2..4].copy_from_slice(&dport.to_be_bytes());
+    SctpPacket::new_unchecked(segment).fill_checksum();
 }
 
 #[cfg(test)]

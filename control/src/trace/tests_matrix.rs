@@ -628,3 +628,150 @@ fn a_secondary_node_address_reaches_the_node() {
         }
     }
 }
+
+/// The matrix cluster with an SCTP Service (`sctp-here`, NodePort, eTP Cluster) and a UDP
+/// Service (`udp-here`), both on `be-here`, for the protocol and fragment rows.
+fn with_sctp_and_udp() -> Cluster {
+    let mut cluster = matrix();
+    cluster.apply(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: sctp-here\nspec:\n  type: NodePort\n  selector:\n    at: here\n  ports:\n  - name: assoc\n    port: 9999\n    protocol: SCTP\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: udp-here\nspec:\n  selector:\n    at: here\n  ports:\n  - name: dns\n    port: 53\n    protocol: UDP\n",
+    );
+    cluster
+}
+
+/// SCTP Services behave as TCP and UDP ones do (SEMANTICS.md "Protocols and fragments"): the
+/// INIT of an association is DNATed from every source, masqueraded where the table says, and
+/// an unserved SCTP port of a live ClusterIP is rejected.
+#[test]
+fn sctp_service_rows() {
+    let cluster = with_sctp_and_udp();
+    let here = cluster.ip("default", HERE);
+    let (vip, _) = destination(&cluster, "sctp-here", ClusterIp);
+    for (src, masquerade) in [
+        (PodA, KEEP),
+        (PodB, KEEP),
+        (NodeA, MASQ),
+        (NodeB, MASQ),
+        (External, MASQ),
+    ] {
+        let report = trace(
+            cluster.state(),
+            &request(src, ClusterIp, (vip, 9999), L4Proto::Sctp),
+        )
+        .unwrap_or_else(|e| panic!("{src:?}: {e}"));
+        assert_eq!(report.verdict, Outcome::Delivered, "{src:?}: {report:?}");
+        assert_eq!(
+            report.dnat,
+            Some(Endpoint {
+                ip: here,
+                port: 9999
+            }),
+            "{src:?}"
+        );
+        assert_eq!(report.snat.is_some(), masquerade, "{src:?}: {report:?}");
+    }
+    let (node_ip, node_port) = destination(&cluster, "sctp-here", NodePort);
+    let report = trace(
+        cluster.state(),
+        &request(External, NodePort, (node_ip, node_port), L4Proto::Sctp),
+    )
+    .unwrap();
+    assert_eq!(report.verdict, Outcome::Delivered, "{report:?}");
+    assert!(report.snat.is_some(), "eTP Cluster masquerades: {report:?}");
+    for (port, proto) in [(9998, L4Proto::Sctp), (9999, L4Proto::Tcp)] {
+        let report = trace(
+            cluster.state(),
+            &request(PodA, ClusterIp, (vip, port), proto),
+        )
+        .unwrap();
+        assert_eq!(report.verdict, Outcome::Reject, "{port} {proto:?}");
+        assert_eq!(report.reason.as_deref(), Some("no service port"));
+    }
+}
+
+/// The fragment rows, on node-a's compiled snapshot (trace sends one unfragmented packet):
+/// every fragment of a pod's UDP datagram to a ClusterIP reaches the endpoint the first one
+/// was DNATed to; a later fragment whose first was not seen is `fragment_unknown`.
+#[test]
+fn fragment_rows() {
+    use dataplane::drop::DropReason;
+    use dataplane::packet::{Packet, Verdict};
+    use dataplane::pipeline::Pipeline;
+    use dataplane::tables::affinity::AffinityTable;
+    use dataplane::tables::conntrack::{Conntrack, ConntrackConfig};
+    use std::sync::Arc;
+
+    let cluster = with_sctp_and_udp();
+    let snap = cluster.compile(NODE_A).snapshot;
+    let (vip, _) = destination(&cluster, "udp-here", ClusterIp);
+    let (client, here) = (
+        cluster.ip("default", "client-a"),
+        cluster.ip("default", HERE),
+    );
+    let from = snap.ports.pod(client).expect("client-a's port").clone();
+    let to = snap.ports.pod(here).expect("be-here's port").port;
+    let ct = Conntrack::new(ConntrackConfig {
+        capacity: 1024,
+        ..ConntrackConfig::default()
+    });
+    let mut pipe = Pipeline::new(Arc::new(ct), Arc::new(AffinityTable::new(64)), 3);
+    pipe.begin_batch(100);
+    let train = |id: u16| {
+        fragments(
+            first_packet(&Probe {
+                src_mac: from.mac,
+                dst_mac: snap.node.gateway_mac,
+                proto: L4Proto::Udp,
+                src: client,
+                sport: 40000,
+                dst: vip,
+                dport: 53,
+            }),
+            id,
+        )
+    };
+    let mut run = |frame: &[u8]| {
+        let mut pkt = Packet::from_frame(frame).expect("fits");
+        pkt.meta.in_port = from.port;
+        let v = pipe.process(&snap, &mut pkt);
+        (v, pkt.data().to_vec())
+    };
+    let lone = train(1);
+    assert_eq!(
+        run(&lone[1]).0,
+        Verdict::Drop(DropReason::FragmentUnknown),
+        "a later fragment without its first"
+    );
+    for (i, f) in train(2).iter().enumerate() {
+        let (v, out) = run(f);
+        assert_eq!(v, Verdict::Tx(to), "fragment {i}");
+        assert_eq!(
+            &out[30..34],
+            &here.octets(),
+            "fragment {i} DNATed like the first"
+        );
+    }
+}
+
+/// Cuts the probe's IPv4 packet in two fragments: the UDP header plus 8 bytes, then the rest
+/// (the probe's payload is 16 bytes). The IPv4 header checksum is recomputed.
+fn fragments(frame: Vec<u8>, id: u16) -> Vec<Vec<u8>> {
+    use dataplane::wire::Ipv4Packet;
+    let (l3, l4) = (14, 34);
+    let cut = l4 + 16;
+    let make = |body: &[u8], offset: u16, more: bool| {
+        let mut f = frame[..l4].to_vec();
+        f.extend_from_slice(body);
+        let total = (20 + body.len()) as u16;
+        f[l3 + 2..l3 + 4].copy_from_slice(&total.to_be_bytes());
+        f[l3 + 4..l3 + 6].copy_from_slice(&id.to_be_bytes());
+        let flags = if more { 0x2000 } else { 0 } | (offset / 8);
+        f[l3 + 6..l3 + 8].copy_from_slice(&flags.to_be_bytes());
+        Ipv4Packet::new_unchecked(&mut f[l3..]).fill_checksum();
+        f
+    };
+    vec![
+        make(&frame[l4..cut], 0, true),
+        make(&frame[cut..], 16, false),
+    ]
+}

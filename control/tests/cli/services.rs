@@ -325,14 +325,24 @@ fn get_reports_services_the_dataplane_will_not_program() {
         &crate::harness::node("node-1", "192.168.50.2"),
     );
     assert!(run.success, "{}", run.stderr);
+    // SCTP is programmed (conntrack, DNAT, policy): no warning.
     let sctp = "apiVersion: v1\nkind: Service\nmetadata: {name: sig}\nspec:\n  selector: {app: sig}\n  ports:\n  - {name: diameter, port: 3868, protocol: SCTP}\n";
     let run = cluster.run_with_stdin(&["apply", "-f", "-"], sctp);
     assert!(run.success, "the API accepts SCTP: {}", run.stderr);
+    // An unknown scheduler is reported (and falls back to random).
+    let odd = "apiVersion: v1\nkind: Service\nmetadata:\n  name: odd\n  annotations: {ferroplane.io/lb-scheduler: fastest}\nspec:\n  selector: {app: odd}\n  ports:\n  - {name: http, port: 80}\n";
+    let run = cluster.run_with_stdin(&["apply", "-f", "-"], odd);
+    assert!(run.success, "{}", run.stderr);
     let get = cluster.run(&["get", "svc"]);
     assert!(get.success, "{}", get.stderr);
     assert!(get.stdout.contains("sig"), "{}", get.stdout);
     assert!(
-        get.stderr.contains("not programmed: Service default/sig") && get.stderr.contains("SCTP"),
+        !get.stderr.contains("Service default/sig"),
+        "SCTP is no problem: {}",
+        get.stderr
+    );
+    assert!(
+        get.stderr.contains("Service default/odd") && get.stderr.contains("fastest"),
         "{}",
         get.stderr
     );

@@ -135,6 +135,7 @@ pub fn check_l4(meta: &Meta, l4: usize, proto: L4Proto, fragment: bool) -> Resul
             L4Proto::Tcp => TCP_CSUM_OFFSET,
             L4Proto::Udp => 6,
             L4Proto::Icmp => 2,
+            L4Proto::Sctp => 8,
         };
         if usize::from(o.csum_start) != l4 || o.csum_offset != offset {
             return mismatch;

@@ -1,6 +1,7 @@
 //! Classification: Ethernet and IPv4 validation, anti-spoofing on pod ports, checksum
 //! completion for CHECKSUM_PARTIAL frames, and extraction of the flow key. ICMP redirects
-//! are dropped here, whatever their source (`icmp_redirect`).
+//! are dropped here, whatever their source (`icmp_redirect`). Fragments branch off to
+//! `fragment::classify`.
 //!
 //! Invariant: after `ipv4` returns `Ok(ctx)`, the frame holds a valid IPv4 header at
 //! `ctx.l3` whose total length fits the frame, and a complete L4 header at `ctx.l4`.
@@ -11,9 +12,12 @@ use crate::offload::vnet;
 use crate::packet::{Offload, Packet};
 use crate::snapshot::Snapshot;
 use crate::tables::ports::PortKind;
-use crate::wire::{EthernetFrame, Icmpv4Packet, Ipv4Packet, TcpPacket, UdpPacket, icmp};
+use crate::wire::{
+    EthernetFrame, Icmpv4Packet, Ipv4Packet, SctpPacket, TcpPacket, UdpPacket, icmp,
+};
 
 use super::Ctx;
+use super::fragment::{self, Frag};
 
 /// Parses the IPv4 packet at `l3` and builds the context for the stages after it.
 pub fn ipv4(
@@ -45,7 +49,7 @@ pub fn ipv4(
     }
     let l4proto = L4Proto::from_ip_proto(proto).ok_or(DropReason::UnsupportedProtocol)?;
     if fragment {
-        return Err(DropReason::Fragment);
+        return fragment::classify(snap, pkt, in_kind, l3, l4, l4proto);
     }
     if pkt.meta.offload != Offload::default() {
         vnet::check_l4(&pkt.meta, l4, l4proto, fragment)?;
@@ -78,6 +82,11 @@ pub fn ipv4(
                 return Err(DropReason::UnsupportedProtocol);
             }
         }
+        // The first chunk's type stands in for TCP flags: conntrack steps on it.
+        L4Proto::Sctp => {
+            let s = SctpPacket::new_checked(l4bytes).map_err(|_| DropReason::Malformed)?;
+            (s.src_port(), s.dst_port(), s.first_chunk_type(), false)
+        }
     };
     if in_kind == PortKind::Pod
         && l4proto == L4Proto::Udp
@@ -95,6 +104,7 @@ pub fn ipv4(
         tcp_flags,
         icmp_error,
         translated: false,
+        frag: Frag::None,
     })
 }
 
@@ -144,6 +154,10 @@ fn complete_l4_checksum(
         L4Proto::Icmp => {
             let mut i = Icmpv4Packet::new_checked(seg).map_err(|_| DropReason::Malformed)?;
             i.fill_checksum();
+        }
+        L4Proto::Sctp => {
+            let mut s = SctpPacket::new_checked(seg).map_err(|_| DropReason::Malformed)?;
+            s.fill_checksum();
         }
     }
     Ok(())

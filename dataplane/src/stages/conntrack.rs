@@ -19,6 +19,7 @@
 //!   The insert stays the race resolution and the SNAT collision check.
 //! - A Service flow whose reply tuple is already taken (the same client port reaching the same
 //!   backend through another Service) gets its source port remapped, as nf_nat does.
+//! - An SCTP flow starts only with an INIT; other first packets are `ct_invalid`.
 //! - RSTs are checked against their direction's sequence mark (`tables::conntrack::on_segment`).
 
 use std::net::Ipv4Addr;
@@ -79,7 +80,7 @@ pub fn track(
                 ctx.translated = hit.xlate != ctx.key;
                 return Ok(None);
             }
-            Track::Invalid if is_bogus(ctx.tcp_flags) => {
+            Track::Invalid if ctx.key.proto == L4Proto::Tcp && is_bogus(ctx.tcp_flags) => {
                 return Err(DropReason::TcpInvalidFlags);
             }
             Track::Invalid => return Err(DropReason::CtInvalid),
@@ -144,6 +145,10 @@ fn new_flow(
         if !is_plain_syn(ctx.tcp_flags) {
             return Err(DropReason::CtInvalid);
         }
+    }
+    // An SCTP association starts only with an INIT (`tables::conntrack::sctp`).
+    if key.proto == L4Proto::Sctp && ctx.tcp_flags != crate::wire::sctp::chunk::INIT {
+        return Err(DropReason::CtInvalid);
     }
     let lb = match balance(p, snap, ctx)? {
         Ok(lb) => lb,

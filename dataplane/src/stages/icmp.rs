@@ -30,7 +30,7 @@ pub fn quoted_key(frame: &[u8], l4: usize) -> Result<(FlowKey, usize, usize), Dr
         .get(inner_l4..inner_l4 + 8)
         .ok_or(DropReason::Malformed)?;
     let (sport, dport) = match proto {
-        L4Proto::Tcp | L4Proto::Udp => (
+        L4Proto::Tcp | L4Proto::Udp | L4Proto::Sctp => (
             u16::from_be_bytes([q[0], q[1]]),
             u16::from_be_bytes([q[2], q[3]]),
         ),
@@ -95,6 +95,8 @@ fn rewrite_quoted(frame: &mut [u8], l3: usize, l4: usize, from: &FlowKey, to: &F
         L4Proto::Tcp => Some(l4 + TCP_CSUM),
         L4Proto::Udp => Some(l4 + UDP_CSUM),
         L4Proto::Icmp => Some(l4 + 2),
+        // The CRC32c covers the whole SCTP packet, which a quote rarely holds: left as quoted.
+        L4Proto::Sctp => None,
     };
     let mut csum = csum_at
         .and_then(|at| frame.get(at..at + 2))
@@ -109,7 +111,7 @@ fn rewrite_quoted(frame: &mut [u8], l3: usize, l4: usize, from: &FlowKey, to: &F
         *c = update_addr(*c, from.dst, to.dst);
     }
     match from.proto {
-        L4Proto::Tcp | L4Proto::Udp => {
+        L4Proto::Tcp | L4Proto::Udp | L4Proto::Sctp => {
             frame[l4..l4 + 2].copy_from_slice(&to.sport.to_be_bytes());
             frame[l4 + 2..l4 + 4].copy_from_slice(&to.dport.to_be_bytes());
             if let Some(c) = csum.as_mut() {

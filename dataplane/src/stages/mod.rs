@@ -10,6 +10,7 @@
 pub mod arp;
 pub mod classify;
 pub mod conntrack;
+pub mod fragment;
 pub mod icmp;
 pub mod icmp_filter;
 pub mod nat;
@@ -36,11 +37,13 @@ pub struct Ctx {
     pub l4: usize,
     /// The flow key as received (before any translation).
     pub key: FlowKey,
-    /// TCP flags of the segment (0 for other protocols).
+    /// TCP flags of the segment; for SCTP the type of its first chunk (0 for other protocols).
     pub tcp_flags: u8,
     /// The packet is an ICMP error (its quoted packet is what conntrack matches).
     pub icmp_error: bool,
     /// Conntrack rewrote an address or port: this node proxies the flow, so it may forward
     /// it back out the port it came from (e.g. external client -> NodePort -> remote pod).
     pub translated: bool,
+    /// Where the packet stands among the fragments of its datagram (`fragment`).
+    pub frag: fragment::Frag,
 }

@@ -5,12 +5,14 @@
 //!   checksum of zero ("none") stays zero.
 //! - ICMP echo "ports" are the echo identifier; the ICMP checksum covers no pseudo-header,
 //!   so only the identifier change is folded in.
+//! - SCTP's CRC32c covers the whole SCTP packet and no pseudo-header: a port rewrite updates
+//!   it (`wire::sctp`, keeping any error it had), an address rewrite leaves it.
 
 use std::net::Ipv4Addr;
 
 use crate::flow::{FlowKey, L4Proto};
 use crate::wire::checksum::{update_addr, update_u16};
-use crate::wire::{Icmpv4Packet, Ipv4Packet, TcpPacket, UdpPacket};
+use crate::wire::{Icmpv4Packet, Ipv4Packet, SctpPacket, TcpPacket, UdpPacket};
 
 /// Offsets of the checksum and port fields inside each L4 header.
 const TCP_CSUM: usize = 16;
@@ -64,7 +66,8 @@ pub fn rewrite_addrs(
     let off = match proto {
         L4Proto::Tcp => TCP_CSUM,
         L4Proto::Udp => UDP_CSUM,
-        L4Proto::Icmp => return,
+        // ICMP and SCTP checksums cover no pseudo-header.
+        L4Proto::Icmp | L4Proto::Sctp => return,
     };
     let Some(field) = frame.get_mut(l4 + off..l4 + off + 2) else {
         return;
@@ -118,6 +121,11 @@ pub fn rewrite_ports(
             }
             if has_csum {
                 u.set_checksum(if c == 0 { 0xffff } else { c });
+            }
+        }
+        L4Proto::Sctp => {
+            if let Ok(mut s) = SctpPacket::new_checked(seg) {
+                s.set_ports(sport.1, dport.1);
             }
         }
         L4Proto::Icmp => {

@@ -16,7 +16,7 @@ use super::icmp::{make_error, swap_macs};
 pub fn reject(pkt: &mut Packet, ctx: &Ctx) -> Verdict {
     let result = match ctx.key.proto {
         L4Proto::Tcp => tcp_reset(pkt, ctx),
-        L4Proto::Udp | L4Proto::Icmp => make_error(
+        L4Proto::Udp | L4Proto::Icmp | L4Proto::Sctp => make_error(
             pkt,
             ctx.l3,
             icmp::DEST_UNREACHABLE,

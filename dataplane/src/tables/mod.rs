@@ -4,10 +4,12 @@
 //!   `ports`, `routes`, `services`, `policy`.
 //! - Flow tables (shared by all workers, outlive generations): `conntrack`, `affinity`,
 //!   both on the lock-free-read `flowmap`.
+//! - Per-worker: `fragments` (what a fragmented datagram's first fragment got).
 
 pub mod affinity;
 pub mod conntrack;
 pub mod flowmap;
+pub mod fragments;
 pub mod node;
 pub mod policy;
 pub mod ports;

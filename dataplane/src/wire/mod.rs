@@ -1,5 +1,5 @@
 //! Zero-copy views over packet headers: Ethernet (with one 802.1Q tag), ARP, IPv4, IPv6, ICMPv4,
-//! UDP, TCP and VXLAN, plus the Internet checksum.
+//! UDP, TCP, SCTP and VXLAN, plus the Internet checksum.
 //!
 //! Every header has the same shape:
 //! - `XPacket<T: AsRef<[u8]>>` wraps a buffer without copying it. Getters need `T: AsRef<[u8]>`,
@@ -22,6 +22,7 @@ pub mod ethernet;
 pub mod icmp;
 pub mod ipv4;
 pub mod ipv6;
+pub mod sctp;
 pub mod tcp;
 pub mod udp;
 pub mod vxlan;
@@ -34,6 +35,7 @@ pub use ethernet::{EthernetFrame, EthernetRepr, MacAddr};
 pub use icmp::Icmpv4Packet;
 pub use ipv4::{Ipv4Packet, Ipv4Repr};
 pub use ipv6::Ipv6Packet;
+pub use sctp::SctpPacket;
 pub use tcp::{TcpFlags, TcpPacket};
 pub use udp::{UdpPacket, UdpRepr};
 pub use vxlan::{VxlanPacket, VxlanRepr};

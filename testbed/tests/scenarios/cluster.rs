@@ -128,6 +128,30 @@ impl Cluster {
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
+    /// `testbed probe FROM TARGET --protocol udp --datagram-size SIZE -o json`, parsed.
+    pub fn probe_datagram(&self, from: &str, target: &str, size: usize) -> Value {
+        let size = size.to_string();
+        let out = self.testbed(&[
+            "probe",
+            from,
+            target,
+            "--protocol",
+            "udp",
+            "--timeout",
+            "2s",
+            "--datagram-size",
+            &size,
+            "-o",
+            "json",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
     /// A Service's ClusterIP, from the control plane.
     pub fn cluster_ip(&self, service: &str) -> String {
         let svc = self.get("svc", service);

@@ -3,7 +3,7 @@
 //!
 //! Invariants:
 //! - Nothing is ever widened: a rule whose listed peers or ports all compile to nothing (IPv6
-//!   blocks, SCTP ports, a named port no destination pod has) is dropped, never turned into
+//!   blocks, a named port no destination pod has) is dropped, never turned into
 //!   an "any" rule.
 //! - Ingress named ports depend on the destination, the local pod, so ingress rules are kept
 //!   as [`RuleShape`]s and finished per pod; egress named ports are expanded into one rule per
@@ -206,6 +206,7 @@ fn port_spec(port: &NetworkPolicyPort, problem: &mut impl FnMut(String)) -> Opti
     let proto = match port.protocol.as_deref().unwrap_or("TCP") {
         "TCP" => L4Proto::Tcp,
         "UDP" => L4Proto::Udp,
+        "SCTP" => L4Proto::Sctp,
         other => {
             problem(format!(
                 "ports: protocol {other} is not carried by this dataplane; the entry matches nothing"
@@ -316,5 +317,6 @@ fn proto_name(proto: L4Proto) -> &'static str {
         L4Proto::Tcp => "TCP",
         L4Proto::Udp => "UDP",
         L4Proto::Icmp => "ICMP",
+        L4Proto::Sctp => "SCTP",
     }
 }

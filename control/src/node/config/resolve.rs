@@ -399,6 +399,8 @@ fn resolve_conntrack(file: &ConntrackFile, workers: usize) -> Result<ConntrackCo
         udp: pick(file.udp_timeout, "udpTimeout", d.udp)?,
         udp_stream: pick(file.udp_stream_timeout, "udpStreamTimeout", d.udp_stream)?,
         icmp: pick(file.icmp_timeout, "icmpTimeout", d.icmp)?,
+        // SCTP keeps the kernel's defaults (not settable, as kube-proxy has no flag for them).
+        ..d
     };
     // Defaults scale with the table: one source may hold 1/16 of it in unreplied flows, one
     // destination 1/4 (0 = no limit).

@@ -32,6 +32,7 @@ mod policy_epoch;
 mod prefetch;
 mod record;
 mod resolve;
+mod sctp;
 mod seq;
 mod state;
 #[cfg(test)]

@@ -25,6 +25,7 @@
 //!
 //! UDP: UNREPLIED (`udp` timeout) until a reply is seen, then ASSURED (`udp_stream`).
 //! ICMP echo: one state with the `icmp` timeout.
+//! SCTP: `sctp` (COOKIE_WAIT ... CLOSED), stepped on the first chunk's type.
 
 use crate::flow::{Dir, L4Proto};
 
@@ -50,11 +51,16 @@ pub enum FlowState {
     UdpUnreplied,
     UdpAssured,
     Icmp,
+    SctpCookieWait,
+    SctpCookieEchoed,
+    SctpEstablished,
+    SctpShutdown,
+    SctpClosed,
 }
 
 impl FlowState {
     /// Every state, in code order (`code() - 1` is the index).
-    pub const ALL: [FlowState; 11] = [
+    pub const ALL: [FlowState; 16] = [
         Self::SynSent,
         Self::SynRecv,
         Self::Established,
@@ -66,6 +72,11 @@ impl FlowState {
         Self::UdpUnreplied,
         Self::UdpAssured,
         Self::Icmp,
+        Self::SctpCookieWait,
+        Self::SctpCookieEchoed,
+        Self::SctpEstablished,
+        Self::SctpShutdown,
+        Self::SctpClosed,
     ];
 
     /// The name `conntrack -L` prints (UDP shows its status flag instead of a state).
@@ -82,6 +93,11 @@ impl FlowState {
             Self::UdpUnreplied => "UNREPLIED",
             Self::UdpAssured => "ASSURED",
             Self::Icmp => "ICMP",
+            Self::SctpCookieWait => "COOKIE_WAIT",
+            Self::SctpCookieEchoed => "COOKIE_ECHOED",
+            Self::SctpEstablished => "SCTP_ESTABLISHED",
+            Self::SctpShutdown => "SHUTDOWN",
+            Self::SctpClosed => "CLOSED",
         }
     }
 
@@ -93,14 +109,20 @@ impl FlowState {
     /// A flow that has not seen a packet in the reply direction yet (embryonic): what SYN and
     /// UDP floods create. These count against the per-source and per-destination limits.
     pub fn is_unreplied(self) -> bool {
-        matches!(self, Self::SynSent | Self::UdpUnreplied)
+        matches!(
+            self,
+            Self::SynSent | Self::UdpUnreplied | Self::SctpCookieWait
+        )
     }
 
     /// A flow the table never evicts to make room while others exist: an established TCP
     /// connection or a UDP flow that saw replies (the kernel's ASSURED; like its early_drop,
     /// closing TCP states are evictable).
     pub fn is_assured(self) -> bool {
-        matches!(self, Self::Established | Self::UdpAssured)
+        matches!(
+            self,
+            Self::Established | Self::UdpAssured | Self::SctpEstablished
+        )
     }
 
     /// The non-zero code stored in a record (0 marks a dead record).
@@ -127,6 +149,11 @@ pub struct Timeouts {
     pub udp: u32,
     pub udp_stream: u32,
     pub icmp: u32,
+    pub sctp_cookie_wait: u32,
+    pub sctp_cookie_echoed: u32,
+    pub sctp_established: u32,
+    pub sctp_shutdown: u32,
+    pub sctp_closed: u32,
 }
 
 impl Default for Timeouts {
@@ -143,6 +170,12 @@ impl Default for Timeouts {
             udp: 30,
             udp_stream: 120,
             icmp: 30,
+            // nf_conntrack_proto_sctp's defaults.
+            sctp_cookie_wait: 3,
+            sctp_cookie_echoed: 3,
+            sctp_established: 210,
+            sctp_shutdown: 3,
+            sctp_closed: 10,
         }
     }
 }
@@ -162,6 +195,11 @@ impl Timeouts {
             FlowState::UdpUnreplied => self.udp,
             FlowState::UdpAssured => self.udp_stream,
             FlowState::Icmp => self.icmp,
+            FlowState::SctpCookieWait => self.sctp_cookie_wait,
+            FlowState::SctpCookieEchoed => self.sctp_cookie_echoed,
+            FlowState::SctpEstablished => self.sctp_established,
+            FlowState::SctpShutdown => self.sctp_shutdown,
+            FlowState::SctpClosed => self.sctp_closed,
         }
     }
 
@@ -191,6 +229,7 @@ pub(super) fn initial_state(proto: L4Proto, tcp_flags: u8) -> FlowState {
     match proto {
         L4Proto::Udp => FlowState::UdpUnreplied,
         L4Proto::Icmp => FlowState::Icmp,
+        L4Proto::Sctp => FlowState::SctpCookieWait,
         L4Proto::Tcp if tcp_flags & RST != 0 => FlowState::Close,
         L4Proto::Tcp if tcp_flags & (SYN | ACK) == SYN => FlowState::SynSent,
         L4Proto::Tcp => FlowState::Established,
@@ -235,6 +274,11 @@ pub(super) fn step(state: FlowState, dir: Dir, tcp_flags: u8) -> Step {
     match state {
         S::UdpUnreplied | S::UdpAssured if reply => Enter(S::UdpAssured),
         S::UdpUnreplied | S::UdpAssured | S::Icmp => Enter(state),
+        S::SctpCookieWait
+        | S::SctpCookieEchoed
+        | S::SctpEstablished
+        | S::SctpShutdown
+        | S::SctpClosed => super::sctp::step(state, dir, tcp_flags),
         _ => match (state, segment(tcp_flags)) {
             (_, G::Bogus) => Invalid,
             (_, G::Rst) => Enter(S::Close),

@@ -88,7 +88,7 @@ impl fmt::Debug for PodSet {
 /// A `ports` entry: a protocol and an inclusive port range.
 ///
 /// `start..=end` is inclusive; a range with `start > end` matches nothing. `0..=65535` is every
-/// port of the protocol. `proto: None` matches TCP and UDP alike (the Kubernetes default of TCP
+/// port of the protocol. `proto: None` matches TCP, UDP and SCTP alike (the Kubernetes default of TCP
 /// is applied by the control plane, not here); `Some(L4Proto::Icmp)` matches nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PortRange {

@@ -236,7 +236,7 @@ impl Builder {
 
     fn add(&mut self, spec: &ServiceSpec, reused: Option<&Arc<Service>>) -> Result<(), BuildError> {
         let name = &spec.name;
-        if !matches!(spec.proto, L4Proto::Tcp | L4Proto::Udp) {
+        if !matches!(spec.proto, L4Proto::Tcp | L4Proto::Udp | L4Proto::Sctp) {
             let proto = spec.proto;
             return Err(BuildError::UnsupportedProto {
                 service: name.clone(),

@@ -20,6 +20,8 @@ mod pod;
 mod policy;
 mod service;
 mod service_alloc;
+mod service_warnings;
+mod topology;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -160,6 +162,11 @@ impl ApiServer {
             Outcome::Created
         };
         object.metadata_mut().resource_version = Some(self.resource_version.clone());
+        if let Object::Service(service) = &object {
+            let warnings = service_warnings::warnings(service, self.state.settings());
+            self.warnings
+                .extend(warnings.into_iter().map(|w| format!("{key}: {w}")));
+        }
         self.put(object.clone());
         self.after_change(&key, existing.as_ref(), Some(&object));
         Ok(Applied { object, outcome })
@@ -180,6 +187,7 @@ impl ApiServer {
                     _ => None,
                 });
                 service::validate_and_default(new)?;
+                topology::admit_service(new)?;
                 external_ips::admit(new, old, state)?;
                 let ctx = service_alloc::Allocating {
                     settings: state.settings(),
@@ -205,7 +213,10 @@ impl ApiServer {
             (Object::Namespace(new), _) => namespace::admit(new),
             (Object::NetworkPolicy(new), _) => policy::admit(new),
             (Object::Endpoints(new), _) => endpoints::admit_endpoints(new, state),
-            (Object::EndpointSlice(new), _) => endpoints::admit_endpoint_slice(new),
+            (Object::EndpointSlice(new), _) => {
+                endpoints::admit_endpoint_slice(new)?;
+                topology::admit_slice_hints(new, state)
+            }
         }
     }
 
@@ -340,7 +351,18 @@ impl ApiServer {
                     }
                 }
             }
-            Kind::Node if new.is_some() => self.assign_pending_pods(Some(&key.name)),
+            Kind::Node if new.is_some() => {
+                if node_zone(old) != node_zone(new) {
+                    // Endpoint zones (and their hints) follow the Node's zone label.
+                    let services: Vec<ObjectRef> = self
+                        .state
+                        .objects_of(Kind::Service)
+                        .map(Object::object_ref)
+                        .collect();
+                    self.dirty_services.extend(services);
+                }
+                self.assign_pending_pods(Some(&key.name));
+            }
             Kind::Endpoints => {
                 self.dirty_services.insert(ObjectRef::new(
                     Kind::Service,
@@ -393,6 +415,18 @@ impl ApiServer {
                     .push(format!("{key}: status.podIP: {message}")),
             }
         }
+    }
+}
+
+/// The zone label of a Node object.
+fn node_zone(object: Option<&Object>) -> Option<&String> {
+    match object? {
+        Object::Node(node) => node
+            .metadata
+            .labels
+            .as_ref()?
+            .get(crate::controllers::ZONE_LABEL),
+        _ => None,
     }
 }
 

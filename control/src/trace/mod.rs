@@ -302,3 +302,5 @@ mod tests;
 mod tests_matrix;
 #[cfg(test)]
 mod tests_node_settings;
+#[cfg(test)]
+mod tests_topology;

@@ -20,6 +20,7 @@ mod pod;
 mod policy;
 mod service;
 mod service_alloc;
+pub mod service_cidr;
 mod service_warnings;
 mod topology;
 
@@ -189,8 +190,10 @@ impl ApiServer {
                 service::validate_and_default(new)?;
                 topology::admit_service(new)?;
                 external_ips::admit(new, old, state)?;
+                let ranges = service_cidr::ranges(state);
                 let ctx = service_alloc::Allocating {
                     settings: state.settings(),
+                    service_cidrs: &ranges,
                     holdings,
                     key,
                 };
@@ -213,6 +216,13 @@ impl ApiServer {
             (Object::Namespace(new), _) => namespace::admit(new),
             (Object::NetworkPolicy(new), _) => policy::admit(new),
             (Object::Endpoints(new), _) => endpoints::admit_endpoints(new, state),
+            (Object::ServiceCIDR(new), old) => {
+                let old = old.and_then(|o| match o {
+                    Object::ServiceCIDR(c) => Some(c.as_ref()),
+                    _ => None,
+                });
+                service_cidr::admit(new, old, state)
+            }
             (Object::EndpointSlice(new), _) => {
                 endpoints::admit_endpoint_slice(new)?;
                 topology::admit_slice_hints(new, state)
@@ -230,6 +240,9 @@ impl ApiServer {
         let Some(existing) = self.state.object(key).cloned() else {
             return Err(reject("not found".to_owned()));
         };
+        if let Object::ServiceCIDR(range) = &existing {
+            service_cidr::check_delete(range, &self.state).map_err(reject)?;
+        }
         if key.kind == Kind::Namespace {
             if SYSTEM_NAMESPACES.contains(&key.name.as_str()) {
                 return Err(reject(format!(
@@ -380,7 +393,7 @@ impl ApiServer {
                     ));
                 }
             }
-            Kind::Node | Kind::Namespace | Kind::NetworkPolicy => {}
+            Kind::Node | Kind::Namespace | Kind::NetworkPolicy | Kind::ServiceCIDR => {}
         }
     }
 

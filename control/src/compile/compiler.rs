@@ -272,7 +272,7 @@ impl Cache {
         for changed in changed {
             let object_key = (changed.namespace.clone(), changed.name.clone());
             match changed.kind {
-                Kind::Node => node_dirty = true,
+                Kind::Node | Kind::ServiceCIDR => node_dirty = true,
                 Kind::Namespace | Kind::NetworkPolicy => policy_dirty = true,
                 Kind::Service | Kind::Endpoints => {
                     dirty_services.insert(object_key);

@@ -303,4 +303,6 @@ mod tests_matrix;
 #[cfg(test)]
 mod tests_node_settings;
 #[cfg(test)]
+mod tests_service_cidr;
+#[cfg(test)]
 mod tests_topology;

@@ -65,17 +65,31 @@ fn topology_and_a_second_service_cidr() {
             &format!("{MANIFESTS}/three-node-store.yaml"),
         ],
     );
-    let mut manifests = Vec::new();
-    for (node, zone) in [("node-1", "zone-a"), ("node-2", "zone-b"), ("node-3", "zone-b")] {
+    // One file per document: a JSON manifest is one object per file.
+    let mut files = Vec::new();
+    for (node, zone) in [
+        ("node-1", "zone-a"),
+        ("node-2", "zone-b"),
+        ("node-3", "zone-b"),
+    ] {
         let mut object = cluster.get("node", node);
         object["metadata"]["labels"]["topology.kubernetes.io/zone"] = zone.into();
-        manifests.push(serde_json::to_string(&object).unwrap());
+        let file = std::env::temp_dir().join(format!("{}-{node}.json", cluster.prefix));
+        std::fs::write(&file, serde_json::to_string(&object).unwrap()).unwrap();
+        files.push(file);
     }
-    manifests.push(CLOSE_AND_EXTRA.to_owned());
-    let file = std::env::temp_dir().join(format!("{}-zones.yaml", cluster.prefix));
-    std::fs::write(&file, manifests.join("\n---\n")).unwrap();
-    let applied = cluster.testbed(&["apply", "-f", file.to_str().unwrap()]);
-    std::fs::remove_file(&file).unwrap();
+    let extra = std::env::temp_dir().join(format!("{}-extra.yaml", cluster.prefix));
+    std::fs::write(&extra, CLOSE_AND_EXTRA).unwrap();
+    files.push(extra);
+    let mut args = vec!["apply".to_owned()];
+    for file in &files {
+        args.extend(["-f".to_owned(), file.display().to_string()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let applied = cluster.testbed(&args);
+    for file in &files {
+        std::fs::remove_file(file).unwrap();
+    }
     assert!(
         applied.status.success(),
         "{}",
@@ -83,14 +97,27 @@ fn topology_and_a_second_service_cidr() {
     );
     let vip = cluster.cluster_ip("store-be-close");
     for (from, home, others) in [
-        ("store-fe", &["store-be-1"][..], &["store-be-2", "store-be-3"][..]),
-        ("store-db", &["store-be-2", "store-be-3"][..], &["store-be-1"][..]),
+        (
+            "store-fe",
+            &["store-be-1"][..],
+            &["store-be-2", "store-be-3"][..],
+        ),
+        (
+            "store-db",
+            &["store-be-2", "store-be-3"][..],
+            &["store-be-1"][..],
+        ),
     ] {
         let mut seen = Vec::new();
         for _ in 0..6 {
             let answer = cluster.probe(from, &format!("{vip}:80"), "tcp", 1);
             assert_eq!(answer["result"], "connected", "{from}: {answer}");
-            seen.push(answer["answered_by"].as_str().unwrap_or_default().to_owned());
+            seen.push(
+                answer["answered_by"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            );
         }
         assert!(
             seen.iter().all(|pod| home.contains(&pod.as_str())),
@@ -115,8 +142,8 @@ fn topology_and_a_second_service_cidr() {
     );
 }
 
-const EXTRA_VIP: &str = "10.97.0.10";
-const EXTRA_UNALLOCATED: &str = "10.97.0.99";
+const EXTRA_VIP: &str = "10.112.0.10";
+const EXTRA_UNALLOCATED: &str = "10.112.0.99";
 
 const CLOSE_AND_EXTRA: &str = "apiVersion: v1
 kind: Service
@@ -134,14 +161,14 @@ kind: ServiceCIDR
 metadata:
   name: extra
 spec:
-  cidrs: [10.97.0.0/24]
+  cidrs: [10.112.0.0/24]
 ---
 apiVersion: v1
 kind: Service
 metadata:
   name: store-be-extra
 spec:
-  clusterIP: 10.97.0.10
+  clusterIP: 10.112.0.10
   selector: {app: store, role: be}
   ports:
   - name: http

@@ -20,6 +20,9 @@ mod pod;
 mod policy;
 mod service;
 mod service_alloc;
+pub mod service_cidr;
+mod service_warnings;
+mod topology;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -160,6 +163,11 @@ impl ApiServer {
             Outcome::Created
         };
         object.metadata_mut().resource_version = Some(self.resource_version.clone());
+        if let Object::Service(service) = &object {
+            let warnings = service_warnings::warnings(service, self.state.settings());
+            self.warnings
+                .extend(warnings.into_iter().map(|w| format!("{key}: {w}")));
+        }
         self.put(object.clone());
         self.after_change(&key, existing.as_ref(), Some(&object));
         Ok(Applied { object, outcome })
@@ -180,9 +188,12 @@ impl ApiServer {
                     _ => None,
                 });
                 service::validate_and_default(new)?;
+                topology::admit_service(new)?;
                 external_ips::admit(new, old, state)?;
+                let ranges = service_cidr::ranges(state);
                 let ctx = service_alloc::Allocating {
                     settings: state.settings(),
+                    service_cidrs: &ranges,
                     holdings,
                     key,
                 };
@@ -205,7 +216,17 @@ impl ApiServer {
             (Object::Namespace(new), _) => namespace::admit(new),
             (Object::NetworkPolicy(new), _) => policy::admit(new),
             (Object::Endpoints(new), _) => endpoints::admit_endpoints(new, state),
-            (Object::EndpointSlice(new), _) => endpoints::admit_endpoint_slice(new),
+            (Object::ServiceCIDR(new), old) => {
+                let old = old.and_then(|o| match o {
+                    Object::ServiceCIDR(c) => Some(c.as_ref()),
+                    _ => None,
+                });
+                service_cidr::admit(new, old, state)
+            }
+            (Object::EndpointSlice(new), _) => {
+                endpoints::admit_endpoint_slice(new)?;
+                topology::admit_slice_hints(new, state)
+            }
         }
     }
 
@@ -219,6 +240,9 @@ impl ApiServer {
         let Some(existing) = self.state.object(key).cloned() else {
             return Err(reject("not found".to_owned()));
         };
+        if let Object::ServiceCIDR(range) = &existing {
+            service_cidr::check_delete(range, &self.state).map_err(reject)?;
+        }
         if key.kind == Kind::Namespace {
             if SYSTEM_NAMESPACES.contains(&key.name.as_str()) {
                 return Err(reject(format!(
@@ -340,7 +364,18 @@ impl ApiServer {
                     }
                 }
             }
-            Kind::Node if new.is_some() => self.assign_pending_pods(Some(&key.name)),
+            Kind::Node if new.is_some() => {
+                if node_zone(old) != node_zone(new) {
+                    // Endpoint zones (and their hints) follow the Node's zone label.
+                    let services: Vec<ObjectRef> = self
+                        .state
+                        .objects_of(Kind::Service)
+                        .map(Object::object_ref)
+                        .collect();
+                    self.dirty_services.extend(services);
+                }
+                self.assign_pending_pods(Some(&key.name));
+            }
             Kind::Endpoints => {
                 self.dirty_services.insert(ObjectRef::new(
                     Kind::Service,
@@ -358,7 +393,7 @@ impl ApiServer {
                     ));
                 }
             }
-            Kind::Node | Kind::Namespace | Kind::NetworkPolicy => {}
+            Kind::Node | Kind::Namespace | Kind::NetworkPolicy | Kind::ServiceCIDR => {}
         }
     }
 
@@ -393,6 +428,18 @@ impl ApiServer {
                     .push(format!("{key}: status.podIP: {message}")),
             }
         }
+    }
+}
+
+/// The zone label of a Node object.
+fn node_zone(object: Option<&Object>) -> Option<&String> {
+    match object? {
+        Object::Node(node) => node
+            .metadata
+            .labels
+            .as_ref()?
+            .get(crate::controllers::ZONE_LABEL),
+        _ => None,
     }
 }
 

@@ -17,6 +17,7 @@ use super::holdings::Holdings;
 use super::service::is_external;
 use crate::model::ObjectRef;
 use crate::model::service::load_balancer_ips;
+use crate::net::Cidr;
 use crate::settings::ClusterSettings;
 use crate::validate::{FieldError, Validation};
 
@@ -24,6 +25,8 @@ use crate::validate::{FieldError, Validation};
 /// own holdings are not in its way).
 pub struct Allocating<'a> {
     pub settings: &'a ClusterSettings,
+    /// Every Service range, the default one first (`super::service_cidr::ranges`).
+    pub service_cidrs: &'a [Cidr],
     pub holdings: &'a Holdings,
     pub key: &'a ObjectRef,
 }
@@ -99,17 +102,21 @@ fn cluster_ip(
         (Some(new), None) => check_requested_cluster_ip(&new, ctx)?,
         (None, Some(old)) => old,
         (None, None) => {
-            let cidr = ctx.settings.service_cidr;
-            alloc::pick_cluster_ip(&cidr, ctx.settings.cluster_dns_ip, |ip| {
-                ctx.holdings.cluster_ip_holder(ip, ctx.key).is_some()
-            })
-            .ok_or_else(|| {
-                FieldError::new(
-                    "spec.clusterIP",
-                    format!("no free IP left in the service CIDR {cidr}"),
-                )
-            })?
-            .to_string()
+            let dns = ctx.settings.cluster_dns_ip;
+            let taken = |ip| ctx.holdings.cluster_ip_holder(ip, ctx.key).is_some();
+            ctx.service_cidrs
+                .iter()
+                .find_map(|cidr| alloc::pick_cluster_ip(cidr, dns, taken))
+                .ok_or_else(|| {
+                    FieldError::new(
+                        "spec.clusterIP",
+                        format!(
+                            "no free IP left in the service CIDRs {}",
+                            list(ctx.service_cidrs)
+                        ),
+                    )
+                })?
+                .to_string()
         }
     };
     spec.cluster_ips = Some(vec![ip.clone()]);
@@ -117,19 +124,28 @@ fn cluster_ip(
     Ok(())
 }
 
+fn list(cidrs: &[Cidr]) -> String {
+    let names: Vec<String> = cidrs.iter().map(ToString::to_string).collect();
+    names.join(", ")
+}
+
 fn check_requested_cluster_ip(text: &str, ctx: &Allocating<'_>) -> Result<String, FieldError> {
-    let cidr = ctx.settings.service_cidr;
     let ip: IpAddr = text.parse().map_err(|_| {
         FieldError::new(
             "spec.clusterIP",
             format!("{text:?} must be a valid IP address or \"None\""),
         )
     })?;
-    if !alloc::usable_cluster_ip(&cidr, ip) {
+    if !ctx
+        .service_cidrs
+        .iter()
+        .any(|cidr| alloc::usable_cluster_ip(cidr, ip))
+    {
         return Err(FieldError::new(
             "spec.clusterIP",
             format!(
-                "{ip} is not in the valid range: the service CIDR is {cidr} (network and broadcast addresses excluded)"
+                "{ip} is not in the valid range: the service CIDRs are {} (network and broadcast addresses excluded)",
+                list(ctx.service_cidrs)
             ),
         ));
     }

@@ -49,6 +49,7 @@ pub fn render(
         ),
         Kind::Namespace => (vec!["NAME", "STATUS", "AGE"], vec!["DEFAULT-DENY"]),
         Kind::NetworkPolicy => (vec!["NAME", "POD-SELECTOR", "AGE"], vec!["POLICY-TYPES"]),
+        Kind::ServiceCIDR => (vec!["NAME", "CIDRS", "AGE"], vec![]),
     };
     if wide {
         headers.extend(extra);
@@ -69,6 +70,13 @@ pub fn render(
                 Object::Node(n) => node_row(n, age),
                 Object::Namespace(n) => namespace_row(n, state, age),
                 Object::NetworkPolicy(p) => policy_row(p, age),
+                Object::ServiceCIDR(c) => {
+                    let cidrs = c.spec.as_ref().and_then(|s| s.cidrs.clone());
+                    (
+                        vec![name(meta), cidrs.unwrap_or_default().join(","), age],
+                        vec![],
+                    )
+                }
             };
             if wide {
                 row.extend(extra);

@@ -1,6 +1,7 @@
 //! `ferroplane trace`: where would this packet go, and why (see [`crate::trace`]).
 
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 
 use clap::ValueEnum;
 use dataplane::flow::L4Proto;
@@ -8,7 +9,7 @@ use dataplane::flow::L4Proto;
 use super::output::outln;
 use crate::state::ClusterState;
 use crate::store::StateDir;
-use crate::trace::{Source, TraceRequest, trace};
+use crate::trace::{Source, TraceRequest, node_locals, trace_with};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Protocol {
@@ -41,6 +42,15 @@ pub struct TraceArgs {
     /// The node where a packet from outside the cluster enters (on its uplink).
     #[arg(long)]
     pub node: Option<String>,
+    /// A node's configuration file (its node.yaml, as given to `run --config`); repeatable,
+    /// one per node. The node it names is traced with its own settings (nodePortAddresses,
+    /// masqueradeExempt, externalIPs, snatPorts, MACs, ...); other nodes get the defaults.
+    #[arg(long)]
+    pub node_config: Vec<PathBuf>,
+    /// A kube-proxy `KubeProxyConfiguration` file applied to every --node-config, as
+    /// `run --kube-proxy-config` applies it.
+    #[arg(long, requires = "node_config")]
+    pub kube_proxy_config: Option<PathBuf>,
     /// Print the report as JSON instead of one line per stage decision.
     #[arg(short, long, value_enum)]
     pub output: Option<TraceOutput>,
@@ -98,8 +108,16 @@ fn request(args: &TraceArgs) -> Result<TraceRequest, String> {
 
 pub fn run(dir: &StateDir, args: &TraceArgs) -> Result<bool, String> {
     let request = request(args)?;
+    let locals = node_locals(&args.node_config, args.kube_proxy_config.as_ref())?;
     let state = ClusterState::load(dir.root()).map_err(|e| e.to_string())?;
-    let report = trace(&state, &request)?;
+    for name in locals.keys() {
+        if state.node(name).is_none() {
+            return Err(format!(
+                "--node-config: no Node named {name} in the cluster"
+            ));
+        }
+    }
+    let report = trace_with(&state, &request, &locals)?;
     match args.output {
         Some(TraceOutput::Json) => {
             let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;

@@ -33,6 +33,7 @@ use super::local::NodeLocal;
 use super::policy::{self, PolicyOutput, pod_digest};
 use super::ports::{self, PortAssignments, local_ip};
 use super::services::{self, ServiceOutput};
+use super::topology::Place;
 use super::{CompileError, Compiled, Problem, build_problem, node, routes};
 use crate::model::{Kind, ObjectRef};
 use crate::settings::ClusterSettings;
@@ -71,6 +72,14 @@ struct Cache {
     dirty_specs: BTreeSet<Arc<str>>,
     /// The last policy table; `None` after the policy was recompiled.
     policy_table: Option<Arc<PolicyTable>>,
+    /// The node's `topology.kubernetes.io/zone` (topology hints are read against it).
+    zone: Option<String>,
+}
+
+/// The zone label of Node `name`.
+fn node_zone(state: &ClusterState, name: &str) -> Option<String> {
+    let labels = state.node(name)?.metadata.labels.as_ref()?;
+    labels.get(crate::controllers::ZONE_LABEL).cloned()
 }
 
 impl Compiler {
@@ -175,6 +184,7 @@ impl Cache {
             service_table: None,
             dirty_specs: BTreeSet::new(),
             policy_table: None,
+            zone: node_zone(state, name),
         };
         for slice in state.endpoint_slices() {
             cache.track_slice(slice);
@@ -240,8 +250,12 @@ impl Cache {
             .is_empty()
             .then(|| state.get::<Endpoints>(namespace, name))
             .flatten();
+        let place = Place {
+            node,
+            zone: self.zone.as_deref(),
+        };
         Some(services::compile_service(
-            service, &slices, endpoints, node, local,
+            service, &slices, endpoints, place, local,
         ))
     }
 
@@ -259,7 +273,7 @@ impl Cache {
         for changed in changed {
             let object_key = (changed.namespace.clone(), changed.name.clone());
             match changed.kind {
-                Kind::Node => node_dirty = true,
+                Kind::Node | Kind::ServiceCIDR => node_dirty = true,
                 Kind::Namespace | Kind::NetworkPolicy => policy_dirty = true,
                 Kind::Service | Kind::Endpoints => {
                     dirty_services.insert(object_key);
@@ -290,6 +304,11 @@ impl Cache {
             self.node = node::node_config(state, name, local, &mut problems)?;
             self.routes = routes::route_table(state, name, local, &mut problems);
             self.node_problems = problems;
+            let zone = node_zone(state, name);
+            if zone != self.zone {
+                self.zone = zone;
+                dirty_services.extend(self.services.keys().cloned());
+            }
         }
         for key in dirty_services {
             let output = self.compile_service(state, &key, name, local);

@@ -25,6 +25,7 @@ mod routes;
 pub mod services;
 #[cfg(test)]
 pub(crate) mod tests;
+mod topology;
 
 use std::fmt;
 

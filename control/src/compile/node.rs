@@ -145,6 +145,11 @@ pub(super) fn node_config(
         pod_cidr,
         cluster_cidr,
         service_cidr,
+        extra_service_cidrs: crate::apiserver::service_cidr::ranges(state)
+            .iter()
+            .skip(1)
+            .filter_map(to_dp_cidr)
+            .collect(),
         masquerade_exempt,
         other_addresses,
         node_port_addresses,

@@ -1,6 +1,7 @@
 //! One [`ServiceSpec`] per port of each proxied Service: front ends (clusterIPs, externalIPs,
 //! LoadBalancer ingress IPs, nodePort), traffic policies, session affinity, source ranges,
-//! scheduler, and the port's endpoints ([`super::backends`]).
+//! scheduler, and the port's endpoints ([`super::backends`], narrowed by topology hints:
+//! [`super::topology`]).
 //!
 //! Not proxied, and not reported since nothing is wrong with them: headless Services,
 //! ExternalName Services, and Services labelled `service.kubernetes.io/service-proxy-name`
@@ -23,6 +24,7 @@ use super::Problem;
 use super::backends::{PortRef, backends};
 use super::local::NodeLocal;
 use super::node::to_v4;
+use super::topology::{self, Place};
 use crate::net::Cidr;
 
 /// Label that hands a Service to another proxy implementation.
@@ -59,9 +61,10 @@ pub(super) fn compile_service(
     service: &Service,
     slices: &[&EndpointSlice],
     endpoints: Option<&Endpoints>,
-    node: &str,
+    place: Place<'_>,
     local: &NodeLocal,
 ) -> ServiceOutput {
+    let node = place.node;
     let mut out = ServiceOutput::default();
     let Some(spec) = service.spec.as_ref().filter(|_| is_proxied(service)) else {
         return out;
@@ -145,7 +148,12 @@ pub(super) fn compile_service(
             } else {
                 None
             },
-            backends: backends(slices, endpoints, port_ref),
+            backends: topology::narrow(
+                backends(slices, endpoints, port_ref),
+                slices,
+                place,
+                internal_local || (external_local && external_type),
+            ),
             scheduler,
             affinity_timeout,
             internal_local,

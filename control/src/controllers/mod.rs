@@ -8,6 +8,7 @@
 //! anything a crash left half-written.
 
 pub mod endpoints;
+pub mod hints;
 pub mod index;
 pub mod slices;
 
@@ -117,7 +118,7 @@ pub fn serves_something(service: &Service, ports: &[ResolvedPort]) -> bool {
 }
 
 /// The Node label carrying a node's zone.
-const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 
 /// Zones of the nodes, by node name.
 pub fn node_zones(state: &ClusterState) -> HashMap<String, String> {

@@ -3,7 +3,8 @@
 //! at most [`MAX_ENDPOINTS_PER_SLICE`] endpoints per slice, conditions
 //! `serving` = pod Ready, `terminating` = deletion started, `ready` = serving and not
 //! terminating (always true with publishNotReadyAddresses). Terminating pods stay in the slices,
-//! so the dataplane can fall back to them when nothing else serves.
+//! so the dataplane can fall back to them when nothing else serves. Ready endpoints carry
+//! topology hints when the Service asks for them ([`super::hints`]).
 //!
 //! Invariants: slice names are `<service>-<n>` with n counting from 1 in group order, skipping
 //! names held by slices somebody else manages; a Service with no endpoints keeps one empty
@@ -16,6 +17,7 @@ use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 use super::endpoints::{address, derived_labels};
+use super::hints;
 use super::{Backend, MANAGED_BY_CONTROLLER, MANAGED_BY_LABEL, ResolvedPort, serves_something};
 use crate::state::SERVICE_NAME_LABEL;
 
@@ -43,7 +45,7 @@ fn endpoint(service: &Service, backend: &Backend<'_>, zones: &HashMap<String, St
     let serving = backend.ready;
     let terminating = backend.terminating;
     let legacy = address(backend, name);
-    Endpoint {
+    let mut endpoint = Endpoint {
         addresses: vec![legacy.ip],
         conditions: Some(EndpointConditions {
             ready: Some(publish_not_ready || (serving && !terminating)),
@@ -58,7 +60,9 @@ fn endpoint(service: &Service, backend: &Backend<'_>, zones: &HashMap<String, St
         node_name: legacy.node_name,
         target_ref: legacy.target_ref,
         ..Endpoint::default()
-    }
+    };
+    hints::set_hints(&mut endpoint, hints::heuristic(service));
+    endpoint
 }
 
 fn ports(resolved: &[ResolvedPort]) -> Option<Vec<EndpointPort>> {

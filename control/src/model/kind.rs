@@ -16,10 +16,11 @@ pub enum Kind {
     Endpoints,
     EndpointSlice,
     NetworkPolicy,
+    ServiceCIDR,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Namespace,
         Kind::Node,
         Kind::Pod,
@@ -27,6 +28,7 @@ impl Kind {
         Kind::Endpoints,
         Kind::EndpointSlice,
         Kind::NetworkPolicy,
+        Kind::ServiceCIDR,
     ];
 
     /// The `kind:` field.
@@ -39,6 +41,7 @@ impl Kind {
             Kind::Endpoints => "Endpoints",
             Kind::EndpointSlice => "EndpointSlice",
             Kind::NetworkPolicy => "NetworkPolicy",
+            Kind::ServiceCIDR => "ServiceCIDR",
         }
     }
 
@@ -52,6 +55,7 @@ impl Kind {
             Kind::Endpoints => "endpoints",
             Kind::EndpointSlice => "endpointslices",
             Kind::NetworkPolicy => "networkpolicies",
+            Kind::ServiceCIDR => "servicecidrs",
         }
     }
 
@@ -60,7 +64,7 @@ impl Kind {
         match self {
             Kind::Namespace | Kind::Node | Kind::Pod | Kind::Service | Kind::Endpoints => "v1",
             Kind::EndpointSlice => "discovery.k8s.io/v1",
-            Kind::NetworkPolicy => "networking.k8s.io/v1",
+            Kind::NetworkPolicy | Kind::ServiceCIDR => "networking.k8s.io/v1",
         }
     }
 
@@ -69,12 +73,13 @@ impl Kind {
         match self {
             Kind::NetworkPolicy => &["networking.k8s.io/v1", "extensions/v1beta1"],
             Kind::EndpointSlice => &["discovery.k8s.io/v1"],
+            Kind::ServiceCIDR => &["networking.k8s.io/v1"],
             Kind::Namespace | Kind::Node | Kind::Pod | Kind::Service | Kind::Endpoints => &["v1"],
         }
     }
 
     pub fn is_namespaced(self) -> bool {
-        !matches!(self, Kind::Namespace | Kind::Node)
+        !matches!(self, Kind::Namespace | Kind::Node | Kind::ServiceCIDR)
     }
 
     /// The `kind:` field of a manifest, exactly as Kubernetes spells it.

@@ -15,7 +15,7 @@ use std::fmt;
 
 use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::networking::v1::{NetworkPolicy, ServiceCIDR};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 pub use kind::Kind;
@@ -65,6 +65,7 @@ pub enum Object {
     Endpoints(Box<Endpoints>),
     EndpointSlice(Box<EndpointSlice>),
     NetworkPolicy(Box<NetworkPolicy>),
+    ServiceCIDR(Box<ServiceCIDR>),
 }
 
 /// A k8s-openapi type that is one of the stored kinds: lets the store hand out typed
@@ -99,7 +100,8 @@ stored_kind!(
     Service,
     Endpoints,
     EndpointSlice,
-    NetworkPolicy
+    NetworkPolicy,
+    ServiceCIDR
 );
 
 /// Applies `$body` to the typed object inside an [`Object`], whatever its kind.
@@ -113,6 +115,7 @@ macro_rules! with_inner {
             Object::Endpoints($inner) => $body,
             Object::EndpointSlice($inner) => $body,
             Object::NetworkPolicy($inner) => $body,
+            Object::ServiceCIDR($inner) => $body,
         }
     };
 }
@@ -127,6 +130,7 @@ impl Object {
             Object::Endpoints(_) => Kind::Endpoints,
             Object::EndpointSlice(_) => Kind::EndpointSlice,
             Object::NetworkPolicy(_) => Kind::NetworkPolicy,
+            Object::ServiceCIDR(_) => Kind::ServiceCIDR,
         }
     }
 
@@ -163,6 +167,7 @@ impl Object {
             Kind::Endpoints => Object::Endpoints(serde_json::from_slice(bytes)?),
             Kind::EndpointSlice => Object::EndpointSlice(serde_json::from_slice(bytes)?),
             Kind::NetworkPolicy => Object::NetworkPolicy(serde_json::from_slice(bytes)?),
+            Kind::ServiceCIDR => Object::ServiceCIDR(serde_json::from_slice(bytes)?),
         })
     }
 
@@ -185,6 +190,7 @@ impl Object {
             Kind::Endpoints => Object::Endpoints(decode(value)?),
             Kind::EndpointSlice => Object::EndpointSlice(decode(value)?),
             Kind::NetworkPolicy => Object::NetworkPolicy(decode(value)?),
+            Kind::ServiceCIDR => Object::ServiceCIDR(decode(value)?),
         })
     }
 

@@ -1,8 +1,11 @@
 //! `ferroplane trace`: a synthetic first packet run through the real pipeline of every node it
 //! crosses, offline, from the cluster state.
 //!
-//! Each node's snapshot is compiled from the state ([`crate::compile`], sequential ports,
-//! default node-local settings) and gets a fresh conntrack. The packet enters its first node
+//! Each node's snapshot is compiled from the state ([`crate::compile`], sequential ports) with
+//! that node's own node-local settings when the caller has them (`trace --node-config`: the
+//! node's `node.yaml` resolved exactly as `ferroplane run` resolves it, so nodePortAddresses,
+//! masquerade exemptions, externalIPs and SNAT ports are the node's), else the defaults, and
+//! gets a fresh conntrack. The packet enters its first node
 //! from a pod's port (source MAC the pod's, destination the gateway's), the host port (a source
 //! equal to the node's IP) or the uplink (anything else: an external client). Whenever a node
 //! sends it out of its uplink towards another node (VXLAN to that node's IP, a plain packet to
@@ -16,6 +19,7 @@
 
 mod describe;
 mod frame;
+mod node_settings;
 mod outcome;
 
 use std::collections::{BTreeMap, HashMap};
@@ -38,6 +42,7 @@ use crate::compile::{HOST_PORT, NodeLocal, PortAssignments, UPLINK_PORT, compile
 use crate::model::{node as node_model, pod};
 use crate::state::ClusterState;
 use frame::{Probe, first_packet};
+pub use node_settings::node_locals;
 pub use outcome::{Delivery, DeliveryKind, Endpoint, NodeStages, Outcome, TraceReport};
 
 /// Source port of the probe when the request names none.
@@ -123,6 +128,8 @@ impl NodeIndex {
 /// The nodes compiled so far, each with its own pipeline and conntrack.
 struct Nodes<'a> {
     state: &'a ClusterState,
+    /// Node-local settings by node name; a node not listed gets the defaults.
+    locals: &'a BTreeMap<String, NodeLocal>,
     compiled: BTreeMap<String, Simulated>,
 }
 
@@ -130,7 +137,9 @@ impl Nodes<'_> {
     fn get(&mut self, name: &str) -> Result<&mut Simulated, String> {
         if !self.compiled.contains_key(name) {
             let ports = PortAssignments::sequential(self.state, name);
-            let compiled = compile(self.state, name, &NodeLocal::default(), &ports)
+            let default = NodeLocal::default();
+            let local = self.locals.get(name).unwrap_or(&default);
+            let compiled = compile(self.state, name, local, &ports)
                 .map_err(|e| format!("cannot compile {e}"))?;
             let ct = Conntrack::new(ConntrackConfig {
                 capacity: 1024,
@@ -207,12 +216,23 @@ fn pod_entry(pod: &Pod, index: &NodeIndex, port: u16) -> Result<Start, String> {
     Ok((node.to_owned(), Entry::Pod, ip, port))
 }
 
-/// Runs the trace.
+/// Runs the trace with every node on the default node-local settings.
 pub fn trace(state: &ClusterState, request: &TraceRequest) -> Result<TraceReport, String> {
+    trace_with(state, request, &BTreeMap::new())
+}
+
+/// Runs the trace; `locals` holds the node-local settings of the nodes whose configuration
+/// is known (by node name), the others get the defaults.
+pub fn trace_with(
+    state: &ClusterState,
+    request: &TraceRequest,
+    locals: &BTreeMap<String, NodeLocal>,
+) -> Result<TraceReport, String> {
     let index = NodeIndex::new(state);
     let (mut node, entry, src, sport) = entry(state, &index, request)?;
     let mut nodes = Nodes {
         state,
+        locals,
         compiled: BTreeMap::new(),
     };
     let first = nodes.get(&node)?;
@@ -280,3 +300,9 @@ pub fn trace(state: &ClusterState, request: &TraceRequest) -> Result<TraceReport
 mod tests;
 #[cfg(test)]
 mod tests_matrix;
+#[cfg(test)]
+mod tests_node_settings;
+#[cfg(test)]
+mod tests_service_cidr;
+#[cfg(test)]
+mod tests_topology;

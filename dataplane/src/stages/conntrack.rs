@@ -102,7 +102,7 @@ pub fn track(
 fn is_untracked(snap: &Snapshot, ctx: &Ctx) -> bool {
     let node = &snap.node;
     let dst = ctx.key.dst;
-    let cluster = |ip| node.cluster_cidr.contains(ip) || node.service_cidr.contains(ip);
+    let cluster = |ip| node.cluster_cidr.contains(ip) || node.in_service_cidrs(ip);
     match ctx.in_kind {
         PortKind::Uplink => {
             ctx.from_peer.is_none()

@@ -52,7 +52,7 @@ fn about_host_traffic(snap: &Snapshot, ctx: &Ctx, quoted: &FlowKey) -> bool {
     let node = &snap.node;
     let outside = |ip: Ipv4Addr| {
         !node.cluster_cidr.contains(ip)
-            && !node.service_cidr.contains(ip)
+            && !node.in_service_cidrs(ip)
             && !snap.services.is_vip(ip)
             && snap.ports.pod(ip).is_none()
     };

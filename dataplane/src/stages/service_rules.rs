@@ -105,5 +105,5 @@ pub fn masquerade_address(snap: &Snapshot, dst: Ipv4Addr) -> Ipv4Addr {
 /// An address of the Service CIDR that no front end holds (checked after the front-end lookup
 /// found nothing).
 pub fn unallocated_service_address(snap: &Snapshot, dst: Ipv4Addr) -> bool {
-    snap.node.service_cidr.contains(dst) && !snap.services.is_vip(dst)
+    snap.node.in_service_cidrs(dst) && !snap.services.is_vip(dst)
 }

@@ -36,6 +36,9 @@ pub struct NodeConfig {
     pub pod_cidr: Cidr,
     pub cluster_cidr: Cidr,
     pub service_cidr: Cidr,
+    /// Further Service ranges (networking.k8s.io/v1 ServiceCIDR objects besides the default
+    /// `service_cidr`): ClusterIPs come from them too, and their unallocated addresses drop.
+    pub extra_service_cidrs: Vec<Cidr>,
     /// Destinations that pods reach without masquerade (besides the cluster CIDR).
     pub masquerade_exempt: Vec<Cidr>,
     /// The node's other addresses (further InternalIPs, ExternalIPs): the host's like
@@ -69,6 +72,12 @@ impl NodeConfig {
         ip == self.node_ip || self.other_addresses.contains(&ip)
     }
 
+    /// `ip` is inside the default Service CIDR or one of the extra ones.
+    #[inline]
+    pub fn in_service_cidrs(&self, ip: Ipv4Addr) -> bool {
+        self.service_cidr.contains(ip) || self.extra_service_cidrs.iter().any(|c| c.contains(ip))
+    }
+
     /// True if traffic from a pod to `dst` must be masqueraded to the node IP.
     pub fn needs_masquerade(&self, dst: Ipv4Addr) -> bool {
         !self.cluster_cidr.contains(dst)
@@ -92,6 +101,7 @@ impl NodeConfig {
             pod_cidr,
             cluster_cidr: Cidr::new(Ipv4Addr::new(10, 244, 0, 0), 16).unwrap_or(pod_cidr),
             service_cidr: Cidr::new(Ipv4Addr::new(10, 96, 0, 0), 12).unwrap_or(pod_cidr),
+            extra_service_cidrs: Vec::new(),
             masquerade_exempt: Vec::new(),
             other_addresses: Vec::new(),
             node_port_addresses: vec![node_ip],

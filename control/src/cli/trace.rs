@@ -8,7 +8,7 @@ use dataplane::flow::L4Proto;
 use super::output::outln;
 use crate::state::ClusterState;
 use crate::store::StateDir;
-use crate::trace::{Source, TraceRequest, trace};
+use crate::trace::{Source, TraceRequest};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Protocol {
@@ -97,7 +97,16 @@ fn request(args: &TraceArgs) -> Result<TraceRequest, String> {
 pub fn run(dir: &StateDir, args: &TraceArgs) -> Result<bool, String> {
     let request = request(args)?;
     let state = ClusterState::load(dir.root()).map_err(|e| e.to_string())?;
-    let report = trace(&state, &request)?;
+    // The hostPorts each node recorded from the CNI plugin (not in the state).
+    let host_ports = state
+        .nodes()
+        .filter_map(|n| n.metadata.name.clone())
+        .map(|node| {
+            let ports = crate::node::attachments::recorded_host_ports(dir.root(), &node);
+            (node, ports)
+        })
+        .collect();
+    let report = crate::trace::trace_with_host_ports(&state, &request, &host_ports)?;
     match args.output {
         Some(TraceOutput::Json) => {
             let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;

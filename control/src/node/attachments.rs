@@ -14,7 +14,8 @@
 //! - No two pods hold overlapping hostPorts: a conflicting attach is refused naming both pods;
 //!   a new attachment of the same pod replaces the older one.
 //! - At start, a record whose device is gone (its namespace deleted, its veth removed) is
-//!   dropped, file included, and logged; an unreadable record too.
+//!   dropped, file included, and logged; an unreadable record too. While running, a record
+//!   whose namespace is gone is dropped at the next sync ([`Registry::prune_gone`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::log;
 use crate::cni::attach::{DeviceKind, PodAttachment};
+use crate::compile::host_ports::PodHostPort;
 use crate::net::fnv1a_64;
 use crate::store::durable;
 
@@ -177,6 +179,34 @@ impl Registry {
         Ok(true)
     }
 
+    /// Forgets the attachments whose network namespace is gone (a sandbox removed without a
+    /// DEL): their devices went with it. Returns the pods forgotten.
+    pub fn prune_gone(&self) -> Vec<String> {
+        let gone: Vec<(String, String)> = self
+            .lock()
+            .records
+            .values()
+            .filter(|r| !Path::new(&r.netns).exists())
+            .map(|r| (r.container_id.clone(), r.ifname.clone()))
+            .collect();
+        let mut pods = Vec::new();
+        for (container, ifname) in gone {
+            let key = self
+                .lock()
+                .records
+                .get(&file_name(&container, &ifname))
+                .map(PodAttachment::pod_key);
+            match self.detach(&container, &ifname) {
+                Ok(true) => pods.extend(key),
+                Ok(false) => {}
+                Err(error) => log::warn(format_args!(
+                    "dropping the attachment record of container {container}: {error}"
+                )),
+            }
+        }
+        pods
+    }
+
     /// Every recorded attachment.
     pub fn pods(&self) -> Vec<PodAttachment> {
         self.lock().records.values().cloned().collect()
@@ -204,6 +234,30 @@ impl Registry {
     pub fn take_wake(&self) -> bool {
         self.wake.swap(false, Ordering::AcqRel)
     }
+}
+
+/// The hostPorts node `node` of state directory `state` recorded (for `trace`): none when the
+/// node published no admin socket or its record cannot be read.
+pub fn recorded_host_ports(state: &Path, node: &str) -> Vec<PodHostPort> {
+    let published = super::admin_socket::published_path(state, node);
+    let Ok(socket) = std::fs::read_to_string(published) else {
+        return Vec::new();
+    };
+    let dir = dir_for(Path::new(socket.trim()));
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let record = std::fs::read(entry.path())
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<PodAttachment>(&bytes).ok());
+        for record in record.into_iter() {
+            out.extend(record.host_ports.iter().map(|mapping| PodHostPort {
+                pod: record.pod_key(),
+                ip: record.ip,
+                mapping: *mapping,
+            }));
+        }
+    }
+    out
 }
 
 /// Whether the device of `record` still exists: the node end of its veth in the node's

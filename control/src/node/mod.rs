@@ -21,7 +21,7 @@
 
 mod admin;
 pub mod admin_socket;
-mod attachments;
+pub mod attachments;
 mod cni_endpoint;
 pub mod config;
 mod conntrack_list;

@@ -193,6 +193,13 @@ impl PortManager {
         let mut local: BTreeMap<String, Ipv4Addr> = local_pods(state, &self.node)
             .map(|(key, _, ip)| (key, ip))
             .collect();
+        if let Some(records) = &self.records {
+            for pod in records.prune_gone() {
+                log::info(format_args!(
+                    "pod {pod}: its network namespace is gone; attachment record dropped"
+                ));
+            }
+        }
         let recorded: BTreeMap<String, PodAttachment> = self
             .records
             .as_ref()

@@ -32,6 +32,7 @@ use dataplane::tables::conntrack::{Conntrack, ConntrackConfig, Now};
 use dataplane::wire::EthernetFrame;
 use k8s_openapi::api::core::v1::Pod;
 
+use crate::compile::host_ports::PodHostPort;
 use crate::compile::node::node_ip;
 use crate::compile::ports::{is_host_network, pod_network_ip};
 use crate::compile::{HOST_PORT, NodeLocal, PortAssignments, UPLINK_PORT, compile};
@@ -124,12 +125,20 @@ impl NodeIndex {
 struct Nodes<'a> {
     state: &'a ClusterState,
     compiled: BTreeMap<String, Simulated>,
+    /// The pods' hostPorts, by node (what the nodes recorded from the CNI plugin).
+    host_ports: &'a HostPorts,
 }
+
+/// Pods' hostPorts by node name.
+pub type HostPorts = BTreeMap<String, Vec<PodHostPort>>;
 
 impl Nodes<'_> {
     fn get(&mut self, name: &str) -> Result<&mut Simulated, String> {
         if !self.compiled.contains_key(name) {
-            let ports = PortAssignments::sequential(self.state, name);
+            let mut ports = PortAssignments::sequential(self.state, name);
+            for host_port in self.host_ports.get(name).into_iter().flatten() {
+                ports.host_port(host_port.clone());
+            }
             let compiled = compile(self.state, name, &NodeLocal::default(), &ports)
                 .map_err(|e| format!("cannot compile {e}"))?;
             let ct = Conntrack::new(ConntrackConfig {
@@ -209,11 +218,21 @@ fn pod_entry(pod: &Pod, index: &NodeIndex, port: u16) -> Result<Start, String> {
 
 /// Runs the trace.
 pub fn trace(state: &ClusterState, request: &TraceRequest) -> Result<TraceReport, String> {
+    trace_with_host_ports(state, request, &HostPorts::new())
+}
+
+/// [`trace`] with the nodes' pods' hostPorts programmed as the nodes program them.
+pub fn trace_with_host_ports(
+    state: &ClusterState,
+    request: &TraceRequest,
+    host_ports: &HostPorts,
+) -> Result<TraceReport, String> {
     let index = NodeIndex::new(state);
     let (mut node, entry, src, sport) = entry(state, &index, request)?;
     let mut nodes = Nodes {
         state,
         compiled: BTreeMap::new(),
+        host_ports,
     };
     let first = nodes.get(&node)?;
     let config = &first.snapshot.node;

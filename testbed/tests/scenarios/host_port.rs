@@ -37,9 +37,9 @@ fn a_host_port_reaches_its_pod_through_the_node_ip_until_del() {
     let flows = conntrack(&cluster, "node-1", &["--address", &web_ip]);
     eprintln!("conntrack list --address {web_ip}:\n{flows}");
     assert!(
-        flows
-            .lines()
-            .any(|l| l.contains(":8080") && l.contains(&web_ip)),
+        flows.lines().any(|l| l.contains("dport=8080")
+            && l.contains(&format!("src={web_ip} "))
+            && l.contains("[DNAT]")),
         "no DNAT flow of {target} to {web_ip}:\n{flows}"
     );
 

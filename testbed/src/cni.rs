@@ -6,6 +6,10 @@
 //! The default for every pod. `FERROPLANE_TESTBED_CNI=builtin` makes the testbed play CNI
 //! itself with `ip` commands instead (`pods.rs`), to tell a plugin fault from a dataplane one.
 //!
+//! Like kubelet, the pod's `hostPort`s (its containers' `ports[].hostPort`, read from the
+//! state directory) go to the plugin as `runtimeConfig.portMappings`, the configuration
+//! declaring the `portMappings` capability.
+//!
 //! Invariants: the plugin binary is the node's own `ferroplane`, linked as `ferroplane-cni`
 //! in the run directory's `cni-bin/`; each node's address files live in `cni/<node>/`.
 
@@ -46,6 +50,33 @@ pub struct Attachment<'a> {
     pub ip: Ipv4Addr,
 }
 
+/// The pod's hostPorts as the runtime passes them (`portMappings` capability), from its
+/// Pod object in the state directory.
+fn port_mappings(layout: &Layout, pod: &Attachment<'_>) -> Result<Vec<serde_json::Value>> {
+    use control::model::{Kind, Object, ObjectRef};
+    let state = control::StateDir::new(layout.run_dir().join("state"));
+    let key = ObjectRef::new(Kind::Pod, pod.pod_namespace, pod.pod_name);
+    let object = state
+        .read_object_by_key(&key)
+        .map_err(|e| Error(format!("reading {key}: {e}")))?;
+    let Some(Object::Pod(object)) = object else {
+        return Ok(Vec::new());
+    };
+    let containers = object.spec.iter().flat_map(|s| s.containers.iter());
+    Ok(containers
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter_map(|p| {
+            let host_port = p.host_port?;
+            Some(json!({
+                "hostPort": host_port,
+                "containerPort": p.container_port,
+                "protocol": p.protocol.as_deref().unwrap_or("TCP").to_lowercase(),
+                "hostIP": p.host_ip.clone().unwrap_or_default(),
+            }))
+        })
+        .collect())
+}
+
 /// Runs `command` (ADD or DEL) of the plugin for `pod` on `node`.
 pub fn call(
     layout: &Layout,
@@ -75,6 +106,11 @@ pub fn call(
     if io != Io::Tap {
         // AF_PACKET and AF_XDP sockets cannot take GSO super-frames.
         conf["gsoMaxSegs"] = json!(1);
+    }
+    conf["capabilities"] = json!({"portMappings": true});
+    let mappings = port_mappings(layout, pod)?;
+    if !mappings.is_empty() {
+        conf["runtimeConfig"] = json!({ "portMappings": mappings });
     }
     let args = format!(
         "IgnoreUnknown=1;K8S_POD_NAMESPACE={};K8S_POD_NAME={};IP={}",

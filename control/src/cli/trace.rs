@@ -117,7 +117,16 @@ pub fn run(dir: &StateDir, args: &TraceArgs) -> Result<bool, String> {
             ));
         }
     }
-    let report = trace_with(&state, &request, &locals)?;
+    // The hostPorts each node recorded from the CNI plugin (not in the state).
+    let host_ports = state
+        .nodes()
+        .filter_map(|n| n.metadata.name.clone())
+        .map(|node| {
+            let ports = crate::node::attachments::recorded_host_ports(dir.root(), &node);
+            (node, ports)
+        })
+        .collect();
+    let report = trace_with(&state, &request, &locals, &host_ports)?;
     match args.output {
         Some(TraceOutput::Json) => {
             let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;

@@ -6,14 +6,19 @@
 //! pod's device in the runtime's netns ([`link`]) and prints the result ([`spec`]); DEL undoes
 //! that and is idempotent; CHECK compares the pod with `prevResult`; STATUS says whether the
 //! node process answers; GC frees the addresses of attachments the runtime no longer has.
+//! With `adminSocket`, ADD asks the node process to attach the pod's port (with the hostPorts
+//! of `runtimeConfig.portMappings`) once the device is set up, and DEL to detach it
+//! ([`attach`]).
 //!
 //! Invariants:
 //! - A failing ADD leaves nothing behind: the address it took is freed and the links it
-//!   created are deleted before the error is printed.
+//!   created are deleted before the error is printed; that includes an ADD the node process
+//!   did not acknowledge (down, a hostPort another pod holds, a port it could not open).
 //! - Every error carries a spec code and a message naming the cause (variable, field, file).
 //! - The pod's MAC is `0a:58:<ip>` and its node-side name `pod_interface_name(namespace,
 //!   name)`, which is how the node process finds the pod's device.
 
+pub mod attach;
 pub mod ipam;
 pub mod link;
 pub mod spec;
@@ -230,6 +235,17 @@ impl Call {
         })
     }
 
+    /// The pod's namespace and name (`CNI_ARGS`), or the container ID without them.
+    fn pod_name(&self) -> (String, String) {
+        match (
+            self.args.get("K8S_POD_NAMESPACE"),
+            self.args.get("K8S_POD_NAME"),
+        ) {
+            (Some(ns), Some(name)) => (ns.clone(), name.clone()),
+            _ => (String::new(), self.container_id.clone()),
+        }
+    }
+
     /// The node-side name of the pod's device.
     fn host_name(&self) -> String {
         match (
@@ -352,6 +368,8 @@ fn add(conf: &NetConf, call: &Call) -> Result<Value, CniError> {
     let range = pod_range(conf)?;
     let mtu = pod_mtu(conf)?;
     let requested = call.requested_ip()?;
+    let host_ports = attach::port_mappings(conf.runtime_config.as_ref())
+        .map_err(|e| CniError::new(code::INVALID_CONFIG, e))?;
     require_node(conf, code::TRY_AGAIN_LATER)?;
     let data_dir = Path::new(&conf.data_dir);
     let address = {
@@ -359,7 +377,11 @@ fn add(conf: &NetConf, call: &Call) -> Result<Value, CniError> {
         store.check_range(range)?;
         store.allocate(range, &call.container_id, &call.ifname, requested)?
     };
-    match attach(conf, call, netns, range, mtu, address) {
+    let wired = set_up_interface(conf, call, netns, range, mtu, address).and_then(|attached| {
+        attach_to_node(conf, call, netns, address, host_ports)?;
+        Ok(attached)
+    });
+    match wired {
         Ok(attached) => {
             let result = CniResult::new(
                 &conf.cni_version,
@@ -369,6 +391,9 @@ fn add(conf: &NetConf, call: &Call) -> Result<Value, CniError> {
             serde_json::to_value(result).map_err(|e| CniError::io("encoding the result", e))
         }
         Err(error) => {
+            if error.code != code::HOST_PORT_TAKEN {
+                let _ = detach_from_node(conf, call);
+            }
             undo(conf, call, netns, address);
             if let Ok(store) = Store::open(data_dir, &conf.name) {
                 let _ = store.release(&call.container_id, &call.ifname);
@@ -378,8 +403,88 @@ fn add(conf: &NetConf, call: &Call) -> Result<Value, CniError> {
     }
 }
 
+/// Asks the node process to attach the pod's port (nothing without `adminSocket`).
+fn attach_to_node(
+    conf: &NetConf,
+    call: &Call,
+    netns: &Path,
+    address: Ipv4Addr,
+    host_ports: Vec<attach::HostPort>,
+) -> Result<(), CniError> {
+    let Some(socket) = &conf.admin_socket else {
+        return Ok(());
+    };
+    let (namespace, name) = call.pod_name();
+    let request = attach::PodAttachment {
+        container_id: call.container_id.clone(),
+        namespace,
+        name,
+        netns: netns.display().to_string(),
+        ifname: call.ifname.clone(),
+        device: match conf.interface {
+            InterfaceKind::Veth => attach::DeviceKind::Veth,
+            InterfaceKind::Tap => attach::DeviceKind::Tap,
+        },
+        ip: address,
+        host_ports,
+    };
+    let (status, body) = attach::post(socket, &format!("/cni/attach?{}", request.to_query()))
+        .map_err(|e| {
+            CniError::new(
+                code::TRY_AGAIN_LATER,
+                format!("the ferroplane node process does not answer on its admin socket: {e}"),
+            )
+        })?;
+    let refused = |code: u32| {
+        CniError::new(
+            code,
+            format!("the ferroplane node process refused to attach the pod: {body}"),
+        )
+    };
+    match status {
+        200 => {}
+        409 => return Err(refused(code::HOST_PORT_TAKEN)),
+        _ => return Err(refused(code::IO_FAILURE)),
+    }
+    let answer: Value = serde_json::from_str(&body).map_err(|_| {
+        CniError::new(
+            code::IO_FAILURE,
+            format!("the ferroplane node process answered the attach with {body:?}"),
+        )
+    })?;
+    match answer.get("error").and_then(Value::as_str) {
+        Some(error) => Err(CniError::new(
+            code::IO_FAILURE,
+            format!("the ferroplane node process could not attach the pod's port: {error}"),
+        )),
+        None if answer.get("port").is_some() => Ok(()),
+        None => Err(CniError::new(
+            code::IO_FAILURE,
+            format!("the ferroplane node process answered the attach with {body:?}"),
+        )),
+    }
+}
+
+/// Asks the node process to forget the attachment. A node that does not answer is not an
+/// error: DEL must succeed, and a restarted node drops records whose device is gone.
+fn detach_from_node(conf: &NetConf, call: &Call) -> Result<(), CniError> {
+    let Some(socket) = &conf.admin_socket else {
+        return Ok(());
+    };
+    let query = attach::detach_query(&call.container_id, &call.ifname);
+    match attach::post(socket, &format!("/cni/detach?{query}")) {
+        Ok((200, _)) => Ok(()),
+        Ok((status, body)) => Err(CniError::new(
+            code::IO_FAILURE,
+            format!("the ferroplane node process refused the detach ({status}): {body}"),
+        )),
+        // Nothing to detach from; the record goes when the node restarts without the device.
+        Err(_) => Ok(()),
+    }
+}
+
 /// Creates and configures the pod's device.
-fn attach(
+fn set_up_interface(
     conf: &NetConf,
     call: &Call,
     netns: &Path,
@@ -451,6 +556,7 @@ fn undo(conf: &NetConf, call: &Call, netns: &Path, address: Ipv4Addr) {
 }
 
 fn del(conf: &NetConf, call: &Call) -> Result<(), CniError> {
+    detach_from_node(conf, call)?;
     if let Some(netns) = call.netns.as_deref().filter(|n| n.exists()) {
         link::delete_link(Some(netns), &call.ifname)
             .map_err(|e| CniError::new(code::IO_FAILURE, e))?;

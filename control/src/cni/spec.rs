@@ -28,6 +28,8 @@ pub mod code {
     pub const PLUGIN_NOT_AVAILABLE: u32 = 50;
     /// Plugin-specific (100 and up): CHECK found the pod's network differs from `prevResult`.
     pub const CHECK_MISMATCH: u32 = 100;
+    /// Plugin-specific: a hostPort of `runtimeConfig.portMappings` is held by another pod.
+    pub const HOST_PORT_TAKEN: u32 = 101;
 }
 
 /// A CNI error as printed on stdout (exit status 1).
@@ -121,7 +123,8 @@ pub struct NetConf {
     /// take GSO super-frames).
     #[serde(default)]
     pub gso_max_segs: Option<u32>,
-    /// The node process's admin socket: asked before ADD whether the node runs.
+    /// The node process's admin socket: asked before ADD whether the node runs, then to attach
+    /// the pod's port (and on DEL to detach it).
     #[serde(default)]
     pub admin_socket: Option<String>,
     #[serde(default)]

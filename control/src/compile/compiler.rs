@@ -340,7 +340,17 @@ impl Cache {
         local: &NodeLocal,
     ) -> Compiled {
         let mut problems = self.node_problems.clone();
-        let port_table = ports::port_table(&self.local_pods, ports, &mut problems);
+        let port_table = if ports.attached_ips().is_empty() {
+            ports::port_table(&self.local_pods, ports, &mut problems)
+        } else {
+            // Pods the CNI plugin attached before the state lists their address.
+            let mut local = self.local_pods.clone();
+            for (pod, ip) in ports.attached_ips() {
+                local.entry(pod.clone()).or_insert(*ip);
+            }
+            ports::port_table(&local, ports, &mut problems)
+        };
+        let host_specs: Vec<ServiceSpec> = ports.host_ports().iter().map(|h| h.spec()).collect();
         let specs: Vec<&ServiceSpec> = self
             .services
             .values()
@@ -348,9 +358,13 @@ impl Cache {
                 problems.extend(output.problems.iter().cloned());
                 output.specs.iter()
             })
+            .chain(&host_specs)
             .collect();
         let dirty = std::mem::take(&mut self.dirty_specs);
-        let unchanged = |name: &str| dirty.is_empty() || !dirty.contains(name);
+        let unchanged = |name: &str| {
+            (dirty.is_empty() || !dirty.contains(name))
+                && !host_specs.iter().any(|s| &*s.name == name)
+        };
         let previous = self.service_table.take();
         let (services, errors) = ServiceTable::rebuild_lenient(
             specs.into_iter(),

@@ -17,6 +17,7 @@
 
 mod backends;
 pub mod compiler;
+pub mod host_ports;
 mod local;
 pub mod node;
 mod policy;
@@ -105,6 +106,9 @@ pub(super) fn build_problem(error: &BuildError) -> Problem {
         | BuildError::TooManyBackends { service, .. }
         | BuildError::TooManyServices { service } => service,
     };
-    let service = spec.split_once(':').map_or(&**spec, |(service, _)| service);
+    let (service, port) = spec.split_once(':').unwrap_or((spec, ""));
+    if port.starts_with("hostPort-") {
+        return Problem::new(format!("Pod {service}"), error.to_string());
+    }
     Problem::new(format!("Service {service}"), error.to_string())
 }

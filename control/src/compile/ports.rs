@@ -27,10 +27,13 @@ pub const HOST_PORT: PortId = PortId(1);
 /// The first port a pod may be attached to.
 pub const FIRST_POD_PORT: u16 = 2;
 
-/// Which port each local pod is attached to, by `namespace/name`.
+/// Which port each local pod is attached to, by `namespace/name`; with the IPs of pods the
+/// node knows only from the CNI plugin (not yet in the state) and the pods' hostPorts.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PortAssignments {
     by_pod: BTreeMap<String, PortId>,
+    attached_ips: BTreeMap<String, Ipv4Addr>,
+    host_ports: Vec<super::host_ports::PodHostPort>,
 }
 
 impl PortAssignments {
@@ -45,6 +48,26 @@ impl PortAssignments {
 
     pub fn port_of(&self, pod: &str) -> Option<PortId> {
         self.by_pod.get(pod).copied()
+    }
+
+    /// Lists the pod `namespace/name` at `ip` when the state does not list it (yet): the CNI
+    /// plugin attached it before the API server knew its address.
+    pub fn attached_ip(&mut self, pod: &str, ip: Ipv4Addr) {
+        self.attached_ips.insert(pod.to_owned(), ip);
+    }
+
+    /// Pods the state may not list, with their IPs.
+    pub fn attached_ips(&self) -> &BTreeMap<String, Ipv4Addr> {
+        &self.attached_ips
+    }
+
+    /// Adds a hostPort of a local pod (DNAT on the node's addresses to the pod).
+    pub fn host_port(&mut self, host_port: super::host_ports::PodHostPort) {
+        self.host_ports.push(host_port);
+    }
+
+    pub fn host_ports(&self) -> &[super::host_ports::PodHostPort] {
+        &self.host_ports
     }
 
     /// Every assignment, in pod name order.

@@ -25,6 +25,7 @@ use dataplane::worker::WorkerReport;
 use futures_util::stream::BoxStream;
 use tokio_rustls::TlsAcceptor;
 
+use super::cni_endpoint::CniEndpoint;
 use super::conntrack_list::{self, FlowFilter};
 use super::liveness::ProxyHealth;
 use super::observe::Observers;
@@ -266,20 +267,31 @@ fn handler(state: Arc<AdminState>) -> Handler {
     Arc::new(move |request: &Head| state.handle(request))
 }
 
+/// The Unix socket's handler: the admin API plus, with `cni`, the CNI plugin's requests.
+fn unix_handler(state: Arc<AdminState>, cni: Option<Arc<CniEndpoint>>) -> Handler {
+    Arc::new(move |request: &Head| {
+        cni.as_ref()
+            .and_then(|cni| cni.handle(request))
+            .unwrap_or_else(|| state.handle(request))
+    })
+}
+
 /// Serves the admin API on the Unix socket `path`, mode 0600 (0660 with `group`); a stale
 /// socket is replaced, a live one or another file is an error (see [`super::admin_socket`]).
+/// With `cni`, it also answers the CNI plugin's `/cni/attach` and `/cni/detach`.
 pub fn serve_unix(
     runtime: &HttpRuntime,
     path: &Path,
     group: Option<u32>,
     state: Arc<AdminState>,
+    cni: Option<Arc<CniEndpoint>>,
 ) -> io::Result<Serving> {
     let listener = super::admin_socket::bind(path, group)?;
     runtime.serve(
         Bound::Unix(listener),
         Limits::ADMIN,
         Access::Open,
-        handler(state),
+        unix_handler(state, cni),
     )
 }
 

@@ -108,19 +108,31 @@ pub fn run(settings: NodeSettings, reload: Reload) -> Result<(), String> {
     };
     let (senders, receivers): (Vec<_>, Vec<_>) =
         (0..settings.workers).map(|_| mpsc::channel()).unzip();
-    let manager = Arc::new(Mutex::new(PortManager::new(
-        &PodPorts {
-            node: &settings.node_name,
-            backend: settings.pods.backend,
-            netns_dir: &settings.pods.netns_dir,
-            pod_mtu: pod_mtu(&settings),
-            uplink_interface: &settings.uplink.interface,
-            host_interface: settings.host.as_ref().map(|h| h.interface.as_str()),
-            pod_cidr_file: Some(super::pod_cidr_file::path_for(&settings.admin.socket)),
+    let records = Arc::new(super::attachments::Registry::open(
+        &super::attachments::dir_for(&settings.admin.socket),
+        |record| {
+            super::attachments::device_alive(
+                record,
+                &crate::node::pod_interface_name(&record.namespace, &record.name),
+            )
         },
-        senders,
-        Arc::clone(&observers),
-    )));
+    )?);
+    let manager = Arc::new(Mutex::new(
+        PortManager::new(
+            &PodPorts {
+                node: &settings.node_name,
+                backend: settings.pods.backend,
+                netns_dir: &settings.pods.netns_dir,
+                pod_mtu: pod_mtu(&settings),
+                uplink_interface: &settings.uplink.interface,
+                host_interface: settings.host.as_ref().map(|h| h.interface.as_str()),
+                pod_cidr_file: Some(super::pod_cidr_file::path_for(&settings.admin.socket)),
+            },
+            senders,
+            Arc::clone(&observers),
+        )
+        .with_records(Arc::clone(&records)),
+    ));
     let port_source = || -> PortSource {
         let manager = Arc::clone(&manager);
         Box::new(move |state| {
@@ -211,10 +223,15 @@ pub fn run(settings: NodeSettings, reload: Reload) -> Result<(), String> {
         health: Arc::clone(&health),
         streams: Arc::default(),
     });
+    let cni = Arc::new(super::cni_endpoint::CniEndpoint {
+        registry: Arc::clone(&records),
+        names: Arc::clone(&admin_state.names),
+    });
     serving.extend(super::serving::serve_admin(
         &servers,
         &settings,
         &admin_state,
+        Some(cni),
     )?);
     super::admin_socket::publish(&settings);
     let mut checks = HealthChecks::new(servers.probes.clone(), Arc::clone(&cells));
@@ -253,6 +270,9 @@ pub fn run(settings: NodeSettings, reload: Reload) -> Result<(), String> {
             }
             Some(_) => break,
             None => {}
+        }
+        if records.take_wake() {
+            source.request_sync();
         }
         match source.poll(clock()) {
             PollOutcome::Idle => {}

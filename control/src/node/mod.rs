@@ -21,6 +21,8 @@
 
 mod admin;
 pub mod admin_socket;
+pub mod attachments;
+mod cni_endpoint;
 pub mod config;
 mod conntrack_list;
 mod daemon;

@@ -12,6 +12,10 @@
 //!   holds it or its detach is still pending.
 //! - A pod whose interface cannot be opened yet (the CNI has not created it) is left out and
 //!   retried ([`PortManager::has_pending`]); it never blocks the other pods.
+//! - A pod the CNI plugin attached (the node's [`Registry`]) is local whether or not the state
+//!   lists it, at the recorded IP until the state says otherwise; its device is where the
+//!   record says; its hostPorts go into the assignments. Why its port cannot be opened is
+//!   noted in the registry for the plugin's answer.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -25,6 +29,7 @@ use dataplane::io::af_packet::AfPacketConfig;
 use dataplane::packet::PortId;
 use dataplane::worker::WorkerCommand;
 
+use super::attachments::Registry;
 use super::config::{PodBackend, XdpModeKind};
 use super::devices::{self, Device, NodePort};
 use super::health::HealthService;
@@ -33,6 +38,8 @@ use super::naming::pod_interface_name;
 use super::netns::{self, Wanted};
 use super::observe::Observers;
 use super::pod_cidr_file::PodCidrFile;
+use crate::cni::attach::{DeviceKind, PodAttachment};
+use crate::compile::host_ports::PodHostPort;
 use crate::compile::node::pod_mac;
 use crate::compile::ports::{FIRST_POD_PORT, local_pods};
 use crate::compile::{HOST_PORT, PortAssignments, UPLINK_PORT};
@@ -88,6 +95,7 @@ pub struct PortManager {
     base_names: PortNames,
     health: Arc<ArcSwap<Vec<HealthService>>>,
     pod_cidr_file: Option<PodCidrFile>,
+    records: Option<Arc<Registry>>,
 }
 
 /// What the port manager needs to know about the node.
@@ -151,7 +159,14 @@ impl PortManager {
             base_names,
             health: Arc::new(ArcSwap::from_pointee(Vec::new())),
             pod_cidr_file: pod_cidr_file.clone().map(PodCidrFile::new),
+            records: None,
         }
+    }
+
+    /// Treats the pods of `records` (attached by the CNI plugin) as local.
+    pub fn with_records(mut self, records: Arc<Registry>) -> PortManager {
+        self.records = Some(records);
+        self
     }
 
     /// The port labels, kept current for the admin endpoint.
@@ -175,9 +190,31 @@ impl PortManager {
         if let Some(file) = &mut self.pod_cidr_file {
             file.update(state, &self.node);
         }
-        let local: BTreeMap<String, Ipv4Addr> = local_pods(state, &self.node)
+        let mut local: BTreeMap<String, Ipv4Addr> = local_pods(state, &self.node)
             .map(|(key, _, ip)| (key, ip))
             .collect();
+        if let Some(records) = &self.records {
+            for pod in records.prune_gone() {
+                log::info(format_args!(
+                    "pod {pod}: its network namespace is gone; attachment record dropped"
+                ));
+            }
+        }
+        let recorded: BTreeMap<String, PodAttachment> = self
+            .records
+            .as_ref()
+            .map(|r| r.pods())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| (r.pod_key(), r))
+            .collect();
+        let mut attached_ips = BTreeMap::new();
+        for (key, record) in &recorded {
+            if !local.contains_key(key) {
+                local.insert(key.clone(), record.ip);
+                attached_ips.insert(key.clone(), record.ip);
+            }
+        }
         let gone: Vec<String> = self
             .attached
             .keys()
@@ -199,8 +236,24 @@ impl PortManager {
             .filter(|(k, _)| !self.attached.contains_key(*k))
             .map(|(k, ip)| (k.clone(), *ip))
             .collect();
-        self.attach_new(&new);
+        self.attach_new(&new, &recorded);
         let mut assignments = PortAssignments::new();
+        for (key, ip) in attached_ips {
+            assignments.attached_ip(&key, ip);
+        }
+        for (key, record) in &recorded {
+            if !self.attached.contains_key(key) {
+                continue;
+            }
+            let ip = local.get(key).copied().unwrap_or(record.ip);
+            for mapping in &record.host_ports {
+                assignments.host_port(PodHostPort {
+                    pod: key.clone(),
+                    ip,
+                    mapping: *mapping,
+                });
+            }
+        }
         let mut names = self.base_names.clone();
         for (key, pod) in &self.attached {
             assignments.assign(key, pod.port);
@@ -216,7 +269,11 @@ impl PortManager {
         assignments
     }
 
-    fn attach_new(&mut self, pods: &[(String, Ipv4Addr)]) {
+    fn attach_new(
+        &mut self,
+        pods: &[(String, Ipv4Addr)],
+        recorded: &BTreeMap<String, PodAttachment>,
+    ) {
         if pods.is_empty() {
             return;
         }
@@ -234,9 +291,23 @@ impl PortManager {
         // there, by name or by the pod's MAC.
         let mut elsewhere: BTreeMap<usize, (PathBuf, String)> = BTreeMap::new();
         if self.backend == PodBackend::Tap {
-            let missing: Vec<usize> = (0..wanted.len())
+            let mut missing: Vec<usize> = (0..wanted.len())
                 .filter(|i| dataplane::io::netdev::ifindex(&wanted[*i].name).is_err())
                 .collect();
+            // A recorded TAP is where the plugin said: the pod's namespace, as `ifname`.
+            missing.retain(|&index| {
+                match recorded
+                    .get(&pods[index].0)
+                    .filter(|r| r.device == DeviceKind::Tap)
+                {
+                    Some(record) => {
+                        elsewhere
+                            .insert(index, (PathBuf::from(&record.netns), record.ifname.clone()));
+                        false
+                    }
+                    None => true,
+                }
+            });
             if !missing.is_empty() {
                 for (index, netns, name) in netns::locate(&self.netns_dir, &wanted) {
                     if missing.contains(&index) {
@@ -262,6 +333,9 @@ impl PortManager {
                         let _ = sender.send(WorkerCommand::Attach(port, device));
                     }
                     self.pending.remove(&key);
+                    if let Some(records) = self.records.as_ref().filter(|r| r.holds(&key)) {
+                        records.set_failure(&key, None);
+                    }
                     log::info(format_args!(
                         "pod {key} on port {} ({interface}{})",
                         port.0,
@@ -286,6 +360,9 @@ impl PortManager {
                         log::warn(format_args!(
                             "pod {key}: cannot open {interface} yet ({message}); retrying"
                         ));
+                    }
+                    if let Some(records) = self.records.as_ref().filter(|r| r.holds(&key)) {
+                        records.set_failure(&key, Some(format!("opening {interface}: {message}")));
                     }
                     self.pending.insert(key, message);
                 }

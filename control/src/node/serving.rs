@@ -35,6 +35,7 @@ pub fn serve_admin(
     runtimes: &Runtimes,
     settings: &NodeSettings,
     state: &Arc<AdminState>,
+    cni: Option<Arc<super::cni_endpoint::CniEndpoint>>,
 ) -> Result<Vec<Serving>, String> {
     let mut serving = vec![
         admin::serve_unix(
@@ -42,6 +43,7 @@ pub fn serve_admin(
             &settings.admin.socket,
             settings.admin.socket_group,
             Arc::clone(state),
+            cni,
         )
         .map_err(|e| e.to_string())?,
     ];

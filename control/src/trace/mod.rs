@@ -36,6 +36,7 @@ use dataplane::tables::conntrack::{Conntrack, ConntrackConfig, Now};
 use dataplane::wire::EthernetFrame;
 use k8s_openapi::api::core::v1::Pod;
 
+use crate::compile::host_ports::PodHostPort;
 use crate::compile::node::node_ip;
 use crate::compile::ports::{is_host_network, pod_network_ip};
 use crate::compile::{HOST_PORT, NodeLocal, PortAssignments, UPLINK_PORT, compile};
@@ -131,12 +132,20 @@ struct Nodes<'a> {
     /// Node-local settings by node name; a node not listed gets the defaults.
     locals: &'a BTreeMap<String, NodeLocal>,
     compiled: BTreeMap<String, Simulated>,
+    /// The pods' hostPorts, by node (what the nodes recorded from the CNI plugin).
+    host_ports: &'a HostPorts,
 }
+
+/// Pods' hostPorts by node name.
+pub type HostPorts = BTreeMap<String, Vec<PodHostPort>>;
 
 impl Nodes<'_> {
     fn get(&mut self, name: &str) -> Result<&mut Simulated, String> {
         if !self.compiled.contains_key(name) {
-            let ports = PortAssignments::sequential(self.state, name);
+            let mut ports = PortAssignments::sequential(self.state, name);
+            for host_port in self.host_ports.get(name).into_iter().flatten() {
+                ports.host_port(host_port.clone());
+            }
             let default = NodeLocal::default();
             let local = self.locals.get(name).unwrap_or(&default);
             let compiled = compile(self.state, name, local, &ports)
@@ -218,15 +227,17 @@ fn pod_entry(pod: &Pod, index: &NodeIndex, port: u16) -> Result<Start, String> {
 
 /// Runs the trace with every node on the default node-local settings.
 pub fn trace(state: &ClusterState, request: &TraceRequest) -> Result<TraceReport, String> {
-    trace_with(state, request, &BTreeMap::new())
+    trace_with(state, request, &BTreeMap::new(), &HostPorts::new())
 }
 
 /// Runs the trace; `locals` holds the node-local settings of the nodes whose configuration
-/// is known (by node name), the others get the defaults.
+/// is known (by node name), the others get the defaults; `host_ports` the pods' hostPorts
+/// each node recorded from the CNI plugin, programmed as the nodes program them.
 pub fn trace_with(
     state: &ClusterState,
     request: &TraceRequest,
     locals: &BTreeMap<String, NodeLocal>,
+    host_ports: &HostPorts,
 ) -> Result<TraceReport, String> {
     let index = NodeIndex::new(state);
     let (mut node, entry, src, sport) = entry(state, &index, request)?;
@@ -234,6 +245,7 @@ pub fn trace_with(
         state,
         locals,
         compiled: BTreeMap::new(),
+        host_ports,
     };
     let first = nodes.get(&node)?;
     let config = &first.snapshot.node;

@@ -46,12 +46,23 @@ pub fn turn() -> MutexGuard<'static, ()> {
 
 pub struct Cluster {
     pub prefix: String,
+    /// Every `testbed` call wires pods through `ferroplane-cni` (`FERROPLANE_TESTBED_CNI`).
+    plugin: bool,
     _turn: MutexGuard<'static, ()>,
 }
 
 impl Cluster {
     /// `testbed up` with these arguments, under prefix `t<tag><pid>`.
     pub fn up(tag: &str, args: &[&str]) -> Cluster {
+        Cluster::start(tag, args, false)
+    }
+
+    /// [`Cluster::up`] with every pod wired through `ferroplane-cni`, whatever the default.
+    pub fn up_with_plugin(tag: &str, args: &[&str]) -> Cluster {
+        Cluster::start(tag, args, true)
+    }
+
+    fn start(tag: &str, args: &[&str], plugin: bool) -> Cluster {
         let out = Command::new("id").arg("-u").output().unwrap();
         assert_eq!(
             String::from_utf8_lossy(&out.stdout).trim(),
@@ -61,6 +72,7 @@ impl Cluster {
         let turn = turn();
         let cluster = Cluster {
             prefix: format!("t{tag}{}", std::process::id()),
+            plugin,
             _turn: turn,
         };
         let io = io_backend();
@@ -78,7 +90,11 @@ impl Cluster {
     }
 
     pub fn testbed(&self, args: &[&str]) -> Output {
-        Command::new(TESTBED)
+        let mut command = Command::new(TESTBED);
+        if self.plugin {
+            command.env("FERROPLANE_TESTBED_CNI", "plugin");
+        }
+        command
             .arg("--prefix")
             .arg(&self.prefix)
             .args(args)

@@ -265,3 +265,58 @@ fn every_address_of_a_node_counts_and_node_port_cidrs_pick_among_them() {
         compiled.problems
     );
 }
+
+/// A pod the CNI plugin attached before the state lists it gets its port at the recorded IP,
+/// and its hostPort answers on the node's address; both go with the assignments.
+#[test]
+fn an_attached_pod_and_its_host_port_come_from_the_assignments() {
+    use crate::cni::attach::{HostPort, Protocol};
+    use crate::compile::host_ports::PodHostPort;
+    use dataplane::flow::L4Proto;
+    use dataplane::tables::services::Frontend;
+
+    let cluster = Cluster::new();
+    let pod_ip = ip("10.244.0.77");
+    let mut ports = PortAssignments::new();
+    ports.assign("default/early", PortId(2));
+    ports.attached_ip("default/early", pod_ip);
+    ports.host_port(PodHostPort {
+        pod: "default/early".to_owned(),
+        ip: pod_ip,
+        mapping: HostPort {
+            protocol: Protocol::Tcp,
+            host_port: 8080,
+            container_port: 80,
+            host_ip: None,
+        },
+    });
+    let compiled = compile(cluster.state(), NODE_A, &NodeLocal::default(), &ports).unwrap();
+    let snapshot = &compiled.snapshot;
+    assert_eq!(snapshot.ports.pod(pod_ip).map(|p| p.port), Some(PortId(2)));
+    let Frontend::Service { id, .. } =
+        snapshot
+            .services
+            .lookup(ip("192.168.50.11"), 8080, L4Proto::Tcp)
+    else {
+        panic!("no hostPort frontend on the node's address");
+    };
+    let service = snapshot.services.service(id).unwrap();
+    assert_eq!(&**service.name(), "default/early:hostPort-8080-tcp");
+    assert_eq!(endpoints(service), vec![(pod_ip, 80)]);
+    // Without them in the assignments, neither is programmed.
+    let plain = compile(
+        cluster.state(),
+        NODE_A,
+        &NodeLocal::default(),
+        &PortAssignments::new(),
+    )
+    .unwrap();
+    assert!(plain.snapshot.ports.pod(pod_ip).is_none());
+    assert_eq!(
+        plain
+            .snapshot
+            .services
+            .lookup(ip("192.168.50.11"), 8080, L4Proto::Tcp),
+        Frontend::NotService
+    );
+}

@@ -103,8 +103,9 @@ pub fn call(
         "mtu": mtu,
         "adminSocket": node.admin_socket,
     });
-    if io != Io::Tap {
-        // AF_PACKET and AF_XDP sockets cannot take GSO super-frames.
+    if io == Io::AfXdp {
+        // AF_XDP sockets cannot take GSO super-frames (AF_PACKET ones take them with a
+        // virtio-net header).
         conf["gsoMaxSegs"] = json!(1);
     }
     conf["capabilities"] = json!({"portMappings": true});

@@ -4,9 +4,10 @@
 //!
 //! Invariants: the pod's interface is `eth0` with MAC `0a:58:<ip>` and `IP/24` without the
 //! connected route; everything goes through the gateway (`.1` of the node's podCIDR), which the
-//! dataplane answers ARP for. With AF_PACKET and AF_XDP the pod side never emits GSO
-//! super-frames (`gso_max_segs 1`): the socket would see them whole and drop them; with AF_XDP
-//! it also computes its own checksums (TX offload off), as AF_XDP frames carry no partial mark.
+//! dataplane answers ARP for. With AF_PACKET the pod's veth keeps TSO: the node's socket
+//! takes GSO super-packets with a virtio-net header. With AF_XDP the pod side never emits them
+//! (`gso_max_segs 1`) and computes its own checksums (TX offload off), as AF_XDP frames carry
+//! neither GSO metadata nor a partial mark.
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -114,9 +115,11 @@ fn wire_by_hand(
                 ],
             )?;
             ip(&node.netns, &["link", "set", &iface, "up"])?;
-            ip(&ns, &["link", "set", POD_IF, "gso_max_segs", "1"])?;
             if io == Io::AfXdp {
-                // AF_XDP carries no "checksum partial" mark: the pod must send whole checksums.
+                // AF_XDP carries no GSO metadata nor "checksum partial" mark: the pod must send
+                // wire-sized frames with whole checksums. AF_PACKET pods keep TSO on: their
+                // socket takes super-packets with a virtio-net header.
+                ip(&ns, &["link", "set", POD_IF, "gso_max_segs", "1"])?;
                 exec(&ns, &["ethtool", "-K", POD_IF, "tx", "off"])?;
             }
         }

@@ -79,6 +79,7 @@ fn generator_socket(ifname: &str) -> io::Result<AfPacketPort> {
         tx_frames: 1024,
         fanout_group: None,
         promiscuous: false,
+        vnet_hdr: false,
     };
     AfPacketPort::open(ifname, &config)
 }

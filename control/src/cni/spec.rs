@@ -119,8 +119,8 @@ pub struct NetConf {
     pub uplink_interface: Option<String>,
     #[serde(default)]
     pub mode: Mode,
-    /// `gso_max_segs` of the pod's device (1 for AF_PACKET and AF_XDP pod ports, which cannot
-    /// take GSO super-frames).
+    /// `gso_max_segs` of the pod's device (1 for AF_XDP pod ports, which cannot take GSO
+    /// super-frames; AF_PACKET pod ports take them with a virtio-net header).
     #[serde(default)]
     pub gso_max_segs: Option<u32>,
     /// The node process's admin socket: asked before ADD whether the node runs, then to attach

@@ -179,16 +179,19 @@ pub fn release_tap(name: &str, netns: Option<&Path>) -> io::Result<()> {
 pub const UPLINK_RX_FRAMES: usize = 4096;
 
 /// One AF_PACKET socket per worker on `name`, all in fanout group `group`, each with an RX
-/// ring of `rx_frames` (rounded up to whole blocks).
+/// ring of `rx_frames` (rounded up to whole blocks); `vnet_hdr` for a pod's veth (TCP
+/// super-packets in and out, `PACKET_VNET_HDR`).
 pub fn open_af_packet(
     name: &str,
     workers: usize,
     group: u16,
     rx_frames: usize,
+    vnet_hdr: bool,
 ) -> io::Result<Vec<Device>> {
     let config = AfPacketConfig {
         fanout_group: Some(group),
         rx_frames,
+        vnet_hdr,
         ..AfPacketConfig::default()
     };
     (0..workers)
@@ -244,6 +247,7 @@ pub fn open_uplink(settings: &NodeSettings) -> Result<Vec<Device>, String> {
             n,
             fanout_group(PortId(0)),
             UPLINK_RX_FRAMES,
+            false,
         ),
         UplinkBackend::Tap => open_tap(&uplink.interface, n, None).map(|(d, _)| d),
         UplinkBackend::AfXdp => open_af_xdp(&uplink.interface, n, uplink.xdp_mode),

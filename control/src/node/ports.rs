@@ -390,6 +390,7 @@ impl PortManager {
                 count,
                 devices::fanout_group(port),
                 AfPacketConfig::default().rx_frames,
+                true,
             )?,
             // Generic XDP: a veth has no zero-copy to gain from native mode, and native XDP
             // on a veth also needs as many receive queues as its peer has transmit queues.

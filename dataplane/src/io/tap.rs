@@ -287,19 +287,9 @@ impl TapQueue {
     }
 }
 
-/// The virtio-net header for one frame: all zero for a plain frame (checksums complete), the
-/// TCPv4 GSO header for a super-packet passed through whole.
+/// The virtio-net header for one frame (`VnetHeader::for_transmit`).
 fn tx_header(pkt: &Packet) -> [u8; VNET_HDR_LEN] {
-    let o = &pkt.meta.offload;
-    if !o.is_gso() {
-        return VnetHeader::NONE;
-    }
-    let l4 = usize::from(o.csum_start);
-    let tcp_header = pkt
-        .data()
-        .get(l4 + 12)
-        .map_or(20, |offset| usize::from(offset >> 4) * 4);
-    VnetHeader::tcpv4(o.csum_start, tcp_header as u16, o.gso_size).to_bytes()
+    VnetHeader::for_transmit(pkt).to_bytes()
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@
 
 use crate::drop::DropReason;
 use crate::flow::L4Proto;
-use crate::packet::{Meta, Offload};
+use crate::packet::{Meta, Offload, Packet};
 
 /// Size of `struct virtio_net_hdr_v1`.
 pub const HDR_LEN: usize = 12;
@@ -92,6 +92,23 @@ impl VnetHeader {
             csum_start: l4,
             csum_offset: TCP_CSUM_OFFSET,
         }
+    }
+}
+
+impl VnetHeader {
+    /// The header to send `pkt` with: all zero for a plain frame (checksums complete), TCPv4
+    /// GSO for a super-packet passed through whole.
+    pub fn for_transmit(pkt: &Packet) -> Self {
+        let o = &pkt.meta.offload;
+        if !o.is_gso() {
+            return Self::default();
+        }
+        let l4 = usize::from(o.csum_start);
+        let tcp_header = pkt
+            .data()
+            .get(l4 + 12)
+            .map_or(20, |offset| u16::from(offset >> 4) * 4);
+        Self::tcpv4(o.csum_start, tcp_header, o.gso_size)
     }
 }
 

@@ -114,6 +114,7 @@ pub fn send(
             tx_frames: 1024,
             fanout_group: None,
             promiscuous: false,
+            vnet_hdr: false,
         };
         let mut port = AfPacketPort::open(device, &config)
             .map_err(context(format!("AF_PACKET on {device} in {ns}")))?;

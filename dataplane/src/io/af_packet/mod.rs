@@ -17,8 +17,12 @@
 //!   by the kernel instead of stalling the TX ring.
 //! - Fanout uses PACKET_FANOUT_HASH without DEFRAG: all fragments of a datagram hash alike
 //!   (addresses only), and nothing reassembled beyond a ring frame is ever delivered.
+//! - With `vnet_hdr` (pod ports) every frame carries a virtio-net header both ways and
+//!   super-packets of up to 64 KB come and go whole (`vnet`: receive queue and a ringless
+//!   send socket beside the 2 KB-frame rings); `accepts_gso()` is true.
 
 mod ring;
+mod vnet;
 
 use std::ffi::{c_int, c_uint};
 use std::io;
@@ -41,6 +45,9 @@ pub struct AfPacketConfig {
     /// Put the device in promiscuous mode while the socket is open (the port then sees frames
     /// for every MAC the dataplane answers for, not only the device's own).
     pub promiscuous: bool,
+    /// Carry a virtio-net header (`PACKET_VNET_HDR`): TCP super-packets and partial checksums
+    /// in and out (pod veths with TSO on). Off for the uplink.
+    pub vnet_hdr: bool,
 }
 
 impl Default for AfPacketConfig {
@@ -50,6 +57,7 @@ impl Default for AfPacketConfig {
             tx_frames: 512,
             fanout_group: None,
             promiscuous: true,
+            vnet_hdr: false,
         }
     }
 }
@@ -63,6 +71,12 @@ pub struct AfPacketStats {
     pub kernel_dropped: u64,
     /// Frames dropped because they were longer than a ring frame or a packet buffer.
     pub rx_truncated: u64,
+    /// Super-packets received (`vnet_hdr`: GSO from the pod's kernel).
+    pub rx_gso: u64,
+    /// Frames sent through the super-packet socket (`vnet_hdr`: passed through or merged).
+    pub tx_gso: u64,
+    /// Segments merged into those (`offload::coalesce`).
+    pub tx_coalesced: u64,
 }
 
 /// One worker's socket on one device.
@@ -71,6 +85,8 @@ pub struct AfPacketPort {
     fd: OwnedFd,
     /// Frames are queued in the TX ring that the last kick did not send.
     unsent: bool,
+    /// The super-packet side, with `vnet_hdr`.
+    large: Option<vnet::Large>,
     stats: AfPacketStats,
 }
 
@@ -110,6 +126,9 @@ impl AfPacketPort {
             &on,
             "PACKET_IGNORE_OUTGOING",
         )?;
+        if config.vnet_hdr {
+            vnet::enable_on_ring_socket(&fd)?;
+        }
         let (rx_blocks, tx_blocks) = (blocks_for(config.rx_frames), blocks_for(config.tx_frames));
         packet_option(
             &fd,
@@ -123,8 +142,13 @@ impl AfPacketPort {
             &ring_request(tx_blocks)?,
             "PACKET_TX_RING",
         )?;
-        let rings = Rings::map(fd.as_fd(), rx_blocks, tx_blocks)?;
-        bind(&fd, ifindex).map_err(|e| context(e, format_args!("bind to {ifname}")))?;
+        let rings = Rings::map(fd.as_fd(), rx_blocks, tx_blocks, config.vnet_hdr)?;
+        let large = match config.vnet_hdr {
+            true => Some(vnet::Large::open(&fd, ifindex)?),
+            false => None,
+        };
+        bind(&fd, ifindex, libc::ETH_P_ALL as u16)
+            .map_err(|e| context(e, format_args!("bind to {ifname}")))?;
         if config.promiscuous {
             let request = libc::packet_mreq {
                 mr_ifindex: ifindex,
@@ -147,6 +171,7 @@ impl AfPacketPort {
             rings,
             fd,
             unsent: false,
+            large,
             stats: AfPacketStats::default(),
         })
     }
@@ -230,10 +255,11 @@ impl AfPacketPort {
     }
 }
 
-fn bind(fd: &OwnedFd, ifindex: c_int) -> io::Result<()> {
+/// Binds to the device; protocol 0 receives nothing.
+fn bind(fd: &OwnedFd, ifindex: c_int, protocol: u16) -> io::Result<()> {
     let addr = libc::sockaddr_ll {
         sll_family: libc::AF_PACKET as u16,
-        sll_protocol: (libc::ETH_P_ALL as u16).to_be(),
+        sll_protocol: protocol.to_be(),
         sll_ifindex: ifindex,
         sll_hatype: 0,
         sll_pkttype: 0,
@@ -298,6 +324,22 @@ impl PacketIo for AfPacketPort {
             let Some(frame) = self.rings.rx_peek() else {
                 break;
             };
+            if frame.status & libc::TP_STATUS_COPY != 0
+                && let Some(large) = self.large.as_mut()
+            {
+                // Longer than a ring frame: read it whole from the receive queue.
+                match large.receive(port, pool) {
+                    vnet::Copied::NoBuffer => break,
+                    vnet::Copied::Frame(pkt) => {
+                        self.stats.rx_gso += u64::from(pkt.meta.offload.is_gso());
+                        batch.push(pkt);
+                        received += 1;
+                    }
+                    vnet::Copied::Lost => self.stats.rx_truncated += 1,
+                }
+                self.rings.rx_release();
+                continue;
+            }
             let Some(mut pkt) = pool.get() else { break };
             let vlan = (frame.status & libc::TP_STATUS_VLAN_VALID != 0).then(|| {
                 let tpid = if frame.status & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
@@ -310,10 +352,14 @@ impl PacketIo for AfPacketPort {
             let complete =
                 frame.data.len() == frame.wire_len && copy_frame(&mut pkt, frame.data, vlan);
             let partial = frame.status & libc::TP_STATUS_CSUMNOTREADY != 0;
+            let header = frame.vnet;
             self.rings.rx_release();
             if complete {
                 pkt.meta.in_port = port;
                 pkt.meta.csum_partial = partial;
+                if self.large.is_some() {
+                    vnet::apply(&header, vlan.is_some(), &mut pkt.meta);
+                }
                 batch.push(pkt);
                 received += 1;
             } else {
@@ -325,6 +371,9 @@ impl PacketIo for AfPacketPort {
     }
 
     fn tx_burst(&mut self, pkts: &mut Vec<Packet>, pool: &mut PacketPool) -> io::Result<usize> {
+        if self.large.is_some() {
+            return self.tx_burst_vnet(pkts, pool);
+        }
         let mut queued = 0;
         let mut since_kick = 0;
         for pkt in pkts.drain(..) {
@@ -350,6 +399,10 @@ impl PacketIo for AfPacketPort {
 
     fn poll_fd(&self) -> Option<std::os::fd::RawFd> {
         Some(self.raw_fd())
+    }
+
+    fn accepts_gso(&self) -> bool {
+        self.large.is_some()
     }
 }
 

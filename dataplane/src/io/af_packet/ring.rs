@@ -13,11 +13,15 @@
 //!   step with it.
 //! - Offsets read from a frame header (`tp_mac`, `tp_snaplen`) are checked against the frame
 //!   before use: a bad header yields an empty frame, never an out-of-bounds read.
+//! - With a virtio-net header (`PACKET_VNET_HDR`, `vnet_len` bytes) every RX frame has one
+//!   right before its Ethernet header and every TX slot gets one (all zero: checksums
+//!   complete, no GSO) right before the frame; `tp_len` counts it on TX.
 
 use std::io;
 use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use super::vnet::VNET_LEN;
 use crate::io::sys::Mapping;
 use crate::packet::MAX_FRAME;
 
@@ -35,9 +39,9 @@ const TX_DATA_OFFSET: usize = libc::TPACKET2_HDRLEN - size_of::<libc::sockaddr_l
 /// at TPACKET_ALIGN(TPACKET2_HDRLEN + 16), the 14-byte Ethernet header just before it.
 const RX_ETHERNET_OFFSET: usize = (libc::TPACKET2_HDRLEN + 16).next_multiple_of(16) - 14;
 
-// A full packet buffer fits a ring frame both ways.
-const _: () = assert!(FRAME_SIZE - RX_ETHERNET_OFFSET >= MAX_FRAME);
-const _: () = assert!(FRAME_SIZE - TX_DATA_OFFSET >= MAX_FRAME);
+// A full packet buffer fits a ring frame both ways, with a virtio-net header in front.
+const _: () = assert!(FRAME_SIZE - RX_ETHERNET_OFFSET - VNET_LEN >= MAX_FRAME);
+const _: () = assert!(FRAME_SIZE - TX_DATA_OFFSET - VNET_LEN >= MAX_FRAME);
 
 /// Blocks needed for at least `frames` frames (at least one).
 pub(super) fn blocks_for(frames: usize) -> usize {
@@ -74,6 +78,8 @@ pub(super) struct RxFrame<'a> {
     pub(super) data: &'a [u8],
     pub(super) vlan_tci: u16,
     pub(super) vlan_tpid: u16,
+    /// The virtio-net header in front of the frame (all zero without `PACKET_VNET_HDR`).
+    pub(super) vnet: [u8; VNET_LEN],
 }
 
 /// The RX and TX rings of one socket, over one mapping.
@@ -81,11 +87,19 @@ pub(super) struct Rings {
     mapping: Mapping,
     rx: Cursor,
     tx: Cursor,
+    /// Bytes of virtio-net header in front of every frame: 0 or `VNET_LEN`.
+    vnet_len: usize,
 }
 
 impl Rings {
-    /// Maps the rings the socket was configured with: `rx_blocks` then `tx_blocks` blocks.
-    pub(super) fn map(fd: BorrowedFd<'_>, rx_blocks: usize, tx_blocks: usize) -> io::Result<Self> {
+    /// Maps the rings the socket was configured with: `rx_blocks` then `tx_blocks` blocks;
+    /// `vnet` when the socket has `PACKET_VNET_HDR`.
+    pub(super) fn map(
+        fd: BorrowedFd<'_>,
+        rx_blocks: usize,
+        tx_blocks: usize,
+        vnet: bool,
+    ) -> io::Result<Self> {
         let mapping = Mapping::shared(fd, (rx_blocks + tx_blocks) * BLOCK_SIZE, "packet rings")?;
         Ok(Self {
             mapping,
@@ -99,6 +113,7 @@ impl Rings {
                 frames: tx_blocks * FRAMES_PER_BLOCK,
                 head: 0,
             },
+            vnet_len: if vnet { VNET_LEN } else { 0 },
         })
     }
 
@@ -142,13 +157,21 @@ impl Rings {
         let start = usize::from(header.tp_mac);
         let captured = usize::try_from(header.tp_snaplen).unwrap_or(usize::MAX);
         let wire_len = usize::try_from(header.tp_len).unwrap_or(usize::MAX);
-        let in_bounds = start >= size_of::<libc::tpacket2_hdr>()
+        let in_bounds = start >= size_of::<libc::tpacket2_hdr>() + self.vnet_len
             && captured <= FRAME_SIZE.saturating_sub(start);
+        let mut vnet = [0u8; VNET_LEN];
         let data: &[u8] = if in_bounds {
             // SAFETY: `start..start + captured` lies inside this frame (checked above), after
             // the header, and stays ours and unchanged while the returned borrow of `self`
             // lives: `rx_release` needs `&mut self`.
-            unsafe { std::slice::from_raw_parts(frame.add(start), captured) }
+            let data = unsafe { std::slice::from_raw_parts(frame.add(start), captured) };
+            // SAFETY: the header's `vnet_len` bytes lie right before the frame data, after
+            // the V2 header (checked above), in the same frame we own until `rx_release`.
+            let header = unsafe {
+                std::slice::from_raw_parts(frame.add(start - self.vnet_len), self.vnet_len)
+            };
+            vnet[..self.vnet_len].copy_from_slice(header);
+            data
         } else {
             &[]
         };
@@ -158,6 +181,7 @@ impl Rings {
             data,
             vlan_tci: header.tp_vlan_tci,
             vlan_tpid: header.tp_vlan_tpid,
+            vnet,
         })
     }
 
@@ -171,7 +195,8 @@ impl Rings {
     /// Copies `frame` into the TX head slot and marks it for sending; false when the slot is
     /// still the kernel's (ring full) or the frame does not fit a slot.
     pub(super) fn tx_push(&mut self, frame: &[u8]) -> bool {
-        if frame.len() > FRAME_SIZE - TX_DATA_OFFSET {
+        let prefix = self.vnet_len;
+        if frame.len() > FRAME_SIZE - TX_DATA_OFFSET - prefix {
             return false;
         }
         let status = self
@@ -181,15 +206,20 @@ impl Rings {
             return false;
         }
         let slot = self.frame_ptr(&self.tx, self.tx.head);
-        let Ok(len) = u32::try_from(frame.len()) else {
+        let Ok(len) = u32::try_from(prefix + frame.len()) else {
             return false;
         };
         // SAFETY: the slot is AVAILABLE, so the kernel does not read it until the release store
-        // below. The frame fits after TX_DATA_OFFSET (checked above) and cannot overlap
-        // `frame`, which is caller memory outside the mapping. `tp_len` is a u32 at offset 4
-        // of the 16-byte-aligned slot.
+        // below. The header and frame fit after TX_DATA_OFFSET (checked above) and cannot
+        // overlap `frame`, which is caller memory outside the mapping. `tp_len` is a u32 at
+        // offset 4 of the 16-byte-aligned slot.
         unsafe {
-            std::ptr::copy_nonoverlapping(frame.as_ptr(), slot.add(TX_DATA_OFFSET), frame.len());
+            std::ptr::write_bytes(slot.add(TX_DATA_OFFSET), 0, prefix);
+            std::ptr::copy_nonoverlapping(
+                frame.as_ptr(),
+                slot.add(TX_DATA_OFFSET + prefix),
+                frame.len(),
+            );
             slot.add(std::mem::offset_of!(libc::tpacket2_hdr, tp_len))
                 .cast::<u32>()
                 .write(len);

@@ -50,13 +50,25 @@ fn a_nodes_own_node_port_addresses_decide_where_trace_finds_node_ports() {
         "nodeName: node-a\nports:\n  uplink:\n    interface: eth0\nnodePortAddresses: [198.18.0.0/16]\n",
     );
     let locals = node_locals(&[config], None).unwrap();
-    let secondary = trace_with(cluster.state(), &to("198.18.5.11"), &locals, &Default::default()).unwrap();
+    let secondary = trace_with(
+        cluster.state(),
+        &to("198.18.5.11"),
+        &locals,
+        &Default::default(),
+    )
+    .unwrap();
     assert_eq!(secondary.verdict, Outcome::Delivered, "{secondary:?}");
     assert_eq!(
         secondary.dnat.map(|e| e.ip),
         Some(cluster.ip("default", "web"))
     );
-    let primary = trace_with(cluster.state(), &to("192.168.50.11"), &locals, &Default::default()).unwrap();
+    let primary = trace_with(
+        cluster.state(),
+        &to("192.168.50.11"),
+        &locals,
+        &Default::default(),
+    )
+    .unwrap();
     assert_eq!(primary.dnat, None, "not listed any more: {primary:?}");
 }
 
@@ -76,7 +88,13 @@ fn a_kube_proxy_configuration_fills_what_node_yaml_leaves_unset() {
         "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nnodePortAddresses: [198.18.5.11/32]\n",
     );
     let locals = node_locals(&[config], Some(&kube_proxy)).unwrap();
-    let report = trace_with(cluster.state(), &to("198.18.5.11"), &locals, &Default::default()).unwrap();
+    let report = trace_with(
+        cluster.state(),
+        &to("198.18.5.11"),
+        &locals,
+        &Default::default(),
+    )
+    .unwrap();
     assert_eq!(report.verdict, Outcome::Delivered, "{report:?}");
 }
 

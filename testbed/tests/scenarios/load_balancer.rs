@@ -147,6 +147,22 @@ fn load_balancer_and_node_port_honour_external_traffic_policy() {
         "no local endpoint on node-2: {on_node2}"
     );
 
+    // In-cluster clients of the LB IP (control/SEMANTICS.md, "NodePort, LoadBalancer IP,
+    // externalIP"): short-circuited to the endpoints whatever the policy, so a pod and the
+    // node on node-2, which has no local store-fe, still reach it; the pod keeps its address,
+    // the node is masqueraded.
+    let db = cluster.pod_ip("store-db");
+    for (from, client) in [("store-db", &db), ("node:node-2", node2)] {
+        let report = cluster.probe(from, &local, "tcp", 1);
+        assert_eq!(report["result"], "connected", "{from} -> {local}: {report}");
+        assert_eq!(report["answered_by"], "store-fe", "{from}: {report}");
+        let seen = report["client_addr"].as_str().unwrap_or_default();
+        assert!(
+            seen.starts_with(&format!("{client}:")),
+            "{from} -> LB IP (eTP Local) arrives from {client}: {seen}"
+        );
+    }
+
     // The pod goes unready: node-1's health check fails, the LB stops sending; and back.
     cluster.ok(&["set-ready", "store-fe", "false"]);
     let gone = until(&cluster, &local, |r| r["result"] != "connected");

@@ -19,8 +19,6 @@
 //! - Fragments never enter the fast path: classify branches here once on the IP header's
 //!   fragment bits, and the pipeline once on `Ctx::frag`.
 
-use std::net::Ipv4Addr;
-
 use crate::drop::DropReason;
 use crate::flow::{Dir, FlowKey, L4Proto};
 use crate::packet::{Offload, Packet, Verdict};
@@ -28,10 +26,9 @@ use crate::pipeline::{Pipeline, TraceEvent};
 use crate::snapshot::Snapshot;
 use crate::tables::fragments::{FragKey, FragVerdict};
 use crate::tables::ports::PortKind;
-use crate::wire::checksum::update_addr;
 use crate::wire::{Icmpv4Packet, Ipv4Packet, TcpPacket, UdpPacket, icmp};
 
-use super::{Ctx, conntrack, route};
+use super::{Ctx, conntrack, nat, route};
 
 /// Where a packet stands among the fragments of its datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,7 +160,12 @@ pub fn back(
                     dst,
                     translated,
                 } => {
-                    rewrite_ip_addrs(pkt, ctx.l3, (ctx.key.src, src), (ctx.key.dst, dst));
+                    nat::rewrite_ipv4_addrs(
+                        pkt.data_mut(),
+                        ctx.l3,
+                        (ctx.key.src, src),
+                        (ctx.key.dst, dst),
+                    );
                     p.trace(|| TraceEvent::ConntrackHit {
                         dir: Dir::Original,
                         xlate: FlowKey { src, dst, ..key },
@@ -224,24 +226,4 @@ fn extent(pkt: &Packet, l3: usize) -> (u32, Option<u32>) {
     let payload = u32::from(ip.total_len()).saturating_sub(ip.header_len() as u32);
     let last = (!ip.more_frags()).then(|| u32::from(ip.frag_offset()) + payload);
     (payload, last)
-}
-
-/// Rewrites the addresses of the IPv4 header only (a later fragment has no L4 header).
-fn rewrite_ip_addrs(
-    pkt: &mut Packet,
-    l3: usize,
-    src: (Ipv4Addr, Ipv4Addr),
-    dst: (Ipv4Addr, Ipv4Addr),
-) {
-    let mut ip = Ipv4Packet::new_unchecked(&mut pkt.data_mut()[l3..]);
-    let mut c = ip.checksum();
-    if src.0 != src.1 {
-        c = update_addr(c, src.0, src.1);
-        ip.set_src_addr(src.1);
-    }
-    if dst.0 != dst.1 {
-        c = update_addr(c, dst.0, dst.1);
-        ip.set_dst_addr(dst.1);
-    }
-    ip.set_checksum(c);
 }

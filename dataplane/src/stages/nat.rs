@@ -40,6 +40,27 @@ pub fn rewrite(frame: &mut [u8], l3: usize, l4: usize, from: &FlowKey, to: &Flow
     );
 }
 
+/// Rewrites the addresses of the IPv4 header at `l3` only (each `(old, new)`), fixing its
+/// checksum; the L4 checksum is the caller's (a later fragment has no L4 header).
+pub fn rewrite_ipv4_addrs(
+    frame: &mut [u8],
+    l3: usize,
+    src: (Ipv4Addr, Ipv4Addr),
+    dst: (Ipv4Addr, Ipv4Addr),
+) {
+    let mut ip = Ipv4Packet::new_unchecked(&mut frame[l3..]);
+    let mut c = ip.checksum();
+    if src.0 != src.1 {
+        c = update_addr(c, src.0, src.1);
+        ip.set_src_addr(src.1);
+    }
+    if dst.0 != dst.1 {
+        c = update_addr(c, dst.0, dst.1);
+        ip.set_dst_addr(dst.1);
+    }
+    ip.set_checksum(c);
+}
+
 /// Rewrites source and destination addresses (each `(old, new)`), fixing both checksums.
 pub fn rewrite_addrs(
     frame: &mut [u8],
@@ -49,19 +70,7 @@ pub fn rewrite_addrs(
     src: (Ipv4Addr, Ipv4Addr),
     dst: (Ipv4Addr, Ipv4Addr),
 ) {
-    {
-        let mut ip = Ipv4Packet::new_unchecked(&mut frame[l3..]);
-        let mut c = ip.checksum();
-        if src.0 != src.1 {
-            c = update_addr(c, src.0, src.1);
-            ip.set_src_addr(src.1);
-        }
-        if dst.0 != dst.1 {
-            c = update_addr(c, dst.0, dst.1);
-            ip.set_dst_addr(dst.1);
-        }
-        ip.set_checksum(c);
-    }
+    rewrite_ipv4_addrs(frame, l3, src, dst);
     // The pseudo-header covers the addresses for TCP and UDP, not for ICMP.
     let off = match proto {
         L4Proto::Tcp => TCP_CSUM,

@@ -29,14 +29,17 @@ pub fn enabled() -> bool {
     std::env::var("FERROPLANE_TESTBED_CNI").map_or(true, |v| v != "builtin")
 }
 
-/// The directory holding `ferroplane-cni` (the CNI_PATH), linked to `ferroplane` on first use.
+/// The directory holding `ferroplane-cni` (the CNI_PATH), linked to `ferroplane`'s absolute
+/// path on first use.
 fn plugin_dir(layout: &Layout, ferroplane: &Path) -> Result<PathBuf> {
     let dir = layout.run_dir().join("cni-bin");
     std::fs::create_dir_all(&dir).map_err(context(dir.display()))?;
     let link = dir.join("ferroplane-cni");
-    if std::fs::read_link(&link).ok().as_deref() != Some(ferroplane) {
+    // A relative path would resolve against `cni-bin/`, not where it was given.
+    let ferroplane = std::fs::canonicalize(ferroplane).map_err(context(ferroplane.display()))?;
+    if std::fs::read_link(&link).ok() != Some(ferroplane.clone()) {
         let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(ferroplane, &link).map_err(context(link.display()))?;
+        std::os::unix::fs::symlink(&ferroplane, &link).map_err(context(link.display()))?;
     }
     Ok(dir)
 }

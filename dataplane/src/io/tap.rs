@@ -264,26 +264,15 @@ impl TapQueue {
     /// Writes a run of segments (`coalesce::run`) as one super-packet: the head's headers,
     /// rewritten for the merged length, and every segment's payload, in one writev.
     fn write_merged(&mut self, run: &mut [Packet]) -> io::Result<usize> {
-        let Some((head, rest)) = run.split_first_mut() else {
+        let Some(header) = coalesce::merge_run(run) else {
             return Ok(0);
         };
-        let payload_total = coalesce::payload_of(head).len()
-            + rest
-                .iter()
-                .map(|p| coalesce::payload_of(p).len())
-                .sum::<usize>();
-        let last_psh = rest.last().is_some_and(coalesce::has_psh);
-        let header = coalesce::merge_head(head, payload_total, last_psh).to_bytes();
+        let header = header.to_bytes();
         let mut slices = [IoSlice::new(&[]); coalesce::MAX_RUN + 1];
-        slices[0] = IoSlice::new(&header);
-        slices[1] = IoSlice::new(head.data());
-        for (slot, seg) in slices[2..].iter_mut().zip(rest.iter()) {
-            *slot = IoSlice::new(coalesce::payload_of(seg));
-        }
-        let n = rest.len() + 1;
+        let used = coalesce::gather(&header, run, &mut slices);
         self.stats.tx_gso += 1;
-        self.stats.tx_coalesced += n as u64;
-        self.file.write_vectored(&slices[..n + 1])
+        self.stats.tx_coalesced += (used - 1) as u64;
+        self.file.write_vectored(&slices[..used])
     }
 }
 

@@ -16,6 +16,8 @@
 //!   checksum field (the pseudo-header seed for the merged length); the payload of the other
 //!   segments is written after the head's bytes without being copied in userspace.
 
+use std::io::IoSlice;
+
 use crate::packet::Packet;
 use crate::wire::checksum::{fold, pseudo_header_v4};
 use crate::wire::{EthernetFrame, Ipv4Packet, TcpFlags, TcpPacket, ethernet, ipv4};
@@ -133,6 +135,30 @@ pub fn run(pkts: &[Packet]) -> usize {
         prev = next;
     }
     n
+}
+
+/// Turns a run of segments (`run`) into one super-packet's header: the head rewritten for the
+/// merged length (`merge_head`), the virtio-net header returned; `None` for an empty run.
+pub fn merge_run(run: &mut [Packet]) -> Option<VnetHeader> {
+    let (head, rest) = run.split_first_mut()?;
+    let payload_total =
+        payload_of(head).len() + rest.iter().map(|p| payload_of(p).len()).sum::<usize>();
+    let last_psh = rest.last().is_some_and(has_psh);
+    Some(merge_head(head, payload_total, last_psh))
+}
+
+/// Fills `slices` with the writev of a merged run: `header`, the head's bytes, then every
+/// other segment's payload; returns how many slices are used (`run.len() + 1`).
+pub fn gather<'a>(
+    header: &'a [u8],
+    run: &'a [Packet],
+    slices: &mut [IoSlice<'a>; MAX_RUN + 1],
+) -> usize {
+    slices[0] = IoSlice::new(header);
+    for (i, (slot, seg)) in slices[1..].iter_mut().zip(run).enumerate() {
+        *slot = IoSlice::new(if i == 0 { seg.data() } else { payload_of(seg) });
+    }
+    run.len().min(MAX_RUN) + 1
 }
 
 /// Turns the head of a run of `n >= 2` segments carrying `payload_total` payload bytes in all

@@ -1,10 +1,18 @@
 //! Cluster-wide settings shared by every command and every node: address ranges the
 //! allocators draw from, the cluster DNS address and the VXLAN parameters.
 //!
-//! Invariants (checked by [`ClusterSettings::validate`], which every load runs): all ranges are
-//! IPv4; the node prefix is at least as long as the cluster CIDR's and leaves room for pods; the
-//! cluster DNS IP lies inside the service CIDR; the VNI fits in 24 bits; the externalIP
-//! allow-list (`externalIPCIDRs`, empty = externalIPs disabled) is IPv4.
+//! A cluster is IPv4 single-stack (today's files), IPv6 single-stack (`clusterCIDR` and
+//! `serviceCIDR` IPv6) or dual-stack (`secondaryClusterCIDR` and `secondaryServiceCIDR` of the
+//! other family); the primary family is that of `clusterCIDR` and `serviceCIDR`, as the first
+//! entry of upstream's `--cluster-cidr` and `--service-cluster-ip-range`. Per-family rules live
+//! in [`dual_stack`].
+//!
+//! Invariants (checked by [`ClusterSettings::validate`], which every load runs): primary and
+//! secondary ranges are of different families, the pod and Service families agree; each node
+//! prefix is at least as long as its cluster CIDR's and leaves room for pods; the cluster DNS
+//! IP lies inside the primary service CIDR; the VNI fits in 24 bits; at most one
+//! LoadBalancer pool per family. A file without the dual-stack fields loads exactly as before
+//! and is written back byte for byte the same.
 
 use std::net::IpAddr;
 
@@ -12,26 +20,56 @@ use serde::{Deserialize, Serialize};
 
 use crate::net::{Cidr, PortRange};
 
+pub mod dual_stack;
+
 /// The settings file, `cluster.json` in the state directory. Absent fields take the defaults
 /// of [`ClusterSettings::default`] (the ecosystem's: flannel, kubeadm, kube-proxy).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterSettings {
-    /// Pod addresses of the whole cluster; each Node gets one sub-prefix of it.
+    /// Pod addresses of the whole cluster, primary family; each Node gets one sub-prefix of it.
     #[serde(rename = "clusterCIDR")]
     pub cluster_cidr: Cidr,
-    /// Prefix length of each Node's podCIDR.
+    /// Pod addresses of the other family in a dual-stack cluster (upstream's second
+    /// `--cluster-cidr` entry); each Node gets one sub-prefix of it too.
+    #[serde(
+        rename = "secondaryClusterCIDR",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub secondary_cluster_cidr: Option<Cidr>,
+    /// Prefix length of each Node's IPv4 podCIDR (upstream `--node-cidr-mask-size-ipv4`).
     #[serde(rename = "nodeCIDRMaskSize")]
     pub node_cidr_mask_size: u8,
-    /// ClusterIPs are allocated from here.
+    /// Prefix length of each Node's IPv6 podCIDR (upstream `--node-cidr-mask-size-ipv6`);
+    /// absent means 64.
+    #[serde(
+        rename = "nodeCIDRMaskSizeIPv6",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub node_cidr_mask_size_ipv6: Option<u8>,
+    /// ClusterIPs of the primary family are allocated from here.
     #[serde(rename = "serviceCIDR")]
     pub service_cidr: Cidr,
+    /// ClusterIPs of the other family in a dual-stack cluster (upstream's second
+    /// `--service-cluster-ip-range` entry).
+    #[serde(
+        rename = "secondaryServiceCIDR",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub secondary_service_cidr: Option<Cidr>,
     /// NodePorts and health-check node ports are allocated from here.
     #[serde(rename = "nodePortRange")]
     pub node_port_range: PortRange,
     /// `status.loadBalancer.ingress` addresses of LoadBalancer Services come from here.
     #[serde(rename = "loadBalancerPool")]
     pub load_balancer_pool: Cidr,
+    /// LoadBalancer ingress addresses of the other family (dual-stack LoadBalancer Services
+    /// get one address from each pool of their `ipFamilies`).
+    #[serde(
+        rename = "secondaryLoadBalancerPool",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub secondary_load_balancer_pool: Option<Cidr>,
     /// The ClusterIP the cluster DNS Service asks for; dynamic allocation never hands it out.
     #[serde(rename = "clusterDNS")]
     pub cluster_dns_ip: IpAddr,
@@ -56,10 +94,14 @@ impl Default for ClusterSettings {
         let cidr = |text: &str| Cidr::parse_canonical(text).unwrap_or_else(|_| unreachable!());
         ClusterSettings {
             cluster_cidr: cidr("10.244.0.0/16"),
+            secondary_cluster_cidr: None,
             node_cidr_mask_size: 24,
+            node_cidr_mask_size_ipv6: None,
             service_cidr: cidr("10.96.0.0/12"),
+            secondary_service_cidr: None,
             node_port_range: PortRange::new(30000, 32767).unwrap_or_else(|_| unreachable!()),
             load_balancer_pool: cidr("198.51.100.0/24"),
+            secondary_load_balancer_pool: None,
             cluster_dns_ip: IpAddr::from([10, 96, 0, 10]),
             cluster_domain: "cluster.local".to_owned(),
             vxlan_vni: 1,
@@ -72,36 +114,7 @@ impl Default for ClusterSettings {
 impl ClusterSettings {
     /// Checks the invariants in the module doc; the error names the setting.
     pub fn validate(&self) -> Result<(), String> {
-        for (name, cidr) in [
-            ("clusterCIDR", self.cluster_cidr),
-            ("serviceCIDR", self.service_cidr),
-            ("loadBalancerPool", self.load_balancer_pool),
-        ] {
-            if !cidr.is_ipv4() {
-                return Err(format!(
-                    "{name}: {cidr} is IPv6; only IPv4 clusters are supported"
-                ));
-            }
-        }
-        let cluster_len = self.cluster_cidr.prefix_len();
-        if self.node_cidr_mask_size < cluster_len || self.node_cidr_mask_size > 30 {
-            return Err(format!(
-                "nodeCIDRMaskSize: {} must be between the cluster CIDR's prefix length {cluster_len} and 30",
-                self.node_cidr_mask_size
-            ));
-        }
-        if self.service_cidr.prefix_len() > 28 {
-            return Err(format!(
-                "serviceCIDR: {} is too small (at most /28)",
-                self.service_cidr
-            ));
-        }
-        if self.cluster_cidr.overlaps(&self.service_cidr) {
-            return Err(format!(
-                "serviceCIDR: {} overlaps the cluster CIDR {}",
-                self.service_cidr, self.cluster_cidr
-            ));
-        }
+        self.validate_families()?;
         if !self.service_cidr.contains(self.cluster_dns_ip) {
             return Err(format!(
                 "clusterDNS: {} is outside the service CIDR {}",
@@ -112,11 +125,6 @@ impl ClusterSettings {
             return Err(format!(
                 "vxlanVNI: {} must be between 1 and 16777215",
                 self.vxlan_vni
-            ));
-        }
-        if let Some(v6) = self.external_ip_cidrs.iter().find(|c| !c.is_ipv4()) {
-            return Err(format!(
-                "externalIPCIDRs: {v6} is IPv6; only IPv4 clusters are supported"
             ));
         }
         if self.vxlan_port == 0 {

@@ -21,6 +21,7 @@ mod policy;
 mod service;
 mod service_alloc;
 pub mod service_cidr;
+mod service_ips;
 mod service_warnings;
 mod topology;
 
@@ -445,5 +446,7 @@ fn node_zone(object: Option<&Object>) -> Option<&String> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_dual_stack;
 #[cfg(test)]
 mod tests_external_ips;

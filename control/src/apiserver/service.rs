@@ -4,8 +4,9 @@
 //! Defaults: type ClusterIP; per port protocol TCP and targetPort = port; sessionAffinity None
 //! (ClientIP timeout 10800 s); internalTrafficPolicy Cluster; externalTrafficPolicy Cluster for
 //! NodePort/LoadBalancer, or Local when the seed-era annotation
-//! `service.beta.kubernetes.io/external-traffic: OnlyLocal` asks for it; ipFamilies [IPv4],
-//! ipFamilyPolicy SingleStack; allocateLoadBalancerNodePorts true for LoadBalancer.
+//! `service.beta.kubernetes.io/external-traffic: OnlyLocal` asks for it;
+//! allocateLoadBalancerNodePorts true for LoadBalancer. IP families, policy and ClusterIPs
+//! depend on the cluster's ranges: [`super::service_ips`] checks and defaults them.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -75,7 +76,7 @@ pub fn validate_and_default(service: &mut Service) -> Validation {
     ports(spec, &type_, headless)?;
     session_affinity(spec)?;
     traffic_policies(spec, &type_, annotation.as_deref())?;
-    ip_families(spec, &type_)?;
+    super::service_ips::validate_related_fields(spec, &type_)?;
     load_balancer_fields(spec, &type_)?;
     external_ips(spec)
 }
@@ -236,57 +237,6 @@ fn traffic_policies(spec: &mut ServiceSpec, type_: &str, annotation: Option<&str
             "spec.healthCheckNodePort",
             "may only be set for type LoadBalancer with externalTrafficPolicy Local",
         ));
-    }
-    Ok(())
-}
-
-fn ip_families(spec: &mut ServiceSpec, type_: &str) -> Validation {
-    if type_ == "ExternalName" {
-        return Ok(());
-    }
-    let policy = spec
-        .ip_family_policy
-        .get_or_insert_with(|| "SingleStack".to_owned())
-        .clone();
-    validate::one_of(
-        "spec.ipFamilyPolicy",
-        &policy,
-        &["SingleStack", "PreferDualStack", "RequireDualStack"],
-    )?;
-    if policy == "RequireDualStack" {
-        return Err(FieldError::new(
-            "spec.ipFamilyPolicy",
-            "RequireDualStack: this cluster is IPv4 single-stack",
-        ));
-    }
-    let families = spec
-        .ip_families
-        .get_or_insert_with(|| vec!["IPv4".to_owned()]);
-    if families.as_slice() != ["IPv4"] {
-        return Err(FieldError::new(
-            "spec.ipFamilies",
-            format!(
-                "{families:?}: this cluster is IPv4 single-stack, the only value is [\"IPv4\"]"
-            ),
-        ));
-    }
-    if let Some(ips) = &spec.cluster_ips {
-        if ips.len() > 1 {
-            return Err(FieldError::new(
-                "spec.clusterIPs",
-                "at most one IP: this cluster is IPv4 single-stack",
-            ));
-        }
-        match (spec.cluster_ip.as_deref(), ips.first()) {
-            (Some(ip), Some(first)) if !ip.is_empty() && ip != first => {
-                return Err(FieldError::new(
-                    "spec.clusterIPs",
-                    format!("[{first:?}] must start with spec.clusterIP {ip:?}"),
-                ));
-            }
-            (None | Some(""), Some(first)) => spec.cluster_ip = Some(first.clone()),
-            _ => {}
-        }
     }
     Ok(())
 }

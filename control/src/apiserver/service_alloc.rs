@@ -16,8 +16,8 @@ use super::alloc;
 use super::holdings::Holdings;
 use super::service::is_external;
 use crate::model::ObjectRef;
-use crate::model::service::load_balancer_ips;
-use crate::net::Cidr;
+use crate::model::service::load_balancer_ips as load_balancer_ips_of;
+use crate::net::{Cidr, IpFamily};
 use crate::settings::ClusterSettings;
 use crate::validate::{FieldError, Validation};
 
@@ -42,7 +42,7 @@ pub fn allocate(
         return Ok(());
     };
     let type_ = spec.type_.clone().unwrap_or_default();
-    cluster_ip(spec, old_spec, &type_, ctx)?;
+    super::service_ips::assign(spec, old_spec, &type_, ctx)?;
     let own_ports = node_ports(spec, old_spec, &type_, ctx)?;
     health_check_node_port(spec, old_spec, &type_, &own_ports, ctx)?;
 
@@ -59,13 +59,16 @@ pub fn allocate(
             service.status = existing.and_then(|s| s.status.clone());
         }
     } else {
-        let ingress = load_balancer_ip(requested_lb_ip.as_deref(), existing, ctx)?;
-        let ingress = ingress.map(|ip| {
-            vec![LoadBalancerIngress {
-                ip: Some(ip.to_string()),
-                ip_mode: Some("VIP".to_owned()),
-                ..LoadBalancerIngress::default()
-            }]
+        let families = families_of(service.spec.as_ref());
+        let ips = load_balancer_ips(requested_lb_ip.as_deref(), existing, &families, ctx)?;
+        let ingress = (!ips.is_empty()).then(|| {
+            ips.iter()
+                .map(|ip| LoadBalancerIngress {
+                    ip: Some(ip.to_string()),
+                    ip_mode: Some("VIP".to_owned()),
+                    ..LoadBalancerIngress::default()
+                })
+                .collect()
         });
         service.status = Some(ServiceStatus {
             load_balancer: Some(LoadBalancerStatus { ingress }),
@@ -73,92 +76,6 @@ pub fn allocate(
         });
     }
     Ok(())
-}
-
-fn cluster_ip(
-    spec: &mut ServiceSpec,
-    old_spec: Option<&ServiceSpec>,
-    type_: &str,
-    ctx: &Allocating<'_>,
-) -> Validation {
-    if type_ == "ExternalName" {
-        spec.cluster_ip = None;
-        spec.cluster_ips = None;
-        return Ok(());
-    }
-    let old_ip = old_spec
-        .filter(|old| old.type_.as_deref() != Some("ExternalName"))
-        .and_then(|old| old.cluster_ip.clone())
-        .filter(|ip| !ip.is_empty());
-    let ip = match (spec.cluster_ip.clone().filter(|ip| !ip.is_empty()), old_ip) {
-        (Some(new), Some(old)) if new != old => {
-            return Err(FieldError::new(
-                "spec.clusterIP",
-                format!("field is immutable: {old:?} cannot change to {new:?}"),
-            ));
-        }
-        (Some(new), _) if new == "None" => new,
-        (Some(new), Some(_)) => new,
-        (Some(new), None) => check_requested_cluster_ip(&new, ctx)?,
-        (None, Some(old)) => old,
-        (None, None) => {
-            let dns = ctx.settings.cluster_dns_ip;
-            let taken = |ip| ctx.holdings.cluster_ip_holder(ip, ctx.key).is_some();
-            ctx.service_cidrs
-                .iter()
-                .find_map(|cidr| alloc::pick_cluster_ip(cidr, dns, taken))
-                .ok_or_else(|| {
-                    FieldError::new(
-                        "spec.clusterIP",
-                        format!(
-                            "no free IP left in the service CIDRs {}",
-                            list(ctx.service_cidrs)
-                        ),
-                    )
-                })?
-                .to_string()
-        }
-    };
-    spec.cluster_ips = Some(vec![ip.clone()]);
-    spec.cluster_ip = Some(ip);
-    Ok(())
-}
-
-fn list(cidrs: &[Cidr]) -> String {
-    let names: Vec<String> = cidrs.iter().map(ToString::to_string).collect();
-    names.join(", ")
-}
-
-fn check_requested_cluster_ip(text: &str, ctx: &Allocating<'_>) -> Result<String, FieldError> {
-    let ip: IpAddr = text.parse().map_err(|_| {
-        FieldError::new(
-            "spec.clusterIP",
-            format!("{text:?} must be a valid IP address or \"None\""),
-        )
-    })?;
-    if !ctx
-        .service_cidrs
-        .iter()
-        .any(|cidr| alloc::usable_cluster_ip(cidr, ip))
-    {
-        return Err(FieldError::new(
-            "spec.clusterIP",
-            format!(
-                "{ip} is not in the valid range: the service CIDRs are {} (network and broadcast addresses excluded)",
-                list(ctx.service_cidrs)
-            ),
-        ));
-    }
-    if let Some(holder) = ctx.holdings.cluster_ip_holder(ip, ctx.key) {
-        return Err(FieldError::new(
-            "spec.clusterIP",
-            format!(
-                "{ip} is already allocated to Service {}",
-                holder.qualified_name()
-            ),
-        ));
-    }
-    Ok(ip.to_string())
 }
 
 /// Node ports of NodePort and LoadBalancer Services: requested ones checked, the rest kept from
@@ -272,40 +189,84 @@ fn check_requested_node_port(
     Ok(())
 }
 
-/// The ingress IP of a LoadBalancer Service: the requested `loadBalancerIP` (must be a free pool
-/// address), else the one it already has, else the lowest free pool address. `None` when the
-/// pool is exhausted: the Service stays pending, as with a cloud provider that has no capacity.
-fn load_balancer_ip(
+/// The Service's `ipFamilies` (defaulted by now), primary first.
+fn families_of(spec: Option<&ServiceSpec>) -> Vec<IpFamily> {
+    spec.and_then(|s| s.ip_families.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|f| IpFamily::parse(f))
+        .collect()
+}
+
+/// The ingress IPs of a LoadBalancer Service, one per family of its `ipFamilies` that has a
+/// pool, primary first: the requested `loadBalancerIP` for its family (must be a free pool
+/// address), else the one it already has, else the lowest free pool address. A family whose
+/// pool is exhausted gets none: the Service stays pending there, as with a cloud provider that
+/// has no capacity.
+fn load_balancer_ips(
     requested: Option<&str>,
     existing: Option<&Service>,
+    families: &[IpFamily],
     ctx: &Allocating<'_>,
-) -> Result<Option<IpAddr>, FieldError> {
-    let pool = ctx.settings.load_balancer_pool;
+) -> Result<Vec<IpAddr>, FieldError> {
     let held = |ip: IpAddr| ctx.holdings.load_balancer_ip_held(ip, ctx.key);
-    if let Some(text) = requested {
-        let ip: IpAddr = text.parse().map_err(|_| {
+    let requested = match requested {
+        Some(text) => Some(text.parse::<IpAddr>().map_err(|_| {
             FieldError::new(
                 "spec.loadBalancerIP",
                 format!("{text:?} must be a valid IP address"),
             )
-        })?;
-        if !alloc::usable_pool_ip(&pool, ip) {
-            return Err(FieldError::new(
-                "spec.loadBalancerIP",
-                format!("{ip} is not an address of the LoadBalancer pool {pool}"),
-            ));
-        }
-        if held(ip) {
-            return Err(FieldError::new(
-                "spec.loadBalancerIP",
-                format!("{ip} is already assigned to another Service"),
-            ));
-        }
-        return Ok(Some(ip));
+        })?),
+        None => None,
+    };
+    if let Some(ip) = requested
+        && !families.contains(&IpFamily::of(ip))
+    {
+        let names: Vec<&str> = families.iter().map(|f| f.as_str()).collect();
+        return Err(FieldError::new(
+            "spec.loadBalancerIP",
+            format!(
+                "{ip} is {} but the Service's ipFamilies are {names:?}",
+                IpFamily::of(ip)
+            ),
+        ));
     }
-    let kept = existing
-        .into_iter()
-        .flat_map(load_balancer_ips)
-        .find(|ip| alloc::usable_pool_ip(&pool, *ip) && !held(*ip));
-    Ok(kept.or_else(|| alloc::pick_load_balancer_ip(&pool, held)))
+    let mut ips = Vec::new();
+    for family in families {
+        let pool = ctx.settings.load_balancer_pool_of(*family);
+        if let Some(ip) = requested.filter(|ip| IpFamily::of(*ip) == *family) {
+            let Some(pool) = pool.filter(|p| alloc::usable_pool_ip(p, ip)) else {
+                let pools: Vec<String> = ctx
+                    .settings
+                    .load_balancer_pools()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                return Err(FieldError::new(
+                    "spec.loadBalancerIP",
+                    format!(
+                        "{ip} is not an address of the LoadBalancer pool {}",
+                        pools.join(", ")
+                    ),
+                ));
+            };
+            if held(ip) {
+                return Err(FieldError::new(
+                    "spec.loadBalancerIP",
+                    format!("{ip} is already assigned to another Service (pool {pool})"),
+                ));
+            }
+            ips.push(ip);
+            continue;
+        }
+        let Some(pool) = pool else { continue };
+        let kept = existing
+            .into_iter()
+            .flat_map(load_balancer_ips_of)
+            .find(|ip| alloc::usable_pool_ip(&pool, *ip) && !held(*ip));
+        if let Some(ip) = kept.or_else(|| alloc::pick_load_balancer_ip(&pool, held)) {
+            ips.push(ip);
+        }
+    }
+    Ok(ips)
 }

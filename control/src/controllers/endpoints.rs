@@ -7,6 +7,7 @@
 //! port lists, so the same state always yields the same object.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{
     EndpointAddress, EndpointPort, EndpointSubset, Endpoints, ObjectReference, Service,
@@ -17,14 +18,14 @@ use super::{Backend, HEADLESS_LABEL, ResolvedPort, serves_something};
 use crate::model::pod;
 
 /// The address entry of a pod, pointing back at it.
-pub fn address(backend: &Backend<'_>, service_name: &str) -> EndpointAddress {
+pub fn address(backend: &Backend<'_>, ip: IpAddr, service_name: &str) -> EndpointAddress {
     let meta = &backend.pod.metadata;
     let spec = backend.pod.spec.as_ref();
     let hostname = spec
         .filter(|s| s.subdomain.as_deref() == Some(service_name))
         .and_then(|s| s.hostname.clone());
     EndpointAddress {
-        ip: backend.ip.to_string(),
+        ip: ip.to_string(),
         hostname,
         node_name: pod::node_name(backend.pod).map(str::to_owned),
         target_ref: Some(ObjectReference {
@@ -60,11 +61,14 @@ pub fn desired(service: &Service, backends: &[Backend<'_>]) -> Endpoints {
         {
             continue;
         }
+        let Some(ip) = backend.endpoints_ip(service) else {
+            continue;
+        };
         let (ready, not_ready) = groups.entry(&backend.ports).or_default();
         if publish_not_ready || backend.ready {
-            ready.push(address(backend, &name));
+            ready.push(address(backend, ip, &name));
         } else {
-            not_ready.push(address(backend, &name));
+            not_ready.push(address(backend, ip, &name));
         }
     }
     let subsets: Vec<EndpointSubset> = groups

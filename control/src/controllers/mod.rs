@@ -19,6 +19,7 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::model::{Kind, Object, ObjectRef, StoredKind, pod};
+use crate::net::IpFamily;
 use crate::state::ClusterState;
 pub use index::Index;
 
@@ -50,12 +51,35 @@ pub struct ResolvedPort {
 /// A pod selected by a Service, with what the controllers need to know about it.
 pub struct Backend<'a> {
     pub pod: &'a Pod,
+    /// The pod's primary IP (`status.podIP`).
     pub ip: IpAddr,
+    /// Every IP of the pod, primary first (one per family on a dual-stack pod).
+    pub ips: Vec<IpAddr>,
     pub ready: bool,
     pub terminating: bool,
     /// The Service's ports this pod serves: a named targetPort the pod does not have is
     /// left out.
     pub ports: Vec<ResolvedPort>,
+}
+
+impl Backend<'_> {
+    /// The pod's IP of `family`, if it has one.
+    pub fn ip_of(&self, family: IpFamily) -> Option<IpAddr> {
+        self.ips
+            .iter()
+            .copied()
+            .find(|ip| IpFamily::of(*ip) == family)
+    }
+
+    /// The IP the legacy Endpoints object lists for this pod: the one of the Service's primary
+    /// family (upstream's endpoints controller), or the pod's primary IP when the Service names
+    /// no family.
+    pub fn endpoints_ip(&self, service: &Service) -> Option<IpAddr> {
+        match crate::model::service::ip_families(service) {
+            Some(families) => self.ip_of(families[0]),
+            None => Some(self.ip),
+        }
+    }
 }
 
 /// The pods a Service selects that have an IP and are not finished, sorted by IP then name.
@@ -71,7 +95,8 @@ pub fn backends<'a>(index: &Index<'a>, service: &Service) -> Vec<Backend<'a>> {
         .selected_pods(namespace, selector)
         .filter(|p| !pod::is_terminal(p))
         .filter_map(|p| {
-            let ip = pod::pod_ip(p)?;
+            let ips = pod::pod_ips(p);
+            let ip = *ips.first()?;
             let ports = spec
                 .ports
                 .iter()
@@ -96,6 +121,7 @@ pub fn backends<'a>(index: &Index<'a>, service: &Service) -> Vec<Backend<'a>> {
             Some(Backend {
                 pod: p,
                 ip,
+                ips,
                 ready: pod::is_ready(p),
                 terminating: pod::is_terminating(p),
                 ports,

@@ -1,5 +1,8 @@
 //! The desired discovery.k8s.io/v1 EndpointSlices of a Service, as the Kubernetes
 //! EndpointSlice controller builds them: one group per (address family, resolved port list),
+//! the families being the Service's `ipFamilies` (a dual-stack Service gets an IPv4 and an
+//! IPv6 slice, each pod listed in each with its address of that family; a pod without an
+//! address of a family is missing from that family's slice),
 //! at most [`MAX_ENDPOINTS_PER_SLICE`] endpoints per slice, conditions
 //! `serving` = pod Ready, `terminating` = deletion started, `ready` = serving and not
 //! terminating (always true with publishNotReadyAddresses). Terminating pods stay in the slices,
@@ -11,6 +14,7 @@
 //! placeholder slice; the same state always yields the same slices.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
@@ -19,6 +23,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use super::endpoints::{address, derived_labels};
 use super::hints;
 use super::{Backend, MANAGED_BY_CONTROLLER, MANAGED_BY_LABEL, ResolvedPort, serves_something};
+use crate::model::service::ip_families;
+use crate::net::IpFamily;
 use crate::state::SERVICE_NAME_LABEL;
 
 /// The Kubernetes default (`--max-endpoints-per-slice`).
@@ -35,7 +41,12 @@ pub fn is_managed(slice: &EndpointSlice) -> bool {
         == Some(MANAGED_BY_CONTROLLER)
 }
 
-fn endpoint(service: &Service, backend: &Backend<'_>, zones: &HashMap<String, String>) -> Endpoint {
+fn endpoint(
+    service: &Service,
+    backend: &Backend<'_>,
+    ip: IpAddr,
+    zones: &HashMap<String, String>,
+) -> Endpoint {
     let name = service.metadata.name.as_deref().unwrap_or_default();
     let publish_not_ready = service
         .spec
@@ -44,7 +55,7 @@ fn endpoint(service: &Service, backend: &Backend<'_>, zones: &HashMap<String, St
         == Some(true);
     let serving = backend.ready;
     let terminating = backend.terminating;
-    let legacy = address(backend, name);
+    let legacy = address(backend, ip, name);
     let mut endpoint = Endpoint {
         addresses: vec![legacy.ip],
         conditions: Some(EndpointConditions {
@@ -90,25 +101,32 @@ pub fn desired(
     zones: &HashMap<String, String>,
     taken_names: &BTreeSet<String>,
 ) -> Vec<EndpointSlice> {
-    let mut groups: BTreeMap<(&str, &[ResolvedPort]), Vec<Endpoint>> = BTreeMap::new();
+    let families = ip_families(service);
+    let mut groups: BTreeMap<(IpFamily, &[ResolvedPort]), Vec<Endpoint>> = BTreeMap::new();
     for backend in backends
         .iter()
         .filter(|b| serves_something(service, &b.ports))
     {
-        let family = if backend.ip.is_ipv4() { "IPv4" } else { "IPv6" };
-        groups
-            .entry((family, &backend.ports))
-            .or_default()
-            .push(endpoint(service, backend, zones));
+        let addresses: Vec<IpAddr> = match &families {
+            Some(families) => families.iter().filter_map(|f| backend.ip_of(*f)).collect(),
+            None => vec![backend.ip],
+        };
+        for ip in addresses {
+            groups
+                .entry((IpFamily::of(ip), &backend.ports))
+                .or_default()
+                .push(endpoint(service, backend, ip, zones));
+        }
     }
     let mut contents: Vec<SliceContent<'_>> = Vec::new();
     for ((family, resolved), endpoints) in groups {
         for chunk in endpoints.chunks(MAX_ENDPOINTS_PER_SLICE) {
-            contents.push((family, ports(resolved), chunk.to_vec()));
+            contents.push((family.as_str(), ports(resolved), chunk.to_vec()));
         }
     }
     if contents.is_empty() {
-        contents.push(("IPv4", Some(Vec::new()), Vec::new()));
+        let primary = families.as_ref().map_or(IpFamily::IPv4, |f| f[0]);
+        contents.push((primary.as_str(), Some(Vec::new()), Vec::new()));
     }
     let service_name = service.metadata.name.clone().unwrap_or_default();
     let mut names = (1..)

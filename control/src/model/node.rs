@@ -77,6 +77,24 @@ pub fn pod_cidr(node: &Node) -> Option<Cidr> {
         .copied()
 }
 
+/// Every well-formed prefix of `spec.podCIDRs` (else `spec.podCIDR`), in the Node's order
+/// (primary family first), each once.
+pub fn pod_cidrs(node: &Node) -> Vec<Cidr> {
+    let Some(spec) = node.spec.as_ref() else {
+        return Vec::new();
+    };
+    let mut cidrs: Vec<Cidr> = Vec::new();
+    let listed = spec.pod_cidrs.iter().flatten();
+    for text in listed.chain(spec.pod_cidr.iter()) {
+        if let Ok(cidr) = Cidr::parse_canonical(text)
+            && !cidrs.contains(&cidr)
+        {
+            cidrs.push(cidr);
+        }
+    }
+    cidrs
+}
+
 fn annotation<'a>(node: &'a Node, key: &str) -> Option<&'a str> {
     node.metadata
         .annotations

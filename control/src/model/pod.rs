@@ -10,6 +10,24 @@ pub fn pod_ip(pod: &Pod) -> Option<IpAddr> {
     pod.status.as_ref()?.pod_ip.as_deref()?.parse().ok()
 }
 
+/// Every IP of the pod, primary first: `status.podIPs`, else `status.podIP` (each well-formed
+/// one, once). A dual-stack pod has one per family.
+pub fn pod_ips(pod: &Pod) -> Vec<IpAddr> {
+    let Some(status) = pod.status.as_ref() else {
+        return Vec::new();
+    };
+    let mut ips: Vec<IpAddr> = Vec::new();
+    let listed = status.pod_ips.iter().flatten().map(|p| p.ip.as_str());
+    for text in status.pod_ip.as_deref().into_iter().chain(listed) {
+        if let Ok(ip) = text.parse()
+            && !ips.contains(&ip)
+        {
+            ips.push(ip);
+        }
+    }
+    ips
+}
+
 /// `Succeeded` or `Failed`: the pod's containers will not run again and its IP is released.
 pub fn is_terminal(pod: &Pod) -> bool {
     matches!(

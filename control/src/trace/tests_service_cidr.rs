@@ -139,7 +139,7 @@ fn bad_service_cidrs_name_the_field() {
         (
             service_cidr("two", "10.98.0.0/24, 10.99.0.0/24"),
             "spec.cidrs",
-            "exactly one",
+            "exactly one CIDR per IP family",
         ),
         (
             service_cidr("extra", "10.98.0.0/24"),

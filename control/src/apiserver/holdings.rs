@@ -77,13 +77,14 @@ impl Holdings {
                 }
             }
             Object::Pod(p) => {
-                let Some(ip) = pod::pod_ip(p) else { return };
-                if holds && !pod::is_terminal(p) {
-                    self.pod_ips.entry(ip).or_default().insert(key);
-                } else if !holds && let Some(holders) = self.pod_ips.get_mut(&ip) {
-                    holders.remove(&key);
-                    if holders.is_empty() {
-                        self.pod_ips.remove(&ip);
+                for ip in pod::pod_ips(p) {
+                    if holds && !pod::is_terminal(p) {
+                        self.pod_ips.entry(ip).or_default().insert(key.clone());
+                    } else if !holds && let Some(holders) = self.pod_ips.get_mut(&ip) {
+                        holders.remove(&key);
+                        if holders.is_empty() {
+                            self.pod_ips.remove(&ip);
+                        }
                     }
                 }
             }

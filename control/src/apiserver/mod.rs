@@ -449,4 +449,6 @@ mod tests;
 #[cfg(test)]
 mod tests_dual_stack;
 #[cfg(test)]
+mod tests_dual_stack_nodes;
+#[cfg(test)]
 mod tests_external_ips;

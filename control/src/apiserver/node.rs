@@ -1,5 +1,6 @@
 //! Node admission plus the node IPAM and flannel controllers, which run synchronously: a Node
-//! gets a podCIDR from the cluster CIDR (kept for its lifetime) and publishes its VXLAN tunnel
+//! gets a podCIDR from the cluster CIDR of each cluster family (`spec.podCIDRs`, primary first,
+//! each kept for its lifetime) and publishes its VXLAN tunnel
 //! endpoint flannel-style, `public-ip` from its InternalIP and `backend-data` with the VNI and a
 //! VTEP MAC (the one given in the manifest, else the one already published, else one derived
 //! from the node name).
@@ -13,47 +14,84 @@ use super::alloc;
 use crate::model::node::{
     self as node_model, BACKEND_DATA, BACKEND_TYPE, BackendData, KUBE_SUBNET_MANAGER, PUBLIC_IP,
 };
-use crate::net::{Cidr, MacAddr};
+use crate::net::{Cidr, IpFamily, MacAddr};
 use crate::state::ClusterState;
 use crate::validate::{FieldError, Validation};
 
-/// Validates a Node, assigns its podCIDR and publishes its VTEP annotations.
+/// Validates a Node, assigns its podCIDRs and publishes its VTEP annotations.
 pub fn admit(node: &mut Node, existing: Option<&Node>, state: &ClusterState) -> Validation {
-    let name = node.metadata.name.clone().unwrap_or_default();
     validate_addresses(node)?;
-    let requested = requested_pod_cidr(node)?;
-    let old = existing.and_then(node_model::pod_cidr);
+    let requested = requested_pod_cidrs(node)?;
+    let old = existing.map(node_model::pod_cidrs).unwrap_or_default();
+    let pod_cidrs = assign_pod_cidrs(node, &requested, &old, state)?;
+    let texts: Vec<String> = pod_cidrs.iter().map(ToString::to_string).collect();
+    let spec = node.spec.get_or_insert_with(NodeSpec::default);
+    spec.pod_cidr = texts.first().cloned();
+    spec.pod_cidrs = Some(texts);
+    publish_vtep(node, existing, state.settings().vxlan_vni)
+}
+
+/// One podCIDR per cluster family, in the cluster's order (primary first): the one the node
+/// holds, else the requested one (checked), else the lowest free prefix of that family's
+/// cluster CIDR. A held prefix never changes.
+fn assign_pod_cidrs(
+    node: &Node,
+    requested: &[Cidr],
+    old: &[Cidr],
+    state: &ClusterState,
+) -> Result<Vec<Cidr>, FieldError> {
+    let name = node.metadata.name.clone().unwrap_or_default();
     let settings = state.settings();
-    let pod_cidr = match (requested, old) {
-        (Some(new), Some(old)) if new != old => {
-            return Err(FieldError::new(
-                "spec.podCIDR",
-                format!("field is immutable: the node holds {old}"),
-            ));
-        }
-        (_, Some(old)) => old,
-        (Some(new), None) => {
-            check_requested(new, &name, state)?;
-            new
-        }
-        (None, None) => {
-            let held: Vec<Cidr> = other_pod_cidrs(state, &name).map(|(_, c)| c).collect();
-            alloc::pick_pod_cidr(&settings.cluster_cidr, settings.node_cidr_mask_size, &held)
-                .ok_or_else(|| {
+    let families = settings.families();
+    if let Some(stray) = requested
+        .iter()
+        .find(|c| !families.contains(&IpFamily::of_cidr(c)))
+    {
+        return Err(FieldError::new(
+            "spec.podCIDRs",
+            format!(
+                "{stray} is {}: this cluster has no {} pod range",
+                IpFamily::of_cidr(stray),
+                IpFamily::of_cidr(stray)
+            ),
+        ));
+    }
+    let mut assigned = Vec::new();
+    for family in families {
+        let of_family = |list: &[Cidr]| {
+            list.iter()
+                .find(|c| IpFamily::of_cidr(c) == family)
+                .copied()
+        };
+        let Some(cluster) = settings.cluster_cidr_of(family) else {
+            continue;
+        };
+        let cidr = match (of_family(requested), of_family(old)) {
+            (Some(new), Some(old)) if new != old => {
+                return Err(FieldError::new(
+                    "spec.podCIDR",
+                    format!("field is immutable: the node holds {old}"),
+                ));
+            }
+            (_, Some(old)) => old,
+            (Some(new), None) => {
+                check_requested(new, cluster, &name, state)?;
+                new
+            }
+            (None, None) => {
+                let held: Vec<Cidr> = other_pod_cidrs(state, &name).map(|(_, c)| c).collect();
+                let mask = settings.node_cidr_mask_size_of(family);
+                alloc::pick_pod_cidr(&cluster, mask, &held).ok_or_else(|| {
                     FieldError::new(
                         "spec.podCIDR",
-                        format!(
-                            "no free /{} left in the cluster CIDR {}",
-                            settings.node_cidr_mask_size, settings.cluster_cidr
-                        ),
+                        format!("no free /{mask} left in the cluster CIDR {cluster}"),
                     )
                 })?
-        }
-    };
-    let spec = node.spec.get_or_insert_with(NodeSpec::default);
-    spec.pod_cidr = Some(pod_cidr.to_string());
-    spec.pod_cidrs = Some(vec![pod_cidr.to_string()]);
-    publish_vtep(node, existing, settings.vxlan_vni)
+            }
+        };
+        assigned.push(cidr);
+    }
+    Ok(assigned)
 }
 
 fn validate_addresses(node: &Node) -> Validation {
@@ -74,36 +112,59 @@ fn validate_addresses(node: &Node) -> Validation {
     Ok(())
 }
 
-fn requested_pod_cidr(node: &Node) -> Result<Option<Cidr>, FieldError> {
+/// `spec.podCIDR` and `spec.podCIDRs` as written: at most two, one per family, the first
+/// equal to `spec.podCIDR` (upstream's Node validation).
+fn requested_pod_cidrs(node: &Node) -> Result<Vec<Cidr>, FieldError> {
     let Some(spec) = &node.spec else {
-        return Ok(None);
+        return Ok(Vec::new());
     };
     let single = spec.pod_cidr.as_deref().filter(|c| !c.is_empty());
-    let first = spec
+    let list: Vec<&str> = spec
         .pod_cidrs
-        .as_ref()
-        .and_then(|list| list.first())
-        .map(String::as_str);
-    let text = match (single, first) {
-        (Some(a), Some(b)) if a != b => {
-            return Err(FieldError::new(
-                "spec.podCIDRs",
-                format!("must start with spec.podCIDR {a:?}"),
-            ));
-        }
-        (Some(a), _) => a,
-        (None, Some(b)) => b,
-        (None, None) => return Ok(None),
-    };
-    if spec.pod_cidrs.as_ref().is_some_and(|list| list.len() > 1) {
+        .iter()
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    if let (Some(a), Some(b)) = (single, list.first())
+        && a != *b
+    {
         return Err(FieldError::new(
             "spec.podCIDRs",
-            "at most one CIDR: this cluster is IPv4 single-stack",
+            format!("must start with spec.podCIDR {a:?}"),
         ));
     }
-    Cidr::parse_canonical(text)
-        .map(Some)
-        .map_err(|m| FieldError::new("spec.podCIDR", m))
+    if list.len() > 2 {
+        return Err(FieldError::new(
+            "spec.podCIDRs",
+            format!(
+                "Invalid value: {list:?}: may specify no more than one CIDR for each IP family"
+            ),
+        ));
+    }
+    let texts = if list.is_empty() {
+        single.into_iter().collect()
+    } else {
+        list
+    };
+    let mut cidrs: Vec<Cidr> = Vec::new();
+    for (i, text) in texts.iter().enumerate() {
+        let field = if i == 0 {
+            "spec.podCIDR".to_owned()
+        } else {
+            format!("spec.podCIDRs[{i}]")
+        };
+        let cidr = Cidr::parse_canonical(text).map_err(|m| FieldError::new(field, m))?;
+        if cidrs.iter().any(|c| c.is_ipv4() == cidr.is_ipv4()) {
+            return Err(FieldError::new(
+                "spec.podCIDRs",
+                format!(
+                    "Invalid value: {texts:?}: may specify no more than one CIDR for each IP family"
+                ),
+            ));
+        }
+        cidrs.push(cidr);
+    }
+    Ok(cidrs)
 }
 
 fn other_pod_cidrs<'a>(
@@ -113,16 +174,15 @@ fn other_pod_cidrs<'a>(
     state
         .nodes()
         .filter(move |n| n.metadata.name.as_deref() != Some(name))
-        .filter_map(|n| {
-            Some((
-                n.metadata.name.clone().unwrap_or_default(),
-                node_model::pod_cidr(n)?,
-            ))
+        .flat_map(|n| {
+            let name = n.metadata.name.clone().unwrap_or_default();
+            node_model::pod_cidrs(n)
+                .into_iter()
+                .map(move |cidr| (name.clone(), cidr))
         })
 }
 
-fn check_requested(cidr: Cidr, name: &str, state: &ClusterState) -> Validation {
-    let cluster = state.settings().cluster_cidr;
+fn check_requested(cidr: Cidr, cluster: Cidr, name: &str, state: &ClusterState) -> Validation {
     if !cluster.contains(cidr.network()) || cidr.prefix_len() < cluster.prefix_len() {
         return Err(FieldError::new(
             "spec.podCIDR",

@@ -143,6 +143,19 @@ fn validate_status(pod: &mut Pod) -> Validation {
             )
         })?;
     }
+    let listed: Vec<IpAddr> = status
+        .pod_ips
+        .iter()
+        .flatten()
+        .filter_map(|p| p.ip.parse().ok())
+        .collect();
+    let mixed = matches!(listed.as_slice(), [a, b] if a.is_ipv4() != b.is_ipv4());
+    if listed.len() > 1 && !mixed {
+        return Err(FieldError::new(
+            "status.podIPs",
+            "may specify no more than one IP for each IP family",
+        ));
+    }
     let first = status
         .pod_ips
         .as_ref()
@@ -169,7 +182,8 @@ fn validate_status(pod: &mut Pod) -> Validation {
     Ok(())
 }
 
-/// Gives a bound, unfinished pod without an IP the next free address of its node's podCIDR.
+/// Gives a bound, unfinished pod without an IP the next free address of each of its node's
+/// podCIDRs (one per family, primary first, as kubelet reports `status.podIPs`).
 /// `Ok(false)` when nothing was done (already addressed, finished, unbound, or the node is not
 /// there yet: the pod stays Pending until its node appears).
 pub fn assign_ip(
@@ -184,19 +198,24 @@ pub fn assign_ip(
     let Some(node_object) = pod::node_name(pod).and_then(|name| state.node(name)) else {
         return Ok(false);
     };
-    let Some(pod_cidr) = node::pod_cidr(node_object) else {
+    let pod_cidrs = node::pod_cidrs(node_object);
+    if pod_cidrs.is_empty() {
         return Ok(false);
-    };
-    let ip =
-        alloc::pick_pod_ip(&pod_cidr, |ip| holdings.pod_ip_held(ip, key)).ok_or_else(|| {
-            format!(
-                "no free IP left in podCIDR {pod_cidr} of node {}",
-                node_object.metadata.name.as_deref().unwrap_or_default()
-            )
-        })?;
+    }
+    let mut ips = Vec::new();
+    for pod_cidr in &pod_cidrs {
+        let ip =
+            alloc::pick_pod_ip(pod_cidr, |ip| holdings.pod_ip_held(ip, key)).ok_or_else(|| {
+                format!(
+                    "no free IP left in podCIDR {pod_cidr} of node {}",
+                    node_object.metadata.name.as_deref().unwrap_or_default()
+                )
+            })?;
+        ips.push(ip.to_string());
+    }
     let status = pod.status.get_or_insert_with(PodStatus::default);
-    status.pod_ip = Some(ip.to_string());
-    status.pod_ips = Some(vec![PodIP { ip: ip.to_string() }]);
+    status.pod_ip = ips.first().cloned();
+    status.pod_ips = Some(ips.into_iter().map(|ip| PodIP { ip }).collect());
     if let Some(host) = node::internal_ip(node_object) {
         status.host_ip = Some(host.to_string());
         status.host_ips = Some(vec![HostIP {

@@ -16,21 +16,27 @@ use crate::transaction::Transaction;
 
 #[derive(Debug, clap::Args)]
 pub struct InitArgs {
-    /// Pod CIDR of the cluster [default: 10.244.0.0/16].
+    /// Pod CIDR of the cluster; two, comma-separated, one per family, primary first, for a
+    /// dual-stack cluster (e.g. 10.244.0.0/16,fd00:10:244::/56) [default: 10.244.0.0/16].
     #[arg(long)]
-    pub cluster_cidr: Option<Cidr>,
-    /// Prefix length of each node's podCIDR [default: 24].
-    #[arg(long)]
+    pub cluster_cidr: Option<CidrList>,
+    /// Prefix length of each node's IPv4 podCIDR [default: 24].
+    #[arg(long, visible_alias = "node-cidr-mask-size-ipv4")]
     pub node_cidr_mask_size: Option<u8>,
-    /// ClusterIP range [default: 10.96.0.0/12].
+    /// Prefix length of each node's IPv6 podCIDR [default: 64].
     #[arg(long)]
-    pub service_cidr: Option<Cidr>,
+    pub node_cidr_mask_size_ipv6: Option<u8>,
+    /// ClusterIP range; two, comma-separated, one per family, primary first, for a dual-stack
+    /// cluster (e.g. 10.96.0.0/12,fd00:10:96::/108) [default: 10.96.0.0/12].
+    #[arg(long)]
+    pub service_cidr: Option<CidrList>,
     /// NodePort range [default: 30000-32767].
     #[arg(long)]
     pub service_node_port_range: Option<PortRange>,
-    /// LoadBalancer ingress pool [default: 198.51.100.0/24].
+    /// LoadBalancer ingress pool; two, comma-separated, one per family, for dual-stack
+    /// LoadBalancer Services [default: 198.51.100.0/24].
     #[arg(long)]
-    pub lb_pool: Option<Cidr>,
+    pub lb_pool: Option<CidrList>,
     /// Cluster DNS Service IP [default: the 10th address of the service CIDR, 10.96.0.10].
     #[arg(long)]
     pub cluster_dns: Option<std::net::IpAddr>,
@@ -47,6 +53,34 @@ pub struct InitArgs {
     /// externalIPs are refused (CVE-2020-8554)]. Node addresses are refused in any case.
     #[arg(long = "external-ip-cidr", value_name = "CIDR")]
     pub external_ip_cidrs: Vec<Cidr>,
+}
+
+/// One CIDR, or two comma-separated (upstream's `--cluster-cidr` / `--service-cluster-ip-range`
+/// form): the primary, then the secondary of the other family.
+#[derive(Clone, Debug)]
+pub struct CidrList {
+    pub primary: Cidr,
+    pub secondary: Option<Cidr>,
+}
+
+impl std::str::FromStr for CidrList {
+    type Err = String;
+    fn from_str(text: &str) -> Result<CidrList, String> {
+        let parts: Vec<&str> = text.split(',').map(str::trim).collect();
+        match parts.as_slice() {
+            [one] => Ok(CidrList {
+                primary: one.parse()?,
+                secondary: None,
+            }),
+            [one, two] => Ok(CidrList {
+                primary: one.parse()?,
+                secondary: Some(two.parse()?),
+            }),
+            _ => Err(format!(
+                "{text:?}: at most two CIDRs, comma-separated, one per IP family"
+            )),
+        }
+    }
 }
 
 /// Whether anything besides the system namespaces is stored: then the settings are fixed.
@@ -101,14 +135,20 @@ fn apply_overrides(
     mut settings: ClusterSettings,
     args: &InitArgs,
 ) -> Result<ClusterSettings, String> {
-    if let Some(cidr) = args.cluster_cidr {
-        settings.cluster_cidr = cidr;
+    if let Some(list) = &args.cluster_cidr {
+        settings.cluster_cidr = list.primary;
+        settings.secondary_cluster_cidr = list.secondary;
     }
     if let Some(size) = args.node_cidr_mask_size {
         settings.node_cidr_mask_size = size;
     }
-    if let Some(cidr) = args.service_cidr {
+    if let Some(size) = args.node_cidr_mask_size_ipv6 {
+        settings.node_cidr_mask_size_ipv6 = Some(size);
+    }
+    if let Some(list) = &args.service_cidr {
+        let cidr = list.primary;
         settings.service_cidr = cidr;
+        settings.secondary_service_cidr = list.secondary;
         if args.cluster_dns.is_none() {
             settings.cluster_dns_ip = cidr.nth(10).ok_or_else(|| {
                 format!("--service-cidr {cidr} has no 10th address for the DNS IP")
@@ -118,8 +158,9 @@ fn apply_overrides(
     if let Some(range) = args.service_node_port_range {
         settings.node_port_range = range;
     }
-    if let Some(pool) = args.lb_pool {
-        settings.load_balancer_pool = pool;
+    if let Some(list) = &args.lb_pool {
+        settings.load_balancer_pool = list.primary;
+        settings.secondary_load_balancer_pool = list.secondary;
     }
     if let Some(ip) = args.cluster_dns {
         settings.cluster_dns_ip = ip;

@@ -5,6 +5,7 @@
 mod bad_input;
 mod broken_pipe;
 mod concurrency;
+mod dual_stack;
 mod endpoints;
 mod harness;
 mod local_files;

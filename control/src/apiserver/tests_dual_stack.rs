@@ -35,6 +35,9 @@ fn ipv6() -> ClusterSettings {
     )
 }
 
+/// A cluster's settings, by the function that makes them.
+type Cluster = fn() -> ClusterSettings;
+
 fn server(settings: ClusterSettings) -> ApiServer {
     ApiServer::new(
         ClusterState::new(settings),
@@ -197,7 +200,7 @@ fn creation_defaults_families_and_allocates_one_ip_per_family() {
 /// Rejections, with the upstream API server's field and text.
 #[test]
 fn invalid_family_fields_are_refused_with_upstreams_text() {
-    let cases: &[(fn() -> ClusterSettings, Value, &str)] = &[
+    let cases: &[(Cluster, Value, &str)] = &[
         (
             ipv4,
             json!({"ipFamilies": ["IPv6"]}),
@@ -443,7 +446,7 @@ fn upgrade_downgrade_and_release_follow_the_upstream_rules() {
 
     // Downgrade: SingleStack drops the secondary, and the address is free again.
     let downgraded = apply(&mut api, "web", json!({"ipFamilyPolicy": "SingleStack"})).unwrap();
-    assert_eq!(strings(&downgraded["spec"]["clusterIPs"]), [v4.clone()]);
+    assert_eq!(strings(&downgraded["spec"]["clusterIPs"]), [v4]);
     assert_eq!(strings(&downgraded["spec"]["ipFamilies"]), ["IPv4"]);
     let taker = apply(
         &mut api,

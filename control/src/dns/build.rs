@@ -3,11 +3,14 @@
 //! NS and `dns-version` TXT.
 //!
 //! Per Service `<svc>` in `<ns>`, with `<name>` = `<svc>.<ns>.svc.<zone>`:
-//! - ClusterIP (any type with an IPv4 ClusterIP): `A <name>`, `PTR` of the ClusterIP to
-//!   `<name>`, and for each named port `SRV _<port>._<proto>.<name>` to `<name>`.
-//! - Headless (`clusterIP: None`): per published endpoint (see [`super::endpoints`])
-//!   `A <name>`, `A <hostname>.<name>` and `PTR` of its address to `<hostname>.<name>`; for
-//!   each named port and each hostname `SRV _<port>._<proto>.<name>` to `<hostname>.<name>`.
+//! - ClusterIP (any type with ClusterIPs): per ClusterIP (`spec.clusterIPs`, both families of
+//!   a dual-stack Service) `A` or `AAAA <name>` and its `PTR` (`in-addr.arpa` or `ip6.arpa`)
+//!   to `<name>`, and for each named port `SRV _<port>._<proto>.<name>` to `<name>` (the
+//!   target resolves to both families).
+//! - Headless (`clusterIP: None`): per published endpoint (see [`super::endpoints`]) `A` or
+//!   `AAAA` at `<name>` and `<hostname>.<name>`, and `PTR` of its address to
+//!   `<hostname>.<name>`; for each named port and each hostname `SRV _<port>._<proto>.<name>`
+//!   to `<hostname>.<name>`.
 //!   With no published endpoint the name does not exist (NXDOMAIN).
 //! - ExternalName: `CNAME <name>` to the external name.
 //!
@@ -17,14 +20,14 @@
 //! inside the zone is stored too (as an empty non-terminal when it has no records).
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
-use hickory_proto::rr::rdata::{A, CNAME, NS, PTR, SOA, SRV, TXT};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, PTR, SOA, SRV, TXT};
 use hickory_proto::rr::{Name, RData, Record};
 use k8s_openapi::api::core::v1::Service;
 
 use super::index::RecordIndex;
-use super::names::{child, external_name, reverse_name, reverse_prefix};
+use super::names::{child, external_name, ip6_arpa, reverse_name, reverse_prefix};
 use super::{DNS_SCHEMA_VERSION, RECORD_TTL, endpoints};
 use crate::net::Cidr;
 use crate::settings::ClusterSettings;
@@ -39,7 +42,7 @@ pub struct ZoneConfig {
     /// The cluster zone, `cluster.local.`.
     pub zone: Name,
     /// The cluster DNS Service address, published as `ns.dns.<zone>` (the zone's NS target).
-    pub server_ip: Option<Ipv4Addr>,
+    pub server_ip: Option<IpAddr>,
     /// Address ranges (service and pod CIDRs) whose reverse names are answered here, with
     /// NXDOMAIN when no PTR exists; other reverse names are answered only when published.
     pub reverse_ranges: Vec<Cidr>,
@@ -56,14 +59,12 @@ impl ZoneConfig {
             Some(zone) => zone.clone(),
             None => super::names::zone_name(&settings.cluster_domain)?,
         };
-        let server_ip = match settings.cluster_dns_ip {
-            IpAddr::V4(ip) => Some(ip),
-            IpAddr::V6(_) => None,
-        };
+        let mut reverse_ranges = settings.service_cidrs();
+        reverse_ranges.extend(settings.cluster_cidrs());
         Ok(ZoneConfig {
             zone,
-            server_ip,
-            reverse_ranges: vec![settings.service_cidr, settings.cluster_cidr],
+            server_ip: Some(settings.cluster_dns_ip),
+            reverse_ranges,
         })
     }
 }
@@ -77,7 +78,7 @@ impl RecordIndex {
         if let Some(server) = &server {
             builder.add(zone, RData::NS(NS(server.clone())));
             if let Some(ip) = config.server_ip {
-                builder.add(server, RData::A(A(ip)));
+                builder.add(server, address(ip));
             }
         }
         if let Some(version) = child(&["dns-version"], zone) {
@@ -92,6 +93,7 @@ impl RecordIndex {
         RecordIndex {
             zone: zone.clone(),
             reverse_soa: soa_record(reverse_prefix(&[]), zone, state.generation()),
+            reverse6_soa: soa_record(ip6_arpa(), zone, state.generation()),
             soa,
             reverse_ranges: config.reverse_ranges.clone(),
             names: builder.finish(),
@@ -109,6 +111,14 @@ fn soa_record(owner: Name, zone: &Name, generation: u64) -> Record {
     let serial = (generation & u64::from(u32::MAX)) as u32;
     let soa = SOA::new(primary, mailbox, serial, refresh, retry, expire, RECORD_TTL);
     Record::from_rdata(owner, RECORD_TTL, RData::SOA(soa))
+}
+
+/// The A or AAAA record data of an address.
+fn address(ip: IpAddr) -> RData {
+    match ip {
+        IpAddr::V4(v4) => RData::A(A(v4)),
+        IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
+    }
 }
 
 /// The lowercase label of a port protocol (`_tcp`, `_udp`, `_sctp`).
@@ -169,8 +179,8 @@ impl<'z> Builder<'z> {
                     let Some(host) = child(&[&endpoint.hostname], &service_name) else {
                         continue;
                     };
-                    self.add(&service_name, RData::A(A(endpoint.ip)));
-                    self.add(&host, RData::A(A(endpoint.ip)));
+                    self.add(&service_name, address(endpoint.ip));
+                    self.add(&host, address(endpoint.ip));
                     self.add(&reverse_name(endpoint.ip), RData::PTR(PTR(host.clone())));
                     hostnames.insert(host);
                 }
@@ -181,11 +191,23 @@ impl<'z> Builder<'z> {
                 }
             }
             Some(cluster_ip) => {
-                let Ok(ip) = cluster_ip.parse::<Ipv4Addr>() else {
-                    return;
+                let listed = spec
+                    .cluster_ips
+                    .iter()
+                    .flatten()
+                    .filter(|ip| !ip.is_empty());
+                let texts: Vec<&str> = match listed.map(String::as_str).collect::<Vec<_>>() {
+                    ips if ips.is_empty() => vec![cluster_ip],
+                    ips => ips,
                 };
-                self.add(&service_name, RData::A(A(ip)));
-                self.add(&reverse_name(ip), RData::PTR(PTR(service_name.clone())));
+                let ips: Vec<IpAddr> = texts.iter().filter_map(|t| t.parse().ok()).collect();
+                if ips.is_empty() {
+                    return;
+                }
+                for ip in ips {
+                    self.add(&service_name, address(ip));
+                    self.add(&reverse_name(ip), RData::PTR(PTR(service_name.clone())));
+                }
                 for (port_name, protocol, port) in &named_ports {
                     self.add_srv(&service_name, port_name, protocol, *port, &service_name);
                 }

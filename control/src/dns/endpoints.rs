@@ -10,14 +10,16 @@
 //!   `service.alpha.kubernetes.io/tolerate-unready-endpoints: "true"` annotation.
 //! - The _hostname_ is the endpoint's `hostname` when it is a valid DNS label, otherwise the
 //!   system-assigned identifier: the address with dashes (`10-244-1-5`), unique per Service.
-//! - Only IPv4 addresses are published (the cluster is IPv4-only, see `ClusterSettings`); one
-//!   address appears once per Service, keeping the hostname of its first appearance.
+//! - IPv4 and IPv6 addresses are published (the IPv4 and IPv6 slices of a dual-stack
+//!   Service); one address appears once per Service, keeping the hostname of its first
+//!   appearance. A pod with a `hostname` listed in both slices gets one name with an A and an
+//!   AAAA record; without one, each address gets its own dashed name (`fd00-10-244--5`).
 //!
 //! Invariant: the result is sorted by address, so the same state always yields the same
 //! records in the same order.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 
@@ -31,7 +33,7 @@ pub const TOLERATE_UNREADY_ANNOTATION: &str =
 /// One published endpoint.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct DnsEndpoint {
-    pub ip: Ipv4Addr,
+    pub ip: IpAddr,
     /// The endpoint's DNS label under the Service name.
     pub hostname: String,
 }
@@ -59,7 +61,7 @@ pub(super) fn published(state: &ClusterState, service: &Service) -> Vec<DnsEndpo
     let everything = publishes_not_ready(service);
     let mut found = BTreeMap::new();
     let mut add = |address: &str, hostname: Option<&str>| {
-        if let Ok(ip) = address.parse::<Ipv4Addr>() {
+        if let Ok(ip) = address.parse::<IpAddr>() {
             let hostname = hostname
                 .filter(|h| is_label(h))
                 .map_or_else(|| dashed(ip), str::to_ascii_lowercase);
@@ -68,7 +70,7 @@ pub(super) fn published(state: &ClusterState, service: &Service) -> Vec<DnsEndpo
     };
     let mut slices = state.endpoint_slices_of(namespace, name).peekable();
     if slices.peek().is_some() {
-        for slice in slices.filter(|s| s.address_type == "IPv4") {
+        for slice in slices.filter(|s| matches!(s.address_type.as_str(), "IPv4" | "IPv6")) {
             for endpoint in &slice.endpoints {
                 let ready = endpoint
                     .conditions

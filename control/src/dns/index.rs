@@ -14,9 +14,10 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::RECORD_TTL;
@@ -32,8 +33,10 @@ pub struct RecordIndex {
     pub(super) zone: Name,
     /// The zone apex SOA, in the authority section of negative answers inside the zone.
     pub(super) soa: Record,
-    /// The SOA of negative reverse answers (owner `in-addr.arpa.`).
+    /// The SOA of negative IPv4 reverse answers (owner `in-addr.arpa.`).
     pub(super) reverse_soa: Record,
+    /// The SOA of negative IPv6 reverse answers (owner `ip6.arpa.`).
+    pub(super) reverse6_soa: Record,
     /// Address ranges whose reverse names are answered here even without a PTR (NXDOMAIN).
     pub(super) reverse_ranges: Vec<Cidr>,
     /// Every existing name (zone and reverse) with its records; empty for a non-terminal.
@@ -123,9 +126,14 @@ impl RecordIndex {
             return Some(&self.soa);
         }
         let ip = parse_reverse(name)?;
-        let ours = self.names.contains_key(name)
-            || self.reverse_ranges.iter().any(|r| r.contains(ip.into()));
-        ours.then_some(&self.reverse_soa)
+        let ours =
+            self.names.contains_key(name) || self.reverse_ranges.iter().any(|r| r.contains(ip));
+        let soa = if ip.is_ipv4() {
+            &self.reverse_soa
+        } else {
+            &self.reverse6_soa
+        };
+        ours.then_some(soa)
     }
 
     /// The records at `name`, `None` when it does not exist; pod names are synthesized.
@@ -137,16 +145,19 @@ impl RecordIndex {
         match labels.as_slice() {
             [pod] | [_, pod] if pod.eq_ignore_ascii_case(b"pod") => Some(Cow::Borrowed(&[])),
             [address, _, pod] if pod.eq_ignore_ascii_case(b"pod") => {
-                let ip = parse_dashed(address)?;
-                let record = Record::from_rdata(name.to_lowercase(), RECORD_TTL, RData::A(A(ip)));
+                let data = match parse_dashed(address)? {
+                    IpAddr::V4(v4) => RData::A(A(v4)),
+                    IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
+                };
+                let record = Record::from_rdata(name.to_lowercase(), RECORD_TTL, data);
                 Some(Cow::Owned(vec![record]))
             }
             _ => None,
         }
     }
 
-    /// The stored A records of the names the SRV and NS records in `records` point at, each
-    /// target once.
+    /// The stored A and AAAA records of the names the SRV and NS records in `records` point
+    /// at, each target once.
     fn additionals_for(&self, records: &[&Record]) -> Vec<Record> {
         let mut seen = HashSet::new();
         let mut additionals = Vec::new();
@@ -162,7 +173,7 @@ impl RecordIndex {
             let addresses = self.names.get(target).into_iter().flatten();
             additionals.extend(
                 addresses
-                    .filter(|r| r.record_type() == RecordType::A)
+                    .filter(|r| matches!(r.record_type(), RecordType::A | RecordType::AAAA))
                     .cloned(),
             );
         }

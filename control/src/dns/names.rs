@@ -5,12 +5,14 @@
 //! valid DNS label (1–63 of `a-z`, `0-9`, `-`, `_`; Kubernetes names are stricter) makes the
 //! whole name `None` rather than an escaped or truncated name.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use hickory_proto::rr::{Label, Name};
 
 /// The reverse-mapping domain of IPv4 addresses.
 const IN_ADDR_ARPA: [&str; 2] = ["in-addr", "arpa"];
+/// The reverse-mapping domain of IPv6 addresses (RFC 3596).
+const IP6_ARPA: [&str; 2] = ["ip6", "arpa"];
 
 /// Whether `label` can stand as one label of a name we publish.
 pub(super) fn is_label(label: &str) -> bool {
@@ -49,15 +51,32 @@ pub(super) fn external_name(text: &str) -> Option<Name> {
     zone_name(text).ok()
 }
 
-/// The label for an address in pod names and for endpoints without a hostname: `10-244-1-5`.
-pub(super) fn dashed(ip: Ipv4Addr) -> String {
-    let [a, b, c, d] = ip.octets();
-    format!("{a}-{b}-{c}-{d}")
+/// The label for an address in pod names and for endpoints without a hostname: `10-244-1-5`,
+/// and for IPv6 the compressed text form with `-` for `:` (`fd00-10-244--5`), as CoreDNS
+/// names them.
+pub(super) fn dashed(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            format!("{a}-{b}-{c}-{d}")
+        }
+        IpAddr::V6(v6) => v6.to_string().replace(':', "-"),
+    }
 }
 
-/// The address a dashed label stands for: exactly four decimal octets without leading zeros.
-pub(super) fn parse_dashed(label: &[u8]) -> Option<Ipv4Addr> {
+/// The address a dashed label stands for: exactly four decimal octets without leading zeros,
+/// or an IPv6 address in canonical (RFC 5952) form with `-` for `:`.
+pub(super) fn parse_dashed(label: &[u8]) -> Option<IpAddr> {
     let text = std::str::from_utf8(label).ok()?;
+    if let Some(v4) = parse_dashed_v4(text) {
+        return Some(IpAddr::V4(v4));
+    }
+    let v6: Ipv6Addr = text.replace('-', ":").parse().ok()?;
+    let canonical = dashed(IpAddr::V6(v6)).eq_ignore_ascii_case(text);
+    canonical.then_some(IpAddr::V6(v6))
+}
+
+fn parse_dashed_v4(text: &str) -> Option<Ipv4Addr> {
     let mut octets = [0u8; 4];
     let mut parts = text.split('-');
     for octet in &mut octets {
@@ -74,9 +93,30 @@ fn parse_octet(text: &str) -> Option<u8> {
     canonical.then(|| text.parse().ok()).flatten()
 }
 
-/// `d.c.b.a.in-addr.arpa.` for `a.b.c.d`.
-pub(super) fn reverse_name(ip: Ipv4Addr) -> Name {
-    reverse_prefix(&ip.octets())
+/// `d.c.b.a.in-addr.arpa.` for `a.b.c.d`; for IPv6 the 32 nibbles in reverse under
+/// `ip6.arpa.`.
+pub(super) fn reverse_name(ip: IpAddr) -> Name {
+    match ip {
+        IpAddr::V4(v4) => reverse_prefix(&v4.octets()),
+        IpAddr::V6(v6) => {
+            let nibbles: Vec<String> = v6
+                .octets()
+                .iter()
+                .rev()
+                .flat_map(|b| [b & 0x0f, b >> 4])
+                .map(|n| format!("{n:x}"))
+                .collect();
+            let mut labels: Vec<&str> = nibbles.iter().map(String::as_str).collect();
+            labels.extend(IP6_ARPA);
+            // Hex digits and the two fixed labels are always valid labels.
+            child(&labels, &Name::root()).unwrap_or_else(Name::root)
+        }
+    }
+}
+
+/// `ip6.arpa.`, the owner of the SOA of negative IPv6 reverse answers.
+pub(super) fn ip6_arpa() -> Name {
+    child(&IP6_ARPA, &Name::root()).unwrap_or_else(Name::root)
 }
 
 /// The reverse name of the leading `octets` of an address (`[10, 96]` → `96.10.in-addr.arpa.`).
@@ -88,9 +128,36 @@ pub(super) fn reverse_prefix(octets: &[u8]) -> Name {
     child(&labels, &Name::root()).unwrap_or_else(Name::root)
 }
 
-/// The address a full reverse name stands for (`5.1.244.10.in-addr.arpa.` → 10.244.1.5);
-/// `None` for any other name, including shorter reverse names.
-pub(super) fn parse_reverse(name: &Name) -> Option<Ipv4Addr> {
+/// The address a full reverse name stands for (`5.1.244.10.in-addr.arpa.` → 10.244.1.5, 32
+/// nibbles under `ip6.arpa.` → an IPv6 address); `None` for any other name, including
+/// shorter reverse names.
+pub(super) fn parse_reverse(name: &Name) -> Option<IpAddr> {
+    parse_reverse_v4(name)
+        .map(IpAddr::V4)
+        .or_else(|| parse_reverse_v6(name).map(IpAddr::V6))
+}
+
+fn parse_reverse_v6(name: &Name) -> Option<Ipv6Addr> {
+    let labels: Vec<&[u8]> = name.iter().collect();
+    let (nibbles, suffix) = labels.split_at_checked(32)?;
+    let [ip6, arpa] = suffix else {
+        return None;
+    };
+    if !ip6.eq_ignore_ascii_case(b"ip6") || !arpa.eq_ignore_ascii_case(b"arpa") {
+        return None;
+    }
+    let mut value: u128 = 0;
+    for label in nibbles.iter().rev() {
+        let [digit] = label else {
+            return None;
+        };
+        let nibble = char::from(*digit).to_digit(16)?;
+        value = (value << 4) | u128::from(nibble);
+    }
+    Some(Ipv6Addr::from(value))
+}
+
+fn parse_reverse_v4(name: &Name) -> Option<Ipv4Addr> {
     let labels: Vec<&[u8]> = name.iter().collect();
     let [d, c, b, a, in_addr, arpa] = labels.as_slice() else {
         return None;
@@ -109,4 +176,53 @@ pub(super) fn relative_labels<'n>(name: &'n Name, zone: &Name) -> Option<Vec<&'n
     }
     let depth = name.iter().len() - zone.iter().len();
     Some(name.iter().take(depth).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_reverse_names_round_trip_and_reject_other_shapes() {
+        let ip: IpAddr = "fd00:10:96::a".parse().unwrap();
+        let name = reverse_name(ip);
+        assert_eq!(
+            name.to_string(),
+            "a.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.6.9.0.0.0.1.0.0.0.0.d.f.ip6.arpa."
+        );
+        assert_eq!(parse_reverse(&name), Some(ip));
+        let upper = Name::from_ascii(name.to_string().to_ascii_uppercase()).unwrap();
+        assert_eq!(parse_reverse(&upper), Some(ip));
+        for bad in [
+            "0.d.f.ip6.arpa.",
+            "ab.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.6.9.0.0.0.1.0.0.0.0.d.f.ip6.arpa.",
+            "g.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.6.9.0.0.0.1.0.0.0.0.d.f.ip6.arpa.",
+        ] {
+            assert_eq!(
+                parse_reverse(&Name::from_ascii(bad).unwrap()),
+                None,
+                "{bad}"
+            );
+        }
+        let v4: IpAddr = "10.244.1.5".parse().unwrap();
+        assert_eq!(parse_reverse(&reverse_name(v4)), Some(v4));
+    }
+
+    #[test]
+    fn dashed_names_cover_both_families_in_canonical_form_only() {
+        let ip: IpAddr = "fd00:10:244::5".parse().unwrap();
+        assert_eq!(dashed(ip), "fd00-10-244--5");
+        assert_eq!(parse_dashed(b"fd00-10-244--5"), Some(ip));
+        assert_eq!(parse_dashed(b"FD00-10-244--5"), Some(ip));
+        assert_eq!(parse_dashed(b"fd00-0010-244--5"), None, "not canonical");
+        assert_eq!(
+            parse_dashed(b"fd00-10-244-0-0-0-0-5"),
+            None,
+            "not canonical"
+        );
+        assert_eq!(
+            parse_dashed(b"10-244-1-5"),
+            Some("10.244.1.5".parse().unwrap())
+        );
+    }
 }

@@ -42,6 +42,7 @@ pub struct Overrides {
 }
 
 #[derive(Clone, Debug, PartialEq)]
+#[allow(clippy::large_enum_variant)] // built once per start; the settings are not copied around
 pub enum SourceSettings {
     State(PathBuf),
     Kubernetes {

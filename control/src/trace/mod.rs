@@ -19,6 +19,7 @@
 
 mod describe;
 mod frame;
+mod ipv6;
 mod node_settings;
 mod outcome;
 
@@ -43,6 +44,7 @@ use crate::compile::{HOST_PORT, NodeLocal, PortAssignments, UPLINK_PORT, compile
 use crate::model::{node as node_model, pod};
 use crate::state::ClusterState;
 use frame::{Probe, first_packet};
+pub use ipv6::{Source6, TraceRequest6, trace_ipv6};
 pub use node_settings::node_locals;
 pub use outcome::{Delivery, DeliveryKind, Endpoint, NodeStages, Outcome, TraceReport};
 

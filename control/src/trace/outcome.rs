@@ -73,6 +73,9 @@ pub struct TraceReport {
     pub nodes: Vec<String>,
     pub policies: Vec<String>,
     pub stages: Vec<NodeStages>,
+    /// What the trace did not cover (an IPv6 probe is followed through its first node only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// The end of a trace.
@@ -83,6 +86,11 @@ pub(super) struct End {
 }
 
 impl End {
+    /// The drop or reject reason, if any.
+    pub fn reason(&self) -> Option<&str> {
+        self.reason.as_deref()
+    }
+
     pub fn egress() -> End {
         End {
             outcome: Outcome::Egress,
@@ -269,6 +277,9 @@ impl TraceReport {
         }
         if !self.policies.is_empty() {
             lines.push(format!("   policies: {}", self.policies.join(", ")));
+        }
+        if let Some(note) = &self.note {
+            lines.push(format!("   note: {note}"));
         }
         lines
     }

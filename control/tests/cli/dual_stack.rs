@@ -239,3 +239,58 @@ fn an_ipv4_state_directory_of_today_loads_unchanged() {
         today
     );
 }
+
+/// `trace` parses IPv6 sources and destinations and runs the probe through the node's real
+/// pipeline: in a build whose dataplane has no IPv6 path that is a named drop, said plainly.
+#[test]
+fn trace_of_an_ipv6_packet_reports_what_the_pipeline_does_with_it() {
+    let cluster = Cluster::new();
+    assert!(cluster.run(DUAL_INIT).success);
+    let manifest = format!(
+        "{}{}{DUAL_SERVICE}",
+        node("a", "192.168.50.11"),
+        pod("p1", "app=web", Some("a"), None, &[])
+    );
+    cluster.apply(&manifest);
+    let svc = cluster.get("svc", "default", "web").unwrap();
+    let v6 = strings(&svc["spec"]["clusterIPs"])[1].clone();
+
+    let dst = format!("[{v6}]:80");
+    let run = cluster.run(&["trace", "--from", "default/p1", "--dst", &dst, "-o", "json"]);
+    assert!(run.success, "{}", run.stderr);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report["nodes"], serde_json::json!(["a"]));
+    let note = str_of(&report, "/note");
+    assert!(note.starts_with("IPv6"), "{note}");
+    if report["reason"] == "unsupported_protocol" {
+        assert_eq!(report["verdict"], "drop");
+        assert!(note.contains("has no IPv6 path"), "{note}");
+    }
+
+    let run = cluster.run(&["trace", "--src", "fd00:10:244::2", "--dst", &dst]);
+    assert!(run.success, "{}", run.stderr);
+    assert!(run.stdout.contains("note: IPv6"), "{}", run.stdout);
+
+    for (src, dst, expected) in [
+        ("10.244.0.2", dst.as_str(), "are of different IP families"),
+        (
+            "[fd00:10:244::2]:x",
+            dst.as_str(),
+            "expected an IPv4 address",
+        ),
+        (
+            "fd00:10:244::2",
+            "[fd00:10:96::1]",
+            "expected an IPv4 address",
+        ),
+        ("fd00:10:244::2", "fd00:10:96::1", "a port is required"),
+    ] {
+        let run = cluster.run(&["trace", "--src", src, "--dst", dst]);
+        assert!(!run.success, "{src} -> {dst}");
+        assert!(
+            run.stderr.contains(expected),
+            "{src} -> {dst}: {}",
+            run.stderr
+        );
+    }
+}

@@ -293,7 +293,8 @@ fn external_ips(spec: &ServiceSpec) -> Validation {
         let special = ip.is_unspecified()
             || ip.is_loopback()
             || ip.is_multicast()
-            || matches!(ip, IpAddr::V4(v4) if v4.is_link_local());
+            || matches!(ip, IpAddr::V4(v4) if v4.is_link_local())
+            || matches!(ip, IpAddr::V6(v6) if v6.is_unicast_link_local());
         if special {
             return Err(FieldError::new(
                 field,

@@ -1,7 +1,8 @@
 //! Warnings `apply` prints for a Service that is accepted but holds something that will not
 //! do what it says (the object is stored as written):
 //!
-//! - an IPv6 entry of `spec.loadBalancerSourceRanges` in an IPv4 cluster matches no client;
+//! - an entry of `spec.loadBalancerSourceRanges` of a family the Service has no address of
+//!   (IPv6 in an IPv4-only Service) matches no client;
 //! - the `service.kubernetes.io/topology-mode` annotation (upstream's CPU-proportional
 //!   "Auto" hints) is not implemented: only `spec.trafficDistribution` writes hints.
 //!
@@ -9,6 +10,7 @@
 
 use k8s_openapi::api::core::v1::Service;
 
+use crate::net::IpFamily;
 use crate::settings::ClusterSettings;
 
 /// Upstream's annotation for the topology cache (and its predecessor).
@@ -20,15 +22,21 @@ const TOPOLOGY_ANNOTATIONS: [&str; 2] = [
 /// The warnings about `service`, each starting with the field.
 pub fn warnings(service: &Service, settings: &ClusterSettings) -> Vec<String> {
     let mut found = Vec::new();
-    let v4_cluster = settings.service_cidr.network().is_ipv4();
+    let families = crate::model::service::ip_families(service)
+        .unwrap_or_else(|| vec![settings.primary_family()]);
     let ranges = service
         .spec
         .as_ref()
         .and_then(|s| s.load_balancer_source_ranges.as_ref());
     for (i, range) in ranges.into_iter().flatten().enumerate() {
-        if v4_cluster && range.contains(':') {
+        let family = if range.contains(':') {
+            IpFamily::IPv6
+        } else {
+            IpFamily::IPv4
+        };
+        if !families.contains(&family) {
             found.push(format!(
-                "spec.loadBalancerSourceRanges[{i}]: {range} is IPv6 and this cluster is IPv4: it matches no client"
+                "spec.loadBalancerSourceRanges[{i}]: {range} is {family} and this Service is not: it matches no client"
             ));
         }
     }

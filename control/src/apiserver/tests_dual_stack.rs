@@ -466,3 +466,59 @@ fn upgrade_downgrade_and_release_follow_the_upstream_rules() {
         .unwrap();
     apply(&mut api, "third", json!({"clusterIP": ips[1].clone()})).unwrap();
 }
+
+fn service_cidr(name: &str, cidrs: &[&str]) -> Object {
+    let object: k8s_openapi::api::networking::v1::ServiceCIDR = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"cidrs": cidrs}
+    }))
+    .unwrap();
+    object.into_object()
+}
+
+#[test]
+fn service_cidr_objects_hold_one_range_per_cluster_family() {
+    let mut api = server(dual());
+    api.apply(
+        service_cidr("extra", &["10.200.0.0/24", "fd00:10:97::/112"]),
+        None,
+    )
+    .unwrap();
+    let svc = apply(
+        &mut api,
+        "six",
+        json!({"ipFamilies": ["IPv6"], "clusterIP": "fd00:10:97::5"}),
+    )
+    .unwrap();
+    assert_eq!(svc["spec"]["clusterIP"], "fd00:10:97::5");
+    let err = api
+        .delete(&ObjectRef::new(Kind::ServiceCIDR, "", "extra"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("still holds ClusterIP fd00:10:97::5"), "{err}");
+
+    for (cluster, cidrs, expected) in [
+        (
+            dual as Cluster,
+            vec!["10.201.0.0/24", "10.202.0.0/24"],
+            "spec.cidrs: IPv4 twice: a ServiceCIDR holds exactly one CIDR per IP family",
+        ),
+        (
+            ipv4,
+            vec!["fd00:10:98::/112"],
+            "spec.cidrs[0]: fd00:10:98::/112 is IPv6; this cluster has no IPv6 Service range (it is IPv4)",
+        ),
+        (
+            dual,
+            vec!["fd00:10:96::/112"],
+            "spec.cidrs[0]: fd00:10:96::/112 overlaps the default service CIDR fd00:10:96::/108",
+        ),
+    ] {
+        let mut api = server(cluster());
+        let err = api
+            .apply(service_cidr("bad", &cidrs), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(expected), "{cidrs:?}: {err}");
+    }
+}

@@ -47,31 +47,39 @@ impl Pipeline {
             };
             staged.push(Staged { front, probe });
         }
-        let probe = |i: usize| staged.get(i).and_then(|s| s.probe);
         for i in 0..BUCKETS_AHEAD {
-            if let Some(p) = probe(i) {
+            if let Some(p) = probe_at(&staged, i) {
                 self.ct.prefetch_buckets(&p);
             }
         }
         for i in 0..RECORDS_AHEAD {
-            if let Some(p) = probe(i) {
+            if let Some(p) = probe_at(&staged, i) {
                 self.ct.prefetch_records(&p);
             }
         }
         for (i, pkt) in batch.iter_mut().enumerate() {
-            if let Some(p) = probe(i + BUCKETS_AHEAD) {
+            if let Some(p) = probe_at(&staged, i + BUCKETS_AHEAD) {
                 self.ct.prefetch_buckets(&p);
             }
-            if let Some(p) = probe(i + RECORDS_AHEAD) {
+            if let Some(p) = probe_at(&staged, i + RECORDS_AHEAD) {
                 self.ct.prefetch_records(&p);
             }
-            let result = match staged[i].front {
-                Ok(Front::Done(verdict)) => Ok(verdict),
-                Ok(Front::Ip(mut ctx)) => self.back(snap, pkt, &mut ctx),
-                Err(reason) => Err(reason),
+            // The context is used where the first pass left it, not copied out: a copy right
+            // before conntrack reads it back costs a store-forwarding stall when the reads do
+            // not line up with the copy's stores (see `Ctx`).
+            let result = match &mut staged[i].front {
+                Ok(Front::Done(verdict)) => Ok(*verdict),
+                Ok(Front::Ip(ctx)) => self.back(snap, pkt, ctx),
+                Err(reason) => Err(*reason),
             };
             self.finish(pkt, result);
         }
         self.staged = staged;
     }
+}
+
+/// The conntrack probe of the `i`th staged packet, if it has one.
+#[inline]
+fn probe_at(staged: &[Staged], i: usize) -> Option<Probe> {
+    staged.get(i).and_then(|s| s.probe)
 }

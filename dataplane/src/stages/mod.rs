@@ -55,3 +55,24 @@ pub struct Ctx {
     /// Where the packet stands among the fragments of its datagram (`fragment`).
     pub frag: fragment::Frag,
 }
+
+impl Ctx {
+    /// A placeholder for a context that classification has not written yet.
+    pub const UNSET: Ctx = Ctx {
+        key: FlowKey {
+            src: std::net::Ipv4Addr::UNSPECIFIED,
+            dst: std::net::Ipv4Addr::UNSPECIFIED,
+            sport: 0,
+            dport: 0,
+            proto: crate::flow::L4Proto::Tcp,
+        },
+        l3: 0,
+        l4: 0,
+        from_peer: None,
+        in_kind: PortKind::Pod,
+        tcp_flags: 0,
+        icmp_error: false,
+        translated: false,
+        frag: fragment::Frag::None,
+    };
+}

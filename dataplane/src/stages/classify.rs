@@ -123,12 +123,12 @@ fn check_pod_source(
     pkt: &Packet,
     src: std::net::Ipv4Addr,
 ) -> Result<(), DropReason> {
-    let pod = snap
+    let (ip, mac) = snap
         .ports
-        .pod_on(pkt.meta.in_port)
+        .pod_addresses_on(pkt.meta.in_port)
         .ok_or(DropReason::SpoofedSource)?;
     let eth = EthernetFrame::new_unchecked(pkt.data());
-    if pod.ip != src || pod.mac != eth.src_addr() {
+    if ip != src || mac != eth.src_addr() {
         return Err(DropReason::SpoofedSource);
     }
     Ok(())

@@ -31,7 +31,7 @@ use crate::tables::ports::PortKind;
 /// one 8-byte word. A key at offset 20 (where the compiler put it once `frag` was added) made
 /// that load straddle two halves of a 16-byte store, which the CPU cannot forward: a
 /// store-forwarding stall on every conntrack lookup, -10% on `established_10k`
-/// (bench/results/pipeline-2026-12-07-perf.md).
+/// (bench/results/pipeline-2026-12-08-perf.md).
 #[derive(Clone, Copy, Debug)]
 #[repr(C)]
 pub struct Ctx {

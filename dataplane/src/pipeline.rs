@@ -150,8 +150,8 @@ pub struct Pipeline {
 enum Front {
     /// Finished there (an ARP answer).
     Done(Verdict),
-    /// A parsed IPv4 packet for conntrack and routing.
-    Ip(Ctx),
+    /// A parsed IPv4 packet for conntrack and routing, its context written to the `Ctx` given.
+    Ip,
 }
 
 impl Pipeline {
@@ -264,14 +264,21 @@ impl Pipeline {
     }
 
     fn run(&mut self, snap: &Snapshot, pkt: &mut Packet) -> Result<Verdict, DropReason> {
-        match self.front(snap, pkt)? {
+        let mut ctx = Ctx::UNSET;
+        match self.front(snap, pkt, &mut ctx)? {
             Front::Done(verdict) => Ok(verdict),
-            Front::Ip(mut ctx) => self.back(snap, pkt, &mut ctx),
+            Front::Ip => self.back(snap, pkt, &mut ctx),
         }
     }
 
-    /// The stages before conntrack; they read only the packet and the snapshot.
-    fn front(&mut self, snap: &Snapshot, pkt: &mut Packet) -> Result<Front, DropReason> {
+    /// The stages before conntrack; they read only the packet and the snapshot. An IPv4
+    /// packet's context is written to `ctx` in place (see `Ctx`).
+    fn front(
+        &mut self,
+        snap: &Snapshot,
+        pkt: &mut Packet,
+        ctx: &mut Ctx,
+    ) -> Result<Front, DropReason> {
         let port = pkt.meta.in_port;
         let kind = snap.ports.kind(port);
         self.trace(|| TraceEvent::Received { port, kind });
@@ -300,13 +307,13 @@ impl Pipeline {
             l3 = inner_l3;
             from_peer = Some(peer);
         }
-        let mut ctx = classify::ipv4(snap, pkt, in_kind, l3)?;
+        classify::ipv4(snap, pkt, in_kind, l3, ctx)?;
         ctx.from_peer = from_peer;
         if in_kind == PortKind::Uplink {
-            uplink::check_source(snap, pkt, &ctx)?;
+            uplink::check_source(snap, pkt, ctx)?;
         }
         self.trace(|| TraceEvent::Parsed { key: ctx.key });
-        Ok(Front::Ip(ctx))
+        Ok(Front::Ip)
     }
 
     /// Conntrack and routing.

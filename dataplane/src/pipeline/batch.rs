@@ -12,11 +12,12 @@
 //!   kept (not recomputed) for its second pass.
 //! - With tracing on, packets go one by one, so a trace keeps each packet's events together.
 //! - The per-batch scratch list is reused: it grows to the largest batch once, then never
-//!   allocates.
+//!   allocates; entries past the current batch are stale and never read.
 
 use crate::drop::DropReason;
 use crate::packet::Packet;
 use crate::snapshot::Snapshot;
+use crate::stages::Ctx;
 use crate::tables::flowmap::Probe;
 
 use super::{Front, Pipeline};
@@ -26,52 +27,76 @@ const BUCKETS_AHEAD: usize = 16;
 /// How many packets ahead the records are fetched (stage 2); the headers are in cache by then.
 const RECORDS_AHEAD: usize = 8;
 
-/// A packet between the passes: what the first stages made of it, and its conntrack probe
-/// (none for packets that end early or are matched by their quoted packet, ICMP errors).
+/// A packet between the passes: what the first stages made of it, its context (written in
+/// place by classification) and its conntrack probe (none for packets that end early or are
+/// matched by their quoted packet, ICMP errors).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Staged {
     front: Result<Front, DropReason>,
+    ctx: Ctx,
     probe: Option<Probe>,
+}
+
+impl Staged {
+    const UNSET: Staged = Staged {
+        front: Err(DropReason::Malformed),
+        ctx: Ctx::UNSET,
+        probe: None,
+    };
 }
 
 impl Pipeline {
     /// [`Pipeline::process_batch`] in two passes, with prefetch (see the module doc).
     pub(super) fn process_batch_prefetched(&mut self, snap: &Snapshot, batch: &mut [Packet]) {
         let mut staged = std::mem::take(&mut self.staged);
-        staged.clear();
-        for pkt in batch.iter_mut() {
-            let front = self.front(snap, pkt);
-            let probe = match &front {
-                Ok(Front::Ip(ctx)) if !ctx.icmp_error => Some(self.ct.probe(&ctx.key)),
+        if staged.len() < batch.len() {
+            staged.resize(batch.len(), Staged::UNSET);
+        }
+        let staged_batch = &mut staged[..batch.len()];
+        // Each context is written where the second pass reads it, and the keys are hashed in a
+        // loop of their own: a context returned by value and read back at once (its key
+        // hashed, or the whole of it copied) stalls on store forwarding (see `Ctx`).
+        for (s, pkt) in staged_batch.iter_mut().zip(batch.iter_mut()) {
+            s.front = self.front(snap, pkt, &mut s.ctx);
+        }
+        for s in staged_batch.iter_mut() {
+            s.probe = match s.front {
+                Ok(Front::Ip) if !s.ctx.icmp_error => Some(self.ct.probe(&s.ctx.key)),
                 _ => None,
             };
-            staged.push(Staged { front, probe });
         }
-        let probe = |i: usize| staged.get(i).and_then(|s| s.probe);
         for i in 0..BUCKETS_AHEAD {
-            if let Some(p) = probe(i) {
+            if let Some(p) = probe_at(staged_batch, i) {
                 self.ct.prefetch_buckets(&p);
             }
         }
         for i in 0..RECORDS_AHEAD {
-            if let Some(p) = probe(i) {
+            if let Some(p) = probe_at(staged_batch, i) {
                 self.ct.prefetch_records(&p);
             }
         }
         for (i, pkt) in batch.iter_mut().enumerate() {
-            if let Some(p) = probe(i + BUCKETS_AHEAD) {
+            if let Some(p) = probe_at(staged_batch, i + BUCKETS_AHEAD) {
                 self.ct.prefetch_buckets(&p);
             }
-            if let Some(p) = probe(i + RECORDS_AHEAD) {
+            if let Some(p) = probe_at(staged_batch, i + RECORDS_AHEAD) {
                 self.ct.prefetch_records(&p);
             }
-            let result = match staged[i].front {
+            // The context is used where the first pass left it, not copied out (see `Ctx`).
+            let s = &mut staged_batch[i];
+            let result = match s.front {
                 Ok(Front::Done(verdict)) => Ok(verdict),
-                Ok(Front::Ip(mut ctx)) => self.back(snap, pkt, &mut ctx),
+                Ok(Front::Ip) => self.back(snap, pkt, &mut s.ctx),
                 Err(reason) => Err(reason),
             };
             self.finish(pkt, result);
         }
         self.staged = staged;
     }
+}
+
+/// The conntrack probe of the `i`th staged packet, if it has one.
+#[inline]
+fn probe_at(staged: &[Staged], i: usize) -> Option<Probe> {
+    staged.get(i).and_then(|s| s.probe)
 }

@@ -3,7 +3,7 @@
 //! are dropped here, whatever their source (`icmp_redirect`). Fragments branch off to
 //! `fragment::classify`.
 //!
-//! Invariant: after `ipv4` returns `Ok(ctx)`, the frame holds a valid IPv4 header at
+//! Invariant: after `ipv4` returns `Ok` with `ctx` written, the frame holds a valid IPv4 header at
 //! `ctx.l3` whose total length fits the frame, and a complete L4 header at `ctx.l4`.
 
 use crate::drop::DropReason;
@@ -19,13 +19,16 @@ use crate::wire::{
 use super::Ctx;
 use super::fragment::{self, Frag};
 
-/// Parses the IPv4 packet at `l3` and builds the context for the stages after it.
+/// Parses the IPv4 packet at `l3` and writes the context for the stages after it to `out`
+/// (in place: returning it by value costs the batch driver a copy it reads back at once, a
+/// store-forwarding stall; see `Ctx`). `out` is unspecified after an error.
 pub fn ipv4(
     snap: &Snapshot,
     pkt: &mut Packet,
     in_kind: PortKind,
     l3: usize,
-) -> Result<Ctx, DropReason> {
+    out: &mut Ctx,
+) -> Result<(), DropReason> {
     let (src, dst, proto, l4, fragment) = {
         let ip = Ipv4Packet::new_checked(&pkt.data()[l3..]).map_err(|_| DropReason::Malformed)?;
         if !ip.verify_checksum() {
@@ -49,7 +52,8 @@ pub fn ipv4(
     }
     let l4proto = L4Proto::from_ip_proto(proto).ok_or(DropReason::UnsupportedProtocol)?;
     if fragment {
-        return fragment::classify(snap, pkt, in_kind, l3, l4, l4proto);
+        *out = fragment::classify(snap, pkt, in_kind, l3, l4, l4proto)?;
+        return Ok(());
     }
     if pkt.meta.offload != Offload::default() {
         vnet::check_l4(&pkt.meta, l4, l4proto, fragment)?;
@@ -95,7 +99,7 @@ pub fn ipv4(
     {
         return Err(DropReason::VxlanFromPod);
     }
-    Ok(Ctx {
+    *out = Ctx {
         in_kind,
         from_peer: None,
         l3,
@@ -105,7 +109,8 @@ pub fn ipv4(
         icmp_error,
         translated: false,
         frag: Frag::None,
-    })
+    };
+    Ok(())
 }
 
 fn read_total_len(pkt: &Packet, l3: usize) -> u16 {
@@ -118,12 +123,12 @@ fn check_pod_source(
     pkt: &Packet,
     src: std::net::Ipv4Addr,
 ) -> Result<(), DropReason> {
-    let pod = snap
+    let (ip, mac) = snap
         .ports
-        .pod_on(pkt.meta.in_port)
+        .pod_addresses_on(pkt.meta.in_port)
         .ok_or(DropReason::SpoofedSource)?;
     let eth = EthernetFrame::new_unchecked(pkt.data());
-    if pod.ip != src || pod.mac != eth.src_addr() {
+    if ip != src || mac != eth.src_addr() {
         return Err(DropReason::SpoofedSource);
     }
     Ok(())

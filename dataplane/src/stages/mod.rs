@@ -25,18 +25,26 @@ use crate::flow::FlowKey;
 use crate::tables::ports::PortKind;
 
 /// What earlier stages learned about the packet, for later stages.
+///
+/// The layout is fixed (`repr(C)`, the flow key first, at an 8-byte-aligned offset): the batch
+/// driver stores a `Ctx` with 16-byte moves and conntrack reads the key's addresses back as
+/// one 8-byte word. A key at offset 20 (where the compiler put it once `frag` was added) made
+/// that load straddle two halves of a 16-byte store, which the CPU cannot forward: a
+/// store-forwarding stall on every conntrack lookup, -10% on `established_10k`
+/// (bench/results/pipeline-2026-12-08-perf.md).
 #[derive(Clone, Copy, Debug)]
+#[repr(C)]
 pub struct Ctx {
-    /// Kind of the port the packet came in on.
-    pub in_kind: PortKind,
-    /// The packet arrived VXLAN-encapsulated from this peer node (already decapsulated).
-    pub from_peer: Option<std::net::Ipv4Addr>,
+    /// The flow key as received (before any translation).
+    pub key: FlowKey,
     /// Offset of the IPv4 header in the frame.
     pub l3: usize,
     /// Offset of the L4 header in the frame.
     pub l4: usize,
-    /// The flow key as received (before any translation).
-    pub key: FlowKey,
+    /// The packet arrived VXLAN-encapsulated from this peer node (already decapsulated).
+    pub from_peer: Option<std::net::Ipv4Addr>,
+    /// Kind of the port the packet came in on.
+    pub in_kind: PortKind,
     /// TCP flags of the segment; for SCTP the type of its first chunk (0 for other protocols).
     pub tcp_flags: u8,
     /// The packet is an ICMP error (its quoted packet is what conntrack matches).
@@ -46,4 +54,25 @@ pub struct Ctx {
     pub translated: bool,
     /// Where the packet stands among the fragments of its datagram (`fragment`).
     pub frag: fragment::Frag,
+}
+
+impl Ctx {
+    /// A placeholder for a context that classification has not written yet.
+    pub const UNSET: Ctx = Ctx {
+        key: FlowKey {
+            src: std::net::Ipv4Addr::UNSPECIFIED,
+            dst: std::net::Ipv4Addr::UNSPECIFIED,
+            sport: 0,
+            dport: 0,
+            proto: crate::flow::L4Proto::Tcp,
+        },
+        l3: 0,
+        l4: 0,
+        from_peer: None,
+        in_kind: PortKind::Pod,
+        tcp_flags: 0,
+        icmp_error: false,
+        translated: false,
+        frag: fragment::Frag::None,
+    };
 }

@@ -42,6 +42,7 @@ pub fn rewrite(frame: &mut [u8], l3: usize, l4: usize, from: &FlowKey, to: &Flow
 
 /// Rewrites the addresses of the IPv4 header at `l3` only (each `(old, new)`), fixing its
 /// checksum; the L4 checksum is the caller's (a later fragment has no L4 header).
+#[inline]
 pub fn rewrite_ipv4_addrs(
     frame: &mut [u8],
     l3: usize,

@@ -1,7 +1,9 @@
 //! Remote nodes and the longest-prefix match from a pod address to the node that hosts it.
 //!
 //! Invariants: prefixes are grouped by length and matched longest first, so a lookup costs
-//! one hash probe per distinct prefix length (one in a cluster of equal per-node CIDRs).
+//! one probe per distinct prefix length (one in a cluster of equal per-node CIDRs). A length
+//! whose networks lie close together (the per-node /24s of one cluster CIDR) is an array
+//! indexed by the network number, without hashing; others are a hash map. Both answer alike.
 
 use std::net::Ipv4Addr;
 
@@ -23,9 +25,72 @@ pub struct RemoteNode {
 #[derive(Clone, Debug, Default)]
 pub struct RouteTable {
     nodes: Vec<RemoteNode>,
-    /// (prefix length, map from masked network to index in `nodes`), longest first.
-    by_len: Vec<(u8, foldhash::HashMap<u32, usize>)>,
+    /// (prefix length, the networks of that length), longest first.
+    by_len: Vec<(u8, Networks)>,
     by_node_ip: foldhash::HashMap<Ipv4Addr, usize>,
+}
+
+/// The most array slots a dense prefix index may take.
+const DENSE_MAX_SLOTS: u32 = 1 << 16;
+
+/// The networks of one prefix length, each with its index in `nodes`.
+#[derive(Clone, Debug)]
+enum Networks {
+    /// `slots[network number - first]` holds the index + 1 (0: no such network); the network
+    /// number is the address shifted right by `shift` (32 - prefix length).
+    Dense {
+        shift: u32,
+        first: u32,
+        slots: Vec<u32>,
+    },
+    /// Masked network -> index.
+    Sparse(foldhash::HashMap<u32, usize>),
+}
+
+impl Networks {
+    /// Indexes `map` (masked network -> index, prefix length `len`) densely when its networks
+    /// span at most `DENSE_MAX_SLOTS` network numbers.
+    fn new(len: u8, map: foldhash::HashMap<u32, usize>) -> Self {
+        if len == 0 || len > 32 {
+            return Self::Sparse(map);
+        }
+        let shift = 32 - u32::from(len);
+        let numbers = || map.keys().map(|net| net >> shift);
+        let (Some(first), Some(last)) = (numbers().min(), numbers().max()) else {
+            return Self::Sparse(map);
+        };
+        if last - first >= DENSE_MAX_SLOTS {
+            return Self::Sparse(map);
+        }
+        let mut slots = vec![0u32; (last - first + 1) as usize];
+        for (net, index) in &map {
+            slots[((net >> shift) - first) as usize] = *index as u32 + 1;
+        }
+        Self::Dense {
+            shift,
+            first,
+            slots,
+        }
+    }
+
+    /// The index of the network of this length that contains `addr`.
+    #[inline]
+    fn get(&self, len: u8, addr: u32) -> Option<usize> {
+        match self {
+            Self::Dense {
+                shift,
+                first,
+                slots,
+            } => {
+                let slot = slots.get((addr >> shift).wrapping_sub(*first) as usize)?;
+                slot.checked_sub(1).map(|i| i as usize)
+            }
+            Self::Sparse(map) => {
+                let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+                map.get(&(addr & mask)).copied()
+            }
+        }
+    }
 }
 
 impl RouteTable {
@@ -45,6 +110,10 @@ impl RouteTable {
             by_node_ip.insert(n.node_ip, i);
         }
         by_len.sort_by_key(|(len, _)| std::cmp::Reverse(*len));
+        let by_len = by_len
+            .into_iter()
+            .map(|(len, map)| (len, Networks::new(len, map)))
+            .collect();
         Self {
             nodes,
             by_len,
@@ -56,10 +125,9 @@ impl RouteTable {
     #[inline]
     pub fn lookup(&self, ip: Ipv4Addr) -> Option<&RemoteNode> {
         let a = u32::from(ip);
-        for (len, map) in &self.by_len {
-            let mask = if *len == 0 { 0 } else { u32::MAX << (32 - len) };
-            if let Some(i) = map.get(&(a & mask)) {
-                return self.nodes.get(*i);
+        for (len, networks) in &self.by_len {
+            if let Some(i) = networks.get(*len, a) {
+                return self.nodes.get(i);
             }
         }
         None
@@ -115,5 +183,48 @@ mod tests {
             Some("n1")
         );
         assert!(t.peer(Ipv4Addr::new(192, 168, 0, 9)).is_none());
+    }
+
+    #[test]
+    fn dense_and_sparse_indexes_answer_alike() {
+        // Close /24s (dense), a far-away /24 (the same length, so that length goes sparse),
+        // and a /0 (always sparse).
+        let close = vec![
+            node("a", [192, 168, 0, 2], "10.244.1.0/24"),
+            node("b", [192, 168, 0, 3], "10.244.3.0/24"),
+        ];
+        let mut far = close.clone();
+        far.push(node("c", [192, 168, 0, 4], "172.16.9.0/24"));
+        let mut default = close.clone();
+        default.push(node("d", [192, 168, 0, 5], "0.0.0.0/0"));
+        let name =
+            |t: &RouteTable, ip: [u8; 4]| t.lookup(Ipv4Addr::from(ip)).map(|n| n.name.clone());
+        for t in [
+            RouteTable::new(close),
+            RouteTable::new(far),
+            RouteTable::new(default),
+        ] {
+            let sparse_default = t.nodes.len() == 3 && t.nodes[2].name == "d";
+            assert_eq!(name(&t, [10, 244, 1, 200]).as_deref(), Some("a"));
+            assert_eq!(name(&t, [10, 244, 3, 1]).as_deref(), Some("b"));
+            // Between, below and above the dense range.
+            for ip in [
+                [10, 244, 2, 1],
+                [10, 244, 0, 255],
+                [10, 244, 4, 0],
+                [0, 0, 0, 0],
+            ] {
+                let want = sparse_default.then_some("d");
+                assert_eq!(name(&t, ip).as_deref(), want, "{ip:?}");
+            }
+        }
+        let far = RouteTable::new(vec![
+            node("a", [192, 168, 0, 2], "10.244.1.0/24"),
+            node("c", [192, 168, 0, 4], "172.16.9.0/24"),
+        ]);
+        assert!(matches!(far.by_len[0].1, Networks::Sparse(_)));
+        assert_eq!(name(&far, [172, 16, 9, 3]).as_deref(), Some("c"));
+        let close = RouteTable::new(vec![node("a", [192, 168, 0, 2], "10.244.1.0/24")]);
+        assert!(matches!(close.by_len[0].1, Networks::Dense { .. }));
     }
 }

@@ -16,6 +16,7 @@
 //!   syscall outside `io`, through the `rand` crate, never per packet).
 
 pub mod cidr;
+pub mod cidr6;
 pub mod drop;
 pub mod flow;
 pub mod io;

@@ -12,6 +12,7 @@
 //!   went through `process` in turn.
 
 mod batch;
+mod v6;
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -280,6 +281,9 @@ impl Pipeline {
             offload::vnet::check_frame(&pkt.meta, pkt.len())?;
         }
         let (ethertype, mut l3) = parse_ethernet(pkt)?;
+        if ethertype == ethernet::ETHERTYPE_IPV6 {
+            return v6::front(self, snap, pkt, in_kind, l3, None).map(Front::Done);
+        }
         if in_kind == PortKind::Uplink {
             uplink::accept_destination(snap, pkt, ethertype)?;
         }
@@ -294,6 +298,9 @@ impl Pipeline {
         {
             self.trace(|| TraceEvent::Decapsulated { from: peer });
             let (inner_type, inner_l3) = parse_ethernet(pkt)?;
+            if inner_type == ethernet::ETHERTYPE_IPV6 {
+                return v6::front(self, snap, pkt, in_kind, inner_l3, Some(peer)).map(Front::Done);
+            }
             if inner_type != ethernet::ETHERTYPE_IPV4 {
                 return Err(DropReason::UnsupportedProtocol);
             }

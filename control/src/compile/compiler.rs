@@ -391,6 +391,7 @@ impl Cache {
                 routes: self.routes.clone(),
                 services,
                 policy,
+                v6: Default::default(),
             },
             problems,
         }

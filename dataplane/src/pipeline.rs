@@ -10,6 +10,8 @@
 //! - A batch runs in two passes (`batch`): the stages before conntrack read only the packet and
 //!   the snapshot, so they may run for the whole batch first; the outcome is as if each packet
 //!   went through `process` in turn.
+//! - IPv6 frames branch off at the Ethernet dispatch (and after VXLAN decap) to their own path,
+//!   `v6`, which reads only the packet and the snapshot and ends them in the first pass.
 
 mod batch;
 mod v6;

@@ -383,6 +383,7 @@ impl Cache {
             self.policy_table
                 .get_or_insert_with(|| Arc::new(policy::build_table(&self.policy))),
         );
+        let v6 = super::v6::tables(state, &self.node, &port_table, &self.routes, &mut problems);
         Compiled {
             snapshot: Snapshot {
                 generation: state.generation(),
@@ -391,7 +392,7 @@ impl Cache {
                 routes: self.routes.clone(),
                 services,
                 policy,
-                v6: Default::default(),
+                v6: Arc::new(v6),
             },
             problems,
         }

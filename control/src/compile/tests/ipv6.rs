@@ -1,0 +1,154 @@
+//! The IPv6 side of the snapshot from dual-stack objects: Nodes with an IPv6 `spec.podCIDRs`
+//! entry and IPv6 addresses, pods with an IPv6 `status.podIPs` entry. (The objects are given
+//! their IPv6 fields directly in the state: their defaulting and allocation are the API
+//! server's, not the compiler's.)
+
+use std::net::Ipv6Addr;
+
+use k8s_openapi::api::core::v1::{NodeAddress, PodIP};
+
+use super::{Cluster, NODE_A, NODE_B, pod};
+use crate::model::Object;
+
+fn v6(text: &str) -> Ipv6Addr {
+    text.parse().unwrap()
+}
+
+/// Gives `node` an IPv6 podCIDR and (optionally) an IPv6 InternalIP.
+fn dual_stack_node(cluster: &mut Cluster, node: &str, cidr: &str, address: Option<&str>) {
+    let mut n = cluster.state.node(node).unwrap().clone();
+    let spec = n.spec.get_or_insert_with(Default::default);
+    let mut cidrs: Vec<String> = spec.pod_cidr.iter().cloned().collect();
+    cidrs.push(cidr.to_owned());
+    spec.pod_cidrs = Some(cidrs);
+    if let Some(address) = address {
+        let status = n.status.get_or_insert_with(Default::default);
+        status
+            .addresses
+            .get_or_insert_with(Vec::new)
+            .push(NodeAddress {
+                type_: "InternalIP".into(),
+                address: address.into(),
+            });
+    }
+    cluster.state.insert(Object::Node(Box::new(n)));
+}
+
+/// Sets a pod's `status.podIPs` to its IPv4 address (if `keep_v4`) and `ip`.
+fn pod_ipv6(cluster: &mut Cluster, name: &str, ip: &str, keep_v4: bool) {
+    let mut p = cluster.state.pod("default", name).unwrap().clone();
+    let status = p.status.get_or_insert_with(Default::default);
+    let mut ips: Vec<PodIP> = Vec::new();
+    if keep_v4 {
+        ips.extend(status.pod_ip.clone().map(|ip| PodIP { ip }));
+    } else {
+        status.pod_ip = Some(ip.to_owned());
+    }
+    ips.push(PodIP { ip: ip.to_owned() });
+    status.pod_ips = Some(ips);
+    cluster.state.insert(Object::Pod(Box::new(p)));
+}
+
+fn cluster() -> Cluster {
+    let mut c = Cluster::new();
+    c.apply(
+        &[
+            pod("default", "a", "app=a", NODE_A, &[]),
+            pod("default", "b", "app=b", NODE_A, &[]),
+        ]
+        .concat(),
+    );
+    dual_stack_node(&mut c, NODE_A, "fd00:10:244:1::/64", Some("2001:db8::11"));
+    dual_stack_node(&mut c, NODE_B, "fd00:10:244:2::/64", Some("2001:db8::12"));
+    c
+}
+
+#[test]
+fn dual_stack_nodes_and_pods_fill_the_ipv6_tables() {
+    let mut c = cluster();
+    pod_ipv6(&mut c, "a", "fd00:10:244:1::5", true);
+    let compiled = c.compile(NODE_A);
+    let snap = &compiled.snapshot;
+    let node = snap.v6.node().expect("node-a has an IPv6 podCIDR");
+    assert_eq!(node.pod_cidr.to_string(), "fd00:10:244:1::/64");
+    assert_eq!(
+        node.cluster_cidr.to_string(),
+        "fd00:10:244::/62",
+        "covers both nodes"
+    );
+    assert_eq!(node.gateway_ip, v6("fd00:10:244:1::1"));
+    assert_eq!(node.node_ips, vec![v6("2001:db8::11")]);
+    let a6 = snap.v6.pod(v6("fd00:10:244:1::5")).expect("pod a in IPv6");
+    let a4 = snap.ports.pod(c.ip("default", "a")).unwrap();
+    assert_eq!((a6.port, a6.mac, a6.ip4), (a4.port, a4.mac, Some(a4.ip)));
+    assert_eq!(
+        snap.v6.pod_on(a4.port).map(|p| p.ip),
+        Some(v6("fd00:10:244:1::5"))
+    );
+    // Pod b has no IPv6 address: IPv4 only.
+    let b4 = snap.ports.pod(c.ip("default", "b")).unwrap();
+    assert!(snap.v6.pod_on(b4.port).is_none());
+    let remote = snap
+        .v6
+        .lookup(v6("fd00:10:244:2::9"))
+        .expect("node-b's IPv6 pods");
+    assert_eq!(remote.name, NODE_B);
+    assert_eq!(
+        remote.node_ip,
+        snap.routes.nodes()[0].node_ip,
+        "through its IPv4 VTEP"
+    );
+    assert_eq!(remote.node_ips, vec![v6("2001:db8::12")]);
+    assert!(
+        snap.v6.lookup(v6("fd00:10:244:1::9")).is_none(),
+        "never routes to itself"
+    );
+}
+
+#[test]
+fn ipv4_only_nodes_get_no_ipv6_and_bad_pod_addresses_are_reported() {
+    let c = Cluster::new();
+    assert!(c.compile(NODE_A).snapshot.v6.node().is_none());
+
+    let mut c = cluster();
+    pod_ipv6(&mut c, "a", "fd00:99::5", true);
+    pod_ipv6(&mut c, "b", "fd00:10:244:1::6", false);
+    let compiled = c.compile(NODE_A);
+    assert!(compiled.snapshot.v6.pod(v6("fd00:99::5")).is_none());
+    let mentions = |pod: &str, text: &str| {
+        compiled
+            .problems
+            .iter()
+            .any(|p| p.object == format!("Pod default/{pod}") && p.message.contains(text))
+    };
+    assert!(
+        mentions("a", "outside the node's IPv6 podCIDR"),
+        "{:?}",
+        compiled.problems
+    );
+    assert!(
+        mentions("b", "only an IPv6 address"),
+        "{:?}",
+        compiled.problems
+    );
+}
+
+#[test]
+fn an_mtu_below_1280_leaves_ipv6_out_with_a_problem() {
+    let c = cluster();
+    let ports = super::PortAssignments::sequential(c.state(), NODE_A);
+    let local = super::NodeLocal {
+        underlay_mtu: 1300,
+        ..super::NodeLocal::default()
+    };
+    let compiled = super::compile(c.state(), NODE_A, &local, &ports).unwrap();
+    assert!(compiled.snapshot.v6.node().is_none());
+    assert!(
+        compiled
+            .problems
+            .iter()
+            .any(|p| p.message.contains("IPv6 needs at least 1280")),
+        "{:?}",
+        compiled.problems
+    );
+}

@@ -669,3 +669,43 @@ fn a_node_without_ipv6_drops_every_ipv6_frame_by_name() {
     );
     assert_eq!(h.pipe.drops.get(DropReason::Ipv6Disabled), 2);
 }
+
+#[test]
+fn a_mixed_batch_gets_the_verdicts_and_bytes_of_one_by_one_processing() {
+    let frames: Vec<(PortId, Vec<u8>)> = vec![
+        (POD_A, from_a(B)),
+        (
+            POD_A,
+            solicitation(MAC_A, v6("fe80::a"), GATEWAY_LINK_LOCAL, 255, MAC_A),
+        ),
+        (POD_A, from_a(REMOTE_POD)),
+        (POD_A, udp(MAC_A, gateway_mac(), (A, B), 1, 16)),
+        (POD_A, from_a("fd00:10:96::10")),
+        (POD_B, from_a(B)),
+    ];
+    let mut one_by_one = H::new();
+    let expected: Vec<(Verdict, Vec<u8>)> = frames
+        .iter()
+        .map(|(port, f)| {
+            let (v, pkt) = one_by_one.run(*port, f);
+            (v, pkt.data().to_vec())
+        })
+        .collect();
+    let mut batched = H::new();
+    let mut batch: Vec<Packet> = frames
+        .iter()
+        .map(|(port, f)| {
+            let mut p = Packet::from_frame(f).unwrap();
+            p.meta.in_port = *port;
+            p
+        })
+        .collect();
+    batched.pipe.process_batch(&batched.snap, &mut batch);
+    let got: Vec<(Verdict, Vec<u8>)> = batch
+        .iter()
+        .map(|p| (p.meta.verdict, p.data().to_vec()))
+        .collect();
+    assert_eq!(got, expected);
+    assert_eq!(batched.pipe.drops.total(), one_by_one.pipe.drops.total());
+    assert_eq!(batched.pipe.stats.forwarded, 4);
+}

@@ -383,7 +383,13 @@ impl Cache {
             self.policy_table
                 .get_or_insert_with(|| Arc::new(policy::build_table(&self.policy))),
         );
-        let v6 = super::v6::tables(state, &self.node, &port_table, &self.routes, &mut problems);
+        let v6 = super::v6::tables(
+            state,
+            (&self.node, local),
+            &port_table,
+            &self.routes,
+            &mut problems,
+        );
         Compiled {
             snapshot: Snapshot {
                 generation: state.generation(),

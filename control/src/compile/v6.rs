@@ -9,6 +9,8 @@
 //!   with only an IPv6 address are not programmed yet (reported).
 //! - Remote nodes are routed in IPv6 only through their IPv4 VTEP (VXLAN on the IPv4 underlay,
 //!   or routed): a Node missing from the IPv4 route table is not in the IPv6 one either.
+//! - IPv6 masquerade exemptions come from the node-local settings' IPv6 entries (pods with
+//!   routable addresses reach those destinations unmasqueraded; there is no NAT66 yet).
 //! - The IPv6 cluster range is the common prefix of every Node's IPv6 podCIDR (the cluster
 //!   settings carry no IPv6 cluster CIDR yet); it only decides which destinations count as pod
 //!   addresses, never widens what is routed.
@@ -23,6 +25,7 @@ use dataplane::tables::v6::{Pod6, Remote6, V6Node, V6Tables};
 use k8s_openapi::api::core::v1::{Node, Pod};
 
 use super::Problem;
+use super::local::NodeLocal;
 use crate::model::node as node_model;
 use crate::state::ClusterState;
 
@@ -31,7 +34,7 @@ const MIN_MTU: u16 = 1280;
 
 pub(super) fn tables(
     state: &ClusterState,
-    node: &NodeConfig,
+    (node, local): (&NodeConfig, &NodeLocal),
     ports: &PortTable,
     routes: &RouteTable,
     problems: &mut Vec<Problem>,
@@ -109,6 +112,14 @@ pub(super) fn tables(
     let mut v6 = V6Node::example(pod_cidr, cluster_cidr);
     v6.service_cidrs = service_cidrs;
     v6.node_ips = addresses6(this);
+    v6.masquerade_exempt = local
+        .masquerade_exempt
+        .iter()
+        .filter_map(|c| match c.network() {
+            IpAddr::V6(net) => Cidr6::new(net, c.prefix_len()).ok(),
+            IpAddr::V4(_) => None,
+        })
+        .collect();
     V6Tables::new(v6, pods, remotes)
 }
 

@@ -152,3 +152,38 @@ fn an_mtu_below_1280_leaves_ipv6_out_with_a_problem() {
         compiled.problems
     );
 }
+
+#[test]
+fn ipv6_masquerade_exemptions_go_to_the_ipv6_side() {
+    let c = cluster();
+    let ports = super::PortAssignments::sequential(c.state(), NODE_A);
+    let local = super::NodeLocal {
+        masquerade_exempt: vec![
+            "2001:db8:100::/48".parse().unwrap(),
+            "172.16.0.0/12".parse().unwrap(),
+        ],
+        ..super::NodeLocal::default()
+    };
+    let compiled = super::compile(c.state(), NODE_A, &local, &ports).unwrap();
+    let node = compiled.snapshot.v6.node().unwrap();
+    assert_eq!(
+        node.masquerade_exempt
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        vec!["2001:db8:100::/48"]
+    );
+    assert_eq!(
+        compiled.snapshot.node.masquerade_exempt.len(),
+        1,
+        "the IPv4 one stays IPv4's"
+    );
+    assert!(
+        !compiled
+            .problems
+            .iter()
+            .any(|p| p.message.contains("masquerade")),
+        "{:?}",
+        compiled.problems
+    );
+}

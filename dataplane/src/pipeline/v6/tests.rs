@@ -605,6 +605,17 @@ fn what_needs_nat66_or_policy_is_refused_by_name() {
         h.verdict(POD_A, &from_a("2001:db8:9::1")),
         Verdict::Drop(DropReason::Ipv6NatUnsupported)
     );
+    // Exempt destinations (routable pod addresses) leave unmasqueraded through the uplink.
+    let mut exempt = h.snap.v6.as_ref().clone();
+    let mut node = exempt.node().unwrap().clone();
+    node.masquerade_exempt = vec!["2001:db8:9::/48".parse().unwrap()];
+    let pods: Vec<Pod6> = exempt.pods().cloned().collect();
+    exempt = V6Tables::new(node, pods, exempt.remotes().to_vec());
+    h.snap.v6 = Arc::new(exempt);
+    let (v, pkt) = h.run(POD_A, &from_a("2001:db8:9::1"));
+    assert_eq!(v, Verdict::Tx(UPLINK));
+    assert_eq!(&pkt.data()[..6], &h.snap.node.uplink_next_hop_mac.0);
+    assert_eq!(ip6(&pkt, 14).src_addr(), v6(A), "not masqueraded");
     // The node's own address and the gateway go to the host.
     assert_eq!(h.verdict(POD_A, &from_a(NODE6)), Verdict::Tx(HOST));
     // A pod that a NetworkPolicy isolates (by its IPv4 identity) gets no IPv6 traffic.

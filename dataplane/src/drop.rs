@@ -116,8 +116,9 @@ pub enum DropReason {
     /// A link-local IPv6 source or destination on a packet that would be forwarded (link-local
     /// addresses never leave their link; only neighbour discovery uses them here).
     Ipv6LinkLocal,
-    /// IPv6 multicast that is not neighbour discovery for the node (MLD reports, router
-    /// solicitations to all-routers, ...): the node forwards no multicast.
+    /// IPv6 multicast that is not neighbour discovery for the node, and ICMPv6 informational
+    /// messages for the link other than echo (MLD reports, node information, ...): the node
+    /// forwards no multicast and answers none of them.
     Ipv6Multicast,
     /// IPv6 traffic that needs NAT66 (to an IPv6 Service address, or from a pod to outside the
     /// cluster, which needs masquerade): not done in IPv6 yet.

@@ -6,7 +6,8 @@
 //! - A node without an IPv6 podCIDR gets empty tables (IPv6 frames are then `ipv6_disabled`);
 //!   so does one whose pods' MTU is below IPv6's minimum of 1280 (reported as a problem).
 //! - A local pod's IPv6 side shares its port and MAC with its IPv4 side (one interface); pods
-//!   with only an IPv6 address are not programmed yet (reported).
+//!   with only an IPv6 address are not programmed yet (reported), nor is the second pod that
+//!   claims an IPv6 address, in namespace/name order (reported).
 //! - Remote nodes are routed in IPv6 only through their IPv4 VTEP (VXLAN on the IPv4 underlay,
 //!   or routed): a Node missing from the IPv4 route table is not in the IPv6 one either.
 //! - IPv6 masquerade exemptions come from the node-local settings' IPv6 entries (pods with
@@ -79,7 +80,10 @@ pub(super) fn tables(
         })
         .collect();
     let mut pods = Vec::new();
-    for local in ports.pods() {
+    // In namespace/name order, so ties go the same way whatever the table's hash order.
+    let mut locals: Vec<_> = ports.pods().collect();
+    locals.sort_by(|a, b| a.name.cmp(&b.name));
+    for local in locals {
         let Some((namespace, name)) = local.name.split_once('/') else {
             continue;
         };
@@ -90,6 +94,16 @@ pub(super) fn tables(
             problems.push(Problem::new(
                 format!("Pod {}", local.name),
                 format!("IPv6 address {ip} is outside the node's IPv6 podCIDR {pod_cidr}; not programmed in IPv6"),
+            ));
+            continue;
+        }
+        if let Some(owner) = pods.iter().find(|p: &&Pod6| p.ip == ip) {
+            problems.push(Problem::new(
+                format!("Pod {}", local.name),
+                format!(
+                    "IPv6 address {ip} is also pod {}'s; not programmed in IPv6",
+                    owner.name
+                ),
             ));
             continue;
         }

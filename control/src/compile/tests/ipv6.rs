@@ -187,3 +187,29 @@ fn ipv6_masquerade_exemptions_go_to_the_ipv6_side() {
         compiled.problems
     );
 }
+
+#[test]
+fn a_second_pod_claiming_an_ipv6_address_is_left_out_and_reported() {
+    let mut c = cluster();
+    pod_ipv6(&mut c, "a", "fd00:10:244:1::5", true);
+    pod_ipv6(&mut c, "b", "fd00:10:244:1::5", true);
+    let compiled = c.compile(NODE_A);
+    let pod = compiled.snapshot.v6.pod(v6("fd00:10:244:1::5")).unwrap();
+    let ports: Vec<_> = compiled
+        .snapshot
+        .ports
+        .pods()
+        .filter(|p| compiled.snapshot.v6.pod_on(p.port).is_some())
+        .map(|p| p.port)
+        .collect();
+    assert_eq!(ports, vec![pod.port], "one port owns the address");
+    assert_eq!(&*pod.name, "default/a", "the first in namespace/name order");
+    assert!(
+        compiled
+            .problems
+            .iter()
+            .any(|p| p.message.contains("is also pod")),
+        "{:?}",
+        compiled.problems
+    );
+}

@@ -1,5 +1,6 @@
 //! Zero-copy views over packet headers: Ethernet (with one 802.1Q tag), ARP, IPv4, IPv6 (and its
-//! extension-header chain), ICMPv4, ICMPv6 (with neighbour discovery), UDP, TCP, SCTP and VXLAN, plus the Internet checksum.
+//! extension-header chain), ICMPv4, ICMPv6 (with neighbour discovery), UDP, TCP, SCTP and VXLAN,
+//! plus the Internet checksum and the NAT66 rewrite (`nat66`).
 //!
 //! Every header has the same shape:
 //! - `XPacket<T: AsRef<[u8]>>` wraps a buffer without copying it. Getters need `T: AsRef<[u8]>`,
@@ -24,6 +25,7 @@ pub mod icmpv6;
 pub mod ipv4;
 pub mod ipv6;
 pub mod ipv6_ext;
+pub mod nat66;
 pub mod sctp;
 pub mod tcp;
 pub mod udp;

@@ -120,8 +120,9 @@ pub enum DropReason {
     /// messages for the link other than echo (MLD reports, node information, ...): the node
     /// forwards no multicast and answers none of them.
     Ipv6Multicast,
-    /// IPv6 traffic that needs NAT66 (to an IPv6 Service address, or from a pod to outside the
-    /// cluster, which needs masquerade): not done in IPv6 yet.
+    /// IPv6 traffic that needs NAT66 the node does not do: to an IPv6 Service address and port
+    /// that no frontend (with backends) serves, or from a pod to outside the cluster (masquerade,
+    /// not done in IPv6 yet).
     Ipv6NatUnsupported,
     /// IPv6 traffic to or from a pod that a NetworkPolicy isolates: policies are not enforced on
     /// IPv6 yet, so such traffic is refused rather than let through unchecked.

@@ -30,6 +30,7 @@ use crate::stages::fragment::Frag;
 use crate::stages::{Ctx, arp, classify, conntrack, fragment, route, uplink, vxlan};
 use crate::tables::affinity::AffinityTable;
 use crate::tables::conntrack::{Conntrack, Now, SweepCursor};
+use crate::tables::conntrack6::{self, Conntrack6};
 use crate::tables::fragments::{self, FragmentTable};
 use crate::tables::policy::PolicyVerdict;
 use crate::tables::ports::PortKind;
@@ -146,6 +147,8 @@ pub struct Pipeline {
     epoch: Arc<ReaderEpoch>,
     /// What the first fragments of fragmented datagrams got (`stages::fragment`).
     pub(crate) frags: FragmentTable,
+    /// IPv6 flows of this worker (`v6::nat`).
+    pub(crate) ct6: Conntrack6,
 }
 
 /// What the stages before conntrack made of a packet.
@@ -175,6 +178,7 @@ impl Pipeline {
             staged: Vec::new(),
             epoch,
             frags: FragmentTable::new(fragments::SLOTS, seed.rotate_left(32) ^ 0x6672_6167),
+            ct6: Conntrack6::new(conntrack6::WORKER_CAPACITY),
         }
     }
 

@@ -32,6 +32,9 @@ pub const UDP_REPLIED_TIMEOUT: u32 = 120;
 /// Seconds a replied ICMPv6 echo flow lives without traffic.
 pub const ICMP_REPLIED_TIMEOUT: u32 = 30;
 
+/// Flows a worker's IPv6 table holds (`Pipeline` makes one per worker).
+pub const WORKER_CAPACITY: u32 = 8192;
+
 /// An IPv6 5-tuple as a packet carries it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Tuple6 {

@@ -26,7 +26,7 @@ pub struct V6Node {
     pub pod_cidr: Cidr6,
     /// The cluster's IPv6 pod range.
     pub cluster_cidr: Cidr6,
-    /// IPv6 Service ranges: their traffic needs NAT66, which this node does not do yet.
+    /// IPv6 Service ranges: traffic to them is DNATed to a frontend's backends, or dropped.
     pub service_cidrs: Vec<Cidr6>,
     /// The pods' global gateway address (the pod CIDR's first address), besides
     /// [`GATEWAY_LINK_LOCAL`].
@@ -98,9 +98,24 @@ pub struct Remote6 {
     pub node_ips: Vec<Ipv6Addr>,
 }
 
+/// An IPv6 Service frontend (a ClusterIP from `spec.clusterIPs`, a port and its protocol) and
+/// its ready backends (addresses of EndpointSlices with `addressType: IPv6`, target ports).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Service6 {
+    pub ip: Ipv6Addr,
+    pub port: u16,
+    pub proto: u8,
+    pub backends: Vec<(Ipv6Addr, u16)>,
+}
+
+/// A frontend's key: ClusterIP, port, protocol.
+type Frontend6 = (Ipv6Addr, u16, u8);
+
 #[derive(Clone, Debug, Default)]
 pub struct V6Tables {
     node: Option<V6Node>,
+    /// (ClusterIP, port, protocol) -> backends; never empty.
+    services: foldhash::HashMap<Frontend6, Arc<[(Ipv6Addr, u16)]>>,
     pods_by_ip: foldhash::HashMap<Ipv6Addr, Pod6>,
     pod_by_port: Vec<Option<Ipv6Addr>>,
     remotes: Vec<Remote6>,
@@ -142,6 +157,7 @@ impl V6Tables {
         by_len.sort_by_key(|(len, _)| std::cmp::Reverse(*len));
         Self {
             node: Some(node),
+            services: foldhash::HashMap::default(),
             pods_by_ip: pods.into_iter().map(|p| (p.ip, p)).collect(),
             pod_by_port,
             remotes,
@@ -153,6 +169,23 @@ impl V6Tables {
 
     /// The node's IPv6 settings; `None` on an IPv4-only node.
     #[inline]
+    /// The same tables with these Service frontends (those without backends are left out: their
+    /// traffic is dropped by name like an unserved port).
+    pub fn with_services(mut self, services: Vec<Service6>) -> Self {
+        self.services = services
+            .into_iter()
+            .filter(|s| !s.backends.is_empty())
+            .map(|s| ((s.ip, s.port, s.proto), s.backends.into()))
+            .collect();
+        self
+    }
+
+    /// The backends of a Service frontend.
+    #[inline]
+    pub fn service(&self, ip: Ipv6Addr, port: u16, proto: u8) -> Option<&[(Ipv6Addr, u16)]> {
+        self.services.get(&(ip, port, proto)).map(|b| &b[..])
+    }
+
     pub fn node(&self) -> Option<&V6Node> {
         self.node.as_ref()
     }

@@ -6,19 +6,22 @@
 //! multicast for neighbour discovery); the fixed header and the extension-header chain
 //! (`wire::ipv6_ext`, refused chains are named drops); neighbour discovery (`ndp`); source
 //! checks (`source`: pods send only from their own address and MAC, link-local is never
-//! forwarded, the uplink's BCP 38); checksum completion; routing with the hop limit and the MTU
+//! forwarded, the uplink's BCP 38); checksum completion; conntrack and Service DNAT (`nat`,
+//! the worker's own IPv6 flow table); routing with the hop limit and the MTU
 //! (`route`, which answers ICMPv6 errors through `error`).
 //!
 //! Invariants:
 //! - A node without IPv6 settings (`snap.v6.node()` is `None`) drops every IPv6 frame as
 //!   `ipv6_disabled`.
-//! - Untracked and stateless: no conntrack, no NAT66, no NetworkPolicy in IPv6 yet. Whatever
-//!   would need them (a Service address, masquerade, a pod that a policy isolates) is a named
-//!   drop, never forwarded unchecked.
+//! - Service DNAT to the frontends of `snap.v6` is tracked per worker (`nat`); nothing else is
+//!   tracked, and there is no masquerade and no NetworkPolicy in IPv6 yet. Whatever would need
+//!   them (a Service address without a frontend, masquerade, a pod that a policy isolates) is a
+//!   named drop, never forwarded unchecked.
 //! - Like the IPv4 path: un-translated traffic from the overlay or the underlay is delivered
 //!   only to this node's pods and host; every transmitted frame gets its next hop's MACs.
 
 mod error;
+mod nat;
 mod ndp;
 mod route;
 mod source;
@@ -171,6 +174,7 @@ pub(crate) fn front(
         complete_l4_checksum(pkt, &ctx)?;
         pkt.meta.csum_partial = false;
     }
+    nat::translate(p, snap, pkt, &mut ctx, node)?;
     route::route(p, snap, pkt, &ctx, true)
 }
 

@@ -18,7 +18,7 @@ use crate::tables::policy::{PodRules, PolicyTable};
 use crate::tables::ports::{LocalPod, PortKind, PortTable};
 use crate::tables::routes::{RemoteNode, RouteTable};
 use crate::tables::services::ServiceTable;
-use crate::tables::v6::{GATEWAY_LINK_LOCAL, Pod6, Remote6, V6Node, V6Tables};
+use crate::tables::v6::{GATEWAY_LINK_LOCAL, Pod6, Remote6, Service6, V6Node, V6Tables};
 use crate::wire::icmpv6::{self, Icmpv6Packet};
 use crate::wire::{Ipv6Packet, MacAddr};
 
@@ -39,6 +39,9 @@ const A: &str = "fd00:10:244:1::a";
 const B: &str = "fd00:10:244:1::b";
 const REMOTE_POD: &str = "fd00:10:244:2::7";
 const NODE6: &str = "2001:db8::1";
+/// IPv6 ClusterIPs with frontends (`fd00:10:96::10` has none).
+const SVC: &str = "fd00:10:96::20";
+const SVC2: &str = "fd00:10:96::21";
 const PEER6: &str = "2001:db8::2";
 const NODE4: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 1);
 const PEER4: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 2);
@@ -96,7 +99,27 @@ fn snapshot(overlay: OverlayMode, policy: PolicyTable, with_v6: bool) -> Snapsho
             node_ip: PEER4,
             node_ips: vec![v6(PEER6)],
         }],
-    );
+    )
+    .with_services(vec![
+        Service6 {
+            ip: v6(SVC),
+            port: 53,
+            proto: 17,
+            backends: vec![(v6(B), 5353)],
+        },
+        Service6 {
+            ip: v6(SVC),
+            port: 80,
+            proto: 6,
+            backends: vec![(v6(B), 8080)],
+        },
+        Service6 {
+            ip: v6(SVC2),
+            port: 53,
+            proto: 17,
+            backends: vec![(v6(B), 5353), (v6(REMOTE_POD), 5353)],
+        },
+    ]);
     Snapshot {
         generation: 1,
         node,
@@ -215,6 +238,20 @@ fn vxlan_from_peer(inner: &[u8]) -> Vec<u8> {
         .udp(50000, crate::wire::vxlan::DEFAULT_PORT);
     let mut out = Vec::new();
     b.write(&mut out, &payload).unwrap();
+    out
+}
+
+fn udp_ports(
+    src_mac: MacAddr,
+    dst_mac: MacAddr,
+    (src, dst): (&str, &str),
+    (sport, dport): (u16, u16),
+) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(src_mac.0, dst_mac.0)
+        .ipv6(v6(src).octets(), v6(dst).octets(), 64)
+        .udp(sport, dport);
+    let mut out = Vec::new();
+    b.write(&mut out, &[0x5a; 16]).unwrap();
     out
 }
 
@@ -693,6 +730,11 @@ fn a_mixed_batch_gets_the_verdicts_and_bytes_of_one_by_one_processing() {
         (POD_A, udp(MAC_A, gateway_mac(), (A, B), 1, 16)),
         (POD_A, from_a("fd00:10:96::10")),
         (POD_B, from_a(B)),
+        (POD_A, from_a(SVC)),
+        (
+            POD_B,
+            udp_ports(MAC_B, gateway_mac(), (B, A), (5353, 40000)),
+        ),
     ];
     let mut one_by_one = H::new();
     let expected: Vec<(Verdict, Vec<u8>)> = frames
@@ -718,5 +760,8 @@ fn a_mixed_batch_gets_the_verdicts_and_bytes_of_one_by_one_processing() {
         .collect();
     assert_eq!(got, expected);
     assert_eq!(batched.pipe.drops.total(), one_by_one.pipe.drops.total());
-    assert_eq!(batched.pipe.stats.forwarded, 4);
+    assert_eq!(batched.pipe.stats.forwarded, 6);
 }
+
+#[path = "tests_nat.rs"]
+mod nat;

@@ -28,6 +28,7 @@ pub mod services;
 pub(crate) mod tests;
 mod topology;
 mod v6;
+mod v6_services;
 
 use std::fmt;
 

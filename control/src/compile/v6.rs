@@ -1,6 +1,7 @@
 //! The IPv6 side of a node's snapshot ([`V6Tables`]), read from what the objects say: the
 //! Node's `spec.podCIDRs` IPv6 entry and IPv6 addresses, the local pods' IPv6 `status.podIPs`,
-//! the other Nodes' IPv6 podCIDRs, and the IPv6 Service ranges.
+//! the other Nodes' IPv6 podCIDRs, the IPv6 Service ranges and the IPv6 Service frontends
+//! (`v6_services`).
 //!
 //! Invariants:
 //! - A node without an IPv6 podCIDR gets empty tables (IPv6 frames are then `ipv6_disabled`);
@@ -11,7 +12,7 @@
 //! - Remote nodes are routed in IPv6 only through their IPv4 VTEP (VXLAN on the IPv4 underlay,
 //!   or routed): a Node missing from the IPv4 route table is not in the IPv6 one either.
 //! - IPv6 masquerade exemptions come from the node-local settings' IPv6 entries (pods with
-//!   routable addresses reach those destinations unmasqueraded; there is no NAT66 yet).
+//!   routable addresses reach those destinations unmasqueraded; there is no masquerade yet).
 //! - The IPv6 cluster range is the common prefix of every Node's IPv6 podCIDR (the cluster
 //!   settings carry no IPv6 cluster CIDR yet); it only decides which destinations count as pod
 //!   addresses, never widens what is routed.
@@ -134,7 +135,7 @@ pub(super) fn tables(
             IpAddr::V4(_) => None,
         })
         .collect();
-    V6Tables::new(v6, pods, remotes)
+    V6Tables::new(v6, pods, remotes).with_services(super::v6_services::frontends(state))
 }
 
 /// The Node's IPv6 pod prefix (the first IPv6 entry of `spec.podCIDRs` / `spec.podCIDR`).

@@ -1,5 +1,5 @@
-//! The IPv6 tables of a snapshot: the node's IPv6 settings, its pods' IPv6 addresses and the
-//! remote nodes' IPv6 pod CIDRs. Empty (`V6Tables::default()`) on an IPv4-only node: every
+//! The IPv6 tables of a snapshot: the node's IPv6 settings, its pods' IPv6 addresses, the
+//! remote nodes' IPv6 pod CIDRs and the IPv6 Service frontends (`Service6`). Empty (`V6Tables::default()`) on an IPv4-only node: every
 //! IPv6 frame is then dropped as `ipv6_disabled`.
 //!
 //! Invariants:

@@ -213,3 +213,115 @@ fn a_second_pod_claiming_an_ipv6_address_is_left_out_and_reported() {
         compiled.problems
     );
 }
+
+/// A dual-stack Service `web` (TCP 80 named `http`, UDP 53 named `dns`) written straight into the
+/// state, with one IPv6 EndpointSlice (and an IPv4 one, which the IPv6 side ignores).
+fn dual_stack_service(cluster: &mut Cluster, ready: &[(&str, bool)]) {
+    use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+    use k8s_openapi::api::discovery::v1::{
+        Endpoint, EndpointConditions, EndpointPort, EndpointSlice,
+    };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    let meta = |name: &str, labels: bool| ObjectMeta {
+        name: Some(name.into()),
+        namespace: Some("default".into()),
+        labels: labels.then(|| {
+            [("kubernetes.io/service-name".to_owned(), "web".to_owned())]
+                .into_iter()
+                .collect()
+        }),
+        ..Default::default()
+    };
+    let port = |name: &str, protocol: &str, number: i32| ServicePort {
+        name: Some(name.into()),
+        protocol: Some(protocol.into()),
+        port: number,
+        ..Default::default()
+    };
+    let svc = Service {
+        metadata: meta("web", false),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("10.96.0.50".into()),
+            cluster_ips: Some(vec!["10.96.0.50".into(), "fd00:10:96::50".into()]),
+            ports: Some(vec![port("http", "TCP", 80), port("dns", "UDP", 53)]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let slice = |name: &str, family: &str, endpoints: Vec<Endpoint>| EndpointSlice {
+        metadata: meta(name, true),
+        address_type: family.into(),
+        endpoints,
+        ports: Some(vec![
+            EndpointPort {
+                name: Some("http".into()),
+                protocol: Some("TCP".into()),
+                port: Some(8080),
+                ..Default::default()
+            },
+            EndpointPort {
+                name: Some("dns".into()),
+                protocol: Some("UDP".into()),
+                port: Some(5353),
+                ..Default::default()
+            },
+        ]),
+    };
+    let endpoint = |ip: &str, ready: bool| Endpoint {
+        addresses: vec![ip.into()],
+        conditions: Some(EndpointConditions {
+            ready: Some(ready),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    cluster.state.insert(Object::Service(Box::new(svc)));
+    let six = ready.iter().map(|(ip, r)| endpoint(ip, *r)).collect();
+    cluster
+        .state
+        .insert(Object::EndpointSlice(Box::new(slice("web-6", "IPv6", six))));
+    let four = vec![endpoint("10.244.1.9", true)];
+    cluster.state.insert(Object::EndpointSlice(Box::new(slice(
+        "web-4", "IPv4", four,
+    ))));
+}
+
+#[test]
+fn ipv6_cluster_ips_get_frontends_with_ready_ipv6_endpoints() {
+    let mut c = cluster();
+    dual_stack_service(
+        &mut c,
+        &[
+            ("fd00:10:244:2::9", true),
+            ("fd00:10:244:1::5", true),
+            ("fd00:10:244:1::6", false),
+        ],
+    );
+    let compiled = c.compile(NODE_A);
+    let v6tables = &compiled.snapshot.v6;
+    let want = [
+        (v6("fd00:10:244:1::5"), 8080),
+        (v6("fd00:10:244:2::9"), 8080),
+    ];
+    assert_eq!(
+        v6tables.service(v6("fd00:10:96::50"), 80, 6),
+        Some(&want[..])
+    );
+    let dns: Vec<_> = want.iter().map(|(ip, _)| (*ip, 5353)).collect();
+    assert_eq!(
+        v6tables.service(v6("fd00:10:96::50"), 53, 17),
+        Some(&dns[..])
+    );
+    assert_eq!(v6tables.service(v6("fd00:10:96::50"), 80, 17), None);
+}
+
+#[test]
+fn an_ipv6_frontend_without_ready_endpoints_is_left_out() {
+    let mut c = cluster();
+    dual_stack_service(&mut c, &[("fd00:10:244:1::6", false)]);
+    let compiled = c.compile(NODE_A);
+    assert_eq!(
+        compiled.snapshot.v6.service(v6("fd00:10:96::50"), 80, 6),
+        None
+    );
+}

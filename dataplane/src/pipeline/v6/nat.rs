@@ -23,6 +23,11 @@ use crate::wire::nat66::{self, Endpoints6};
 
 use super::{Ctx6, Pipeline};
 
+/// Slots of the worker's IPv6 flow table each new flow sweeps for expired flows.
+const SWEEP_PER_NEW_FLOW: usize = 4;
+/// Slots swept before a full table refuses a new flow.
+const SWEEP_WHEN_FULL: usize = 256;
+
 /// Tracks and translates the packet; updates `ctx` to the rewritten addresses and ports.
 pub(super) fn translate(
     p: &mut Pipeline,
@@ -57,7 +62,13 @@ pub(super) fn translate(
             dport: ctx.sport,
             proto: ctx.proto,
         };
-        p.ct6.insert(tuple, reply, now).map_err(|e| match e {
+        // Each new flow sweeps a few slots; a full table sweeps more before giving up.
+        p.ct6.sweep(now, SWEEP_PER_NEW_FLOW);
+        let mut inserted = p.ct6.insert(tuple, reply, now);
+        if inserted == Err(Insert6Error::Full) && p.ct6.sweep(now, SWEEP_WHEN_FULL) > 0 {
+            inserted = p.ct6.insert(tuple, reply, now);
+        }
+        inserted.map_err(|e| match e {
             Insert6Error::Full => DropReason::CtTableFull,
             _ => DropReason::CtInvalid,
         })?;

@@ -13,8 +13,8 @@
 //!   index are sized for `capacity` flows, so inserts and removals never allocate.
 //! - Time is the caller's `now` (seconds); nothing here reads a clock. An expired flow is a miss
 //!   for lookups and is removed by the lookup that finds it or by `sweep`.
-//! - Memory per flow: see [`Conntrack6::bytes_per_flow`] (slab slot + two index entries with the
-//!   index's control bytes, at the index's full load).
+//! - Memory per flow: see [`Conntrack6::bytes_per_flow`] (slab slot + the index's buckets, sized
+//!   so that tombstones never make it grow: 2 entries per flow at most half its capacity).
 
 use std::net::Ipv6Addr;
 
@@ -29,6 +29,9 @@ pub const UNREPLIED_TIMEOUT: u32 = 30;
 pub const TCP_REPLIED_TIMEOUT: u32 = 86_400;
 /// Seconds a replied UDP flow lives without traffic.
 pub const UDP_REPLIED_TIMEOUT: u32 = 120;
+/// Seconds a TCP flow lives after a FIN or RST was seen (no sequence check: a forged RST only
+/// shortens the flow's life to this).
+pub const TCP_CLOSING_TIMEOUT: u32 = 10;
 /// Seconds a replied ICMPv6 echo flow lives without traffic.
 pub const ICMP_REPLIED_TIMEOUT: u32 = 30;
 
@@ -93,10 +96,14 @@ struct Flow6 {
     reply: Tuple6,
     last_seen: u32,
     replied: bool,
+    closing: bool,
 }
 
 impl Flow6 {
     fn timeout(&self) -> u32 {
+        if self.closing {
+            return TCP_CLOSING_TIMEOUT;
+        }
         if !self.replied {
             return UNREPLIED_TIMEOUT;
         }
@@ -121,6 +128,8 @@ pub struct Conntrack6 {
     live: usize,
     /// Next slab slot `sweep` looks at.
     cursor: usize,
+    /// The index's capacity as allocated (hashbrown's `capacity()` shrinks with tombstones).
+    index_capacity: usize,
 }
 
 impl Conntrack6 {
@@ -128,8 +137,11 @@ impl Conntrack6 {
     pub fn new(capacity: u32) -> Self {
         let cap = capacity as usize;
         let mut index = foldhash::HashMap::default();
-        index.reserve(2 * cap);
+        // Twice the most live entries: hashbrown then always rehashes its tombstones in place
+        // instead of growing (it grows when live entries exceed half its capacity).
+        index.reserve(4 * cap);
         Self {
+            index_capacity: index.capacity(),
             flows: vec![None; cap],
             free: (0..capacity).rev().collect(),
             index,
@@ -150,12 +162,13 @@ impl Conntrack6 {
         self.live == 0
     }
 
-    /// Bytes one flow costs: its slab slot (plus free-list entry) and two index entries with a
-    /// control byte each, the index at its maximum load of 7/8.
-    pub fn bytes_per_flow() -> usize {
+    /// Bytes this table costs per flow of its capacity: a slab slot (plus free-list entry) and
+    /// the index's buckets (an entry and a control byte each; buckets = capacity * 8 / 7).
+    pub fn bytes_per_flow(&self) -> usize {
         let slot = std::mem::size_of::<Option<Flow6>>() + std::mem::size_of::<u32>();
         let entry = std::mem::size_of::<(Tuple6, (u32, Dir6))>() + 1;
-        slot + (2 * entry * 8).div_ceil(7)
+        let buckets = (self.index_capacity * 8).div_ceil(7);
+        slot + (buckets * entry).div_ceil(self.capacity().max(1))
     }
 
     /// Tracks a new flow: `original` as the first packet carries it, `reply` as its replies will
@@ -185,6 +198,7 @@ impl Conntrack6 {
             reply,
             last_seen: now,
             replied: false,
+            closing: false,
         });
         self.index.insert(original, (flow, Dir6::Original));
         self.index.insert(reply, (flow, Dir6::Reply));
@@ -214,6 +228,14 @@ impl Conntrack6 {
             dir,
             rewrite_to,
         })
+    }
+
+    /// Marks a flow as closing (a TCP FIN or RST): it expires `TCP_CLOSING_TIMEOUT` after its
+    /// last packet.
+    pub fn close(&mut self, flow: u32) {
+        if let Some(Some(f)) = self.flows.get_mut(flow as usize) {
+            f.closing = true;
+        }
     }
 
     /// Ends a flow (TCP RST/FIN handling, policy changes); false if it was not live.

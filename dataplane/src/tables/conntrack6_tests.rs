@@ -134,7 +134,7 @@ fn sweep_removes_only_expired_flows_within_its_budget() {
 fn inserts_within_capacity_do_not_grow_the_index() {
     let mut ct = Conntrack6::new(64);
     let before = ct.index.capacity();
-    for round in 0..4u16 {
+    for round in 0..32u16 {
         let flow = |n: u16| tuple(CLIENT, BACKEND, round * 100 + n, 80, PROTO_TCP);
         let ids: Vec<u32> = (0..64)
             .map(|n| ct.insert(flow(n), flow(n).inverse(), 0).unwrap())
@@ -143,15 +143,29 @@ fn inserts_within_capacity_do_not_grow_the_index() {
             assert!(ct.remove(id));
         }
     }
-    assert_eq!(ct.index.capacity(), before);
+    // hashbrown's capacity() counts tombstones against it; a growth would double it.
+    assert!(ct.index.capacity() <= before);
     assert!(ct.is_empty());
 }
 
 #[test]
-fn bytes_per_flow_counts_slot_and_two_index_entries() {
-    let b = Conntrack6::bytes_per_flow();
-    // Two 40-byte tuples in the slot, two tuple keys in the index.
-    assert!(b >= 4 * 37, "{b}");
-    assert!(b < 300, "{b}");
-    println!("conntrack6 bytes per flow: {b}");
+fn bytes_per_flow_counts_slot_and_index() {
+    let ct = Conntrack6::new(WORKER_CAPACITY);
+    let b = ct.bytes_per_flow();
+    // At least the slot's two 40-byte tuples and four index buckets of a 40-byte key.
+    assert!(b >= 4 * 40 + 80, "{b}");
+    println!("conntrack6 bytes per flow at {WORKER_CAPACITY} flows: {b}");
+}
+
+#[test]
+fn a_closing_tcp_flow_expires_after_the_closing_timeout() {
+    let mut ct = Conntrack6::new(4);
+    let (original, reply) = dnat_flow();
+    let flow = ct.insert(original, reply, 0).unwrap();
+    ct.lookup(&reply, 1).unwrap();
+    ct.close(flow);
+    assert!(ct.lookup(&original, 1 + TCP_CLOSING_TIMEOUT).is_some());
+    let later = 1 + 2 * TCP_CLOSING_TIMEOUT + 1;
+    assert!(ct.lookup(&original, later).is_none());
+    assert!(ct.is_empty());
 }

@@ -9,6 +9,9 @@
 //! - Everything else passes untouched and untracked (the stateless path decides); a Service
 //!   address without a frontend is still dropped by routing as `ipv6_nat_unsupported`.
 //!
+//! - A TCP FIN or RST marks its flow closing (short timeout); there is no TCP state machine or
+//!   sequence check in IPv6 yet, and new TCP flows are not required to start with a SYN.
+//!
 //! Invariants: per worker (`Pipeline::ct6`), no allocation; a packet whose flow cannot be tracked
 //! is dropped by name (`ct_table_full`, `ct_invalid`), never forwarded untranslated.
 
@@ -48,6 +51,9 @@ pub(super) fn translate(
     };
     let now = p.now;
     let to = if let Some(hit) = p.ct6.lookup(&tuple, now) {
+        if ctx.proto == ipv4::PROTO_TCP && fin_or_rst(pkt, ctx) {
+            p.ct6.close(hit.flow);
+        }
         hit.rewrite_to
     } else if node.in_service_cidrs(ctx.dst) {
         let Some(backends) = snap.v6.service(ctx.dst, ctx.dport, ctx.proto) else {
@@ -90,4 +96,14 @@ pub(super) fn translate(
         .map_err(|_| DropReason::Malformed)?;
     (ctx.src, ctx.dst, ctx.sport, ctx.dport) = (to.src, to.dst, to.sport, to.dport);
     Ok(())
+}
+
+/// The TCP segment at `ctx.l4` carries FIN or RST.
+fn fin_or_rst(pkt: &Packet, ctx: &Ctx6) -> bool {
+    const FLAGS: usize = 13;
+    const FIN: u8 = 0x01;
+    const RST: u8 = 0x04;
+    pkt.data()
+        .get(ctx.l4 + FLAGS)
+        .is_some_and(|f| f & (FIN | RST) != 0)
 }

@@ -105,3 +105,30 @@ fn a_service_address_without_a_frontend_is_still_refused_by_name() {
     );
     assert_eq!(h.pipe.ct6.len(), 0);
 }
+
+#[test]
+fn a_rst_marks_the_flow_closing_so_it_ends_soon() {
+    let mut h = H::new();
+    let segment = |src: &str, dst: &str, ports: (u16, u16), rst: bool, from: MacAddr| {
+        let b = PacketBuilder::ethernet2(from.0, gateway_mac().0)
+            .ipv6(v6(src).octets(), v6(dst).octets(), 64)
+            .tcp(ports.0, ports.1, 1, 65535);
+        let b = if rst { b.rst() } else { b.syn() };
+        let mut out = Vec::new();
+        b.write(&mut out, b"").unwrap();
+        out
+    };
+    let syn = segment(A, SVC, (42000, 80), false, MAC_A);
+    assert_eq!(h.verdict(POD_A, &syn), Verdict::Tx(POD_B));
+    let rst = segment(B, A, (8080, 42000), true, MAC_B);
+    let (v, pkt) = h.run(POD_B, &rst);
+    assert_eq!(v, Verdict::Tx(POD_A));
+    assert_eq!(endpoints(&pkt), (v6(SVC), v6(A), 80, 42000));
+    assert_eq!(h.pipe.ct6.len(), 1);
+    // Without the RST this replied TCP flow would live for a day; closing, it is swept
+    // once the closing timeout has passed.
+    let closing = crate::tables::conntrack6::TCP_CLOSING_TIMEOUT;
+    assert_eq!(h.pipe.ct6.sweep(1000 + closing, 8192), 0);
+    assert_eq!(h.pipe.ct6.sweep(1000 + closing + 1, 8192), 1);
+    assert!(h.pipe.ct6.is_empty());
+}

@@ -1,6 +1,7 @@
 //! The IPv6 path (ip6-input, as VPP splits it from ip4-input): everything an IPv6 frame goes
 //! through after the Ethernet dispatch in [`super::Pipeline`]. It runs whole in the batch's first
-//! pass and ends with a verdict (`Front::Done`): it reads only the packet and the snapshot.
+//! pass and ends with a verdict (`Front::Done`): it reads only the packet, the snapshot and the
+//! worker's own IPv6 flow table (`Pipeline::ct6`, used in packet order).
 //!
 //! Stages, in order: the uplink's L2 filter (unicast to the uplink MAC, or solicited-node
 //! multicast for neighbour discovery); the fixed header and the extension-header chain

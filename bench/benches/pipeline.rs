@@ -6,6 +6,10 @@
 //! - `new_flows`: first packets (TCP SYN) with 10k Services x 10 endpoints and 1k policies;
 //! - `decap_local`: VXLAN from a peer -> decap -> conntrack -> local pod, 10k flows;
 //! - `egress_snat`: pod -> external address, masqueraded, 10k established flows.
+//! - `ipv6_established_10k`, `ipv6_new_flows`: the IPv6 variants, pod -> pod on another node
+//!   (VXLAN on the IPv4 underlay), 10k repeated flows and 1M first packets (SYNs). The IPv6
+//!   path has no conntrack, Service DNAT or policy yet (`dataplane/README.md`), so these time
+//!   its stateless path: parse, extension-header walk, source checks, routing, encap.
 //!
 //! Each iteration times one batch of `BATCH` packets through `Pipeline::process_batch`;
 //! refilling the batch from the frame templates (the RX copy) is outside the timing. The
@@ -16,6 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bench::fixture::{self, FIRST_POD, Scale, UPLINK};
+use bench::fixture_v6;
 use bench::traffic::{answer, tcp_frame, vxlan_frame};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dataplane::packet::{Packet, PortId, Verdict};
@@ -259,12 +264,68 @@ fn egress_snat(c: &mut Criterion) {
     load.assert_all_forwarded();
 }
 
+/// `flows` IPv6 TCP segments from the local pods to pods on the remote nodes (VXLAN).
+fn ipv6_frames(load: &mut Load, scale: Scale, flows: u32, flags: TcpFlags) {
+    let gw = load.snap.node.gateway_mac;
+    for f in 0..flows {
+        let i = f % scale.local_pods;
+        let (port, _, mac) = pod(i);
+        let src = (
+            fixture_v6::local_pod_ip6(i),
+            10_000 + (f / scale.local_pods) as u16,
+        );
+        let n = f % fixture::REMOTE_NODES;
+        let dst = (fixture_v6::remote_pod_ip6(n, 2 + (f % 250) as u16), 8080);
+        load.frames
+            .push((port, fixture_v6::tcp6_frame((mac, gw), src, dst, flags)));
+    }
+}
+
+fn bench_ipv6(c: &mut Criterion, id: &str, flows: u32, flags: TcpFlags) {
+    // No policies: the IPv6 path refuses the traffic of pods that a policy isolates.
+    let scale = Scale {
+        services: 1_000,
+        endpoints_per_service: 10,
+        policies: 0,
+        local_pods: 64,
+    };
+    let mut load = Load::new(scale, 1024);
+    load.snap = fixture_v6::snapshot(scale);
+    ipv6_frames(&mut load, scale, flows, flags);
+    let (port, frame) = load.frames[0].clone();
+    let (v, _) = load.run_one(port, &frame);
+    assert_eq!(
+        v,
+        Verdict::Tx(UPLINK),
+        "IPv6 benchmark traffic must reach the uplink"
+    );
+    println!(
+        "{id}: no IPv6 conntrack yet, 0 bytes per flow (IPv4: {} bytes)",
+        load.pipe.conntrack().bytes_per_flow()
+    );
+    let mut g = c.benchmark_group("pipeline");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function(id, |b| b.iter_custom(|iters| load.measure(iters)));
+    g.finish();
+    load.assert_all_forwarded();
+}
+
+fn ipv6_established_10k(c: &mut Criterion) {
+    bench_ipv6(c, "ipv6_established_10k", 10_000, TcpFlags::ACK);
+}
+
+fn ipv6_new_flows(c: &mut Criterion) {
+    bench_ipv6(c, "ipv6_new_flows", 1 << 20, TcpFlags::SYN);
+}
+
 criterion_group!(
     benches,
     established_10k,
     established_1m,
     new_flows,
     decap_local,
-    egress_snat
+    egress_snat,
+    ipv6_established_10k,
+    ipv6_new_flows
 );
 criterion_main!(benches);

@@ -132,6 +132,7 @@ pub fn snapshot(scale: Scale) -> Snapshot {
         services: std::sync::Arc::new(services),
         policy: std::sync::Arc::new(policies(scale)),
         node,
+        v6: Default::default(),
     }
 }
 

@@ -4,5 +4,6 @@
 
 pub mod compare;
 pub mod fixture;
+pub mod fixture_v6;
 pub mod io;
 pub mod traffic;

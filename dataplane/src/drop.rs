@@ -95,10 +95,42 @@ pub enum DropReason {
     FragmentUnknown,
     /// A first IPv4 fragment whose worker's fragment table had no room for its datagram.
     FragmentTableFull,
+    /// An IPv6 frame on a node that has no IPv6 settings (an IPv4-only node).
+    Ipv6Disabled,
+    /// An IPv6 extension-header chain longer than the node walks (`wire::ipv6_ext::MAX_HEADERS`
+    /// headers or `MAX_CHAIN_BYTES` bytes), or with hop-by-hop options anywhere but first.
+    Ipv6ExtChainTooLong,
+    /// An IPv6 next header the node does not forward: an unknown extension header, ESP, AH,
+    /// mobility, "no next header", or any upper layer but TCP, UDP, SCTP and ICMPv6.
+    Ipv6UnknownHeader,
+    /// An IPv6 routing header with segments left: the node does no source routing (RFC 5095).
+    Ipv6RoutingHeader,
+    /// An IPv6 fragment (non-atomic): IPv6 fragments are not followed yet.
+    Ipv6Fragment,
+    /// IPv6 hop limit reached zero (an ICMPv6 time exceeded was sent where allowed).
+    HopLimitExceeded,
+    /// A neighbour/router discovery message whose hop limit is not 255 (RFC 4861: not on-link).
+    NdpBadHopLimit,
+    /// A neighbour/router discovery message that arrived through the overlay (from off-link).
+    NdpOffLink,
+    /// A link-local IPv6 source or destination on a packet that would be forwarded (link-local
+    /// addresses never leave their link; only neighbour discovery uses them here).
+    Ipv6LinkLocal,
+    /// IPv6 multicast that is not neighbour discovery for the node, and ICMPv6 informational
+    /// messages for the link other than echo (MLD reports, node information, ...): the node
+    /// forwards no multicast and answers none of them.
+    Ipv6Multicast,
+    /// IPv6 traffic that needs NAT66 the node does not do: to an IPv6 Service address and port
+    /// that no frontend (with backends) serves, or from a pod to outside the cluster (masquerade,
+    /// not done in IPv6 yet).
+    Ipv6NatUnsupported,
+    /// IPv6 traffic to or from a pod that a NetworkPolicy isolates: policies are not enforced on
+    /// IPv6 yet, so such traffic is refused rather than let through unchecked.
+    Ipv6PolicyUnenforced,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 36;
+    pub const COUNT: usize = 48;
     pub const ALL: [DropReason; Self::COUNT] = [
         Self::Malformed,
         Self::BadChecksum,
@@ -136,6 +168,18 @@ impl DropReason {
         Self::GsoTypeMismatch,
         Self::FragmentUnknown,
         Self::FragmentTableFull,
+        Self::Ipv6Disabled,
+        Self::Ipv6ExtChainTooLong,
+        Self::Ipv6UnknownHeader,
+        Self::Ipv6RoutingHeader,
+        Self::Ipv6Fragment,
+        Self::HopLimitExceeded,
+        Self::NdpBadHopLimit,
+        Self::NdpOffLink,
+        Self::Ipv6LinkLocal,
+        Self::Ipv6Multicast,
+        Self::Ipv6NatUnsupported,
+        Self::Ipv6PolicyUnenforced,
     ];
 
     /// Stable snake_case name, used as the Prometheus `reason` label.
@@ -177,6 +221,18 @@ impl DropReason {
             Self::GsoTypeMismatch => "gso_type_mismatch",
             Self::FragmentUnknown => "fragment_unknown",
             Self::FragmentTableFull => "fragment_table_full",
+            Self::Ipv6Disabled => "ipv6_disabled",
+            Self::Ipv6ExtChainTooLong => "ipv6_ext_chain_too_long",
+            Self::Ipv6UnknownHeader => "ipv6_unknown_header",
+            Self::Ipv6RoutingHeader => "ipv6_routing_header",
+            Self::Ipv6Fragment => "ipv6_fragment",
+            Self::HopLimitExceeded => "hop_limit_exceeded",
+            Self::NdpBadHopLimit => "ndp_bad_hop_limit",
+            Self::NdpOffLink => "ndp_off_link",
+            Self::Ipv6LinkLocal => "ipv6_link_local",
+            Self::Ipv6Multicast => "ipv6_multicast",
+            Self::Ipv6NatUnsupported => "ipv6_nat_unsupported",
+            Self::Ipv6PolicyUnenforced => "ipv6_policy_unenforced",
         }
     }
 }

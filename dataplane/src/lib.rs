@@ -2,10 +2,11 @@
 //!
 //! Layering (dependencies point down only):
 //! - `wire`: zero-copy header views, checksums. Knows bytes, nothing else.
-//! - `flow`, `cidr`, `tables`: keys and values (conntrack, services, policy, routes). Never
+//! - `flow`, `cidr`, `cidr6`, `tables`: keys and values (conntrack, services, policy, routes). Never
 //!   see bytes.
 //! - `packet`: buffers with headroom, per-packet metadata, pools.
-//! - `stages`, `pipeline`: per-packet decisions over batches against a `Snapshot`.
+//! - `stages`, `pipeline`: per-packet decisions over batches against a `Snapshot` (IPv6 on a
+//!   path of its own, `pipeline::v6`).
 //! - `offload`: GSO super-packets (virtio-net header checks, NAT on partial checksums,
 //!   software segmentation, user-space GRO), used by the stages, the worker and `io`.
 //! - `io`: the batch I/O trait and its backends; the only place for `unsafe` and syscalls.
@@ -16,6 +17,7 @@
 //!   syscall outside `io`, through the `rand` crate, never per packet).
 
 pub mod cidr;
+pub mod cidr6;
 pub mod drop;
 pub mod flow;
 pub mod io;

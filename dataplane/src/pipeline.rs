@@ -10,8 +10,11 @@
 //! - A batch runs in two passes (`batch`): the stages before conntrack read only the packet and
 //!   the snapshot, so they may run for the whole batch first; the outcome is as if each packet
 //!   went through `process` in turn.
+//! - IPv6 frames branch off at the Ethernet dispatch (and after VXLAN decap) to their own path,
+//!   `v6`, which reads only the packet and the snapshot and ends them in the first pass.
 
 mod batch;
+mod v6;
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -27,6 +30,7 @@ use crate::stages::fragment::Frag;
 use crate::stages::{Ctx, arp, classify, conntrack, fragment, route, uplink, vxlan};
 use crate::tables::affinity::AffinityTable;
 use crate::tables::conntrack::{Conntrack, Now, SweepCursor};
+use crate::tables::conntrack6::{self, Conntrack6};
 use crate::tables::fragments::{self, FragmentTable};
 use crate::tables::policy::PolicyVerdict;
 use crate::tables::ports::PortKind;
@@ -143,6 +147,8 @@ pub struct Pipeline {
     epoch: Arc<ReaderEpoch>,
     /// What the first fragments of fragmented datagrams got (`stages::fragment`).
     pub(crate) frags: FragmentTable,
+    /// IPv6 flows of this worker (`v6::nat`).
+    pub(crate) ct6: Conntrack6,
 }
 
 /// What the stages before conntrack made of a packet.
@@ -172,6 +178,7 @@ impl Pipeline {
             staged: Vec::new(),
             epoch,
             frags: FragmentTable::new(fragments::SLOTS, seed.rotate_left(32) ^ 0x6672_6167),
+            ct6: Conntrack6::new(conntrack6::WORKER_CAPACITY),
         }
     }
 
@@ -287,6 +294,9 @@ impl Pipeline {
             offload::vnet::check_frame(&pkt.meta, pkt.len())?;
         }
         let (ethertype, mut l3) = parse_ethernet(pkt)?;
+        if ethertype == ethernet::ETHERTYPE_IPV6 {
+            return v6::front(self, snap, pkt, in_kind, l3, None).map(Front::Done);
+        }
         if in_kind == PortKind::Uplink {
             uplink::accept_destination(snap, pkt, ethertype)?;
         }
@@ -301,6 +311,9 @@ impl Pipeline {
         {
             self.trace(|| TraceEvent::Decapsulated { from: peer });
             let (inner_type, inner_l3) = parse_ethernet(pkt)?;
+            if inner_type == ethernet::ETHERTYPE_IPV6 {
+                return v6::front(self, snap, pkt, in_kind, inner_l3, Some(peer)).map(Front::Done);
+            }
             if inner_type != ethernet::ETHERTYPE_IPV4 {
                 return Err(DropReason::UnsupportedProtocol);
             }

@@ -15,6 +15,7 @@ use crate::tables::policy::PolicyTable;
 use crate::tables::ports::PortTable;
 use crate::tables::routes::RouteTable;
 use crate::tables::services::ServiceTable;
+use crate::tables::v6::V6Tables;
 
 pub struct Snapshot {
     /// Increases by one per publication.
@@ -26,6 +27,8 @@ pub struct Snapshot {
     /// reuses the policy table, and the Services it did not touch).
     pub services: Arc<ServiceTable>,
     pub policy: Arc<PolicyTable>,
+    /// The IPv6 side (`V6Tables::default()` on an IPv4-only node: IPv6 frames are dropped).
+    pub v6: Arc<V6Tables>,
 }
 
 /// The slot workers read the current snapshot from.

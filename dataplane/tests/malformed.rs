@@ -144,7 +144,7 @@ fn bad_header_fields_name_their_reason() {
         (bad_ihl, DropReason::Malformed),
         (long_total, DropReason::Malformed),
         (gre, DropReason::UnsupportedProtocol),
-        (ipv6, DropReason::UnsupportedProtocol),
+        (ipv6, DropReason::Ipv6Disabled),
         (vlan, DropReason::UnsupportedProtocol),
     ];
     for (frame, want) in cases {

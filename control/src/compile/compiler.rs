@@ -383,6 +383,13 @@ impl Cache {
             self.policy_table
                 .get_or_insert_with(|| Arc::new(policy::build_table(&self.policy))),
         );
+        let v6 = super::v6::tables(
+            state,
+            (&self.node, local),
+            &port_table,
+            &self.routes,
+            &mut problems,
+        );
         Compiled {
             snapshot: Snapshot {
                 generation: state.generation(),
@@ -391,6 +398,7 @@ impl Cache {
                 routes: self.routes.clone(),
                 services,
                 policy,
+                v6: Arc::new(v6),
             },
             problems,
         }

@@ -2,7 +2,7 @@
 //!
 //! [`compile`] turns a [`ClusterState`] into the snapshot of one node: its [`NodeConfig`]
 //! ([`node`]), ports ([`ports`]), routes to the other nodes ([`routes`]), Service table
-//! ([`services`], [`backends`]) and policy table ([`policy`]). What the cluster state cannot say
+//! ([`services`], [`backends`]), policy table ([`policy`]) and IPv6 side ([`v6`]). What the cluster state cannot say
 //! comes from [`NodeLocal`]; which pod is behind which port from [`PortAssignments`].
 //!
 //! [`Compiler`] does the same incrementally: told which objects changed, it recompiles only
@@ -27,6 +27,8 @@ pub mod services;
 #[cfg(test)]
 pub(crate) mod tests;
 mod topology;
+mod v6;
+mod v6_services;
 
 use std::fmt;
 

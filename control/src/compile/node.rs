@@ -96,7 +96,8 @@ pub(super) fn node_config(
         .iter()
         .filter_map(|cidr| {
             let v4 = to_dp_cidr(cidr);
-            if v4.is_none() {
+            // IPv6 exemptions are the IPv6 side's (`v6`).
+            if v4.is_none() && cidr.network().is_ipv4() {
                 problems.push(Problem::new(
                     format!("node-config {name}"),
                     format!("masquerade exemption {cidr} is not IPv4; ignored"),

@@ -1,4 +1,5 @@
-//! The whole pipeline over arbitrary frames on every port kind of a small cluster: it must
+//! The whole pipeline over arbitrary frames on every port kind of a small dual-stack cluster
+//! (IPv6 frames take the IPv6 path, `pipeline::v6`): it must
 //! never panic, and every packet must end with a verdict. The first byte picks the port; the
 //! second says what to repair after mutation (bit 0: IPv4 header checksums, bit 1: L4
 //! checksums, outer and VXLAN-inner) and whether the device left the L4 checksum partial
@@ -9,7 +10,8 @@ mod checksums;
 
 use std::sync::{Arc, OnceLock};
 
-use bench::fixture::{self, Scale};
+use bench::fixture::Scale;
+use bench::fixture_v6;
 use dataplane::packet::{Packet, PortId, Verdict};
 use dataplane::pipeline::Pipeline;
 use dataplane::snapshot::Snapshot;
@@ -20,7 +22,7 @@ use libfuzzer_sys::fuzz_target;
 fn snapshot() -> &'static Snapshot {
     static SNAP: OnceLock<Snapshot> = OnceLock::new();
     SNAP.get_or_init(|| {
-        fixture::snapshot(Scale {
+        fixture_v6::snapshot(Scale {
             services: 20,
             endpoints_per_service: 3,
             policies: 10,

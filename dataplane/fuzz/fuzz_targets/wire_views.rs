@@ -29,6 +29,16 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(ip) = Ipv6Packet::new_checked(data) {
         let _ = (ip.next_header(), ip.payload().len());
+        let _ = ipv6_ext::walk(data, ip.next_header());
+    }
+    if let Ok(i) = Icmpv6Packet::new_checked(data) {
+        let v6 = std::net::Ipv6Addr::LOCALHOST;
+        let _ = (
+            i.verify_checksum(v6, v6),
+            i.nd_target(),
+            i.source_link_addr(),
+            i.is_ndp(),
+        );
     }
     let a = std::net::Ipv4Addr::new(10, 0, 0, 1);
     if let Ok(u) = UdpPacket::new_checked(data) {

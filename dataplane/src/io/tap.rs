@@ -5,8 +5,9 @@
 //! Invariants:
 //! - Every queue of a device is attached with the same flags (IFF_TAP | IFF_NO_PI |
 //!   IFF_MULTI_QUEUE | IFF_VNET_HDR), a 12-byte header (`virtio_net_hdr_v1`) and offloads
-//!   TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6: the kernel hands over TCP super-packets with the
-//!   header's GSO fields set, and segments in software only what we do not accept (UDP GSO).
+//!   TUN_F_CSUM | TUN_F_TSO4: the kernel hands over TCP/IPv4 super-packets with the header's
+//!   GSO fields set, and segments in software what we do not accept (UDP GSO, TCP/IPv6: the
+//!   IPv6 path, `pipeline::v6`, takes no super-packets).
 //! - RX is one readv per frame: the header into a stack scratch, the frame scattered over a
 //!   small buffer's receive area and the tail of a large buffer's; a frame that fits the small
 //!   buffer stays there (no copy), a super-packet is completed in the large buffer by copying
@@ -37,7 +38,7 @@ use crate::offload::vnet::{HDR_LEN as VNET_HDR_LEN, VnetHeader};
 use crate::packet::MAX_FRAME;
 
 /// Offloads the queue accepts from the kernel: partial checksums and TCP super-packets.
-const OFFLOADS: u32 = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
+const OFFLOADS: u32 = libc::TUN_F_CSUM | libc::TUN_F_TSO4;
 
 /// Counters of one queue since it was opened.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

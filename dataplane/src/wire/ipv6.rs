@@ -1,12 +1,12 @@
-//! IPv6 fixed headers (RFC 8200). Extension headers are not walked: `next_header()` is whatever
-//! follows the fixed header and `payload()` starts right after it.
+//! IPv6 fixed headers (RFC 8200). Extension headers are walked by [`super::ipv6_ext`]:
+//! `next_header()` is whatever follows the fixed header and `payload()` starts right after it.
 //!
 //! Invariants after `Ipv6Packet::new_checked`: version 6, the 40-byte header is in the buffer and
 //! payload_len <= buffer length - 40 (trailing bytes are ignored by `payload()`).
 
 use std::net::Ipv6Addr;
 
-use super::{Field, Result, WireError, read_u16};
+use super::{Field, Result, WireError, read_u16, write_u16};
 
 /// Length of the fixed IPv6 header.
 pub const HEADER_LEN: usize = 40;
@@ -90,6 +90,41 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Packet<T> {
     pub fn set_hop_limit(&mut self, hop_limit: u8) {
         self.buffer.as_mut()[field::HOP_LIMIT] = hop_limit;
     }
+
+    pub fn set_src_addr(&mut self, addr: Ipv6Addr) {
+        self.buffer.as_mut()[field::SRC_ADDR].copy_from_slice(&addr.octets());
+    }
+
+    pub fn set_dst_addr(&mut self, addr: Ipv6Addr) {
+        self.buffer.as_mut()[field::DST_ADDR].copy_from_slice(&addr.octets());
+    }
+}
+
+/// The fixed header's fields that the dataplane writes (traffic class and flow label zero).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ipv6Repr {
+    pub src: Ipv6Addr,
+    pub dst: Ipv6Addr,
+    pub next_header: u8,
+    pub hop_limit: u8,
+    /// Bytes after the fixed header.
+    pub payload_len: u16,
+}
+
+impl Ipv6Repr {
+    /// Writes the fixed header into the first [`HEADER_LEN`] bytes of `buf`.
+    pub fn emit(&self, buf: &mut [u8]) -> Result<()> {
+        let out = buf
+            .get_mut(..HEADER_LEN)
+            .ok_or(WireError::Truncated { layer: LAYER })?;
+        out[..4].copy_from_slice(&[0x60, 0, 0, 0]);
+        write_u16(out, field::PAYLOAD_LEN, self.payload_len);
+        out[field::NEXT_HEADER] = self.next_header;
+        out[field::HOP_LIMIT] = self.hop_limit;
+        out[field::SRC_ADDR].copy_from_slice(&self.src.octets());
+        out[field::DST_ADDR].copy_from_slice(&self.dst.octets());
+        Ok(())
+    }
 }
 
 fn addr_at(data: &[u8], field: Field) -> Ipv6Addr {
@@ -131,6 +166,32 @@ mod tests {
             .set_hop_limit(64);
         assert_eq!(bytes[7], 64);
         assert_eq!(&bytes[..7], &PACKET[..7]);
+    }
+
+    #[test]
+    fn repr_emits_what_the_view_reads() {
+        let repr = Ipv6Repr {
+            src: "fd00::1".parse().unwrap(),
+            dst: "fd00::2".parse().unwrap(),
+            next_header: 17,
+            hop_limit: 63,
+            payload_len: 8,
+        };
+        let mut buf = [0xffu8; 48];
+        repr.emit(&mut buf).unwrap();
+        let ip = Ipv6Packet::new_checked(&buf[..]).unwrap();
+        assert_eq!(
+            (
+                ip.src_addr(),
+                ip.dst_addr(),
+                ip.next_header(),
+                ip.hop_limit(),
+                ip.payload_len()
+            ),
+            (repr.src, repr.dst, 17, 63, 8)
+        );
+        assert_eq!(&buf[..4], &[0x60, 0, 0, 0]);
+        assert!(repr.emit(&mut [0; 39]).is_err());
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Zero-copy views over packet headers: Ethernet (with one 802.1Q tag), ARP, IPv4, IPv6, ICMPv4,
-//! UDP, TCP, SCTP and VXLAN, plus the Internet checksum.
+//! Zero-copy views over packet headers: Ethernet (with one 802.1Q tag), ARP, IPv4, IPv6 (and its
+//! extension-header chain), ICMPv4, ICMPv6 (with neighbour discovery), UDP, TCP, SCTP and VXLAN,
+//! plus the Internet checksum and the NAT66 rewrite (`nat66`).
 //!
 //! Every header has the same shape:
 //! - `XPacket<T: AsRef<[u8]>>` wraps a buffer without copying it. Getters need `T: AsRef<[u8]>`,
@@ -20,8 +21,11 @@ pub mod arp;
 pub mod checksum;
 pub mod ethernet;
 pub mod icmp;
+pub mod icmpv6;
 pub mod ipv4;
 pub mod ipv6;
+pub mod ipv6_ext;
+pub mod nat66;
 pub mod sctp;
 pub mod tcp;
 pub mod udp;
@@ -33,8 +37,9 @@ mod tests;
 pub use arp::{ArpPacket, ArpRepr};
 pub use ethernet::{EthernetFrame, EthernetRepr, MacAddr};
 pub use icmp::Icmpv4Packet;
+pub use icmpv6::Icmpv6Packet;
 pub use ipv4::{Ipv4Packet, Ipv4Repr};
-pub use ipv6::Ipv6Packet;
+pub use ipv6::{Ipv6Packet, Ipv6Repr};
 pub use sctp::SctpPacket;
 pub use tcp::{TcpFlags, TcpPacket};
 pub use udp::{UdpPacket, UdpRepr};

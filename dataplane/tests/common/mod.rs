@@ -207,6 +207,7 @@ pub fn snapshot(overlay: OverlayMode) -> Snapshot {
         routes,
         services: Arc::new(services),
         policy: Arc::new(policy()),
+        v6: Default::default(),
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod endpoints;
 mod incremental;
+mod ipv6;
 mod node_ports;
 mod policy;
 mod policy_ports;

@@ -1,0 +1,232 @@
+//! IPv6 routing: local pod port, remote node (VXLAN over the IPv4 underlay, or routed), host
+//! port, or uplink; with the hop limit (ICMPv6 time exceeded) and the MTU (ICMPv6 packet too
+//! big), as `stages::route` does for IPv4.
+//!
+//! Invariants:
+//! - Packets from the overlay or the underlay are delivered only to this node's pods and host.
+//! - Pod traffic that needs NAT66 (Service addresses, masquerade beyond the cluster and the
+//!   exempt ranges) is `ipv6_nat_unsupported`; traffic of a pod that a NetworkPolicy isolates
+//!   is `ipv6_policy_unenforced` (policies are IPv4-only so far: fail closed).
+//! - Every transmitted frame gets its next hop's MACs here.
+
+use crate::drop::DropReason;
+use crate::packet::{Packet, Verdict};
+use crate::pipeline::{Pipeline, RouteTarget, TraceEvent};
+use crate::snapshot::Snapshot;
+use crate::tables::node::OverlayMode;
+use crate::tables::ports::PortKind;
+use crate::tables::v6::{Pod6, Remote6};
+use crate::wire::icmpv6;
+use crate::wire::{EthernetFrame, Ipv6Packet, MacAddr};
+
+use super::Ctx6;
+use super::error::{MIN_MTU, make_error};
+
+pub(super) fn route(
+    p: &mut Pipeline,
+    snap: &Snapshot,
+    pkt: &mut Packet,
+    ctx: &Ctx6,
+    may_answer: bool,
+) -> Result<Verdict, DropReason> {
+    let Some(node) = snap.v6.node() else {
+        return Err(DropReason::Ipv6Disabled);
+    };
+    let hop_limit = Ipv6Packet::new_unchecked(&pkt.data()[ctx.l3..]).hop_limit();
+    if hop_limit <= 1 {
+        let answer = (icmpv6::TIME_EXCEEDED, icmpv6::CODE_HOP_LIMIT, 0);
+        return answer_error(
+            p,
+            snap,
+            pkt,
+            ctx,
+            DropReason::HopLimitExceeded,
+            answer,
+            may_answer,
+        );
+    }
+    Ipv6Packet::new_unchecked(&mut pkt.data_mut()[ctx.l3..]).set_hop_limit(hop_limit - 1);
+    if may_answer {
+        check_policy(snap, pkt, ctx, None)?;
+    }
+    let from_outside = ctx.from_peer.is_some() || ctx.in_kind == PortKind::Uplink;
+    let dst = ctx.dst;
+
+    if let Some(pod) = snap.v6.pod(dst) {
+        if may_answer {
+            check_policy(snap, pkt, ctx, Some(pod))?;
+        }
+        if let Some(answered) = fit(p, snap, pkt, ctx, snap.node.pod_mtu(), may_answer)? {
+            return Ok(answered);
+        }
+        set_macs(pkt, snap.node.gateway_mac, pod.mac);
+        if let Some(ip4) = pod.ip4 {
+            p.trace(|| TraceEvent::Route(RouteTarget::Pod(ip4)));
+        }
+        return Ok(Verdict::Tx(pod.port));
+    }
+    if node.is_pod_network(dst) {
+        if from_outside || node.pod_cidr.contains(dst) {
+            return Err(DropReason::NoRoute);
+        }
+        let remote = snap.v6.lookup(dst).ok_or(DropReason::UnknownVtep)?;
+        return to_remote(p, snap, pkt, ctx, remote, may_answer);
+    }
+    if node.is_own_address(dst) || node.is_gateway(dst) {
+        let host = snap.ports.host().ok_or(DropReason::NoRoute)?;
+        if pkt.meta.in_port == host {
+            return Err(DropReason::Hairpin);
+        }
+        set_macs(pkt, snap.node.gateway_mac, snap.node.host_mac);
+        p.trace(|| TraceEvent::Route(RouteTarget::Host));
+        return Ok(Verdict::Tx(host));
+    }
+    if node.in_service_cidrs(dst) {
+        return Err(DropReason::Ipv6NatUnsupported);
+    }
+    if from_outside {
+        return Err(DropReason::NoRoute);
+    }
+    let from_pod_network = node.is_pod_network(ctx.src);
+    // A pod's packet to another node's own address travels like pod traffic (IPv4: the same).
+    if from_pod_network && let Some(remote) = snap.v6.peer_by_ip6(dst) {
+        return to_remote(p, snap, pkt, ctx, remote, may_answer);
+    }
+    if from_pod_network && !node.masquerade_exempt.iter().any(|c| c.contains(dst)) {
+        return Err(DropReason::Ipv6NatUnsupported);
+    }
+    let uplink = snap.ports.uplink().ok_or(DropReason::NoRoute)?;
+    if let Some(answered) = fit(p, snap, pkt, ctx, snap.node.underlay_mtu, may_answer)? {
+        return Ok(answered);
+    }
+    set_macs(pkt, snap.node.uplink_mac, snap.node.uplink_next_hop_mac);
+    p.trace(|| TraceEvent::Route(RouteTarget::Uplink));
+    Ok(Verdict::Tx(uplink))
+}
+
+/// Sends pod traffic to `remote` over the uplink: VXLAN over the IPv4 underlay, or routed.
+fn to_remote(
+    p: &mut Pipeline,
+    snap: &Snapshot,
+    pkt: &mut Packet,
+    ctx: &Ctx6,
+    remote: &Remote6,
+    may_answer: bool,
+) -> Result<Verdict, DropReason> {
+    if let Some(answered) = fit(p, snap, pkt, ctx, snap.node.pod_mtu(), may_answer)? {
+        return Ok(answered);
+    }
+    let uplink = snap.ports.uplink().ok_or(DropReason::NoRoute)?;
+    let vtep = snap
+        .routes
+        .peer(remote.node_ip)
+        .ok_or(DropReason::UnknownVtep)?;
+    p.trace(|| TraceEvent::Route(RouteTarget::Node(remote.node_ip)));
+    match snap.node.overlay {
+        OverlayMode::Vxlan => {
+            crate::stages::vxlan::encap(snap, pkt, vtep, ctx.symmetric_hash())?;
+            p.trace(|| TraceEvent::Encapsulated { to: remote.node_ip });
+        }
+        OverlayMode::Routed => {
+            let next_hop = if snap.v6.lookup(ctx.dst).is_some() {
+                snap.node.uplink_next_hop_mac
+            } else {
+                vtep.underlay_mac
+            };
+            set_macs(pkt, snap.node.uplink_mac, next_hop);
+        }
+    }
+    Ok(Verdict::Tx(uplink))
+}
+
+/// The packet must fit `mtu`; if not, packet too big (IPv6 routers never fragment). `Some`:
+/// the packet was turned into that error and routed; its verdict.
+fn fit(
+    p: &mut Pipeline,
+    snap: &Snapshot,
+    pkt: &mut Packet,
+    ctx: &Ctx6,
+    mtu: u16,
+    may_answer: bool,
+) -> Result<Option<Verdict>, DropReason> {
+    if pkt.len() - ctx.l3 <= usize::from(mtu) {
+        return Ok(None);
+    }
+    let advertised = u32::from(mtu).max(MIN_MTU as u32);
+    let answer = (icmpv6::PACKET_TOO_BIG, 0, advertised);
+    answer_error(
+        p,
+        snap,
+        pkt,
+        ctx,
+        DropReason::MtuExceeded,
+        answer,
+        may_answer,
+    )
+    .map(Some)
+}
+
+/// Drops the packet under `reason` and, where allowed, answers its source with an ICMPv6
+/// error (type, code, value) from the pod gateway, routed like locally originated traffic.
+fn answer_error(
+    p: &mut Pipeline,
+    snap: &Snapshot,
+    pkt: &mut Packet,
+    ctx: &Ctx6,
+    reason: DropReason,
+    error: (u8, u8, u32),
+    may_answer: bool,
+) -> Result<Verdict, DropReason> {
+    let Some(from) = snap.v6.node().map(|n| n.gateway_ip) else {
+        return Err(DropReason::Ipv6Disabled);
+    };
+    if !may_answer || ctx.icmp_error {
+        return Err(reason);
+    }
+    p.drops.count(reason);
+    let answer = make_error(pkt, ctx, error, from)?;
+    p.stats.icmp_generated += 1;
+    p.trace(|| TraceEvent::Generated("icmpv6 error"));
+    route(p, snap, pkt, &answer, false)
+}
+
+fn set_macs(pkt: &mut Packet, src: MacAddr, dst: MacAddr) {
+    let mut eth = EthernetFrame::new_unchecked(pkt.data_mut());
+    eth.set_src_addr(src);
+    eth.set_dst_addr(dst);
+}
+
+/// NetworkPolicy is not enforced on IPv6 yet: traffic of a pod that a policy isolates (the
+/// sender for egress, `dst_pod` for ingress) is refused. A pod without an IPv4 address has no
+/// policy identity: it counts as isolated whenever any policy is in force.
+fn check_policy(
+    snap: &Snapshot,
+    pkt: &Packet,
+    ctx: &Ctx6,
+    dst_pod: Option<&Pod6>,
+) -> Result<(), DropReason> {
+    if snap.policy.is_empty() {
+        return Ok(());
+    }
+    let isolated = |pod: &Pod6, ingress: bool| {
+        pod.ip4.is_none_or(|ip| {
+            let (i, e) = snap.policy.is_isolated(ip);
+            if ingress { i } else { e }
+        })
+    };
+    let denied = match dst_pod {
+        Some(pod) => isolated(pod, true),
+        None => {
+            ctx.in_kind == PortKind::Pod
+                && snap
+                    .v6
+                    .pod_on(pkt.meta.in_port)
+                    .is_some_and(|pod| isolated(pod, false))
+        }
+    };
+    if denied {
+        Err(DropReason::Ipv6PolicyUnenforced)
+    } else {
+        Ok(())
+    }
+}

@@ -212,7 +212,8 @@ pub(super) fn patch(
     }
     let mut changed: Vec<(ServiceId, &ServiceSpec)> = Vec::new();
     for (id, (spec, old)) in (1..).zip(specs.iter().zip(previous.services.iter())) {
-        if *old.name != *spec.name {
+        // Unchanged specs carry the very name the service was built from: no string compare.
+        if !Arc::ptr_eq(&old.name, &spec.name) && *old.name != *spec.name {
             return None;
         }
         if !(reuse.unchanged)(&spec.name) {

@@ -175,8 +175,9 @@ pub(super) fn watch_all(
     }
 }
 
-/// Queues what one event did (taking its object: the queue is its only reader); a re-list is
-/// gathered in `relist` until `InitDone`.
+/// Queues what one event did; a re-list is gathered in `relist` until `InitDone`. A changed
+/// object is moved into the queue (its only reader); a listed one is copied, which sizes its
+/// lists exactly (decoding leaves them with growth slack), keeping the cold state compact.
 fn queue_event<K: WatchedKind>(queue: &ChangeQueue, relist: &mut Vec<Object>, event: Event<K>) {
     match event {
         Event::Apply(object) => queue.push(WatchChange::Applied(object.into_object())),
@@ -184,7 +185,7 @@ fn queue_event<K: WatchedKind>(queue: &ChangeQueue, relist: &mut Vec<Object>, ev
             queue.push(WatchChange::Deleted(object.into_object().object_ref()));
         }
         Event::Init => relist.clear(),
-        Event::InitApply(object) => relist.push(object.into_object()),
+        Event::InitApply(object) => relist.push(object.clone().into_object()),
         Event::InitDone => queue.push(WatchChange::Relisted(K::KIND, std::mem::take(relist))),
     }
 }

@@ -159,13 +159,17 @@ fn a_failed_update_is_followed_by_a_full_compile() {
 /// A Service `s{i}` selecting `app=s{i}`; `variant` picks its type, affinity and externalIP
 /// (from a small pool, so two Services sometimes claim the same front end).
 fn churn_service(i: u64, variant: u64) -> String {
-    let type_ = if variant % 3 == 0 {
+    let type_ = if variant.is_multiple_of(3) {
         "NodePort"
     } else {
         "ClusterIP"
     };
-    let affinity = if variant % 2 == 0 { "ClientIP" } else { "None" };
-    let external = if variant % 5 == 0 {
+    let affinity = if variant.is_multiple_of(2) {
+        "ClientIP"
+    } else {
+        "None"
+    };
+    let external = if variant.is_multiple_of(5) {
         format!("  externalIPs:\n  - 192.0.2.{}\n", variant % 4 + 1)
     } else {
         String::new()

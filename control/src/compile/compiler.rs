@@ -68,12 +68,19 @@ struct Cache {
     policy: PolicyOutput,
     /// The last Service table, and the spec names recompiled since it was built.
     service_table: Option<Arc<ServiceTable>>,
-    /// (Ordered: a lookup per spec at every assemble compares a few names, no hashing.)
-    dirty_specs: BTreeSet<Arc<str>>,
+    /// Kept as the addresses of their names: the specs being assembled hold these very
+    /// `Arc`s, so the lookup per spec at every assemble compares words and reads no name
+    /// (an address freed and reused by a new spec's name only marks a spec changed that is).
+    dirty_specs: Vec<usize>,
     /// The last policy table; `None` after the policy was recompiled.
     policy_table: Option<Arc<PolicyTable>>,
     /// The node's `topology.kubernetes.io/zone` (topology hints are read against it).
     zone: Option<String>,
+}
+
+/// Where a spec's name lives: the identity `assemble` tells changed specs by.
+fn name_address(name: &Arc<str>) -> usize {
+    name.as_ptr() as usize
 }
 
 /// The zone label of Node `name`.
@@ -182,7 +189,7 @@ impl Cache {
             pod_digests: HashMap::new(),
             policy: PolicyOutput::default(),
             service_table: None,
-            dirty_specs: BTreeSet::new(),
+            dirty_specs: Vec::new(),
             policy_table: None,
             zone: node_zone(state, name),
         };
@@ -314,7 +321,7 @@ impl Cache {
             let output = self.compile_service(state, &key, name, local);
             let new_names = output
                 .iter()
-                .flat_map(|o| o.specs.iter().map(|s| s.name.clone()));
+                .flat_map(|o| o.specs.iter().map(|s| name_address(&s.name)));
             self.dirty_specs.extend(new_names.collect::<Vec<_>>());
             let old = match output {
                 Some(output) => self.services.insert(key, output),
@@ -322,7 +329,7 @@ impl Cache {
             };
             self.dirty_specs.extend(
                 old.iter()
-                    .flat_map(|o| o.specs.iter().map(|s| s.name.clone())),
+                    .flat_map(|o| o.specs.iter().map(|s| name_address(&s.name))),
             );
         }
         if policy_dirty {
@@ -360,11 +367,12 @@ impl Cache {
             })
             .chain(&host_specs)
             .collect();
-        let dirty = std::mem::take(&mut self.dirty_specs);
-        let unchanged = |name: &str| {
-            (dirty.is_empty() || !dirty.contains(name))
-                && !host_specs.iter().any(|s| &*s.name == name)
-        };
+        let mut dirty = std::mem::take(&mut self.dirty_specs);
+        // Host ports' specs are built afresh for every snapshot.
+        dirty.extend(host_specs.iter().map(|s| name_address(&s.name)));
+        dirty.sort_unstable();
+        dirty.dedup();
+        let unchanged = |name: &str| dirty.binary_search(&(name.as_ptr() as usize)).is_err();
         let previous = self.service_table.take();
         let (services, errors) = ServiceTable::rebuild_lenient(
             specs.into_iter(),

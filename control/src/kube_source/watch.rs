@@ -175,13 +175,15 @@ pub(super) fn watch_all(
     }
 }
 
-/// Queues what one event did; a re-list is gathered in `relist` until `InitDone`.
-fn queue_event<K: WatchedKind>(queue: &ChangeQueue, relist: &mut Vec<Object>, event: &Event<K>) {
+/// Queues what one event did; a re-list is gathered in `relist` until `InitDone`. A changed
+/// object is moved into the queue (its only reader); a listed one is copied, which sizes its
+/// lists exactly (decoding leaves them with growth slack), keeping the cold state compact.
+fn queue_event<K: WatchedKind>(queue: &ChangeQueue, relist: &mut Vec<Object>, event: Event<K>) {
     match event {
-        Event::Apply(object) => queue.push(WatchChange::Applied(object.clone().into_object())),
-        Event::Delete(object) => queue.push(WatchChange::Deleted(
-            object.clone().into_object().object_ref(),
-        )),
+        Event::Apply(object) => queue.push(WatchChange::Applied(object.into_object())),
+        Event::Delete(object) => {
+            queue.push(WatchChange::Deleted(object.into_object().object_ref()));
+        }
         Event::Init => relist.clear(),
         Event::InitApply(object) => relist.push(object.clone().into_object()),
         Event::InitDone => queue.push(WatchChange::Relisted(K::KIND, std::mem::take(relist))),
@@ -206,20 +208,26 @@ fn follow<K: WatchedKind>(
         let mut events = pin!(events);
         let mut relist = Vec::new();
         while let Some(event) = events.next().await {
-            if let Ok(event) = &event {
-                if let Some(writer) = writer.as_mut() {
-                    writer.apply_watcher_event(event);
+            let event = match event {
+                Ok(event) => event,
+                Err(error) => {
+                    progress.record_error(kind, &error);
+                    continue;
                 }
-                if let Some(queue) = &queue {
-                    queue_event(queue, &mut relist, event);
-                }
+            };
+            if let Some(writer) = writer.as_mut() {
+                writer.apply_watcher_event(&event);
             }
-            match event {
-                Ok(Event::Apply(_) | Event::Delete(_)) => progress.record_change(),
-                Ok(Event::InitDone) => progress.record_listed(kind),
-                // A (re-)list in progress: the store buffers it until `InitDone`.
-                Ok(Event::Init | Event::InitApply(_)) => {}
-                Err(error) => progress.record_error(kind, &error),
+            let changed = matches!(event, Event::Apply(_) | Event::Delete(_));
+            // A (re-)list in progress (`Init`, `InitApply`) is buffered until `InitDone`.
+            let listed = matches!(event, Event::InitDone);
+            if let Some(queue) = &queue {
+                queue_event(queue, &mut relist, event);
+            }
+            if changed {
+                progress.record_change();
+            } else if listed {
+                progress.record_listed(kind);
             }
         }
     }

@@ -155,3 +155,111 @@ fn a_failed_update_is_followed_by_a_full_compile() {
     let snapshot = step(&mut compiler, &cluster);
     assert_eq!(snapshot.node.node_ip, ip("192.168.50.21"));
 }
+
+/// A Service `s{i}` selecting `app=s{i}`; `variant` picks its type, affinity and externalIP
+/// (from a small pool, so two Services sometimes claim the same front end).
+fn churn_service(i: u64, variant: u64) -> String {
+    let type_ = if variant.is_multiple_of(3) {
+        "NodePort"
+    } else {
+        "ClusterIP"
+    };
+    let affinity = if variant.is_multiple_of(2) {
+        "ClientIP"
+    } else {
+        "None"
+    };
+    let external = if variant.is_multiple_of(5) {
+        format!("  externalIPs:\n  - 192.0.2.{}\n", variant % 4 + 1)
+    } else {
+        String::new()
+    };
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: s{i}\nspec:\n  type: {type_}\n  selector:\n    app: s{i}\n  sessionAffinity: {affinity}\n{external}  ports:\n  - name: http\n    port: 80\n    targetPort: 8080\n---\n"
+    )
+}
+
+#[test]
+fn random_churn_keeps_the_incremental_service_table_equal_to_a_fresh_compile() {
+    let mut cluster = Cluster::new();
+    let mut seed = 0x00c0_ffee_u64;
+    let mut next = move |n: u64| {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 33) % n
+    };
+    let services: String = (0..12).map(|i| churn_service(i, i * 5)).collect();
+    cluster.apply(&services);
+    let local = NodeLocal {
+        external_ips: true,
+        ..NodeLocal::default()
+    };
+    let mut compiler = Compiler::new(NODE_A, local.clone());
+    let (mut colliding, mut clean) = (0, 0);
+    for step_no in 0..150 {
+        let pod_no = next(30);
+        let node = if pod_no % 2 == 0 { NODE_A } else { NODE_B };
+        match next(10) {
+            // Endpoint churn: a pod (re)appears under some Service, or goes away.
+            0..=5 => {
+                let labels = format!("app=s{}", next(14));
+                cluster.apply(&pod(
+                    "default",
+                    &format!("p{pod_no}"),
+                    &labels,
+                    node,
+                    &[("http", 8080)],
+                ));
+            }
+            6 => {
+                let key = ObjectRef::new(Kind::Pod, "default", &format!("p{pod_no}"));
+                if cluster.state().object(&key).is_some() {
+                    cluster.delete(&key);
+                } else {
+                    continue;
+                }
+            }
+            // Service churn: fields change, a Service appears or goes away.
+            7 | 8 => {
+                cluster.apply(&churn_service(next(14), next(30)));
+            }
+            _ => {
+                let key = ObjectRef::new(Kind::Service, "default", &format!("s{}", next(14)));
+                if cluster.state().object(&key).is_some() {
+                    cluster.delete(&key);
+                } else {
+                    continue;
+                }
+            }
+        }
+        let ports = PortAssignments::sequential(cluster.state(), NODE_A);
+        let incremental = compiler
+            .update(cluster.state(), cluster.touched(), &ports)
+            .unwrap();
+        let fresh = compile(cluster.state(), NODE_A, &local, &ports).unwrap();
+        assert_eq!(
+            *incremental.snapshot.services, *fresh.snapshot.services,
+            "step {step_no}: the incremental Service table differs from a fresh compile"
+        );
+        let messages = |c: &crate::compile::Compiled| -> Vec<String> {
+            let mut m: Vec<String> = c.problems.iter().map(|p| format!("{p:?}")).collect();
+            m.sort();
+            m
+        };
+        assert_eq!(messages(&incremental), messages(&fresh), "step {step_no}");
+        if messages(&fresh)
+            .iter()
+            .any(|m| m.contains("already claimed"))
+        {
+            colliding += 1;
+        } else {
+            clean += 1;
+        }
+    }
+    // Both the patched rebuild (no collision) and the full one (a collision) were compared.
+    assert!(
+        colliding > 5 && clean > 5,
+        "{colliding} colliding, {clean} clean"
+    );
+}

@@ -9,6 +9,11 @@
 //! - Among copies of one (ip, port) the best-conditioned one is kept (ready, then
 //!   serving-terminating, then non-serving; ties broken by pod name, then locality), so the
 //!   result does not depend on the order EndpointSlices listed them (B5).
+//! - A rebuild with [`Reuse`] whose specs have the previous table's names in its order (the
+//!   usual case under endpoint churn: no Service port added, removed or refused) patches a
+//!   copy of the previous front-end index, re-indexing only the changed specs; anything else
+//!   (a refused or colliding spec included) falls back to the full build, so the result is
+//!   always the full build's.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -141,8 +146,25 @@ impl ServiceTable {
 
     /// Like [`Self::build_lenient`], over borrowed specs; with `reuse`, a spec whose name
     /// `reuse.previous` holds and `reuse.unchanged` accepts shares that service instead of
-    /// compiling it again. Front ends are always re-indexed.
+    /// compiling it again. When the specs name the previous table's services in its order,
+    /// only the changed specs' front ends are re-indexed (see the module's invariants).
     pub fn rebuild_lenient<'a>(
+        specs: impl ExactSizeIterator<Item = &'a ServiceSpec>,
+        reuse: Option<Reuse<'_>>,
+        node_addresses: &[Ipv4Addr],
+        maglev_m: usize,
+    ) -> (Self, Vec<BuildError>) {
+        let Some(reuse) = reuse else {
+            return Self::full_build(specs, None, node_addresses, maglev_m);
+        };
+        let specs: Vec<&ServiceSpec> = specs.collect();
+        if let Some(table) = patch(&specs, reuse, node_addresses, maglev_m) {
+            return (table, Vec::new());
+        }
+        Self::full_build(specs.into_iter(), Some(reuse), node_addresses, maglev_m)
+    }
+
+    fn full_build<'a>(
         specs: impl ExactSizeIterator<Item = &'a ServiceSpec>,
         reuse: Option<Reuse<'_>>,
         node_addresses: &[Ipv4Addr],
@@ -169,6 +191,51 @@ pub struct Reuse<'a> {
     pub previous: &'a ServiceTable,
     /// Whether the spec of this name is the one `previous` was built from.
     pub unchanged: &'a dyn Fn(&str) -> bool,
+}
+
+/// The previous table patched: `None` unless `specs` name `reuse.previous`'s services one to
+/// one in its order (so every id stays) and every changed spec compiles and indexes without
+/// a collision. Then the result equals the full build: unchanged specs keep their services
+/// and claims, which collided with nothing before; the changed specs' old claims are
+/// released first and their new ones checked against all the others.
+pub(super) fn patch(
+    specs: &[&ServiceSpec],
+    reuse: Reuse<'_>,
+    node_addresses: &[Ipv4Addr],
+    maglev_m: usize,
+) -> Option<ServiceTable> {
+    let previous = reuse.previous;
+    if specs.len() != previous.services.len()
+        || !previous.frontends.has_node_addresses(node_addresses)
+    {
+        return None;
+    }
+    let mut changed: Vec<(ServiceId, &ServiceSpec)> = Vec::new();
+    for (id, (spec, old)) in (1..).zip(specs.iter().zip(previous.services.iter())) {
+        // Unchanged specs carry the very name the service was built from: no string compare.
+        if !Arc::ptr_eq(&old.name, &spec.name) && *old.name != *spec.name {
+            return None;
+        }
+        if !(reuse.unchanged)(&spec.name) {
+            changed.push((id, spec));
+        }
+    }
+    let mut builder = Builder {
+        services: previous.services.to_vec(),
+        frontends: previous.frontends.clone(),
+        maglev_m,
+        maglev_m_is_prime: maglev::is_prime(maglev_m),
+    };
+    // `changed` is in id order.
+    builder
+        .frontends
+        .release(|id| changed.binary_search_by_key(&id, |(c, _)| *c).is_ok());
+    for (id, spec) in changed {
+        let service = builder.compile(spec, id, None).ok()?;
+        let slot = builder.services.get_mut(usize::try_from(id - 1).ok()?)?;
+        *slot = service;
+    }
+    Some(builder.finish())
 }
 
 /// The previous table's services by name, for [`ServiceTable::rebuild_lenient`]. Specs
@@ -235,6 +302,26 @@ impl Builder {
     }
 
     fn add(&mut self, spec: &ServiceSpec, reused: Option<&Arc<Service>>) -> Result<(), BuildError> {
+        // Ids stop below `ServiceId::MAX` so that `ServiceTable::iter`'s counter never overflows.
+        let id = u32::try_from(self.services.len() + 1)
+            .ok()
+            .filter(|&id| id < ServiceId::MAX)
+            .ok_or_else(|| BuildError::TooManyServices {
+                service: spec.name.clone(),
+            })?;
+        let service = self.compile(spec, id, reused)?;
+        self.services.push(service);
+        Ok(())
+    }
+
+    /// Checks `spec`, indexes its front ends for `id` and returns its service (`reused` when
+    /// given); on an error nothing of it is indexed.
+    fn compile(
+        &mut self,
+        spec: &ServiceSpec,
+        id: ServiceId,
+        reused: Option<&Arc<Service>>,
+    ) -> Result<Arc<Service>, BuildError> {
         let name = &spec.name;
         if !matches!(spec.proto, L4Proto::Tcp | L4Proto::Udp | L4Proto::Sctp) {
             let proto = spec.proto;
@@ -248,21 +335,13 @@ impl Builder {
                 service: name.clone(),
             });
         }
-        // Ids stop below `ServiceId::MAX` so that `ServiceTable::iter`'s counter never overflows.
-        let id = u32::try_from(self.services.len() + 1)
-            .ok()
-            .filter(|&id| id < ServiceId::MAX)
-            .ok_or_else(|| BuildError::TooManyServices {
-                service: name.clone(),
-            })?;
         if let Some(service) = reused {
             let claims = self
                 .frontends
                 .plan(spec)
                 .map_err(|c| self.collision(spec, c))?;
             self.frontends.commit(id, spec.proto, &claims);
-            self.services.push(Arc::clone(service));
-            return Ok(());
+            return Ok(Arc::clone(service));
         }
         let source_ranges = compile_source_ranges(spec)?;
         let backends = canonical_backends(&spec.backends);
@@ -292,7 +371,7 @@ impl Builder {
             };
         }
         self.frontends.commit(id, spec.proto, &claims);
-        self.services.push(Arc::new(Service {
+        Ok(Arc::new(Service {
             name: spec.name.clone(),
             proto: spec.proto,
             port: spec.port,
@@ -305,8 +384,7 @@ impl Builder {
             source_ranges,
             cluster,
             local,
-        }));
-        Ok(())
+        }))
     }
 
     fn check_maglev_size(

@@ -13,6 +13,10 @@
 //!   (CVE-2020-8554; security review H5).
 //! - Building is two-phase (`plan` checks, `commit` inserts), so a refused spec leaves the
 //!   index untouched.
+//! - An index can be patched (`release` a set of ids' claims, then plan and commit their new
+//!   specs) instead of rebuilt: `vip_refs` counts the ClusterIP claims per VIP so a VIP leaves
+//!   `vips` exactly when its last ClusterIP claim is released, and a patched index equals
+//!   the one a full build of the same specs gives (`PartialEq` compares what lookups see).
 
 use std::net::Ipv4Addr;
 
@@ -22,7 +26,7 @@ use super::{Frontend, FrontendKind, ServiceId, ServiceSpec};
 use crate::flow::L4Proto;
 
 /// The service and kind that own one destination.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Owner {
     id: ServiceId,
     kind: FrontendKind,
@@ -46,11 +50,21 @@ pub(super) struct Collision {
     pub(super) holder: Option<ServiceId>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct FrontendIndex {
     by_destination: HashMap<u64, Owner>,
     vips: HashSet<u32>,
+    /// ClusterIP claims per VIP (building only; lookups read `vips`).
+    vip_refs: HashMap<u32, u32>,
     node_addresses: Box<[Ipv4Addr]>,
+}
+
+impl PartialEq for FrontendIndex {
+    fn eq(&self, other: &Self) -> bool {
+        self.by_destination == other.by_destination
+            && self.vips == other.vips
+            && self.node_addresses == other.node_addresses
+    }
 }
 
 /// Packs (ip, port, proto) into one word: ip << 24 | port << 8 | proto.
@@ -61,14 +75,44 @@ fn destination_key(ip: Ipv4Addr, port: u16, proto: L4Proto) -> u64 {
 
 impl FrontendIndex {
     pub(super) fn new(node_addresses: &[Ipv4Addr]) -> Self {
-        let mut unique = node_addresses.to_vec();
-        unique.sort_unstable();
-        unique.dedup();
         Self {
             by_destination: HashMap::new(),
             vips: HashSet::new(),
-            node_addresses: unique.into_boxed_slice(),
+            vip_refs: HashMap::new(),
+            node_addresses: unique_addresses(node_addresses),
         }
+    }
+
+    /// Whether the index was built for these node addresses (in any order, with repeats).
+    pub(super) fn has_node_addresses(&self, node_addresses: &[Ipv4Addr]) -> bool {
+        *self.node_addresses == *unique_addresses(node_addresses)
+    }
+
+    /// Removes every destination owned by a service for which `released` is true (a VIP
+    /// leaves `vips` with its last ClusterIP claim); their ids can then be committed again.
+    pub(super) fn release(&mut self, released: impl Fn(ServiceId) -> bool) {
+        let node_addresses = &self.node_addresses;
+        let vip_refs = &mut self.vip_refs;
+        let vips = &mut self.vips;
+        self.by_destination.retain(|&key, owner| {
+            if !released(owner.id) {
+                return true;
+            }
+            // The key's top bits are the address (see `destination_key`).
+            let ip = (key >> 24) as u32;
+            let is_node_address = node_addresses.binary_search(&Ipv4Addr::from(ip)).is_ok();
+            if owner.kind == FrontendKind::ClusterIp
+                && !is_node_address
+                && let Some(count) = vip_refs.get_mut(&ip)
+            {
+                *count -= 1;
+                if *count == 0 {
+                    vip_refs.remove(&ip);
+                    vips.remove(&ip);
+                }
+            }
+            false
+        });
     }
 
     #[inline]
@@ -153,7 +197,15 @@ impl FrontendIndex {
             let is_node_address = self.node_addresses.binary_search(&claim.ip).is_ok();
             if claim.kind == FrontendKind::ClusterIp && !is_node_address {
                 self.vips.insert(u32::from(claim.ip));
+                *self.vip_refs.entry(u32::from(claim.ip)).or_insert(0) += 1;
             }
         }
     }
+}
+
+fn unique_addresses(node_addresses: &[Ipv4Addr]) -> Box<[Ipv4Addr]> {
+    let mut unique = node_addresses.to_vec();
+    unique.sort_unstable();
+    unique.dedup();
+    unique.into_boxed_slice()
 }

@@ -115,8 +115,9 @@ pub enum Frontend {
     NotService,
 }
 
-/// All services of one snapshot, indexed by front end.
-#[derive(Debug)]
+/// All services of one snapshot, indexed by front end. Equal tables hold equal services
+/// under the same ids and answer every lookup alike.
+#[derive(Debug, PartialEq)]
 pub struct ServiceTable {
     services: Box<[Arc<Service>]>,
     frontends: FrontendIndex,

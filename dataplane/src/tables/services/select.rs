@@ -53,7 +53,7 @@ pub(super) enum Tier {
 }
 
 /// The backends one traffic policy may choose from, with their Maglev table.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub(super) struct CandidateSet {
     pub(super) tier: Tier,
     pub(super) members: Box<[u32]>,
@@ -68,7 +68,7 @@ impl CandidateSet {
 }
 
 /// One Service port as workers see it. Built by [`super::ServiceTable::build`].
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Service {
     pub(super) name: Arc<str>,
     pub(super) proto: L4Proto,

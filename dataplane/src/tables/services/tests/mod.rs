@@ -8,6 +8,7 @@
 mod build;
 mod frontend;
 mod maglev;
+mod patch;
 mod properties;
 mod select;
 

@@ -60,7 +60,8 @@ struct Args {
     #[arg(long, value_delimiter = ',')]
     worker_sched: Vec<WorkerSched>,
     /// ferroplane's workers' idle mode, written into the node configuration as
-    /// `workers.idle` (and `workers.spin`): busy-poll or spin:MICROSECONDS (adaptive); repeat
+    /// `workers.idle` (and `workers.spin`): busy-poll, spin:MICROSECONDS (adaptive) or
+    /// keep-warm:MICROSECONDS (sleep at once, a SCHED_IDLE companion keeps the CPU warm); repeat
     /// (or separate by commas) for a ferroplane row per mode and policy. None: the node's
     /// default, nothing written.
     #[arg(long, value_delimiter = ',')]

@@ -3,8 +3,9 @@
 //!
 //! Invariants: the harness writes the keys only when asked (no option: the node's default,
 //! nothing written); `busy-poll` writes no spin (the node refuses one), `spin:N` writes
-//! `idle: adaptive` with a spin of N microseconds, 0 to 10,000 (the node's own bound); the
-//! rest of the configuration is kept line for line.
+//! `idle: adaptive` with a spin of N microseconds, 0 to 10,000 (the node's own bound), and
+//! `keep-warm:N` `idle: keep-warm` with that spin; the rest of the configuration is kept line
+//! for line.
 
 use std::fmt;
 use std::str::FromStr;
@@ -22,6 +23,8 @@ pub enum WorkerIdle {
     BusyPoll,
     /// Poll this many microseconds after the last packet, then sleep on the ports.
     Spin(u32),
+    /// Sleep at once; a SCHED_IDLE companion keeps the CPU warm this many microseconds.
+    KeepWarm(u32),
 }
 
 impl FromStr for WorkerIdle {
@@ -31,12 +34,19 @@ impl FromStr for WorkerIdle {
         if text == "busy-poll" {
             return Ok(WorkerIdle::BusyPoll);
         }
-        let Some(micros) = text.strip_prefix("spin:") else {
-            return Err(format!("{text:?}: expected busy-poll or spin:MICROSECONDS"));
-        };
+        let (make, micros): (fn(u32) -> WorkerIdle, &str) =
+            if let Some(micros) = text.strip_prefix("spin:") {
+                (WorkerIdle::Spin, micros)
+            } else if let Some(micros) = text.strip_prefix("keep-warm:") {
+                (WorkerIdle::KeepWarm, micros)
+            } else {
+                return Err(format!(
+                    "{text:?}: expected busy-poll, spin:MICROSECONDS or keep-warm:MICROSECONDS"
+                ));
+            };
         let micros = micros.strip_suffix("us").unwrap_or(micros);
         match micros.parse::<u32>() {
-            Ok(us) if us <= MAX_SPIN_US => Ok(WorkerIdle::Spin(us)),
+            Ok(us) if us <= MAX_SPIN_US => Ok(make(us)),
             _ => Err(format!(
                 "{text:?}: the spin must be 0 to {MAX_SPIN_US} microseconds"
             )),
@@ -49,6 +59,7 @@ impl fmt::Display for WorkerIdle {
         match self {
             WorkerIdle::BusyPoll => f.write_str("busy-poll"),
             WorkerIdle::Spin(us) => write!(f, "spin {us}us"),
+            WorkerIdle::KeepWarm(us) => write!(f, "keep-warm {us}us"),
         }
     }
 }
@@ -59,6 +70,7 @@ impl WorkerIdle {
         match self {
             WorkerIdle::BusyPoll => "busypoll".to_owned(),
             WorkerIdle::Spin(us) => format!("spin{us}us"),
+            WorkerIdle::KeepWarm(us) => format!("keepwarm{us}us"),
         }
     }
 
@@ -68,6 +80,12 @@ impl WorkerIdle {
             WorkerIdle::BusyPoll => vec![("idle", "busy-poll".to_owned())],
             WorkerIdle::Spin(us) => {
                 vec![("idle", "adaptive".to_owned()), ("spin", format!("{us}us"))]
+            }
+            WorkerIdle::KeepWarm(us) => {
+                vec![
+                    ("idle", "keep-warm".to_owned()),
+                    ("spin", format!("{us}us")),
+                ]
             }
         }
     }
@@ -88,6 +106,7 @@ mod tests {
         assert_eq!("busy-poll".parse(), Ok(WorkerIdle::BusyPoll));
         assert_eq!("spin:200".parse(), Ok(WorkerIdle::Spin(200)));
         assert_eq!("spin:1000us".parse(), Ok(WorkerIdle::Spin(1000)));
+        assert_eq!("keep-warm:50".parse(), Ok(WorkerIdle::KeepWarm(50)));
         for bad in [
             "busy",
             "spin",
@@ -95,6 +114,8 @@ mod tests {
             "spin:10001",
             "spin:-1",
             "spin:5ms",
+            "keep-warm:10001",
+            "warm:50",
             "",
         ] {
             assert!(bad.parse::<WorkerIdle>().is_err(), "{bad}");
@@ -115,6 +136,11 @@ mod tests {
         assert_eq!(
             busy,
             "nodeName: n\nworkers:\n  idle: busy-poll\n  count: 1\noverlay: vxlan\n"
+        );
+        let warm = with_worker_idle(&busy, WorkerIdle::KeepWarm(50)).unwrap();
+        assert_eq!(
+            warm,
+            "nodeName: n\nworkers:\n  idle: keep-warm\n  spin: 50us\n  count: 1\noverlay: vxlan\n"
         );
         assert!(with_worker_idle("nodeName: n\n", WorkerIdle::BusyPoll).is_err());
     }

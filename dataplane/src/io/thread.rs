@@ -45,6 +45,14 @@ pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
     Ok(())
 }
 
+/// The CPU the calling thread runs on now (getcpu through the vDSO: no kernel entry on x86).
+pub fn current_cpu() -> io::Result<usize> {
+    // SAFETY: sched_getcpu takes no arguments and only returns a value.
+    let cpu = unsafe { libc::sched_getcpu() };
+    check(cpu, "sched_getcpu")?;
+    Ok(cpu as usize)
+}
+
 /// Seconds of CLOCK_MONOTONIC: the time base of flow tables. Shared by every process on the
 /// host, so a restarted process reads the same clock its predecessor wrote entries with.
 pub fn monotonic_secs() -> u32 {

@@ -9,6 +9,8 @@
 //!   ports' descriptors; it never yields or counts rounds, so its wait is bounded in time
 //!   (a real-time worker leaves the core within `spin` of its last packet). A zero `spin`
 //!   sleeps after every empty round.
+//! - `KeepWarm`: sleeps after every empty round; a `SCHED_IDLE` companion thread on the
+//!   worker's CPU keeps it out of halt for `spin` after the last work (see `keep_warm`).
 //! - `BusyPoll`: never sleeps (for a core dedicated to the worker).
 
 use std::time::Duration;
@@ -18,6 +20,10 @@ use std::time::Duration;
 pub enum IdleMode {
     /// Poll for `spin` after the last packet, then sleep in poll(2) until a port is readable.
     Adaptive { spin: Duration },
+    /// Sleep in poll(2) after every empty round, while a companion thread at SCHED_IDLE keeps
+    /// the CPU from halting for `spin` after the last packet (it gives way to every other
+    /// task, so a pod the worker just woke on its CPU runs at once).
+    KeepWarm { spin: Duration },
     /// Poll forever: the core is the worker's alone.
     BusyPoll,
 }
@@ -100,6 +106,7 @@ impl RoundClock {
         }
         match self.mode {
             IdleMode::BusyPoll => false,
+            IdleMode::KeepWarm { .. } => true,
             IdleMode::Adaptive { spin } => {
                 self.round_start.saturating_sub(self.last_work) >= spin.as_nanos() as u64
             }
@@ -167,6 +174,19 @@ mod tests {
         clock.finish(0);
         clock.slept(0);
         assert_eq!((clock.stats.empty_wakeups, clock.stats.wakeups), (3, 3));
+    }
+
+    #[test]
+    fn a_keep_warm_worker_sleeps_after_every_empty_round() {
+        let spin = Duration::from_micros(50);
+        let mut clock = RoundClock::new(IdleMode::KeepWarm { spin }, 0);
+        clock.start(0);
+        assert!(!clock.finish(2), "a busy round never sleeps");
+        clock.start(US);
+        assert!(
+            clock.finish(0),
+            "1 us after work: the companion spins, not the worker"
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ use crate::snapshot::Snapshot;
 use crate::tables::conntrack::Now;
 
 mod idle;
+mod keep_warm;
 mod runtime;
 
 pub use idle::{DEFAULT_SPIN, IdleMode, RoundStats};

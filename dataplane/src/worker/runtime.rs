@@ -27,6 +27,7 @@ use std::sync::mpsc::Receiver;
 use arc_swap::ArcSwap;
 
 use super::idle::{IdleMode, RoundClock, RoundStats};
+use super::keep_warm::KeepWarm;
 use super::{PortCounters, Worker};
 use crate::drop::DropCounters;
 use crate::io::PacketIo;
@@ -126,6 +127,10 @@ pub fn run<P: PacketIo>(
     let mut fds = Vec::new();
     let every_ns = cfg.report_every_ms.saturating_mul(1_000_000);
     let mut clock = RoundClock::new(cfg.idle, monotonic_ns());
+    let mut warm = match cfg.idle {
+        IdleMode::KeepWarm { spin } => Some(KeepWarm::start(id, spin)?),
+        _ => None,
+    };
     let mut last_report = 0;
     while !stop.load(Ordering::Relaxed) {
         while let Ok(cmd) = commands.try_recv() {
@@ -143,6 +148,11 @@ pub fn run<P: PacketIo>(
         rounds.before_poll(&mut worker);
         let n = worker.poll_once(&snap, now);
         rounds.after_poll(&mut worker, &snap);
+        if n > 0
+            && let Some(warm) = warm.as_mut()
+        {
+            warm.worked(now_ns);
+        }
         drop(snap);
         worker.pipeline.epoch().leave();
         worker.pipeline.begin_batch(now);

@@ -296,10 +296,13 @@ node.yaml keys (all optional unless marked; command-line flags override them):
   workers.scheduling.slice     policy other only: EEVDF slice hint, 100us..=100ms (default: the
                            kernel's base slice)
   workers.idle             adaptive (default): poll for workers.spin after the last packet, then
-                           sleep until a port is readable; busy-poll: never sleep (a core
-                           dedicated to each worker; AF_XDP sockets busy-poll their NAPI)
-  workers.spin             adaptive only: how long to keep polling after work, at most 10ms
-                           (default 50us)
+                           sleep until a port is readable; keep-warm: sleep after every
+                           empty round while a SCHED_IDLE companion thread keeps the worker's
+                           CPU out of halt for workers.spin (any other task preempts it);
+                           busy-poll: never sleep (a core dedicated to each worker; AF_XDP
+                           sockets busy-poll their NAPI)
+  workers.spin             adaptive and keep-warm: how long to keep polling (or the CPU warm)
+                           after work, at most 10ms (default 50us)
   overlay                  vxlan (default) | routed
   mtu                      underlay MTU (default 1500); pods get mtu - 50 with vxlan
   conntrack.maxEntries     flow table capacity (default max(32768 x workers, 131072))

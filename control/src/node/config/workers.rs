@@ -4,7 +4,7 @@
 //!
 //! Invariants: a resolved fifo or rr class has a priority in 1..=99 and no slice; an other
 //! class has priority 0 and a slice, if any, in 100us..=100ms; a spin is only given with idle
-//! adaptive and is at most 10ms. `explicit` is true when the file or a flag named the class,
+//! adaptive or keep-warm and is at most 10ms. `explicit` is true when the file or a flag named the class,
 //! so a refused default may fall back while a refused choice stops the start.
 
 use std::time::Duration;
@@ -35,6 +35,10 @@ pub enum IdleKind {
     #[default]
     #[serde(rename = "adaptive")]
     Adaptive,
+    /// Sleep after every empty round while a SCHED_IDLE companion keeps the CPU out of halt
+    /// for `workers.spin` (it gives way to every other task).
+    #[serde(rename = "keep-warm", alias = "keep_warm")]
+    KeepWarm,
     /// Never sleep: for cores dedicated to the workers.
     #[serde(rename = "busy-poll", alias = "busy_poll")]
     BusyPoll,
@@ -150,7 +154,7 @@ pub fn resolve_schedule(
         }
     };
     let idle = match idle.unwrap_or_default() {
-        IdleKind::Adaptive => {
+        kind @ (IdleKind::Adaptive | IdleKind::KeepWarm) => {
             let spin = spin.map_or(DEFAULT_SPIN, |d| d.0);
             if spin > MAX_SPIN {
                 return Err(err(
@@ -158,7 +162,11 @@ pub fn resolve_schedule(
                     format!("{spin:?} is longer than 10ms (an idle worker would hold its core)"),
                 ));
             }
-            IdleMode::Adaptive { spin }
+            if kind == IdleKind::Adaptive {
+                IdleMode::Adaptive { spin }
+            } else {
+                IdleMode::KeepWarm { spin }
+            }
         }
         IdleKind::BusyPoll => {
             if spin.is_some() {
@@ -219,7 +227,14 @@ mod tests {
         assert_eq!(other.class, FALLBACK_CLASS);
         let busy = schedule("workers:\n  idle: busy-poll\n").unwrap();
         assert_eq!(busy.idle, IdleMode::BusyPoll);
-        let spin = schedule("workers:\n  spin: 20us\n").unwrap();
+        let warm = schedule("workers:\n  idle: keep-warm\n  spin: 80us\n").unwrap();
+        assert_eq!(
+            warm.idle,
+            IdleMode::KeepWarm {
+                spin: Duration::from_micros(80)
+            }
+        );
+        let spin = schedule("workers:\n  idle: adaptive\n  spin: 20us\n").unwrap();
         assert_eq!(
             spin.idle,
             IdleMode::Adaptive {

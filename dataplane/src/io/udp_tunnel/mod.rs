@@ -32,6 +32,10 @@ mod rx;
 mod socket;
 mod tx;
 
+pub use self::tx::OUTER;
+
+#[cfg(test)]
+mod kernel_tests;
 #[cfg(test)]
 mod tests;
 
@@ -47,8 +51,7 @@ use crate::packet::{Packet, PacketPool, PortId};
 
 pub(crate) use self::filter::attach as attach_filter;
 pub use self::filter::exclude_udp_port;
-pub use self::rx::RxCounts;
-use self::rx::{RxContext, split_message};
+pub use self::rx::{RxContext, RxCounts, split_message};
 use self::socket::{CONTROL_LEN, from_sockaddr, gro_size, put_segment_size, sockaddr};
 use self::tx::{Added, MAX_MESSAGES, TxBatch};
 

@@ -44,7 +44,7 @@ const MAX_MERGED: usize = ethernet::HEADER_LEN + 65_535;
 
 /// What the receive side needs to know to frame datagrams as the raw uplink would see them.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct RxContext {
+pub struct RxContext {
     pub node_ip: Ipv4Addr,
     pub port: u16,
     pub uplink_mac: [u8; 6],
@@ -290,7 +290,7 @@ impl OwnRun {
 /// Splits the message the kernel wrote at `OUTER` of `buf`'s receive area (`len` bytes of
 /// datagrams cut every `gso` bytes, from `from`) into frames appended to `batch`, merging
 /// runs of one TCP flow; `buf` becomes the first frame.
-pub(crate) fn split_message(
+pub fn split_message(
     mut buf: Packet,
     (len, gso): (usize, Option<usize>),
     from: (Ipv4Addr, u16),

@@ -22,7 +22,7 @@ use crate::wire::checksum::sum;
 use crate::wire::{Ipv4Packet, TcpPacket, ethernet, ipv4, udp, vxlan};
 
 /// Outer Ethernet + IPv4 (no options) + UDP: what the kernel writes for us.
-pub(crate) const OUTER: usize = ethernet::HEADER_LEN + ipv4::HEADER_LEN + udp::HEADER_LEN;
+pub const OUTER: usize = ethernet::HEADER_LEN + ipv4::HEADER_LEN + udp::HEADER_LEN;
 /// The most UDP payload one message may carry (IPv4 total length 65535).
 pub(crate) const MAX_UDP_PAYLOAD: usize = 65_535 - ipv4::HEADER_LEN - udp::HEADER_LEN;
 /// Segments per `UDP_SEGMENT` message (the kernel's UDP_MAX_SEGMENTS is at least 64).

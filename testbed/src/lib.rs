@@ -29,3 +29,4 @@ pub mod run_state;
 pub mod sctp;
 pub mod soak;
 pub mod teardown;
+pub mod tunnel;

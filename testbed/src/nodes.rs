@@ -72,10 +72,17 @@ pub fn start(
             .collect(),
         Mode::Routed => String::new(),
     };
+    let vxlan = match mode {
+        Mode::Vxlan => crate::tunnel::uplink_vxlan()?,
+        Mode::Routed => "raw",
+    };
+    if vxlan == "udp-socket" {
+        crate::tunnel::prepare_kernel(netns, node.ip)?;
+    }
     let config = format!(
         "nodeName: {name}\nnodeIP: {ip}\nsource: state\nstateDir: {state}\n\
          ports:\n  uplink:\n    interface: {UPLINK}\n    backend: af-packet\n    mac: {mac}\n    \
-         nextHopMAC: {ROUTER_MAC}\n{peers}  host:\n    interface: {HOST_TAP}\n    backend: tap\n  \
+         vxlan: {vxlan}\n    nextHopMAC: {ROUTER_MAC}\n{peers}  host:\n    interface: {HOST_TAP}\n    backend: tap\n  \
          pods:\n    backend: {backend}\n    netnsDir: {netns_dir}\n\
          workers:\n  count: {workers}\noverlay: {overlay}\nconntrack:\n  maxEntries: {conntrack_max}\n\
          admin:\n  socket: {socket}\nhealth:\n  bindAddress: 0.0.0.0:10256\nflowState: {flow_state}\n",

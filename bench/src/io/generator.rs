@@ -80,6 +80,7 @@ fn generator_socket(ifname: &str) -> io::Result<AfPacketPort> {
         fanout_group: None,
         promiscuous: false,
         vnet_hdr: false,
+        exclude_udp_port: None,
     };
     AfPacketPort::open(ifname, &config)
 }

@@ -1,5 +1,7 @@
 //! The devices behind the node's ports, one per worker per port: TAP queues, AF_PACKET sockets
-//! (one fanout group per port) or AF_XDP sockets (one device queue per worker), behind one
+//! (one fanout group per port), AF_XDP sockets (one device queue per worker) or, for a VXLAN
+//! uplink with `ports.uplink.vxlan: udp-socket`, an AF_PACKET socket beside a UDP tunnel
+//! socket (`dataplane::io::udp_tunnel`), behind one
 //! [`NodePort`] type that the workers run and that feeds packet capture.
 //!
 //! Invariants:
@@ -18,10 +20,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use dataplane::io::af_packet::{AfPacketConfig, AfPacketPort};
 use dataplane::io::af_xdp::{AfXdpConfig, AfXdpPort, XdpMode};
 use dataplane::io::tap::TapQueue;
+use dataplane::io::udp_tunnel::{TunnelUplink, UdpTunnelConfig};
 use dataplane::io::{PacketIo, netdev};
 use dataplane::packet::{Packet, PacketPool, PortId};
 
-use super::config::{NodeSettings, UplinkBackend, XdpModeKind};
+use super::config::{NodeSettings, SourceSettings, UplinkBackend, UplinkVxlan, XdpModeKind};
 use super::netns;
 use super::observe::{Frame, Observers, wall_now};
 use crate::net::MacAddr;
@@ -32,6 +35,9 @@ pub enum Device {
     AfPacket(AfPacketPort),
     /// Boxed: an XDP socket with its rings is several times larger than the others.
     AfXdp(Box<AfXdpPort>),
+    /// The uplink's raw socket and its VXLAN tunnel socket (boxed: the send arena's handle
+    /// and buffers).
+    Tunnel(Box<TunnelUplink>),
 }
 
 /// A device as a worker runs it: the device, the port it serves, the capture hook, and what
@@ -89,6 +95,7 @@ impl PacketIo for NodePort {
             Device::Tap(d) => d.rx_burst(port, pool, batch, max),
             Device::AfPacket(d) => d.rx_burst(port, pool, batch, max),
             Device::AfXdp(d) => d.rx_burst(port, pool, batch, max),
+            Device::Tunnel(d) => d.rx_burst(port, pool, batch, max),
         }?;
         if received > 0 && self.observers.capture.is_active() {
             self.capture(&batch[before..]);
@@ -105,6 +112,7 @@ impl PacketIo for NodePort {
             Device::Tap(d) => d.tx_burst(pkts, pool),
             Device::AfPacket(d) => d.tx_burst(pkts, pool),
             Device::AfXdp(d) => d.tx_burst(pkts, pool),
+            Device::Tunnel(d) => d.tx_burst(pkts, pool),
         };
         self.refused = offered - sent.as_ref().map_or(0, |&n| n.min(offered));
         sent
@@ -115,6 +123,7 @@ impl PacketIo for NodePort {
             Device::Tap(d) => d.poll_fd(),
             Device::AfPacket(d) => d.poll_fd(),
             Device::AfXdp(d) => d.poll_fd(),
+            Device::Tunnel(d) => d.poll_fd(),
         }
     }
 
@@ -123,6 +132,14 @@ impl PacketIo for NodePort {
             Device::Tap(d) => d.accepts_gso(),
             Device::AfPacket(d) => d.accepts_gso(),
             Device::AfXdp(d) => d.accepts_gso(),
+            Device::Tunnel(d) => d.accepts_gso(),
+        }
+    }
+
+    fn accepts_encapsulated_gso(&self) -> bool {
+        match &self.device {
+            Device::Tunnel(d) => d.accepts_encapsulated_gso(),
+            _ => false,
         }
     }
 
@@ -131,6 +148,7 @@ impl PacketIo for NodePort {
             Device::Tap(d) => d.rx_dropped(),
             Device::AfPacket(d) => d.rx_dropped(),
             Device::AfXdp(d) => d.rx_dropped(),
+            Device::Tunnel(d) => d.rx_dropped(),
         }
     }
 }
@@ -242,6 +260,9 @@ pub fn open_uplink(settings: &NodeSettings) -> Result<Vec<Device>, String> {
     let uplink = &settings.uplink;
     let n = settings.workers;
     let opened = match uplink.backend {
+        UplinkBackend::AfPacket if uplink.vxlan == UplinkVxlan::UdpSocket => {
+            return open_tunnel_uplink(settings);
+        }
         UplinkBackend::AfPacket => open_af_packet(
             &uplink.interface,
             n,
@@ -253,6 +274,62 @@ pub fn open_uplink(settings: &NodeSettings) -> Result<Vec<Device>, String> {
         UplinkBackend::AfXdp => open_af_xdp(&uplink.interface, n, uplink.xdp_mode),
     };
     opened.map_err(|e| format!("ports.uplink.interface {}: {e}", uplink.interface))
+}
+
+/// The cluster's VXLAN port as the source will hand it to the dataplane: the kubernetes
+/// source's cluster settings, or `cluster.json` of the state directory (its defaults when
+/// absent).
+fn vxlan_port(settings: &NodeSettings) -> Result<u16, String> {
+    match &settings.source {
+        SourceSettings::Kubernetes { cluster, .. } => Ok(cluster.vxlan_port),
+        SourceSettings::State(dir) => crate::store::StateDir::new(dir)
+            .read_settings()
+            .map(|s| s.vxlan_port)
+            .map_err(|e| format!("ports.uplink.vxlan udp-socket: the VXLAN port: {e}")),
+    }
+}
+
+/// The VXLAN uplink through a UDP tunnel socket (`ports.uplink.vxlan: udp-socket`): per
+/// worker, the raw socket (VXLAN filtered out) and a tunnel socket on nodeIP:vxlanPort. The
+/// uplink's own MAC must be the dataplane's uplink MAC: the peers send VXLAN there and the
+/// kernel must take it.
+fn open_tunnel_uplink(settings: &NodeSettings) -> Result<Vec<Device>, String> {
+    let uplink = &settings.uplink;
+    let fail = |e: io::Error| format!("ports.uplink.interface {}: {e}", uplink.interface);
+    let node_ip = settings
+        .node_ip
+        .ok_or("ports.uplink.vxlan udp-socket: nodeIP is required")?;
+    let mac = settings.local.uplink_mac.map_or_else(
+        || crate::compile::node::derived_mac(&settings.node_name, "uplink").0,
+        |m| m.0,
+    );
+    let actual = netdev::mac_address(&uplink.interface).map_err(fail)?;
+    if actual != mac {
+        return Err(format!(
+            "ports.uplink.vxlan udp-socket: {} has MAC {}, the dataplane's uplink MAC is {}: \
+             the kernel receives VXLAN only at its own MAC (set one to the other)",
+            uplink.interface,
+            MacAddr(actual),
+            MacAddr(mac)
+        ));
+    }
+    let config = UdpTunnelConfig {
+        node_ip,
+        port: vxlan_port(settings)?,
+        uplink_mac: mac,
+    };
+    let raw = AfPacketConfig {
+        fanout_group: Some(fanout_group(PortId(0))),
+        rx_frames: UPLINK_RX_FRAMES,
+        ..AfPacketConfig::default()
+    };
+    (0..settings.workers)
+        .map(|_| {
+            TunnelUplink::open(&uplink.interface, &raw, &config)
+                .map(|d| Device::Tunnel(Box::new(d)))
+                .map_err(fail)
+        })
+        .collect()
 }
 
 /// Opens the host TAP, sets its MAC if one is configured and brings it up; returns its MAC.

@@ -24,6 +24,7 @@ mod testframes;
 #[cfg(test)]
 mod testnet;
 pub mod thread;
+pub mod udp_tunnel;
 pub mod words;
 
 use std::io;
@@ -65,6 +66,13 @@ pub trait PacketIo {
     /// device segment it, as a TAP with a virtio-net header does; otherwise the worker
     /// segments it in software first (`offload::segment`).
     fn accepts_gso(&self) -> bool {
+        false
+    }
+
+    /// Whether `tx_burst` takes a VXLAN-encapsulated TCPv4 super-packet whole and cuts it
+    /// into datagrams itself (the UDP tunnel uplink, `udp_tunnel`); otherwise the worker
+    /// segments it in software first.
+    fn accepts_encapsulated_gso(&self) -> bool {
         false
     }
 }

@@ -107,14 +107,7 @@ pub fn segment(
         area[..headers.len()].copy_from_slice(headers);
         area[headers.len()..len].copy_from_slice(chunk);
         pkt.set_received(len);
-        let last = i + 1 == n;
-        let mut seg_flags = flags;
-        if !last {
-            seg_flags &= !(TcpFlags::FIN.0 | TcpFlags::PSH.0);
-        }
-        if i > 0 {
-            seg_flags &= !TcpFlags::CWR.0;
-        }
+        let seg_flags = segment_flags(flags, i, n);
         fix_segment(
             pkt.data_mut(),
             &at,
@@ -133,9 +126,28 @@ pub fn segment(
     Ok(n)
 }
 
+/// The TCP flags of segment `i` of `n` cut from a super-packet with `flags`: FIN and PSH on
+/// the last only, CWR on the first only.
+pub(crate) fn segment_flags(flags: u8, i: usize, n: usize) -> u8 {
+    let mut seg_flags = flags;
+    if i + 1 != n {
+        seg_flags &= !(TcpFlags::FIN.0 | TcpFlags::PSH.0);
+    }
+    if i > 0 {
+        seg_flags &= !TcpFlags::CWR.0;
+    }
+    seg_flags
+}
+
 /// Fixes one segment's lengths, ident, sequence, flags and checksums; `payload_sum` is the
 /// checksum sum of its payload.
-fn fix_segment(seg: &mut [u8], at: &Layout, (ident, seq): (u16, u32), flags: u8, payload_sum: u32) {
+pub(crate) fn fix_segment(
+    seg: &mut [u8],
+    at: &Layout,
+    (ident, seq): (u16, u32),
+    flags: u8,
+    payload_sum: u32,
+) {
     let len = seg.len();
     if let Some(outer) = at.outer_l3 {
         let mut ip = Ipv4Packet::new_unchecked(&mut seg[outer..]);

@@ -132,7 +132,11 @@ impl<P: PacketIo> Worker<P> {
                     let i = usize::from(port.0);
                     let whole = !pkt.meta.offload.is_gso()
                         || (pkt.meta.offload.encap_len == 0
-                            && self.ports[i].as_ref().is_some_and(P::accepts_gso));
+                            && self.ports[i].as_ref().is_some_and(P::accepts_gso))
+                        || (pkt.meta.offload.encap_len > 0
+                            && self.ports[i]
+                                .as_ref()
+                                .is_some_and(P::accepts_encapsulated_gso));
                     if whole {
                         self.tx_queues[i].push(pkt);
                         continue;

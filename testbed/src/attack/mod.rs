@@ -115,6 +115,7 @@ pub fn send(
             fanout_group: None,
             promiscuous: false,
             vnet_hdr: false,
+            exclude_udp_port: None,
         };
         let mut port = AfPacketPort::open(device, &config)
             .map_err(context(format!("AF_PACKET on {device} in {ns}")))?;

@@ -12,6 +12,7 @@ pub mod kube_proxy;
 mod resolve;
 mod servers;
 pub mod units;
+mod uplink_vxlan;
 mod workers;
 
 use std::collections::BTreeMap;
@@ -31,6 +32,7 @@ pub use resolve::{
 };
 use servers::{AdminTlsFile, HealthFile, MetricsFile};
 pub use servers::{HealthSettings, TlsFiles};
+pub use uplink_vxlan::UplinkVxlan;
 pub use workers::{
     DEFAULT_CLASS, FALLBACK_CLASS, IdleKind, PolicyKind, SchedulingFile, WorkerSchedule,
 };
@@ -146,6 +148,8 @@ pub struct UplinkFile {
     pub peer_macs: BTreeMap<String, ConfigMac>,
     #[serde(default)]
     pub xdp_mode: XdpModeKind,
+    #[serde(default)]
+    pub vxlan: UplinkVxlan,
 }
 
 /// The host port is always a TAP.
@@ -274,6 +278,10 @@ node.yaml keys (all optional unless marked; command-line flags override them):
                            nextHopMAC, the only MACs a peer's own address (and, routed, its
                            pods' addresses) is accepted from on the uplink (spoofed_source)
   ports.uplink.xdpMode     auto (default) | generic | native, for backend af-xdp
+  ports.uplink.vxlan       raw (default) | udp-socket, for backend af-packet and overlay vxlan:
+                           udp-socket sends and receives VXLAN through a kernel UDP socket on
+                           nodeIP:vxlanPort with UDP_SEGMENT/UDP_GRO (needs nodeIP, the uplink's
+                           MAC = ports.uplink.mac, and policy rules; see dataplane/README.md)
   ports.host.interface     the host TAP ferroplane creates (persistent) into the node's own
                            stack (default fp-host); omit ports.host for no host port
   ports.host.backend       tap (the only host backend)

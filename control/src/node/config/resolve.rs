@@ -16,6 +16,7 @@ use dataplane::tables::services::DEFAULT_MAGLEV_M;
 
 use super::servers::{HealthSettings, TlsFiles, resolve_health, resolve_tls};
 use super::units::{ConfigDuration, NodePortAddress};
+use super::uplink_vxlan::UplinkVxlan;
 use super::workers::{PolicyKind, WorkerSchedule, resolve_schedule};
 use super::{
     ConfigError, ConntrackFile, FileConfig, OverlayKind, PodBackend, SourceKind, UplinkBackend,
@@ -56,6 +57,7 @@ pub struct UplinkSettings {
     pub interface: String,
     pub backend: UplinkBackend,
     pub xdp_mode: XdpModeKind,
+    pub vxlan: UplinkVxlan,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -141,6 +143,7 @@ pub fn resolve(file: FileConfig, flags: &Overrides) -> Result<NodeSettings, Conf
         interface: uplink_file.interface,
         backend: uplink_file.backend,
         xdp_mode: uplink_file.xdp_mode,
+        vxlan: uplink_file.vxlan,
     };
     let host = file.ports.host.map(|h| HostSettings {
         interface: h.interface.unwrap_or_else(|| "fp-host".to_owned()),
@@ -208,6 +211,8 @@ pub fn resolve(file: FileConfig, flags: &Overrides) -> Result<NodeSettings, Conf
         maglev_table_size: file.maglev_table_size.unwrap_or(DEFAULT_MAGLEV_M),
         external_ips: file.external_ips.unwrap_or(true),
     };
+    super::uplink_vxlan::check(uplink.vxlan, uplink.backend, node_ip, local.overlay)
+        .map_err(|e| err("ports.uplink.vxlan", e))?;
     if local.snat_ports.0 < 1024 {
         return Err(err("snatPorts", "must not start below 1024"));
     }

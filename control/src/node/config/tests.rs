@@ -291,3 +291,34 @@ fn the_deploy_config_map_is_a_valid_node_yaml_for_the_kubernetes_source() {
     assert_eq!(s.uplink.backend, UplinkBackend::AfPacket);
     assert_eq!(s.flow_state, PathBuf::from("/run/ferroplane/conntrack.shm"));
 }
+
+#[test]
+fn the_udp_socket_uplink_needs_af_packet_vxlan_and_a_node_ip() {
+    let vxlan = "    vxlan: udp-socket\n";
+    let s = resolved(&format!("nodeIP: 192.168.50.2\n{}", minimal(vxlan))).unwrap();
+    assert_eq!(s.uplink.vxlan, UplinkVxlan::UdpSocket);
+    assert_eq!(
+        resolved(&minimal("")).unwrap().uplink.vxlan,
+        UplinkVxlan::Raw
+    );
+    for (text, needs) in [
+        (minimal(vxlan), "nodeIP"),
+        (
+            format!("nodeIP: 192.168.50.2\noverlay: routed\n{}", minimal(vxlan)),
+            "overlay vxlan",
+        ),
+        (
+            format!(
+                "nodeIP: 192.168.50.2\n{}",
+                minimal(&format!("    backend: tap\n{vxlan}"))
+            ),
+            "af-packet",
+        ),
+    ] {
+        let error = resolved(&text).expect_err(&text).0;
+        assert!(
+            error.starts_with("ports.uplink.vxlan: ") && error.contains(needs),
+            "{error}"
+        );
+    }
+}

@@ -48,6 +48,9 @@ pub struct AfPacketConfig {
     /// Carry a virtio-net header (`PACKET_VNET_HDR`): TCP super-packets and partial checksums
     /// in and out (pod veths with TSO on). Off for the uplink.
     pub vnet_hdr: bool,
+    /// Drop UDP to this port in the kernel before the ring (`udp_tunnel`: VXLAN goes to the
+    /// tunnel socket, not here).
+    pub exclude_udp_port: Option<u16>,
 }
 
 impl Default for AfPacketConfig {
@@ -58,6 +61,7 @@ impl Default for AfPacketConfig {
             fanout_group: None,
             promiscuous: true,
             vnet_hdr: false,
+            exclude_udp_port: None,
         }
     }
 }
@@ -147,6 +151,9 @@ impl AfPacketPort {
             true => Some(vnet::Large::open(&fd, ifindex)?),
             false => None,
         };
+        if let Some(port) = config.exclude_udp_port {
+            super::udp_tunnel::attach_filter(&fd, &super::udp_tunnel::exclude_udp_port(port))?;
+        }
         bind(&fd, ifindex, libc::ETH_P_ALL as u16)
             .map_err(|e| context(e, format_args!("bind to {ifname}")))?;
         if config.promiscuous {

@@ -165,15 +165,8 @@ impl TunnelUplink {
         }
         let mut hdrs = [socket::empty_mmsghdr(); MAX_MESSAGES];
         for j in 0..k {
-            let h = &mut hdrs[j].msg_hdr;
-            h.msg_name = ptr::addr_of_mut!(names[j]).cast();
-            h.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
-            h.msg_iov = ptr::addr_of_mut!(iov[j]);
-            h.msg_iovlen = 1;
-            if control_len[j] > 0 {
-                h.msg_control = control[j].as_mut_ptr().cast();
-                h.msg_controllen = control_len[j] as _;
-            }
+            let control = &mut control[j][..control_len[j]];
+            socket::point_header(&mut hdrs[j].msg_hdr, &mut names[j], &mut iov[j], control);
         }
         let mut done = 0;
         let mut packets = 0;
@@ -237,13 +230,12 @@ impl TunnelUplink {
         }
         let mut hdrs = [socket::empty_mmsghdr(); RX_MESSAGES];
         for j in 0..k {
-            let h = &mut hdrs[j].msg_hdr;
-            h.msg_name = ptr::addr_of_mut!(names[j]).cast();
-            h.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
-            h.msg_iov = ptr::addr_of_mut!(iov[j]);
-            h.msg_iovlen = 1;
-            h.msg_control = control[j].as_mut_ptr().cast();
-            h.msg_controllen = CONTROL_LEN as _;
+            socket::point_header(
+                &mut hdrs[j].msg_hdr,
+                &mut names[j],
+                &mut iov[j],
+                &mut control[j],
+            );
         }
         let got = socket::receive_batch(&self.socket, &mut hdrs[..k]);
         let got = match got {

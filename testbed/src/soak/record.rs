@@ -91,6 +91,8 @@ pub struct Attempt {
     pub at_ms: u64,
     pub took_ms: u64,
     pub connected: bool,
+    /// How it failed when it did (timeout, refused, no-answer).
+    pub failure: Option<&'static str>,
 }
 
 #[derive(Default)]

@@ -118,7 +118,10 @@ pub fn judge_intruder(recorded: &mut Recorded, bounds: &Bounds) -> (Vec<Attempt>
                 took_ms: attempt.took_ms,
                 traffic: Traffic::Intruder,
                 client: super::plan::INTRUDER.to_owned(),
-                kind: "denied-without-policy".to_owned(),
+                kind: format!(
+                    "denied-without-policy ({})",
+                    attempt.failure.unwrap_or("unknown")
+                ),
                 window: None,
             }),
             _ => {}
@@ -405,6 +408,7 @@ mod tests {
             at_ms,
             took_ms: 10,
             connected,
+            failure: (!connected).then_some("timeout"),
         }
     }
 
@@ -483,7 +487,7 @@ mod tests {
         assert_eq!(leaks.len(), 1);
         assert_eq!(leaks[0].at_ms, 20_000);
         assert_eq!(book.failures.len(), 1);
-        assert_eq!(book.failures[0].kind, "denied-without-policy");
+        assert_eq!(book.failures[0].kind, "denied-without-policy (timeout)");
         assert_eq!(book.failures[0].at_ms, 5_500);
     }
 

@@ -13,9 +13,10 @@
 //!   or routed): a Node missing from the IPv4 route table is not in the IPv6 one either.
 //! - IPv6 masquerade exemptions come from the node-local settings' IPv6 entries (pods with
 //!   routable addresses reach those destinations unmasqueraded; there is no masquerade yet).
-//! - The IPv6 cluster range is the common prefix of every Node's IPv6 podCIDR (the cluster
-//!   settings carry no IPv6 cluster CIDR yet); it only decides which destinations count as pod
-//!   addresses, never widens what is routed.
+//! - The IPv6 cluster range is the cluster settings' IPv6 pod range (`secondaryClusterCIDR`, or
+//!   `clusterCIDR` when IPv6 is primary); only without one, the common prefix of every Node's
+//!   IPv6 podCIDR. It decides which destinations count as pod addresses (and so which are
+//!   masqueraded), never widens what is routed.
 
 use std::net::{IpAddr, Ipv6Addr};
 
@@ -70,9 +71,7 @@ pub(super) fn tables(
             })
         })
         .collect();
-    let cluster_cidr = remotes
-        .iter()
-        .fold(pod_cidr, |acc, r| common_prefix(acc, r.pod_cidr));
+    let cluster_cidr = cluster_cidr6(state, pod_cidr, &remotes);
     let service_cidrs = crate::apiserver::service_cidr::ranges(state)
         .iter()
         .filter_map(|c| match c.network() {
@@ -135,7 +134,12 @@ pub(super) fn tables(
             IpAddr::V4(_) => None,
         })
         .collect();
-    V6Tables::new(v6, pods, remotes).with_services(super::v6_services::frontends(state))
+    let place = super::v6_services::Place6 {
+        node_ips: &v6.node_ips,
+        external_ips: local.external_ips,
+    };
+    let services = super::v6_services::frontends(state, place);
+    V6Tables::new(v6, pods, remotes).with_services(services)
 }
 
 /// The Node's IPv6 pod prefix (the first IPv6 entry of `spec.podCIDRs` / `spec.podCIDR`).
@@ -174,7 +178,7 @@ fn pod_ips(pod: &Pod) -> impl Iterator<Item = IpAddr> + '_ {
 }
 
 /// The pod's IPv6 address (from `status.podIPs`, or `status.podIP` in an IPv6-only cluster).
-fn pod_ip6(pod: &Pod) -> Option<Ipv6Addr> {
+pub(super) fn pod_ip6(pod: &Pod) -> Option<Ipv6Addr> {
     if super::ports::is_host_network(pod) || crate::model::pod::is_terminal(pod) {
         return None;
     }
@@ -188,6 +192,25 @@ fn pod_ip4(pod: &Pod) -> Option<std::net::Ipv4Addr> {
     pod_ips(pod).find_map(|ip| match ip {
         IpAddr::V4(v4) => Some(v4),
         IpAddr::V6(_) => None,
+    })
+}
+
+/// The cluster's IPv6 pod range: the cluster settings' IPv6 entry (`clusterCIDR` in an
+/// IPv6-primary cluster, `secondaryClusterCIDR` in an IPv4-primary dual-stack one). Settings
+/// without one (a Node given an IPv6 podCIDR by hand) fall back to the common prefix of the
+/// Nodes' IPv6 podCIDRs.
+fn cluster_cidr6(state: &ClusterState, pod_cidr: Cidr6, remotes: &[Remote6]) -> Cidr6 {
+    let configured = state
+        .settings()
+        .cluster_cidr_of(crate::net::IpFamily::IPv6)
+        .and_then(|c| match c.network() {
+            IpAddr::V6(net) => Cidr6::new(net, c.prefix_len()).ok(),
+            IpAddr::V4(_) => None,
+        });
+    configured.unwrap_or_else(|| {
+        remotes
+            .iter()
+            .fold(pod_cidr, |acc, r| common_prefix(acc, r.pod_cidr))
     })
 }
 

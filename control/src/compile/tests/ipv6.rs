@@ -117,6 +117,25 @@ fn the_ipv6_cluster_range_comes_from_the_settings_when_they_have_one() {
 }
 
 #[test]
+fn the_masquerade_address_is_the_first_ipv6_internal_ip() {
+    let mut c = cluster();
+    let mut n = c.state.node(NODE_A).unwrap().clone();
+    let addresses = n.status.as_mut().unwrap().addresses.as_mut().unwrap();
+    addresses.insert(
+        0,
+        NodeAddress {
+            type_: "ExternalIP".into(),
+            address: "2001:db8:e::1".into(),
+        },
+    );
+    c.state.insert(Object::Node(Box::new(n)));
+    let compiled = c.compile(NODE_A);
+    let node = compiled.snapshot.v6.node().unwrap();
+    assert_eq!(node.masquerade_address(), Some(v6("2001:db8::11")));
+    assert!(node.is_own_address(v6("2001:db8:e::1")));
+}
+
+#[test]
 fn ipv4_only_nodes_get_no_ipv6_and_bad_pod_addresses_are_reported() {
     let c = Cluster::new();
     assert!(c.compile(NODE_A).snapshot.v6.node().is_none());
@@ -414,6 +433,18 @@ fn node_ports_load_balancer_ips_and_external_ips_get_ipv6_frontends() {
         !cluster_ip.external_local,
         "ClusterIPs have no external policy"
     );
+
+    // nodePortAddresses CIDRs pick among the node's IPv6 addresses.
+    let ports = super::PortAssignments::sequential(c.state(), NODE_A);
+    for (cidr, answers) in [("2001:db8::/64", true), ("2001:db8:1::/64", false)] {
+        let local = super::NodeLocal {
+            node_port_cidrs: vec![cidr.parse().unwrap()],
+            ..super::NodeLocal::default()
+        };
+        let compiled = super::compile(c.state(), NODE_A, &local, &ports).unwrap();
+        let found = compiled.snapshot.v6.frontend(v6("2001:db8::11"), 30080, 6);
+        assert_eq!(found.is_some(), answers, "{cidr}");
+    }
 
     // Only IPv4 ranges: no IPv6 client is admitted (never wider than asked).
     make_load_balancer(&mut c, false, &["203.0.113.0/24"]);

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use dataplane::cidr6::Cidr6;
 use dataplane::flow::L4Proto;
-use dataplane::tables::policy::{Peer, PodSet, PolicyId, PortRange, Rule};
+use dataplane::tables::policy::{Block6, Peer, PodSet, PolicyId, PortRange, Rule};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -186,10 +186,10 @@ fn ip_block(
             except: holes.iter().filter_map(to_dp_cidr).collect(),
         });
     }
-    Some(Peer::Block6 {
-        cidr: to_cidr6(&cidr)?,
-        except: holes.iter().filter_map(to_cidr6).collect(),
-    })
+    Some(Block6::peer(
+        to_cidr6(&cidr)?,
+        holes.iter().filter_map(to_cidr6).collect(),
+    ))
 }
 
 /// The IPv6 block `cidr` is, if it is one.

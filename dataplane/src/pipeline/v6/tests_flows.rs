@@ -6,7 +6,7 @@ use etherparse::PacketBuilder;
 use super::*;
 use crate::cidr6::Cidr6;
 use crate::flow::L4Proto;
-use crate::tables::policy::{Peer, PodSet, PortRange, Rule};
+use crate::tables::policy::{Block6, Peer, PodSet, PortRange, Rule};
 use crate::tables::v6::Kind6;
 use crate::wire::checksum::{combine, finish, pseudo_header_v6, sum};
 
@@ -348,10 +348,10 @@ fn policies() -> PolicyTable {
             ingress: None,
             egress: Some(vec![Rule {
                 peers: vec![
-                    Peer::Block6 {
-                        cidr: "2001:db8:9::/48".parse().unwrap(),
-                        except: vec!["2001:db8:9:1::/64".parse().unwrap()],
-                    },
+                    Block6::peer(
+                        "2001:db8:9::/48".parse().unwrap(),
+                        vec!["2001:db8:9:1::/64".parse().unwrap()],
+                    ),
                     Peer::Pods(Arc::new(b_set)),
                     // An IPv4 block never matches IPv6 traffic.
                     Peer::Block {

@@ -44,5 +44,5 @@ mod proptests;
 mod tests;
 
 pub use crate::cidr::{Cidr, CidrError, CidrErrorReason};
-pub use rules::{Peer, PodRules, PodSet, PolicyId, PortRange, Rule};
+pub use rules::{Block6, Peer, PodRules, PodSet, PolicyId, PortRange, Rule};
 pub use table::{PolicyTable, PolicyTableBuilder, PolicyVerdict};

@@ -145,10 +145,10 @@ fn build_peers(spec: &PeerSpec, mirrored: bool) -> Vec<Peer> {
             except,
         } if mirrored => vec![
             build_peer(spec),
-            Peer::Block6 {
-                cidr: cidr6(*host, *prefix),
-                except: except.iter().map(|&(h, p)| cidr6(h, p)).collect(),
-            },
+            Block6::peer(
+                cidr6(*host, *prefix),
+                except.iter().map(|&(h, p)| cidr6(h, p)).collect(),
+            ),
         ],
         _ => vec![build_peer(spec)],
     }

@@ -35,8 +35,22 @@ pub enum Peer {
     Pods(Arc<PodSet>),
     /// An `ipBlock`: addresses in `cidr` and in none of `except`.
     Block { cidr: Cidr, except: Vec<Cidr> },
-    /// An IPv6 `ipBlock`: IPv6 addresses in `cidr` and in none of `except`.
-    Block6 { cidr: Cidr6, except: Vec<Cidr6> },
+    /// An IPv6 `ipBlock` (boxed: `Peer` keeps the size IPv4 rules had).
+    Block6(Box<Block6>),
+}
+
+/// An IPv6 `ipBlock`: IPv6 addresses in `cidr` and in none of `except`.
+#[derive(Clone, Debug)]
+pub struct Block6 {
+    pub cidr: Cidr6,
+    pub except: Vec<Cidr6>,
+}
+
+impl Block6 {
+    /// The peer for this block.
+    pub fn peer(cidr: Cidr6, except: Vec<Cidr6>) -> Peer {
+        Peer::Block6(Box::new(Self { cidr, except }))
+    }
 }
 
 impl Peer {
@@ -49,7 +63,7 @@ impl Peer {
             Self::Block { cidr, except } => {
                 cidr.contains(ip) && !except.iter().any(|hole| hole.contains(ip))
             }
-            Self::Block6 { .. } => false,
+            Self::Block6(_) => false,
         }
     }
 
@@ -60,8 +74,8 @@ impl Peer {
             Self::Any => true,
             Self::Pods(pods) => pods.contains6(ip),
             Self::Block { .. } => false,
-            Self::Block6 { cidr, except } => {
-                cidr.contains(ip) && !except.iter().any(|hole| hole.contains(ip))
+            Self::Block6(block) => {
+                block.cidr.contains(ip) && !block.except.iter().any(|hole| hole.contains(ip))
             }
         }
     }

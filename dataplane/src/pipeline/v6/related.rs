@@ -49,6 +49,11 @@ pub(super) fn translate(
     }
     let to = hit.rewrite_to;
     let inner_to = to.inverse();
+    if inner_to == quoted {
+        // An untranslated flow (tracked for policy): the error passes as it is, under routing's
+        // rules for untranslated traffic.
+        return Ok(());
+    }
     let new_src = if ctx.src == quoted.dst {
         to.src
     } else {

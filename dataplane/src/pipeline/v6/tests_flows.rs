@@ -439,3 +439,42 @@ fn a_policy_change_is_applied_to_live_ipv6_flows() {
     );
     assert_eq!(h.pipe.ct6.len(), 0);
 }
+
+#[test]
+fn a_backend_s_port_unreachable_reaches_the_client_from_the_service_address() {
+    let mut h = H::new();
+    let sent = from_a(SVC);
+    let (v, out) = h.run(POD_A, &sent);
+    assert_eq!(v, Verdict::Tx(POD_B));
+    // B has nothing on 5353: it answers port unreachable, quoting what it got.
+    let b = PacketBuilder::ethernet2(MAC_B.0, gateway_mac().0)
+        .ipv6(v6(B).octets(), v6(A).octets(), 64)
+        .icmpv6_raw(
+            icmpv6::DEST_UNREACHABLE,
+            icmpv6::CODE_PORT_UNREACHABLE,
+            [0; 4],
+        );
+    let mut error = Vec::new();
+    b.write(&mut error, &out.data()[L3..]).unwrap();
+    let (v, pkt) = h.run(POD_B, &error);
+    assert_eq!(v, Verdict::Tx(POD_A));
+    let ip = ip6(&pkt, L3);
+    assert_eq!(
+        (ip.src_addr(), ip.dst_addr()),
+        (v6(SVC), v6(A)),
+        "from the address A talked to"
+    );
+    let icmp = Icmpv6Packet::new_checked(&pkt.data()[L3 + 40..]).unwrap();
+    assert!(icmp.verify_checksum(v6(SVC), v6(A)));
+    let quoted = &pkt.data()[L3 + 48..];
+    assert_eq!(
+        &quoted[8..40],
+        &sent[L3 + 8..L3 + 40],
+        "addresses as A sent them"
+    );
+    assert_eq!(
+        &quoted[40..],
+        &sent[L3 + 40..],
+        "ports and checksum as A sent them"
+    );
+}

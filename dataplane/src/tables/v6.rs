@@ -12,7 +12,8 @@
 //!   IPv4 [`RouteTable`](super::routes::RouteTable) that holds its VTEP.
 //! - A frontend is kept even without backends (its traffic is rejected, as kube-proxy does);
 //!   its `local` backends are those on this node (a local pod or the node's own address),
-//!   computed when the frontends are set; every ClusterIP frontend's address is a VIP.
+//!   computed when the frontends are set; every ClusterIP frontend's address is a VIP; every
+//!   frontend address is in the node's Service ranges or in `external_addrs`.
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
@@ -195,6 +196,10 @@ pub struct V6Tables {
     services: foldhash::HashMap<FrontendKey, Frontend6>,
     /// The ClusterIPs (a ClusterIP owns its whole address: its unserved ports are rejected).
     vips: foldhash::HashSet<Ipv6Addr>,
+    /// The frontend addresses outside the node's Service ranges (NodePorts, LoadBalancer IPs,
+    /// externalIPs, a ClusterIP of a range the node does not list): with the Service ranges,
+    /// what may be a frontend at all (pod-to-pod traffic skips the lookup).
+    external_addrs: foldhash::HashSet<Ipv6Addr>,
     pods_by_ip: foldhash::HashMap<Ipv6Addr, Pod6>,
     pod_by_port: Vec<Option<Ipv6Addr>>,
     remotes: Vec<Remote6>,
@@ -238,6 +243,7 @@ impl V6Tables {
             node: Some(node),
             services: foldhash::HashMap::default(),
             vips: foldhash::HashSet::default(),
+            external_addrs: foldhash::HashSet::default(),
             pods_by_ip: pods.into_iter().map(|p| (p.ip, p)).collect(),
             pod_by_port,
             remotes,
@@ -252,6 +258,9 @@ impl V6Tables {
         for s in services {
             if s.kind == Kind6::ClusterIp {
                 self.vips.insert(s.ip);
+            }
+            if !self.node.as_ref().is_some_and(|n| n.in_service_cidrs(s.ip)) {
+                self.external_addrs.insert(s.ip);
             }
             let local: Vec<_> = s
                 .backends
@@ -286,6 +295,13 @@ impl V6Tables {
     #[inline]
     pub fn service(&self, ip: Ipv6Addr, port: u16, proto: u8) -> Option<&[(Ipv6Addr, u16)]> {
         self.frontend(ip, port, proto).map(|f| &f.backends[..])
+    }
+
+    /// `ip` holds a frontend outside the node's Service ranges (a NodePort, a LoadBalancer IP,
+    /// an externalIP).
+    #[inline]
+    pub fn is_external_address(&self, ip: Ipv6Addr) -> bool {
+        self.external_addrs.contains(&ip)
     }
 
     /// `ip` is a ClusterIP.

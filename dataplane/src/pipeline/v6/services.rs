@@ -60,12 +60,17 @@ pub(super) fn source_kind(ctx: &Ctx6, node: &V6Node) -> Source6 {
 }
 
 pub(super) fn balance(snap: &Snapshot, ctx: &Ctx6, node: &V6Node) -> Result<Balance6, DropReason> {
+    // Pod-to-pod traffic (neither a Service range nor a frontend address) skips the lookup.
+    let in_service_range = node.in_service_cidrs(ctx.dst);
+    if !in_service_range && !snap.v6.is_external_address(ctx.dst) {
+        return Ok(Balance6::NotService);
+    }
     let Some(f) = snap.v6.frontend(ctx.dst, ctx.dport, ctx.proto) else {
         if snap.v6.is_vip(ctx.dst) {
             // kube-proxy: "Reject traffic to invalid ports of ClusterIPs".
             return Ok(Balance6::Reject);
         }
-        if node.in_service_cidrs(ctx.dst) {
+        if in_service_range {
             return Err(DropReason::ServiceUnallocated);
         }
         return Ok(Balance6::NotService);

@@ -171,8 +171,7 @@ fn spec_name(namespace: &str, name: &str, port: &ServicePort) -> Arc<str> {
     }
 }
 
-/// IPv4 addresses of a list; IPv6 ones are the IPv6 side's (`v6_services`), unreadable ones are
-/// reported and skipped (B8).
+/// IPv4 addresses of a list; others are reported and skipped (B8).
 fn addresses<'a>(
     field: &str,
     texts: impl Iterator<Item = &'a String>,
@@ -182,7 +181,10 @@ fn addresses<'a>(
         .filter(|text| !text.is_empty() && text.as_str() != "None")
         .filter_map(|text| match text.parse::<IpAddr>() {
             Ok(IpAddr::V4(v4)) => Some(v4),
-            Ok(IpAddr::V6(_)) => None,
+            Ok(IpAddr::V6(_)) => {
+                problem(format!("{field}: {text} is IPv6; skipped"));
+                None
+            }
             Err(_) => {
                 problem(format!("{field}: {text:?} is not an IP address; skipped"));
                 None
@@ -205,8 +207,8 @@ fn load_balancer_ips(service: &Service, problem: &mut impl FnMut(String)) -> Vec
 }
 
 /// `loadBalancerSourceRanges` as IPv4 (network, prefix). IPv6 ranges cannot match an IPv4
-/// client and are left to the IPv6 side (`v6_services`); if none is left of a non-empty list,
-/// the list becomes `0.0.0.0/32`, which no client has, so skipping never widens access.
+/// client and are skipped; if none is left of a non-empty list, the list becomes
+/// `0.0.0.0/32`, which no client has, so skipping never widens access.
 fn source_ranges(
     ranges: Option<&[String]>,
     problem: &mut impl FnMut(String),
@@ -215,7 +217,15 @@ fn source_ranges(
     let compiled: Vec<(Ipv4Addr, u8)> = ranges
         .iter()
         .filter_map(|text| match Cidr::parse_lenient(text.trim()) {
-            Ok(cidr) => to_v4(cidr.network()).map(|ip| (ip, cidr.prefix_len())),
+            Ok(cidr) => {
+                let v4 = to_v4(cidr.network()).map(|ip| (ip, cidr.prefix_len()));
+                if v4.is_none() {
+                    problem(format!(
+                        "spec.loadBalancerSourceRanges: {text} is IPv6 and can match no client of this IPv4 cluster; skipped (a list of only IPv6 ranges admits no one)"
+                    ));
+                }
+                v4
+            }
             Err(message) => {
                 problem(format!("spec.loadBalancerSourceRanges: {message}; skipped"));
                 None

@@ -478,3 +478,18 @@ fn a_backend_s_port_unreachable_reaches_the_client_from_the_service_address() {
         "ports and checksum as A sent them"
     );
 }
+
+#[test]
+fn a_pod_reaching_itself_through_its_service_is_masqueraded_hairpin() {
+    let mut h = H::new();
+    let frame = udp_ports(MAC_B, gateway_mac(), (B, SVC), (42000, 53));
+    let (v, pkt) = h.run(POD_B, &frame);
+    assert_eq!(v, Verdict::Tx(POD_B));
+    let (src, dst, sport, dport) = endpoints(&pkt);
+    assert_eq!((src, dst, dport), (v6(NODE6), v6(B), 5353));
+    // Its own answer, to the node's address, comes back from the Service.
+    let answer = udp_ports(MAC_B, gateway_mac(), (B, NODE6), (5353, sport));
+    let (v, back) = h.run(POD_B, &answer);
+    assert_eq!(v, Verdict::Tx(POD_B));
+    assert_eq!(endpoints(&back), (v6(SVC), v6(B), 53, 42000));
+}

@@ -120,13 +120,12 @@ pub enum DropReason {
     /// messages for the link other than echo (MLD reports, node information, ...): the node
     /// forwards no multicast and answers none of them.
     Ipv6Multicast,
-    /// IPv6 traffic that needs NAT66 the node does not do: to an IPv6 Service address and port
-    /// that no frontend (with backends) serves, or from a pod to outside the cluster (masquerade,
-    /// not done in IPv6 yet).
+    /// IPv6 traffic that needs NAT66 the IPv6 flow table cannot give it: SCTP (untracked in
+    /// IPv6) to a Service address or from a pod to outside the cluster (masquerade).
     Ipv6NatUnsupported,
-    /// IPv6 traffic to or from a pod that a NetworkPolicy isolates: policies are not enforced on
-    /// IPv6 yet, so such traffic is refused rather than let through unchecked.
-    Ipv6PolicyUnenforced,
+    /// IPv6 pod traffic to outside the cluster that needs masquerade, on a node without an IPv6
+    /// address of its own to masquerade to.
+    Ipv6NoNodeAddress,
 }
 
 impl DropReason {
@@ -179,7 +178,7 @@ impl DropReason {
         Self::Ipv6LinkLocal,
         Self::Ipv6Multicast,
         Self::Ipv6NatUnsupported,
-        Self::Ipv6PolicyUnenforced,
+        Self::Ipv6NoNodeAddress,
     ];
 
     /// Stable snake_case name, used as the Prometheus `reason` label.
@@ -232,7 +231,7 @@ impl DropReason {
             Self::Ipv6LinkLocal => "ipv6_link_local",
             Self::Ipv6Multicast => "ipv6_multicast",
             Self::Ipv6NatUnsupported => "ipv6_nat_unsupported",
-            Self::Ipv6PolicyUnenforced => "ipv6_policy_unenforced",
+            Self::Ipv6NoNodeAddress => "ipv6_no_node_address",
         }
     }
 }

@@ -11,11 +11,15 @@
 //!   claims an IPv6 address, in namespace/name order (reported).
 //! - Remote nodes are routed in IPv6 only through their IPv4 VTEP (VXLAN on the IPv4 underlay,
 //!   or routed): a Node missing from the IPv4 route table is not in the IPv6 one either.
-//! - IPv6 masquerade exemptions come from the node-local settings' IPv6 entries (pods with
-//!   routable addresses reach those destinations unmasqueraded; there is no masquerade yet).
-//! - The IPv6 cluster range is the common prefix of every Node's IPv6 podCIDR (the cluster
-//!   settings carry no IPv6 cluster CIDR yet); it only decides which destinations count as pod
-//!   addresses, never widens what is routed.
+//! - IPv6 masquerade exemptions come from the node-local settings' IPv6 `masqueradeExempt`
+//!   entries (pods with routable addresses reach those destinations unmasqueraded); the rest of
+//!   pod traffic leaving the cluster is masqueraded to the node's first IPv6 address.
+//! - IPv6 NodePorts answer on the node's first IPv6 address, or with `nodePortAddresses`
+//!   listed, on its IPv6 addresses inside the listed CIDRs.
+//! - The IPv6 cluster range is the cluster settings' IPv6 pod range (`secondaryClusterCIDR`, or
+//!   `clusterCIDR` when IPv6 is primary); only without one, the common prefix of every Node's
+//!   IPv6 podCIDR. It decides which destinations count as pod addresses (and so which are
+//!   masqueraded), never widens what is routed.
 
 use std::net::{IpAddr, Ipv6Addr};
 
@@ -28,7 +32,6 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 
 use super::Problem;
 use super::local::NodeLocal;
-use crate::model::node as node_model;
 use crate::state::ClusterState;
 
 /// IPv6's minimum link MTU (RFC 8200 5).
@@ -70,9 +73,7 @@ pub(super) fn tables(
             })
         })
         .collect();
-    let cluster_cidr = remotes
-        .iter()
-        .fold(pod_cidr, |acc, r| common_prefix(acc, r.pod_cidr));
+    let cluster_cidr = cluster_cidr6(state, pod_cidr, &remotes);
     let service_cidrs = crate::apiserver::service_cidr::ranges(state)
         .iter()
         .filter_map(|c| match c.network() {
@@ -135,7 +136,32 @@ pub(super) fn tables(
             IpAddr::V4(_) => None,
         })
         .collect();
-    V6Tables::new(v6, pods, remotes).with_services(super::v6_services::frontends(state))
+    let node_port_ips = node_port_addresses6(local, &v6.node_ips);
+    let place = super::v6_services::Place6 {
+        node_ips: &node_port_ips,
+        external_ips: local.external_ips,
+    };
+    let services = super::v6_services::frontends(state, place);
+    V6Tables::new(v6, pods, remotes).with_services(services)
+}
+
+/// The IPv6 addresses NodePorts answer on (kube-proxy's `nodePortAddresses`, per family):
+/// without a list, the node's primary IPv6 address (its first); with one, the node's IPv6
+/// addresses inside its CIDRs (listed single addresses are IPv4: they name none here).
+fn node_port_addresses6(local: &NodeLocal, node_ips: &[Ipv6Addr]) -> Vec<Ipv6Addr> {
+    if local.node_port_addresses.is_empty() && local.node_port_cidrs.is_empty() {
+        return node_ips.first().copied().into_iter().collect();
+    }
+    node_ips
+        .iter()
+        .copied()
+        .filter(|ip| {
+            local
+                .node_port_cidrs
+                .iter()
+                .any(|c| c.contains(IpAddr::V6(*ip)))
+        })
+        .collect()
 }
 
 /// The Node's IPv6 pod prefix (the first IPv6 entry of `spec.podCIDRs` / `spec.podCIDR`).
@@ -147,14 +173,21 @@ fn pod_cidr6(node: &Node) -> Option<Cidr6> {
         .find_map(|text| text.parse::<Cidr6>().ok())
 }
 
-/// The Node's IPv6 InternalIPs and ExternalIPs, each once.
+/// The Node's IPv6 InternalIPs, then its IPv6 ExternalIPs, each once (the first is the
+/// masquerade source and primary NodePort address).
 fn addresses6(node: &Node) -> Vec<Ipv6Addr> {
     let mut out = Vec::new();
-    for ip in node_model::addresses(node) {
-        if let IpAddr::V6(v6) = ip
-            && !out.contains(&v6)
-        {
-            out.push(v6);
+    let listed = node
+        .status
+        .iter()
+        .flat_map(|s| s.addresses.iter().flatten());
+    for kind in ["InternalIP", "ExternalIP"] {
+        for a in listed.clone().filter(|a| a.type_ == kind) {
+            if let Ok(v6) = a.address.parse::<Ipv6Addr>()
+                && !out.contains(&v6)
+            {
+                out.push(v6);
+            }
         }
     }
     out
@@ -174,7 +207,7 @@ fn pod_ips(pod: &Pod) -> impl Iterator<Item = IpAddr> + '_ {
 }
 
 /// The pod's IPv6 address (from `status.podIPs`, or `status.podIP` in an IPv6-only cluster).
-fn pod_ip6(pod: &Pod) -> Option<Ipv6Addr> {
+pub(super) fn pod_ip6(pod: &Pod) -> Option<Ipv6Addr> {
     if super::ports::is_host_network(pod) || crate::model::pod::is_terminal(pod) {
         return None;
     }
@@ -188,6 +221,25 @@ fn pod_ip4(pod: &Pod) -> Option<std::net::Ipv4Addr> {
     pod_ips(pod).find_map(|ip| match ip {
         IpAddr::V4(v4) => Some(v4),
         IpAddr::V6(_) => None,
+    })
+}
+
+/// The cluster's IPv6 pod range: the cluster settings' IPv6 entry (`clusterCIDR` in an
+/// IPv6-primary cluster, `secondaryClusterCIDR` in an IPv4-primary dual-stack one). Settings
+/// without one (a Node given an IPv6 podCIDR by hand) fall back to the common prefix of the
+/// Nodes' IPv6 podCIDRs.
+fn cluster_cidr6(state: &ClusterState, pod_cidr: Cidr6, remotes: &[Remote6]) -> Cidr6 {
+    let configured = state
+        .settings()
+        .cluster_cidr_of(crate::net::IpFamily::IPv6)
+        .and_then(|c| match c.network() {
+            IpAddr::V6(net) => Cidr6::new(net, c.prefix_len()).ok(),
+            IpAddr::V4(_) => None,
+        });
+    configured.unwrap_or_else(|| {
+        remotes
+            .iter()
+            .fold(pod_cidr, |acc, r| common_prefix(acc, r.pod_cidr))
     })
 }
 

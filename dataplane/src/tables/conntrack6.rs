@@ -75,6 +75,8 @@ pub struct Hit6 {
     pub flow: u32,
     pub dir: Dir6,
     pub rewrite_to: Tuple6,
+    /// The policy epoch the flow was last allowed under (`stamp_policy`; 0: never checked).
+    pub policy_epoch: u8,
 }
 
 /// Why an insert failed.
@@ -97,6 +99,7 @@ struct Flow6 {
     last_seen: u32,
     replied: bool,
     closing: bool,
+    policy_epoch: u8,
 }
 
 impl Flow6 {
@@ -199,6 +202,7 @@ impl Conntrack6 {
             last_seen: now,
             replied: false,
             closing: false,
+            policy_epoch: 0,
         });
         self.index.insert(original, (flow, Dir6::Original));
         self.index.insert(reply, (flow, Dir6::Reply));
@@ -227,7 +231,44 @@ impl Conntrack6 {
             flow,
             dir,
             rewrite_to,
+            policy_epoch: f.policy_epoch,
         })
+    }
+
+    /// Finds the flow of `tuple` like [`Self::lookup`] but changes nothing (an ICMPv6 error
+    /// about a flow neither refreshes it nor marks it replied).
+    pub fn peek(&self, tuple: &Tuple6, now: u32) -> Option<Hit6> {
+        let &(flow, dir) = self.index.get(tuple)?;
+        let f = self.flows[flow as usize].as_ref()?;
+        if f.expired(now) {
+            return None;
+        }
+        let rewrite_to = match dir {
+            Dir6::Original => f.reply.inverse(),
+            Dir6::Reply => f.original.inverse(),
+        };
+        Some(Hit6 {
+            flow,
+            dir,
+            rewrite_to,
+            policy_epoch: f.policy_epoch,
+        })
+    }
+
+    /// Records the policy epoch a flow was (re)allowed under.
+    pub fn stamp_policy(&mut self, flow: u32, epoch: u8) {
+        if let Some(Some(f)) = self.flows.get_mut(flow as usize) {
+            f.policy_epoch = epoch;
+        }
+    }
+
+    /// A live flow's (original, reply) tuples.
+    pub fn tuples(&self, flow: u32) -> Option<(Tuple6, Tuple6)> {
+        self.flows
+            .get(flow as usize)
+            .copied()
+            .flatten()
+            .map(|f| (f.original, f.reply))
     }
 
     /// Marks a flow as closing (a TCP FIN or RST): it expires `TCP_CLOSING_TIMEOUT` after its

@@ -169,3 +169,20 @@ fn a_closing_tcp_flow_expires_after_the_closing_timeout() {
     assert!(ct.lookup(&original, later).is_none());
     assert!(ct.is_empty());
 }
+
+#[test]
+fn peek_changes_nothing_and_policy_stamps_stick() {
+    let mut ct = Conntrack6::new(4);
+    let (original, reply) = dnat_flow();
+    let flow = ct.insert(original, reply, 0).unwrap();
+    // Peeking at the reply side neither marks the flow replied nor refreshes it: it still
+    // expires as an unreplied flow from its first packet.
+    let seen = ct.peek(&reply, UNREPLIED_TIMEOUT).unwrap();
+    assert_eq!((seen.dir, seen.policy_epoch), (Dir6::Reply, 0));
+    assert!(ct.peek(&reply, UNREPLIED_TIMEOUT + 1).is_none());
+    assert_eq!(ct.tuples(flow), Some((original, reply)));
+    ct.stamp_policy(flow, 9);
+    assert_eq!(ct.lookup(&original, 1).unwrap().policy_epoch, 9);
+    assert!(ct.lookup(&original, UNREPLIED_TIMEOUT + 2).is_none());
+    assert_eq!(ct.tuples(flow), None);
+}

@@ -1,6 +1,8 @@
 //! The IPv6 tables of a snapshot: the node's IPv6 settings, its pods' IPv6 addresses, the
-//! remote nodes' IPv6 pod CIDRs and the IPv6 Service frontends (`Service6`). Empty (`V6Tables::default()`) on an IPv4-only node: every
-//! IPv6 frame is then dropped as `ipv6_disabled`.
+//! remote nodes' IPv6 pod CIDRs and the IPv6 Service frontends (`Service6`: ClusterIPs,
+//! NodePorts on the node's IPv6 addresses, LoadBalancer IPs and externalIPs). Empty
+//! (`V6Tables::default()`) on an IPv4-only node: every IPv6 frame is then dropped as
+//! `ipv6_disabled`.
 //!
 //! Invariants:
 //! - Built by the control thread, immutable inside a snapshot, like the IPv4 tables.
@@ -8,7 +10,10 @@
 //! - Remote IPv6 pod CIDRs are matched longest prefix first (one hash probe per distinct
 //!   prefix length); each names its node by the node's IPv4 underlay address, the key of the
 //!   IPv4 [`RouteTable`](super::routes::RouteTable) that holds its VTEP.
-
+//! - A frontend is kept even without backends (its traffic is rejected, as kube-proxy does);
+//!   its `local` backends are those on this node (a local pod or the node's own address),
+//!   computed when the frontends are set; every ClusterIP frontend's address is a VIP; every
+//!   frontend address is in the node's Service ranges or in `external_addrs`.
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
@@ -34,7 +39,7 @@ pub struct V6Node {
     /// The node's own IPv6 addresses (its host stack's); may be empty.
     pub node_ips: Vec<Ipv6Addr>,
     /// Destinations pods reach unmasqueraded besides the cluster range (routable pod
-    /// addresses); everything else from a pod needs masquerade (NAT66, not done yet).
+    /// addresses); everything else from a pod is masqueraded to [`Self::masquerade_address`].
     pub masquerade_exempt: Vec<Cidr6>,
 }
 
@@ -68,6 +73,23 @@ impl V6Node {
         self.service_cidrs.iter().any(|c| c.contains(ip))
     }
 
+    /// The address pod traffic leaving the cluster is masqueraded to: the node's first IPv6
+    /// address (its InternalIP before its ExternalIP). `None`: the node has no IPv6 address.
+    #[inline]
+    pub fn masquerade_address(&self) -> Option<Ipv6Addr> {
+        self.node_ips.first().copied()
+    }
+
+    /// A pod's packet to `dst` leaves the cluster and is masqueraded.
+    #[inline]
+    pub fn needs_masquerade(&self, dst: Ipv6Addr) -> bool {
+        !self.is_pod_network(dst)
+            && !self.in_service_cidrs(dst)
+            && !self.is_own_address(dst)
+            && !self.is_gateway(dst)
+            && !self.masquerade_exempt.iter().any(|c| c.contains(dst))
+    }
+
     /// An address of a pod network: the cluster range or this node's pod CIDR.
     #[inline]
     pub fn is_pod_network(&self, ip: Ipv6Addr) -> bool {
@@ -98,24 +120,86 @@ pub struct Remote6 {
     pub node_ips: Vec<Ipv6Addr>,
 }
 
-/// An IPv6 Service frontend (a ClusterIP from `spec.clusterIPs`, a port and its protocol) and
-/// its ready backends (addresses of EndpointSlices with `addressType: IPv6`, target ports).
+/// How a frontend is reached (kube-proxy's Service rules differ by it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Kind6 {
+    /// A ClusterIP from `spec.clusterIPs`.
+    #[default]
+    ClusterIp,
+    /// `spec.ports[].nodePort` on one of the node's own IPv6 addresses.
+    NodePort,
+    /// A LoadBalancer ingress IP or an externalIP.
+    External,
+}
+
+/// An IPv6 Service frontend (an address, a port and its protocol) and its ready backends
+/// (addresses of EndpointSlices with `addressType: IPv6`, target ports).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Service6 {
     pub ip: Ipv6Addr,
     pub port: u16,
     pub proto: u8,
     pub backends: Vec<(Ipv6Addr, u16)>,
+    pub kind: Kind6,
+    /// `externalTrafficPolicy: Local` (NodePort and external frontends only): sources outside
+    /// the cluster reach only this node's backends and keep their address.
+    pub external_local: bool,
+    /// `loadBalancerSourceRanges` in IPv6 (LoadBalancer IPs only); `None` admits everyone, an
+    /// empty list (the ranges were all IPv4) no one.
+    pub source_ranges: Option<Vec<Cidr6>>,
 }
 
-/// A frontend's key: ClusterIP, port, protocol.
-type Frontend6 = (Ipv6Addr, u16, u8);
+impl Service6 {
+    /// A ClusterIP frontend (tests, examples).
+    pub fn cluster_ip(ip: Ipv6Addr, port: u16, proto: u8, backends: Vec<(Ipv6Addr, u16)>) -> Self {
+        Self {
+            ip,
+            port,
+            proto,
+            backends,
+            kind: Kind6::ClusterIp,
+            external_local: false,
+            source_ranges: None,
+        }
+    }
+}
+
+/// A frontend as the dataplane reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frontend6 {
+    pub kind: Kind6,
+    pub external_local: bool,
+    /// Every ready backend; may be empty (the frontend then rejects).
+    pub backends: Arc<[(Ipv6Addr, u16)]>,
+    /// The backends on this node (`backends` filtered), for externalTrafficPolicy Local.
+    pub local: Arc<[(Ipv6Addr, u16)]>,
+    pub source_ranges: Option<Arc<[Cidr6]>>,
+}
+
+impl Frontend6 {
+    /// Whether `loadBalancerSourceRanges` admit `src`.
+    #[inline]
+    pub fn admits(&self, src: Ipv6Addr) -> bool {
+        self.source_ranges
+            .as_ref()
+            .is_none_or(|ranges| ranges.iter().any(|c| c.contains(src)))
+    }
+}
+
+/// A frontend's key: address, port, protocol.
+type FrontendKey = (Ipv6Addr, u16, u8);
 
 #[derive(Clone, Debug, Default)]
 pub struct V6Tables {
     node: Option<V6Node>,
-    /// (ClusterIP, port, protocol) -> backends; never empty.
-    services: foldhash::HashMap<Frontend6, Arc<[(Ipv6Addr, u16)]>>,
+    /// (address, port, protocol) -> frontend.
+    services: foldhash::HashMap<FrontendKey, Frontend6>,
+    /// The ClusterIPs (a ClusterIP owns its whole address: its unserved ports are rejected).
+    vips: foldhash::HashSet<Ipv6Addr>,
+    /// The frontend addresses outside the node's Service ranges (NodePorts, LoadBalancer IPs,
+    /// externalIPs, a ClusterIP of a range the node does not list): with the Service ranges,
+    /// what may be a frontend at all (pod-to-pod traffic skips the lookup).
+    external_addrs: foldhash::HashSet<Ipv6Addr>,
     pods_by_ip: foldhash::HashMap<Ipv6Addr, Pod6>,
     pod_by_port: Vec<Option<Ipv6Addr>>,
     remotes: Vec<Remote6>,
@@ -158,6 +242,8 @@ impl V6Tables {
         Self {
             node: Some(node),
             services: foldhash::HashMap::default(),
+            vips: foldhash::HashSet::default(),
+            external_addrs: foldhash::HashSet::default(),
             pods_by_ip: pods.into_iter().map(|p| (p.ip, p)).collect(),
             pod_by_port,
             remotes,
@@ -167,25 +253,65 @@ impl V6Tables {
         }
     }
 
-    /// The node's IPv6 settings; `None` on an IPv4-only node.
-    #[inline]
-    /// The same tables with these Service frontends (those without backends are left out: their
-    /// traffic is dropped by name like an unserved port).
+    /// The same tables with these Service frontends (the first of two with one key wins).
     pub fn with_services(mut self, services: Vec<Service6>) -> Self {
-        self.services = services
-            .into_iter()
-            .filter(|s| !s.backends.is_empty())
-            .map(|s| ((s.ip, s.port, s.proto), s.backends.into()))
-            .collect();
+        for s in services {
+            if s.kind == Kind6::ClusterIp {
+                self.vips.insert(s.ip);
+            }
+            if !self.node.as_ref().is_some_and(|n| n.in_service_cidrs(s.ip)) {
+                self.external_addrs.insert(s.ip);
+            }
+            let local: Vec<_> = s
+                .backends
+                .iter()
+                .copied()
+                .filter(|(ip, _)| {
+                    self.pods_by_ip.contains_key(ip)
+                        || self.node.as_ref().is_some_and(|n| n.is_own_address(*ip))
+                })
+                .collect();
+            let frontend = Frontend6 {
+                kind: s.kind,
+                external_local: s.external_local,
+                backends: s.backends.into(),
+                local: local.into(),
+                source_ranges: s.source_ranges.map(Into::into),
+            };
+            self.services
+                .entry((s.ip, s.port, s.proto))
+                .or_insert(frontend);
+        }
         self
     }
 
-    /// The backends of a Service frontend.
+    /// The frontend of (address, port, protocol).
     #[inline]
-    pub fn service(&self, ip: Ipv6Addr, port: u16, proto: u8) -> Option<&[(Ipv6Addr, u16)]> {
-        self.services.get(&(ip, port, proto)).map(|b| &b[..])
+    pub fn frontend(&self, ip: Ipv6Addr, port: u16, proto: u8) -> Option<&Frontend6> {
+        self.services.get(&(ip, port, proto))
     }
 
+    /// The backends of a frontend (empty when it has none).
+    #[inline]
+    pub fn service(&self, ip: Ipv6Addr, port: u16, proto: u8) -> Option<&[(Ipv6Addr, u16)]> {
+        self.frontend(ip, port, proto).map(|f| &f.backends[..])
+    }
+
+    /// `ip` holds a frontend outside the node's Service ranges (a NodePort, a LoadBalancer IP,
+    /// an externalIP).
+    #[inline]
+    pub fn is_external_address(&self, ip: Ipv6Addr) -> bool {
+        self.external_addrs.contains(&ip)
+    }
+
+    /// `ip` is a ClusterIP.
+    #[inline]
+    pub fn is_vip(&self, ip: Ipv6Addr) -> bool {
+        self.vips.contains(&ip)
+    }
+
+    /// The node's IPv6 settings; `None` on an IPv4-only node.
+    #[inline]
     pub fn node(&self) -> Option<&V6Node> {
         self.node.as_ref()
     }

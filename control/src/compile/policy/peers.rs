@@ -4,11 +4,12 @@
 //! Semantics (user-needs K3, K8): `podSelector` alone selects pods of the policy's namespace;
 //! `namespaceSelector` alone all pods of the selected namespaces; both together the pods that
 //! match both (AND). Only pods with their own network namespace and an IPv4 address count:
-//! hostNetwork and finished pods never match. A namespace without a Namespace object is seen
+//! hostNetwork and finished pods never match. A selected dual-stack pod adds its IPv6 address
+//! (`status.podIPs`) to the set too. A namespace without a Namespace object is seen
 //! with the label the API server would give it, `kubernetes.io/metadata.name`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use dataplane::tables::policy::PodSet;
@@ -25,6 +26,8 @@ use crate::state::ClusterState;
 pub(super) struct NetPod<'a> {
     pub pod: &'a Pod,
     pub ip: Ipv4Addr,
+    /// The pod's IPv6 address in a dual-stack cluster.
+    pub ip6: Option<Ipv6Addr>,
 }
 
 impl NetPod<'_> {
@@ -56,7 +59,11 @@ impl<'a> Resolver<'a> {
                 pods_by_namespace
                     .entry(namespace)
                     .or_default()
-                    .push(NetPod { pod, ip });
+                    .push(NetPod {
+                        pod,
+                        ip,
+                        ip6: crate::compile::v6::pod_ip6(pod),
+                    });
             }
         }
         let mut namespace_labels: BTreeMap<&str, Labels> = BTreeMap::new();
@@ -118,7 +125,12 @@ impl<'a> Resolver<'a> {
                 .collect(),
         };
         let selected = Selected {
-            set: Arc::new(pods.iter().map(|p| p.ip).collect()),
+            set: Arc::new(
+                pods.iter()
+                    .map(|p| p.ip)
+                    .collect::<PodSet>()
+                    .with_ipv6(pods.iter().filter_map(|p| p.ip6)),
+            ),
             pods: pods.into(),
         };
         self.cache.insert(key, selected.clone());

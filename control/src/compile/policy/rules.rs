@@ -2,9 +2,12 @@
 //! ports compiled, named ports resolved per destination pod (user-needs K3, K4, K9).
 //!
 //! Invariants:
-//! - Nothing is ever widened: a rule whose listed peers or ports all compile to nothing (IPv6
-//!   blocks, a named port no destination pod has) is dropped, never turned into
+//! - Nothing is ever widened: a rule whose listed peers or ports all compile to nothing (an
+//!   unreadable block, a named port no destination pod has) is dropped, never turned into
 //!   an "any" rule.
+//! - Both families: `ipBlock` keeps its family (`Peer::Block` / `Peer::Block6`) and a selector
+//!   peer holds the selected pods' IPv4 and IPv6 addresses; the IPv6 path checks IPv6 traffic
+//!   of a dual-stack pod against the same rules (keyed by the pod's IPv4 address).
 //! - Ingress named ports depend on the destination, the local pod, so ingress rules are kept
 //!   as [`RuleShape`]s and finished per pod; egress named ports are expanded into one rule per
 //!   distinct (protocol, number) over the peer pods that define the name, so egress rules are
@@ -13,11 +16,12 @@
 //!   protocol; `endPort` makes a range.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
+use dataplane::cidr6::Cidr6;
 use dataplane::flow::L4Proto;
-use dataplane::tables::policy::{Peer, PolicyId, PortRange, Rule};
+use dataplane::tables::policy::{Block6, Peer, PodSet, PolicyId, PortRange, Rule};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -151,18 +155,15 @@ fn peers<'a>(
     (!compiled.is_empty()).then_some((compiled, Some(pods)))
 }
 
-/// An `ipBlock` peer (K9); IPv6 blocks cannot match the IPv4 dataplane and are left out.
+/// An `ipBlock` peer (K9) of either family: an IPv4 block matches IPv4 addresses only, an
+/// IPv6 one IPv6 addresses only; an `except` entry of the other family excepts nothing.
 fn ip_block(
     cidr: &str,
     except: Option<&[String]>,
     problem: &mut impl FnMut(String),
 ) -> Option<Peer> {
-    let parse = |text: &str| match Cidr::parse_lenient(text) {
-        Ok(cidr) => Ok(to_dp_cidr(&cidr)),
-        Err(message) => Err(message),
-    };
-    let cidr = match parse(cidr) {
-        Ok(cidr) => cidr?,
+    let cidr = match Cidr::parse_lenient(cidr) {
+        Ok(cidr) => cidr,
         Err(message) => {
             problem(format!("ipBlock: {message}; peer skipped"));
             return None;
@@ -170,9 +171,8 @@ fn ip_block(
     };
     let mut holes = Vec::new();
     for text in except.unwrap_or_default() {
-        match parse(text) {
-            Ok(Some(hole)) => holes.push(hole),
-            Ok(None) => {}
+        match Cidr::parse_lenient(text) {
+            Ok(hole) => holes.push(hole),
             Err(message) => {
                 // An except that cannot be read must not widen the block: drop the peer.
                 problem(format!("ipBlock.except: {message}; peer skipped"));
@@ -180,10 +180,24 @@ fn ip_block(
             }
         }
     }
-    Some(Peer::Block {
-        cidr,
-        except: holes,
-    })
+    if let Some(block) = to_dp_cidr(&cidr) {
+        return Some(Peer::Block {
+            cidr: block,
+            except: holes.iter().filter_map(to_dp_cidr).collect(),
+        });
+    }
+    Some(Block6::peer(
+        to_cidr6(&cidr)?,
+        holes.iter().filter_map(to_cidr6).collect(),
+    ))
+}
+
+/// The IPv6 block `cidr` is, if it is one.
+fn to_cidr6(cidr: &Cidr) -> Option<Cidr6> {
+    match cidr.network() {
+        IpAddr::V6(net) => Cidr6::new(net, cidr.prefix_len()).ok(),
+        IpAddr::V4(_) => None,
+    }
 }
 
 fn shape(
@@ -278,7 +292,7 @@ fn egress_rules(shape: RuleShape, destinations: &[NetPod<'_>], id: PolicyId, out
         return;
     }
     let mut numeric = Vec::new();
-    let mut by_number: BTreeMap<(L4Proto, u16), Vec<Ipv4Addr>> = BTreeMap::new();
+    let mut by_number: BTreeMap<(L4Proto, u16), (Vec<Ipv4Addr>, Vec<Ipv6Addr>)> = BTreeMap::new();
     for spec in &shape.ports {
         match spec {
             PortSpec::Range(range) => numeric.push(*range),
@@ -287,10 +301,9 @@ fn egress_rules(shape: RuleShape, destinations: &[NetPod<'_>], id: PolicyId, out
                     let number = named_container_port(destination.pod, name, proto_name(*proto))
                         .and_then(|n| u16::try_from(n).ok());
                     if let Some(number) = number {
-                        by_number
-                            .entry((*proto, number))
-                            .or_default()
-                            .push(destination.ip);
+                        let (four, six) = by_number.entry((*proto, number)).or_default();
+                        four.push(destination.ip);
+                        six.extend(destination.ip6);
                     }
                 }
             }
@@ -303,9 +316,10 @@ fn egress_rules(shape: RuleShape, destinations: &[NetPod<'_>], id: PolicyId, out
             policy: id,
         });
     }
-    for ((proto, number), ips) in by_number {
+    for ((proto, number), (four, six)) in by_number {
+        let set: PodSet = four.into_iter().collect();
         out.push(Rule {
-            peers: vec![Peer::Pods(Arc::new(ips.into_iter().collect()))],
+            peers: vec![Peer::Pods(Arc::new(set.with_ipv6(six)))],
             ports: vec![PortRange::single(proto, number)],
             policy: id,
         });

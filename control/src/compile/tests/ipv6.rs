@@ -106,6 +106,36 @@ fn dual_stack_nodes_and_pods_fill_the_ipv6_tables() {
 }
 
 #[test]
+fn the_ipv6_cluster_range_comes_from_the_settings_when_they_have_one() {
+    let mut c = cluster();
+    c.state.settings_mut().secondary_cluster_cidr = Some("fd00:10:244::/56".parse().unwrap());
+    let compiled = c.compile(NODE_A);
+    let node = compiled.snapshot.v6.node().unwrap();
+    assert_eq!(node.cluster_cidr.to_string(), "fd00:10:244::/56");
+    // A pod address beyond both nodes' podCIDRs but inside the range is a pod address.
+    assert!(node.is_pod_network(v6("fd00:10:244:ff::1")));
+}
+
+#[test]
+fn the_masquerade_address_is_the_first_ipv6_internal_ip() {
+    let mut c = cluster();
+    let mut n = c.state.node(NODE_A).unwrap().clone();
+    let addresses = n.status.as_mut().unwrap().addresses.as_mut().unwrap();
+    addresses.insert(
+        0,
+        NodeAddress {
+            type_: "ExternalIP".into(),
+            address: "2001:db8:e::1".into(),
+        },
+    );
+    c.state.insert(Object::Node(Box::new(n)));
+    let compiled = c.compile(NODE_A);
+    let node = compiled.snapshot.v6.node().unwrap();
+    assert_eq!(node.masquerade_address(), Some(v6("2001:db8::11")));
+    assert!(node.is_own_address(v6("2001:db8:e::1")));
+}
+
+#[test]
 fn ipv4_only_nodes_get_no_ipv6_and_bad_pod_addresses_are_reported() {
     let c = Cluster::new();
     assert!(c.compile(NODE_A).snapshot.v6.node().is_none());
@@ -316,12 +346,203 @@ fn ipv6_cluster_ips_get_frontends_with_ready_ipv6_endpoints() {
 }
 
 #[test]
-fn an_ipv6_frontend_without_ready_endpoints_is_left_out() {
+fn an_ipv6_frontend_without_ready_endpoints_is_kept_empty_for_reject() {
     let mut c = cluster();
     dual_stack_service(&mut c, &[("fd00:10:244:1::6", false)]);
     let compiled = c.compile(NODE_A);
-    assert_eq!(
-        compiled.snapshot.v6.service(v6("fd00:10:96::50"), 80, 6),
-        None
+    let v6tables = &compiled.snapshot.v6;
+    assert_eq!(v6tables.service(v6("fd00:10:96::50"), 80, 6), Some(&[][..]));
+    assert!(v6tables.is_vip(v6("fd00:10:96::50")));
+}
+
+/// Makes `web` a LoadBalancer with nodePorts, an IPv6 and an IPv4 ingress IP, an IPv6
+/// externalIP, the given traffic policy and source ranges.
+fn make_load_balancer(cluster: &mut Cluster, local: bool, ranges: &[&str]) {
+    use k8s_openapi::api::core::v1::{LoadBalancerIngress, LoadBalancerStatus, ServiceStatus};
+    let mut svc = cluster
+        .state
+        .get::<k8s_openapi::api::core::v1::Service>("default", "web")
+        .unwrap()
+        .clone();
+    let spec = svc.spec.as_mut().unwrap();
+    spec.type_ = Some("LoadBalancer".into());
+    for (port, node_port) in spec.ports.iter_mut().flatten().zip([30080, 30053]) {
+        port.node_port = Some(node_port);
+    }
+    spec.external_traffic_policy = Some(if local { "Local" } else { "Cluster" }.into());
+    spec.external_ips = Some(vec!["2001:db8:200::7".into()]);
+    spec.load_balancer_source_ranges =
+        (!ranges.is_empty()).then(|| ranges.iter().map(|r| (*r).to_owned()).collect());
+    let ingress = |ip: &str| LoadBalancerIngress {
+        ip: Some(ip.into()),
+        ..Default::default()
+    };
+    svc.status = Some(ServiceStatus {
+        load_balancer: Some(LoadBalancerStatus {
+            ingress: Some(vec![ingress("198.51.100.5"), ingress("2001:db8:100::5")]),
+        }),
+        ..Default::default()
+    });
+    cluster.state.insert(Object::Service(Box::new(svc)));
+}
+
+#[test]
+fn node_ports_load_balancer_ips_and_external_ips_get_ipv6_frontends() {
+    use dataplane::tables::v6::Kind6;
+    let mut c = cluster();
+    pod_ipv6(&mut c, "a", "fd00:10:244:1::5", true);
+    dual_stack_service(
+        &mut c,
+        &[("fd00:10:244:1::5", true), ("fd00:10:244:2::9", true)],
     );
+    make_load_balancer(&mut c, true, &["2001:db8:9::/48", "203.0.113.0/24"]);
+    let compiled = c.compile(NODE_A);
+    let t = &compiled.snapshot.v6;
+    let node_port = t
+        .frontend(v6("2001:db8::11"), 30080, 6)
+        .expect("NodePort on node-a");
+    assert_eq!(node_port.kind, Kind6::NodePort);
+    assert!(node_port.external_local);
+    assert_eq!(node_port.backends.len(), 2);
+    assert_eq!(
+        &node_port.local[..],
+        &[(v6("fd00:10:244:1::5"), 8080)],
+        "node-a's endpoint"
+    );
+    assert!(
+        t.frontend(v6("2001:db8::12"), 30080, 6).is_none(),
+        "node-b's address is node-b's"
+    );
+    let lb = t.frontend(v6("2001:db8:100::5"), 53, 17).expect("LB IP");
+    assert_eq!(lb.kind, Kind6::External);
+    assert!(lb.admits(v6("2001:db8:9::1")));
+    assert!(
+        !lb.admits(v6("2001:db8:8::1")),
+        "only the IPv6 range admits"
+    );
+    let external = t
+        .frontend(v6("2001:db8:200::7"), 80, 6)
+        .expect("externalIP");
+    assert!(
+        external.admits(v6("2001:db8:8::1")),
+        "no ranges on externalIPs"
+    );
+    let cluster_ip = t.frontend(v6("fd00:10:96::50"), 80, 6).unwrap();
+    assert_eq!(cluster_ip.kind, Kind6::ClusterIp);
+    assert!(
+        !cluster_ip.external_local,
+        "ClusterIPs have no external policy"
+    );
+
+    // nodePortAddresses CIDRs pick among the node's IPv6 addresses.
+    let ports = super::PortAssignments::sequential(c.state(), NODE_A);
+    for (cidr, answers) in [("2001:db8::/64", true), ("2001:db8:1::/64", false)] {
+        let local = super::NodeLocal {
+            node_port_cidrs: vec![cidr.parse().unwrap()],
+            ..super::NodeLocal::default()
+        };
+        let compiled = super::compile(c.state(), NODE_A, &local, &ports).unwrap();
+        let found = compiled.snapshot.v6.frontend(v6("2001:db8::11"), 30080, 6);
+        assert_eq!(found.is_some(), answers, "{cidr}");
+    }
+
+    // Only IPv4 ranges: no IPv6 client is admitted (never wider than asked).
+    make_load_balancer(&mut c, false, &["203.0.113.0/24"]);
+    let compiled = c.compile(NODE_A);
+    let lb = compiled
+        .snapshot
+        .v6
+        .frontend(v6("2001:db8:100::5"), 80, 6)
+        .unwrap();
+    assert!(!lb.admits(v6("2001:db8:9::1")));
+    assert!(!lb.external_local);
+}
+
+#[test]
+fn network_policy_peers_compile_for_ipv6_blocks_and_selected_pods() {
+    use dataplane::flow::L4Proto::Tcp;
+    use dataplane::tables::policy::PolicyVerdict;
+    let mut c = cluster();
+    pod_ipv6(&mut c, "a", "fd00:10:244:1::5", true);
+    pod_ipv6(&mut c, "b", "fd00:10:244:1::6", true);
+    c.apply(
+        "apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: b-from-a
+spec:
+  podSelector:
+    matchLabels:
+      app: b
+  ingress:
+  - from:
+    - podSelector:
+        matchLabels:
+          app: a
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: a-out
+spec:
+  podSelector:
+    matchLabels:
+      app: a
+  policyTypes: [Egress]
+  egress:
+  - to:
+    - ipBlock:
+        cidr: 2001:db8:9::/48
+        except: [2001:db8:9:1::/64]
+    ports:
+    - port: 443
+",
+    );
+    let compiled = c.compile(NODE_A);
+    assert!(
+        !compiled
+            .problems
+            .iter()
+            .any(|p| p.message.contains("ipBlock")),
+        "{:?}",
+        compiled.problems
+    );
+    let table = &compiled.snapshot.policy;
+    let (a4, b4) = (c.ip("default", "a"), c.ip("default", "b"));
+    let allowed = |v: PolicyVerdict| matches!(v, PolicyVerdict::Allowed(_));
+    assert!(allowed(table.check_ingress6(
+        b4,
+        v6("fd00:10:244:1::5"),
+        Tcp,
+        80
+    )));
+    assert!(!allowed(table.check_ingress6(
+        b4,
+        v6("fd00:10:244:1::7"),
+        Tcp,
+        80
+    )));
+    assert!(allowed(table.check_egress6(
+        a4,
+        v6("2001:db8:9::1"),
+        Tcp,
+        443
+    )));
+    assert!(!allowed(table.check_egress6(
+        a4,
+        v6("2001:db8:9::1"),
+        Tcp,
+        80
+    )));
+    assert!(
+        !allowed(table.check_egress6(a4, v6("2001:db8:9:1::1"), Tcp, 443)),
+        "except"
+    );
+    // The IPv6 block says nothing about IPv4 destinations.
+    assert!(!allowed(table.check_egress(
+        a4,
+        crate::compile::tests::ip("192.0.2.1"),
+        Tcp,
+        443
+    )));
 }

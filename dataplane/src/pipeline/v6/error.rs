@@ -71,5 +71,7 @@ pub(super) fn make_error(
         sport: 0,
         dport: 0,
         icmp_error: true,
+        translated: false,
+        before: None,
     })
 }

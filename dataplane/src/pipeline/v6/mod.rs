@@ -7,24 +7,28 @@
 //! multicast for neighbour discovery); the fixed header and the extension-header chain
 //! (`wire::ipv6_ext`, refused chains are named drops); neighbour discovery (`ndp`); source
 //! checks (`source`: pods send only from their own address and MAC, link-local is never
-//! forwarded, the uplink's BCP 38); checksum completion; conntrack and Service DNAT (`nat`,
-//! the worker's own IPv6 flow table); routing with the hop limit and the MTU
-//! (`route`, which answers ICMPv6 errors through `error`).
+//! forwarded, the uplink's BCP 38); checksum completion; conntrack and NAT66 (`nat`, the
+//! worker's own IPv6 flow table: Service DNAT by `services`, masquerade, NetworkPolicy by
+//! `policy`, REJECT by `reject`, ICMPv6 errors of flows by `related`); routing with the hop
+//! limit and the MTU (`route`, which answers ICMPv6 errors through `error`).
 //!
 //! Invariants:
 //! - A node without IPv6 settings (`snap.v6.node()` is `None`) drops every IPv6 frame as
 //!   `ipv6_disabled`.
-//! - Service DNAT to the frontends of `snap.v6` is tracked per worker (`nat`); nothing else is
-//!   tracked, and there is no masquerade and no NetworkPolicy in IPv6 yet. Whatever would need
-//!   them (a Service address without a frontend, masquerade, a pod that a policy isolates) is a
-//!   named drop, never forwarded unchecked.
+//! - Flows are tracked per worker (`nat`) when they are translated (Service DNAT, masquerade)
+//!   or a NetworkPolicy isolates one of their pods; the rest passes untracked. What cannot be
+//!   translated or checked (SCTP needing NAT) is a named drop, never forwarded unchecked.
 //! - Like the IPv4 path: un-translated traffic from the overlay or the underlay is delivered
 //!   only to this node's pods and host; every transmitted frame gets its next hop's MACs.
 
 mod error;
 mod nat;
 mod ndp;
+mod policy;
+mod reject;
+mod related;
 mod route;
+mod services;
 mod source;
 #[cfg(test)]
 mod tests;
@@ -34,6 +38,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use crate::drop::DropReason;
 use crate::packet::{Packet, Verdict};
 use crate::snapshot::Snapshot;
+use crate::tables::conntrack6::Tuple6;
 use crate::tables::ports::PortKind;
 use crate::wire::checksum;
 use crate::wire::icmpv6::{Icmpv6Packet, PROTO_ICMPV6};
@@ -44,7 +49,7 @@ use crate::wire::{Ipv6Packet, SctpPacket, ipv4};
 use super::Pipeline;
 
 /// The SCTP protocol number.
-const PROTO_SCTP: u8 = 132;
+pub(super) const PROTO_SCTP: u8 = 132;
 
 /// What the IPv6 stages learned about a packet.
 #[derive(Clone, Copy, Debug)]
@@ -65,6 +70,12 @@ pub(crate) struct Ctx6 {
     pub dport: u16,
     /// An ICMPv6 error (never answered with another error, RFC 4443 2.4 e).
     pub icmp_error: bool,
+    /// Rewritten by a flow's translation (`nat`): routing lets translated traffic from the
+    /// overlay or the underlay leave again (a reply on its way back to its client).
+    pub translated: bool,
+    /// The tuple before the translation (ICMPv6 errors about the packet quote it as its sender
+    /// sent it).
+    pub before: Option<Tuple6>,
 }
 
 impl Ctx6 {
@@ -140,6 +151,8 @@ pub(crate) fn front(
         sport: 0,
         dport: 0,
         icmp_error: false,
+        translated: false,
+        before: None,
     };
     if chain.proto == PROTO_ICMPV6 {
         let (ndp, error, ident) = {
@@ -175,7 +188,9 @@ pub(crate) fn front(
         complete_l4_checksum(pkt, &ctx)?;
         pkt.meta.csum_partial = false;
     }
-    nat::translate(p, snap, pkt, &mut ctx, node)?;
+    if let Some(answered) = nat::translate(p, snap, pkt, &mut ctx, node)? {
+        return Ok(answered);
+    }
     route::route(p, snap, pkt, &ctx, true)
 }
 

@@ -3,10 +3,14 @@
 //! big), as `stages::route` does for IPv4.
 //!
 //! Invariants:
-//! - Packets from the overlay or the underlay are delivered only to this node's pods and host.
-//! - Pod traffic that needs NAT66 (Service addresses, masquerade beyond the cluster and the
-//!   exempt ranges) is `ipv6_nat_unsupported`; traffic of a pod that a NetworkPolicy isolates
-//!   is `ipv6_policy_unenforced` (policies are IPv4-only so far: fail closed).
+//! - Packets from the overlay or the underlay are delivered only to this node's pods and host,
+//!   unless a flow's translation rewrote them (a reply on its way back to its client, a
+//!   NodePort or LoadBalancer flow on its way to a backend on another node).
+//! - Pod traffic that still needs NAT66 here (an untranslated packet to a Service address, or
+//!   leaving the cluster unmasqueraded) is `ipv6_nat_unsupported`: `nat` translated whatever it
+//!   could, so this is what it could not (SCTP).
+//! - An ICMPv6 error about a translated packet quotes it as its sender sent it (the
+//!   translation undone) and goes to that sender.
 //! - Every transmitted frame gets its next hop's MACs here.
 
 use crate::drop::DropReason;
@@ -15,8 +19,9 @@ use crate::pipeline::{Pipeline, RouteTarget, TraceEvent};
 use crate::snapshot::Snapshot;
 use crate::tables::node::OverlayMode;
 use crate::tables::ports::PortKind;
-use crate::tables::v6::{Pod6, Remote6};
+use crate::tables::v6::Remote6;
 use crate::wire::icmpv6;
+use crate::wire::nat66::{self, Endpoints6};
 use crate::wire::{EthernetFrame, Ipv6Packet, MacAddr};
 
 use super::Ctx6;
@@ -46,16 +51,11 @@ pub(super) fn route(
         );
     }
     Ipv6Packet::new_unchecked(&mut pkt.data_mut()[ctx.l3..]).set_hop_limit(hop_limit - 1);
-    if may_answer {
-        check_policy(snap, pkt, ctx, None)?;
-    }
-    let from_outside = ctx.from_peer.is_some() || ctx.in_kind == PortKind::Uplink;
+    let from_outside =
+        (ctx.from_peer.is_some() || ctx.in_kind == PortKind::Uplink) && !ctx.translated;
     let dst = ctx.dst;
 
     if let Some(pod) = snap.v6.pod(dst) {
-        if may_answer {
-            check_policy(snap, pkt, ctx, Some(pod))?;
-        }
         if let Some(answered) = fit(p, snap, pkt, ctx, snap.node.pod_mtu(), may_answer)? {
             return Ok(answered);
         }
@@ -184,7 +184,30 @@ fn answer_error(
         return Err(reason);
     }
     p.drops.count(reason);
-    let answer = make_error(pkt, ctx, error, from)?;
+    // Quote the packet as its sender sent it, and answer that sender.
+    let mut about = *ctx;
+    if let Some(before) = ctx.before {
+        let ends = Endpoints6 {
+            src: before.src,
+            dst: before.dst,
+            sport: before.sport,
+            dport: before.dport,
+        };
+        nat66::rewrite(
+            &mut pkt.data_mut()[ctx.l3..],
+            ctx.l4 - ctx.l3,
+            ctx.proto,
+            &ends,
+        )
+        .map_err(|_| DropReason::Malformed)?;
+        (about.src, about.dst) = (before.src, before.dst);
+    }
+    // A sender outside the cluster hears from the node's own address.
+    let from = match snap.v6.node() {
+        Some(node) if !node.is_pod_network(about.src) => node.masquerade_address().unwrap_or(from),
+        _ => from,
+    };
+    let answer = make_error(pkt, &about, error, from)?;
     p.stats.icmp_generated += 1;
     p.trace(|| TraceEvent::Generated("icmpv6 error"));
     route(p, snap, pkt, &answer, false)
@@ -194,39 +217,4 @@ fn set_macs(pkt: &mut Packet, src: MacAddr, dst: MacAddr) {
     let mut eth = EthernetFrame::new_unchecked(pkt.data_mut());
     eth.set_src_addr(src);
     eth.set_dst_addr(dst);
-}
-
-/// NetworkPolicy is not enforced on IPv6 yet: traffic of a pod that a policy isolates (the
-/// sender for egress, `dst_pod` for ingress) is refused. A pod without an IPv4 address has no
-/// policy identity: it counts as isolated whenever any policy is in force.
-fn check_policy(
-    snap: &Snapshot,
-    pkt: &Packet,
-    ctx: &Ctx6,
-    dst_pod: Option<&Pod6>,
-) -> Result<(), DropReason> {
-    if snap.policy.is_empty() {
-        return Ok(());
-    }
-    let isolated = |pod: &Pod6, ingress: bool| {
-        pod.ip4.is_none_or(|ip| {
-            let (i, e) = snap.policy.is_isolated(ip);
-            if ingress { i } else { e }
-        })
-    };
-    let denied = match dst_pod {
-        Some(pod) => isolated(pod, true),
-        None => {
-            ctx.in_kind == PortKind::Pod
-                && snap
-                    .v6
-                    .pod_on(pkt.meta.in_port)
-                    .is_some_and(|pod| isolated(pod, false))
-        }
-    };
-    if denied {
-        Err(DropReason::Ipv6PolicyUnenforced)
-    } else {
-        Ok(())
-    }
 }

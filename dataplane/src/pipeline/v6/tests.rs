@@ -101,24 +101,14 @@ fn snapshot(overlay: OverlayMode, policy: PolicyTable, with_v6: bool) -> Snapsho
         }],
     )
     .with_services(vec![
-        Service6 {
-            ip: v6(SVC),
-            port: 53,
-            proto: 17,
-            backends: vec![(v6(B), 5353)],
-        },
-        Service6 {
-            ip: v6(SVC),
-            port: 80,
-            proto: 6,
-            backends: vec![(v6(B), 8080)],
-        },
-        Service6 {
-            ip: v6(SVC2),
-            port: 53,
-            proto: 17,
-            backends: vec![(v6(B), 5353), (v6(REMOTE_POD), 5353)],
-        },
+        Service6::cluster_ip(v6(SVC), 53, 17, vec![(v6(B), 5353)]),
+        Service6::cluster_ip(v6(SVC), 80, 6, vec![(v6(B), 8080)]),
+        Service6::cluster_ip(
+            v6(SVC2),
+            53,
+            17,
+            vec![(v6(B), 5353), (v6(REMOTE_POD), 5353)],
+        ),
     ]);
     Snapshot {
         generation: 1,
@@ -632,17 +622,17 @@ fn extension_headers_are_walked_and_refused_chains_are_named() {
 }
 
 #[test]
-fn what_needs_nat66_or_policy_is_refused_by_name() {
+fn unallocated_service_addresses_exemptions_and_isolated_pods() {
     let mut h = H::new();
     assert_eq!(
         h.verdict(POD_A, &from_a("fd00:10:96::10")),
-        Verdict::Drop(DropReason::Ipv6NatUnsupported)
+        Verdict::Drop(DropReason::ServiceUnallocated)
     );
-    assert_eq!(
-        h.verdict(POD_A, &from_a("2001:db8:9::1")),
-        Verdict::Drop(DropReason::Ipv6NatUnsupported)
-    );
+    let (v, pkt) = h.run(POD_A, &from_a("2001:db8:9::1"));
+    assert_eq!(v, Verdict::Tx(UPLINK));
+    assert_eq!(ip6(&pkt, 14).src_addr(), v6(NODE6), "masqueraded");
     // Exempt destinations (routable pod addresses) leave unmasqueraded through the uplink.
+    let mut h = H::new();
     let mut exempt = h.snap.v6.as_ref().clone();
     let mut node = exempt.node().unwrap().clone();
     node.masquerade_exempt = vec!["2001:db8:9::/48".parse().unwrap()];
@@ -655,7 +645,8 @@ fn what_needs_nat66_or_policy_is_refused_by_name() {
     assert_eq!(ip6(&pkt, 14).src_addr(), v6(A), "not masqueraded");
     // The node's own address and the gateway go to the host.
     assert_eq!(h.verdict(POD_A, &from_a(NODE6)), Verdict::Tx(HOST));
-    // A pod that a NetworkPolicy isolates (by its IPv4 identity) gets no IPv6 traffic.
+    // A pod that a NetworkPolicy isolates (by its IPv4 identity) with no rules gets no IPv6
+    // traffic.
     let mut b = PolicyTable::builder();
     let id = b.add_policy("default/deny");
     b.set_pod(
@@ -670,7 +661,7 @@ fn what_needs_nat66_or_policy_is_refused_by_name() {
     let mut h = H::with(OverlayMode::Vxlan, b.build());
     assert_eq!(
         h.verdict(POD_A, &from_a(B)),
-        Verdict::Drop(DropReason::Ipv6PolicyUnenforced)
+        Verdict::Drop(DropReason::PolicyIngressDenied)
     );
     assert_eq!(h.verdict(POD_A, &from_a(REMOTE_POD)), Verdict::Tx(UPLINK));
 }
@@ -765,3 +756,6 @@ fn a_mixed_batch_gets_the_verdicts_and_bytes_of_one_by_one_processing() {
 
 #[path = "tests_nat.rs"]
 mod nat;
+
+#[path = "tests_flows.rs"]
+mod flows;

@@ -95,14 +95,23 @@ fn backends_are_spread_by_flow_and_remote_ones_go_over_vxlan() {
 }
 
 #[test]
-fn a_service_address_without_a_frontend_is_still_refused_by_name() {
+fn an_unserved_port_of_a_cluster_ip_is_rejected_with_port_unreachable() {
     let mut h = H::new();
     // SVC serves UDP 53 and TCP 80, not UDP 54.
     let frame = udp_ports(MAC_A, gateway_mac(), (A, SVC), (40000, 54));
+    let (v, pkt) = h.run(POD_A, &frame);
+    assert_eq!(v, Verdict::Tx(POD_A));
+    let ip = ip6(&pkt, L3);
+    assert_eq!((ip.src_addr(), ip.dst_addr()), (v6(SVC), v6(A)));
+    let icmp = Icmpv6Packet::new_checked(&pkt.data()[L3 + 40..]).unwrap();
     assert_eq!(
-        h.verdict(POD_A, &frame),
-        Verdict::Drop(DropReason::Ipv6NatUnsupported)
+        (icmp.msg_type(), icmp.code()),
+        (icmpv6::DEST_UNREACHABLE, icmpv6::CODE_PORT_UNREACHABLE)
     );
+    assert!(icmp.verify_checksum(v6(SVC), v6(A)));
+    // The quote is the packet as the client sent it.
+    assert_eq!(&pkt.data()[L3 + 48..L3 + 48 + 40], &frame[L3..L3 + 40]);
+    assert_eq!(h.pipe.stats.rejects, 1);
     assert_eq!(h.pipe.ct6.len(), 0);
 }
 

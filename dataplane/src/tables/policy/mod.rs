@@ -18,6 +18,10 @@
 //! - **ipBlock (K2, K9).** [`Peer::Block`] matches an address inside `cidr` and inside none of
 //!   `except`. `except` only narrows its own block: another peer or rule may still allow the
 //!   excepted addresses.
+//! - **IPv6 (dual-stack pods).** A pod's entry is keyed by its IPv4 address and serves both
+//!   families: `check_*6` judge IPv6 flows with the same rules, where [`Peer::Block6`] matches
+//!   IPv6 addresses only, [`Peer::Block`] IPv4 only, and a [`PodSet`] holds the selected pods'
+//!   addresses of both families.
 //! - **ipBlock and pod IPs (K9, implementation-defined upstream).** Blocks match by address
 //!   alone, so *pod IPs are matched by ipBlock* like any other address, as are node IPs: a
 //!   block `10.0.0.0/8` admits the pods in `10.244.0.0/16` too. A policy that means "outside
@@ -44,5 +48,5 @@ mod proptests;
 mod tests;
 
 pub use crate::cidr::{Cidr, CidrError, CidrErrorReason};
-pub use rules::{Peer, PodRules, PodSet, PolicyId, PortRange, Rule};
+pub use rules::{Block6, Peer, PodRules, PodSet, PolicyId, PortRange, Rule};
 pub use table::{PolicyTable, PolicyTableBuilder, PolicyVerdict};

@@ -1,8 +1,10 @@
 //! Property tests: verdicts do not depend on rule, policy or pod insertion order (K2), they
-//! agree with a model that evaluates the union of rules over plain host numbers, and CIDR
-//! containment agrees with a bit-string prefix comparison.
+//! agree with a model that evaluates the union of rules over plain host numbers, CIDR
+//! containment agrees with a bit-string prefix comparison, and IPv6 verdicts mirror IPv4's: a
+//! table whose every peer also has its IPv6 image gives an IPv6 flow the verdict the IPv4 flow
+//! gets, while IPv4 blocks never match IPv6 peers.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use proptest::prelude::*;
@@ -118,6 +120,40 @@ impl Shuffler {
     }
 }
 
+/// The IPv6 image of `addr(host)`: its bits as the low 32 of 2001:db8::/96, so prefix
+/// containment is preserved at `prefix + 96`.
+fn addr6(host: u8) -> Ipv6Addr {
+    Ipv6Addr::from((0x2001_0db8_u128 << 96) | u128::from(u32::from(addr(host))))
+}
+
+fn cidr6(host: u8, prefix: u8) -> crate::cidr6::Cidr6 {
+    crate::cidr6::Cidr6::new(addr6(host), prefix + 96).unwrap()
+}
+
+/// The peer, and with `mirrored` its IPv6 image (a pod set holds both families' addresses).
+fn build_peers(spec: &PeerSpec, mirrored: bool) -> Vec<Peer> {
+    match spec {
+        PeerSpec::Pods(hosts) if mirrored => {
+            let set: PodSet = hosts.iter().map(|&h| addr(h)).collect();
+            vec![Peer::Pods(Arc::new(
+                set.with_ipv6(hosts.iter().map(|&h| addr6(h))),
+            ))]
+        }
+        PeerSpec::Block {
+            host,
+            prefix,
+            except,
+        } if mirrored => vec![
+            build_peer(spec),
+            Block6::peer(
+                cidr6(*host, *prefix),
+                except.iter().map(|&(h, p)| cidr6(h, p)).collect(),
+            ),
+        ],
+        _ => vec![build_peer(spec)],
+    }
+}
+
 fn build_peer(spec: &PeerSpec) -> Peer {
     match spec {
         PeerSpec::Any => Peer::Any,
@@ -138,7 +174,12 @@ fn build_peer(spec: &PeerSpec) -> Peer {
 
 /// Builds the table; with a shuffler, registers policies, adds pods and lists rules and
 /// isolating policies in a shuffled order.
-fn build(pods: &[PodSpec], mut shuffler: Option<Shuffler>) -> PolicyTable {
+fn build(pods: &[PodSpec], shuffler: Option<Shuffler>) -> PolicyTable {
+    build_with(pods, shuffler, false)
+}
+
+/// [`build`], with every peer's IPv6 image too when `mirrored`.
+fn build_with(pods: &[PodSpec], mut shuffler: Option<Shuffler>, mirrored: bool) -> PolicyTable {
     let mut builder = PolicyTable::builder();
     let mut registration: Vec<usize> = (0..NAMES.len()).collect();
     let mut pod_order: Vec<usize> = (0..pods.len()).collect();
@@ -154,7 +195,11 @@ fn build(pods: &[PodSpec], mut shuffler: Option<Shuffler>) -> PolicyTable {
         let spec = spec.as_ref()?;
         let mut rules: Vec<Rule> = (spec.rules.iter())
             .map(|rule| Rule {
-                peers: rule.peers.iter().map(build_peer).collect(),
+                peers: rule
+                    .peers
+                    .iter()
+                    .flat_map(|p| build_peers(p, mirrored))
+                    .collect(),
                 ports: rule.ports.clone(),
                 policy: ids[rule.policy],
             })
@@ -274,6 +319,55 @@ proptest! {
                     let allowed = matches!(verdict, PolicyVerdict::Allowed(_));
                     prop_assert_eq!(allowed, model_allows(spec, peer, proto, port), "probe {:?}", probe);
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn ipv6_verdicts_mirror_ipv4_verdicts(pods in pod_specs()) {
+        let table = build_with(&pods, None, true);
+        let plain = build(&pods, None);
+        for probe @ (pod, peer, proto, port, ingress) in probes() {
+            let six = if ingress {
+                table.check_ingress6(addr(pod), addr6(peer), proto, port)
+            } else {
+                table.check_egress6(addr(pod), addr6(peer), proto, port)
+            };
+            let four = check(&table, probe);
+            prop_assert_eq!(named(&table, six), named(&table, four), "probe {:?}", probe);
+            // The IPv6 images change nothing for IPv4.
+            prop_assert_eq!(named(&table, four), named(&plain, check(&plain, probe)));
+            // Without them, an IPv6 peer matches only `Any` peers and rules without peers.
+            let spec = &pods[usize::from(pod)];
+            let direction = if ingress { &spec.ingress } else { &spec.egress };
+            let unmirrored = if ingress {
+                plain.check_ingress6(addr(pod), addr6(peer), proto, port)
+            } else {
+                plain.check_egress6(addr(pod), addr6(peer), proto, port)
+            };
+            if let Some(spec) = direction {
+                let only_any = DirectionSpec {
+                    rules: spec
+                        .rules
+                        .iter()
+                        .map(|r| RuleSpec {
+                            peers: r
+                                .peers
+                                .iter()
+                                .map(|p| match p {
+                                    PeerSpec::Any => PeerSpec::Any,
+                                    _ => PeerSpec::Pods(Vec::new()),
+                                })
+                                .collect(),
+                            ..r.clone()
+                        })
+                        .collect(),
+                    isolated_by: spec.isolated_by.clone(),
+                };
+                let allowed = matches!(unmirrored, PolicyVerdict::Allowed(_));
+                prop_assert_eq!(allowed, model_allows(&only_any, peer, proto, port), "probe {:?}", probe);
+            } else {
+                prop_assert_eq!(unmirrored, PolicyVerdict::NotIsolated);
             }
         }
     }

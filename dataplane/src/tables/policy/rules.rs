@@ -11,12 +11,16 @@
 //! - `except` narrows its own block only ("allow X but not Y"); it denies nothing that another
 //!   peer or rule allows.
 //! - Matching allocates nothing and takes no locks; a [`PodSet`] lookup is one hash probe.
+//! - Families never mix: an IPv4 block matches only IPv4 addresses and an IPv6 block
+//!   (`Block6`) only IPv6 ones, as upstream's ipBlock does; a pod-set peer holds both families'
+//!   addresses of the selected pods; `Any` matches both.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use crate::cidr::Cidr;
+use crate::cidr6::Cidr6;
 use crate::flow::L4Proto;
 
 /// Index into a policy table's policy names (see [`super::PolicyTable::policy_name`]).
@@ -31,6 +35,22 @@ pub enum Peer {
     Pods(Arc<PodSet>),
     /// An `ipBlock`: addresses in `cidr` and in none of `except`.
     Block { cidr: Cidr, except: Vec<Cidr> },
+    /// An IPv6 `ipBlock` (boxed: `Peer` keeps the size IPv4 rules had).
+    Block6(Box<Block6>),
+}
+
+/// An IPv6 `ipBlock`: IPv6 addresses in `cidr` and in none of `except`.
+#[derive(Clone, Debug)]
+pub struct Block6 {
+    pub cidr: Cidr6,
+    pub except: Vec<Cidr6>,
+}
+
+impl Block6 {
+    /// The peer for this block.
+    pub fn peer(cidr: Cidr6, except: Vec<Cidr6>) -> Peer {
+        Peer::Block6(Box::new(Self { cidr, except }))
+    }
 }
 
 impl Peer {
@@ -43,6 +63,20 @@ impl Peer {
             Self::Block { cidr, except } => {
                 cidr.contains(ip) && !except.iter().any(|hole| hole.contains(ip))
             }
+            Self::Block6(_) => false,
+        }
+    }
+
+    /// Whether the remote IPv6 address `ip` is this peer.
+    #[inline]
+    pub fn matches6(&self, ip: Ipv6Addr) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Pods(pods) => pods.contains6(ip),
+            Self::Block { .. } => false,
+            Self::Block6(block) => {
+                block.cidr.contains(ip) && !block.except.iter().any(|hole| hole.contains(ip))
+            }
         }
     }
 }
@@ -52,6 +86,8 @@ impl Peer {
 #[derive(Clone, Default)]
 pub struct PodSet {
     ips: foldhash::HashSet<u32>,
+    /// The same pods' IPv6 addresses (dual-stack pods).
+    ips6: foldhash::HashSet<u128>,
 }
 
 impl PodSet {
@@ -60,13 +96,29 @@ impl PodSet {
         self.ips.contains(&u32::from(ip))
     }
 
-    /// Number of distinct pod IPs.
+    #[inline]
+    pub fn contains6(&self, ip: Ipv6Addr) -> bool {
+        self.ips6.contains(&u128::from(ip))
+    }
+
+    /// The same set with these IPv6 addresses added (the selected pods' IPv6 sides).
+    pub fn with_ipv6(mut self, ips: impl IntoIterator<Item = Ipv6Addr>) -> Self {
+        self.ips6.extend(ips.into_iter().map(u128::from));
+        self
+    }
+
+    /// Number of distinct pod IPs (IPv4).
     pub fn len(&self) -> usize {
         self.ips.len()
     }
 
+    /// Number of distinct pod IPv6 addresses.
+    pub fn len6(&self) -> usize {
+        self.ips6.len()
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.ips.is_empty()
+        self.ips.is_empty() && self.ips6.is_empty()
     }
 }
 
@@ -74,6 +126,7 @@ impl FromIterator<Ipv4Addr> for PodSet {
     fn from_iter<I: IntoIterator<Item = Ipv4Addr>>(iter: I) -> Self {
         Self {
             ips: iter.into_iter().map(u32::from).collect(),
+            ips6: foldhash::HashSet::default(),
         }
     }
 }
@@ -135,6 +188,13 @@ impl Rule {
         // Ports first: a few integer compares, before any set probe.
         (self.ports.is_empty() || self.ports.iter().any(|range| range.matches(proto, port)))
             && (self.peers.is_empty() || self.peers.iter().any(|p| p.matches(peer)))
+    }
+
+    /// [`Self::matches`] for an IPv6 remote address.
+    #[inline]
+    pub fn matches6(&self, peer: Ipv6Addr, proto: L4Proto, port: u16) -> bool {
+        (self.ports.is_empty() || self.ports.iter().any(|range| range.matches(proto, port)))
+            && (self.peers.is_empty() || self.peers.iter().any(|p| p.matches6(peer)))
     }
 }
 

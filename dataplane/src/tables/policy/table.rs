@@ -9,9 +9,12 @@
 //! - A pod's `Option` of rules alone decides isolation; the `*_isolated_by` lists only feed
 //!   `Denied`'s message.
 //! - `check_*` allocates nothing: one hash probe for the pod, then a scan of its rules.
+//! - Pods are keyed by their IPv4 address in both families: a dual-stack pod's IPv6 traffic
+//!   is checked (`check_*6`) against the same entry, so a policy isolates a pod in both
+//!   families at once, and only the peers tell the families apart.
 
 use std::cmp::Ordering;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::rules::{PodRules, PolicyId, Rule};
 use crate::flow::L4Proto;
@@ -64,6 +67,18 @@ impl Direction {
             None => PolicyVerdict::Denied(self.reported_isolator),
         }
     }
+
+    #[inline]
+    fn verdict6(&self, peer: Ipv6Addr, proto: L4Proto, port: u16) -> PolicyVerdict {
+        match self
+            .rules
+            .iter()
+            .find(|rule| rule.matches6(peer, proto, port))
+        {
+            Some(rule) => PolicyVerdict::Allowed(rule.policy),
+            None => PolicyVerdict::Denied(self.reported_isolator),
+        }
+    }
 }
 
 impl PolicyTable {
@@ -108,6 +123,36 @@ impl PolicyTable {
     ) -> PolicyVerdict {
         match self.pod(src_pod).and_then(|entry| entry.egress.as_ref()) {
             Some(direction) => direction.verdict(dst, proto, dport),
+            None => PolicyVerdict::NotIsolated,
+        }
+    }
+
+    /// [`Self::check_ingress`] for an IPv6 flow to the dual-stack pod whose IPv4 address (its
+    /// policy key) is `dst_pod`, from the IPv6 address `src`.
+    pub fn check_ingress6(
+        &self,
+        dst_pod: Ipv4Addr,
+        src: Ipv6Addr,
+        proto: L4Proto,
+        dport: u16,
+    ) -> PolicyVerdict {
+        match self.pod(dst_pod).and_then(|entry| entry.ingress.as_ref()) {
+            Some(direction) => direction.verdict6(src, proto, dport),
+            None => PolicyVerdict::NotIsolated,
+        }
+    }
+
+    /// [`Self::check_egress`] for an IPv6 flow from the dual-stack pod keyed `src_pod` (its
+    /// IPv4 address) to the IPv6 address `dst`.
+    pub fn check_egress6(
+        &self,
+        src_pod: Ipv4Addr,
+        dst: Ipv6Addr,
+        proto: L4Proto,
+        dport: u16,
+    ) -> PolicyVerdict {
+        match self.pod(src_pod).and_then(|entry| entry.egress.as_ref()) {
+            Some(direction) => direction.verdict6(dst, proto, dport),
             None => PolicyVerdict::NotIsolated,
         }
     }

@@ -127,10 +127,19 @@ pub enum DropReason {
     /// IPv6 traffic to or from a pod that a NetworkPolicy isolates: policies are not enforced on
     /// IPv6 yet, so such traffic is refused rather than let through unchecked.
     Ipv6PolicyUnenforced,
+    /// VXLAN toward a peer that shares no underlay family with this node (neither both have
+    /// an IPv4 underlay address nor both an IPv6 one: `stages::vxlan6`).
+    VxlanNoUnderlay,
+    /// IPv6-outer VXLAN with a zero or wrong UDP checksum (mandatory over IPv6; a kernel VXLAN
+    /// device accepts a zero one only with `udp6zerocsumrx`, off by default).
+    VxlanBadChecksum,
+    /// IPv6-outer VXLAN for this node with extension headers before the UDP header (no VTEP
+    /// sends them; never decapsulated).
+    VxlanOuterExtHeaders,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 48;
+    pub const COUNT: usize = 51;
     pub const ALL: [DropReason; Self::COUNT] = [
         Self::Malformed,
         Self::BadChecksum,
@@ -180,6 +189,9 @@ impl DropReason {
         Self::Ipv6Multicast,
         Self::Ipv6NatUnsupported,
         Self::Ipv6PolicyUnenforced,
+        Self::VxlanNoUnderlay,
+        Self::VxlanBadChecksum,
+        Self::VxlanOuterExtHeaders,
     ];
 
     /// Stable snake_case name, used as the Prometheus `reason` label.
@@ -233,6 +245,9 @@ impl DropReason {
             Self::Ipv6Multicast => "ipv6_multicast",
             Self::Ipv6NatUnsupported => "ipv6_nat_unsupported",
             Self::Ipv6PolicyUnenforced => "ipv6_policy_unenforced",
+            Self::VxlanNoUnderlay => "vxlan_no_underlay",
+            Self::VxlanBadChecksum => "vxlan_bad_checksum",
+            Self::VxlanOuterExtHeaders => "vxlan_outer_ext_headers",
         }
     }
 }

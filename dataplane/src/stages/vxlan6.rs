@@ -18,7 +18,9 @@
 //! - Decapsulation takes only frames to the uplink MAC, IPv6 with UDP directly after the fixed
 //!   header (`vxlan_outer_ext_headers` otherwise, when the rest is VXLAN for us), to
 //!   `node_ip6` on the VXLAN port, from a known peer's `node_ip6` (`vxlan_unknown_peer`), with
-//!   a correct, non-zero UDP checksum (`vxlan_bad_checksum`) and the configured VNI
+//!   a correct, non-zero UDP checksum (`vxlan_bad_checksum`; one the sender left to offload,
+//!   `meta.csum_partial` on a virtual link, is trusted as the kernel trusts it, and the
+//!   inner checksum is then completed from scratch) and the configured VNI
 //!   (`vxlan_bad_header`). Anything else IPv6 goes on to the IPv6 path as before.
 
 use std::net::Ipv6Addr;
@@ -189,7 +191,11 @@ pub fn decap<'s>(
         if snap.routes.peer6(src).is_none() {
             return Err(DropReason::VxlanUnknownPeer);
         }
-        if u.checksum() == 0 || !udp6_checksum_ok(datagram, src, node_ip6) {
+        // A checksum left to offload (CHECKSUM_PARTIAL across a veth: `csum_partial`) is
+        // not verified, as the kernel trusts it; the inner one is then completed from
+        // scratch by the path the inner packet takes.
+        let verified = pkt.meta.csum_partial || udp6_checksum_ok(datagram, src, node_ip6);
+        if u.checksum() == 0 || !verified {
             return Err(DropReason::VxlanBadChecksum);
         }
         let v = VxlanPacket::new_checked(u.payload()).map_err(|_| DropReason::VxlanBadHeader)?;

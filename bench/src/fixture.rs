@@ -87,6 +87,7 @@ pub fn snapshot(scale: Scale) -> Snapshot {
             .map(|n| RemoteNode {
                 name: format!("node-{n}"),
                 node_ip: remote_node_ip(n),
+                node_ip6: None,
                 pod_cidr: cidr(Ipv4Addr::new(10, 244, 2 + n as u8, 0), 24),
                 vtep_mac: MacAddr([0x02, 0xfc, 0, 0, 0, n as u8]),
                 underlay_mac: remote_node_mac(n),

@@ -48,6 +48,7 @@ pub fn tables(scale: Scale) -> V6Tables {
             name: format!("node-{n}"),
             pod_cidr: cidr(&format!("fd00:10:244:{:x}::/64", 2 + n)),
             node_ip: fixture::remote_node_ip(n),
+            node_ip6: None,
             node_ips: Vec::new(),
         })
         .collect();

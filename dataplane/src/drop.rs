@@ -126,10 +126,19 @@ pub enum DropReason {
     /// IPv6 pod traffic to outside the cluster that needs masquerade, on a node without an IPv6
     /// address of its own to masquerade to.
     Ipv6NoNodeAddress,
+    /// VXLAN toward a peer that shares no underlay family with this node (neither both have
+    /// an IPv4 underlay address nor both an IPv6 one: `stages::vxlan6`).
+    VxlanNoUnderlay,
+    /// IPv6-outer VXLAN with a zero or wrong UDP checksum (mandatory over IPv6; a kernel VXLAN
+    /// device accepts a zero one only with `udp6zerocsumrx`, off by default).
+    VxlanBadChecksum,
+    /// IPv6-outer VXLAN for this node with extension headers before the UDP header (no VTEP
+    /// sends them; never decapsulated).
+    VxlanOuterExtHeaders,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 48;
+    pub const COUNT: usize = 51;
     pub const ALL: [DropReason; Self::COUNT] = [
         Self::Malformed,
         Self::BadChecksum,
@@ -179,6 +188,9 @@ impl DropReason {
         Self::Ipv6Multicast,
         Self::Ipv6NatUnsupported,
         Self::Ipv6NoNodeAddress,
+        Self::VxlanNoUnderlay,
+        Self::VxlanBadChecksum,
+        Self::VxlanOuterExtHeaders,
     ];
 
     /// Stable snake_case name, used as the Prometheus `reason` label.
@@ -232,6 +244,9 @@ impl DropReason {
             Self::Ipv6Multicast => "ipv6_multicast",
             Self::Ipv6NatUnsupported => "ipv6_nat_unsupported",
             Self::Ipv6NoNodeAddress => "ipv6_no_node_address",
+            Self::VxlanNoUnderlay => "vxlan_no_underlay",
+            Self::VxlanBadChecksum => "vxlan_bad_checksum",
+            Self::VxlanOuterExtHeaders => "vxlan_outer_ext_headers",
         }
     }
 }

@@ -11,9 +11,12 @@
 //!   the snapshot, so they may run for the whole batch first; the outcome is as if each packet
 //!   went through `process` in turn.
 //! - IPv6 frames branch off at the Ethernet dispatch (and after VXLAN decap) to their own path,
-//!   `v6`, which reads only the packet and the snapshot and ends them in the first pass.
+//!   `v6`, which reads only the packet and the snapshot and ends them in the first pass;
+//!   IPv6-outer VXLAN from the uplink is decapsulated first (`outer6`), its inner frame then
+//!   taking the path of its own family.
 
 mod batch;
+mod outer6;
 mod v6;
 
 use std::net::Ipv4Addr;
@@ -295,7 +298,7 @@ impl Pipeline {
         }
         let (ethertype, mut l3) = parse_ethernet(pkt)?;
         if ethertype == ethernet::ETHERTYPE_IPV6 {
-            return v6::front(self, snap, pkt, in_kind, l3, None).map(Front::Done);
+            return self.front_ipv6(snap, pkt, in_kind, l3, ctx);
         }
         if in_kind == PortKind::Uplink {
             uplink::accept_destination(snap, pkt, ethertype)?;
@@ -312,7 +315,8 @@ impl Pipeline {
             self.trace(|| TraceEvent::Decapsulated { from: peer });
             let (inner_type, inner_l3) = parse_ethernet(pkt)?;
             if inner_type == ethernet::ETHERTYPE_IPV6 {
-                return v6::front(self, snap, pkt, in_kind, inner_l3, Some(peer)).map(Front::Done);
+                let from = Some(crate::tables::routes::PeerAddr::V4(peer));
+                return v6::front(self, snap, pkt, in_kind, inner_l3, from).map(Front::Done);
             }
             if inner_type != ethernet::ETHERTYPE_IPV4 {
                 return Err(DropReason::UnsupportedProtocol);

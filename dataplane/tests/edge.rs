@@ -64,6 +64,7 @@ fn three_nodes(overlay: OverlayMode) -> Harness {
     nodes.push(RemoteNode {
         name: "node-c".into(),
         node_ip: ip(NODE_C),
+        node_ip6: None,
         pod_cidr: "10.244.3.0/24".parse().expect("cidr"),
         vtep_mac: MacAddr([0x02, 0xfc, 192, 168, 50, 4]),
         underlay_mac: NODE_C_UPLINK_MAC,

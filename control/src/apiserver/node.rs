@@ -3,7 +3,7 @@
 //! each kept for its lifetime) and publishes its VXLAN tunnel
 //! endpoint flannel-style, `public-ip` from its InternalIP and `backend-data` with the VNI and a
 //! VTEP MAC (the one given in the manifest, else the one already published, else one derived
-//! from the node name).
+//! from the node name); a given `public-ipv6` (the IPv6 underlay address) is kept if it is one.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::{Node, NodeSpec};
 use super::alloc;
 use crate::model::node::{
     self as node_model, BACKEND_DATA, BACKEND_TYPE, BackendData, KUBE_SUBNET_MANAGER, PUBLIC_IP,
+    PUBLIC_IPV6,
 };
 use crate::net::{Cidr, IpFamily, MacAddr};
 use crate::state::ClusterState;
@@ -239,6 +240,17 @@ fn publish_vtep(node: &mut Node, existing: Option<&Node>, vni: u32) -> Validatio
         .unwrap_or_else(|| MacAddr::derived_from_name(&name));
     let internal_ip = node_model::internal_ip(node);
     let annotations = node.metadata.annotations.get_or_insert_with(BTreeMap::new);
+    if let Some(text) = annotations.get(PUBLIC_IPV6) {
+        match text.parse::<IpAddr>() {
+            Ok(IpAddr::V6(ip)) if !ip.is_unspecified() && !ip.is_multicast() => {}
+            _ => {
+                return Err(FieldError::new(
+                    format!("metadata.annotations[{PUBLIC_IPV6}]"),
+                    format!("{text:?} must be the node's unicast IPv6 underlay address"),
+                ));
+            }
+        }
+    }
     match internal_ip {
         Some(ip) => {
             let data = BackendData {

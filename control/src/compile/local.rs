@@ -31,7 +31,9 @@ pub struct NodeLocal {
     /// MAC pods see for their gateway; `None` derives one.
     pub gateway_mac: Option<MacAddr>,
     pub overlay: OverlayMode,
-    /// MTU of the underlay link (pods get 50 bytes less in VXLAN mode).
+    /// The node's IPv6 underlay address (`nodeIP6`): VXLAN over IPv6 (`stages::vxlan6`).
+    pub node_ip6: Option<std::net::Ipv6Addr>,
+    /// MTU of the underlay link (pods get 50 bytes less in VXLAN mode, 70 with `node_ip6`).
     pub underlay_mtu: u16,
     /// Destinations pods reach without masquerade besides the cluster CIDR.
     pub masquerade_exempt: Vec<Cidr>,
@@ -59,6 +61,7 @@ impl Default for NodeLocal {
             host_mac: None,
             gateway_mac: None,
             overlay: OverlayMode::Vxlan,
+            node_ip6: None,
             underlay_mtu: 1500,
             masquerade_exempt: Vec::new(),
             node_port_addresses: Vec::new(),

@@ -27,6 +27,7 @@ pub mod services;
 #[cfg(test)]
 pub(crate) mod tests;
 mod topology;
+mod underlay6;
 mod v6;
 mod v6_services;
 

@@ -80,7 +80,12 @@ pub(super) fn node_config(
         message: message.to_owned(),
     };
     let node = state.node(name).ok_or_else(|| fail("no such Node"))?;
-    let node_ip = node_ip(node).ok_or_else(|| fail("the Node has no IPv4 InternalIP"))?;
+    // An IPv6-only underlay (`nodeIP6` and no IPv4 InternalIP): no IPv4 node address.
+    let node_ip = match (node_ip(node), local.node_ip6) {
+        (Some(ip), _) => ip,
+        (None, Some(_)) => Ipv4Addr::UNSPECIFIED,
+        (None, None) => return Err(fail("the Node has no IPv4 InternalIP (nor nodeIP6)")),
+    };
     let pod_cidr = node_model::pod_cidr(node)
         .as_ref()
         .and_then(to_dp_cidr)
@@ -110,6 +115,9 @@ pub(super) fn node_config(
     let mut node_port_addresses =
         if local.node_port_addresses.is_empty() && local.node_port_cidrs.is_empty() {
             vec![node_ip]
+                .into_iter()
+                .filter(|ip| !ip.is_unspecified())
+                .collect()
         } else {
             local.node_port_addresses.clone()
         };
@@ -131,6 +139,7 @@ pub(super) fn node_config(
     Ok(NodeConfig {
         name: name.to_owned(),
         node_ip,
+        node_ip6: local.node_ip6,
         uplink_mac: local
             .uplink_mac
             .map_or_else(|| derived_mac(name, "uplink"), to_dp_mac),

@@ -1,8 +1,8 @@
 //! The route table: every other Node that publishes a podCIDR and a VXLAN tunnel endpoint
 //! (flannel's annotations) becomes a [`RemoteNode`].
 //!
-//! Invariants: this node never routes to itself; a half-published Node (no VTEP, IPv6
-//! addresses) is reported and left out rather than programmed with guessed values; the outer
+//! Invariants: this node never routes to itself; a half-published Node (no VTEP, no IPv4
+//! podCIDR, no underlay address) is reported and left out rather than programmed with guessed values; the outer
 //! destination MAC is the underlay next hop unless [`NodeLocal::peer_underlay_macs`] names the
 //! peer (same L2 segment).
 
@@ -36,11 +36,24 @@ pub(super) fn route_table(
                 continue;
             }
         };
-        let (Some(node_ip), Some(pod_cidr)) = (to_v4(vtep.node_ip), to_dp_cidr(&vtep.pod_cidr))
-        else {
-            problems.push(problem("public IP or podCIDR is not IPv4; not routed"));
+        let Some(pod_cidr) = to_dp_cidr(&vtep.pod_cidr) else {
+            problems.push(problem("podCIDR is not IPv4; not routed"));
             continue;
         };
+        // The underlay addresses: `public-ip` (IPv4, or IPv6 on an IPv6-only node) and
+        // `public-ipv6` (`underlay6`).
+        let node_ip6 = match super::underlay6::peer_ip6(node, vtep.node_ip) {
+            Ok(ip6) => ip6,
+            Err(why) => {
+                problems.push(problem(&why));
+                None
+            }
+        };
+        let node_ip = to_v4(vtep.node_ip).unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+        if node_ip.is_unspecified() && node_ip6.is_none() {
+            problems.push(problem("publishes no underlay address; not routed"));
+            continue;
+        }
         if vtep.vni != state.settings().vxlan_vni {
             problems.push(problem(&format!(
                 "publishes VNI {} but the cluster uses {}",
@@ -56,6 +69,7 @@ pub(super) fn route_table(
         remote.push(RemoteNode {
             name: name.to_owned(),
             node_ip,
+            node_ip6,
             pod_cidr,
             vtep_mac: to_dp_mac(vtep.mac),
             underlay_mac: to_dp_mac(underlay),

@@ -9,8 +9,8 @@
 //! - A local pod's IPv6 side shares its port and MAC with its IPv4 side (one interface); pods
 //!   with only an IPv6 address are not programmed yet (reported), nor is the second pod that
 //!   claims an IPv6 address, in namespace/name order (reported).
-//! - Remote nodes are routed in IPv6 only through their IPv4 VTEP (VXLAN on the IPv4 underlay,
-//!   or routed): a Node missing from the IPv4 route table is not in the IPv6 one either.
+//! - Remote nodes are routed in IPv6 only through their VTEP in the route table (VXLAN on the
+//!   IPv4 or IPv6 underlay, or routed): a Node missing from it is not in the IPv6 one either.
 //! - IPv6 masquerade exemptions come from the node-local settings' IPv6 `masqueradeExempt`
 //!   entries (pods with routable addresses reach those destinations unmasqueraded); the rest of
 //!   pod traffic leaving the cluster is masqueraded to the node's first IPv6 address.
@@ -69,6 +69,7 @@ pub(super) fn tables(
                 name: r.name.clone(),
                 pod_cidr: pod_cidr6(other)?,
                 node_ip: r.node_ip,
+                node_ip6: r.node_ip6,
                 node_ips: addresses6(other),
             })
         })

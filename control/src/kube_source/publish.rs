@@ -106,6 +106,8 @@ pub struct NodePublisher {
     asked: Option<(NodePublication, Option<String>)>,
     /// The last reason none could be computed, logged once.
     blocked: Option<String>,
+    /// This node's IPv6 underlay address (`nodeIP6`), published as `public-ipv6`.
+    underlay6: Option<std::net::Ipv6Addr>,
 }
 
 impl NodePublisher {
@@ -114,14 +116,27 @@ impl NodePublisher {
             node: node.to_owned(),
             asked: None,
             blocked: None,
+            underlay6: None,
         }
+    }
+
+    /// Also publishes this node's IPv6 underlay address (`nodeIP6`) as flannel's
+    /// `public-ipv6`, so that peers send it VXLAN over IPv6.
+    pub fn with_underlay6(mut self, node_ip6: Option<std::net::Ipv6Addr>) -> NodePublisher {
+        self.underlay6 = node_ip6;
+        self
     }
 
     /// The publication to send now, if the Node as `state` shows it needs one.
     pub fn due(&mut self, state: &ClusterState) -> Option<NodePublication> {
         let node = state.node(&self.node)?;
         let wanted = match wanted_annotations(node, state.settings().vxlan_vni) {
-            Ok(wanted) => wanted,
+            Ok(mut wanted) => {
+                if let Some(ip6) = self.underlay6 {
+                    wanted.insert(node_model::PUBLIC_IPV6.to_owned(), ip6.to_string());
+                }
+                wanted
+            }
             Err(why) => {
                 if self.blocked.as_ref() != Some(&why) {
                     log::warn(format_args!("not publishing the VTEP yet: {why}"));
@@ -280,6 +295,19 @@ mod tests {
         );
         let wanted = wanted_annotations(&multicast, 1).unwrap_or_default();
         assert!(!wanted[node_model::BACKEND_DATA].contains("01:00:5e"));
+    }
+
+    #[test]
+    fn the_ipv6_underlay_address_is_published_with_the_vtep() {
+        let bare = node(json!({}), "1");
+        let ip6: std::net::Ipv6Addr = "2001:db8:50::2".parse().unwrap();
+        let mut publisher = NodePublisher::new("n1").with_underlay6(Some(ip6));
+        let publication = publisher.due(&state_with(bare)).unwrap();
+        assert_eq!(
+            publication.annotations.get(node_model::PUBLIC_IPV6),
+            Some(&"2001:db8:50::2".to_owned())
+        );
+        assert!(publication.annotations.contains_key(node_model::PUBLIC_IP));
     }
 
     #[test]

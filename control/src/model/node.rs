@@ -19,6 +19,9 @@ pub const BACKEND_DATA: &str = "flannel.alpha.coreos.com/backend-data";
 pub const BACKEND_TYPE: &str = "flannel.alpha.coreos.com/backend-type";
 /// The node's underlay address, the outer IP of VXLAN packets to it.
 pub const PUBLIC_IP: &str = "flannel.alpha.coreos.com/public-ip";
+/// The node's IPv6 underlay address (flannel's dual-stack/IPv6 annotation): the outer IP of
+/// IPv6-outer VXLAN to it (`compile::underlay6`).
+pub const PUBLIC_IPV6: &str = "flannel.alpha.coreos.com/public-ipv6";
 /// flannel's marker that the subnet came from the Kubernetes API.
 pub const KUBE_SUBNET_MANAGER: &str = "flannel.alpha.coreos.com/kube-subnet-manager";
 
@@ -95,7 +98,7 @@ pub fn pod_cidrs(node: &Node) -> Vec<Cidr> {
     cidrs
 }
 
-fn annotation<'a>(node: &'a Node, key: &str) -> Option<&'a str> {
+pub(crate) fn annotation<'a>(node: &'a Node, key: &str) -> Option<&'a str> {
     node.metadata
         .annotations
         .as_ref()?
@@ -116,7 +119,10 @@ pub fn vtep(node: &Node) -> Option<Vtep> {
 /// The node's VTEP as published in its annotations, with its podCIDR, or what is missing or
 /// malformed, naming the annotation or field.
 pub fn published_vtep(node: &Node) -> Result<Vtep, String> {
-    let public_ip = annotation(node, PUBLIC_IP).ok_or_else(|| format!("no {PUBLIC_IP}"))?;
+    // An IPv6-only node may publish only `public-ipv6`.
+    let public_ip = annotation(node, PUBLIC_IP)
+        .or_else(|| annotation(node, PUBLIC_IPV6))
+        .ok_or_else(|| format!("no {PUBLIC_IP}"))?;
     let node_ip = public_ip
         .parse()
         .map_err(|_| format!("{PUBLIC_IP} {public_ip:?} is not an IP address"))?;

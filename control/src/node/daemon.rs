@@ -24,7 +24,6 @@ use arc_swap::ArcSwap;
 use dataplane::io::thread::{allowed_cpus, monotonic_secs};
 use dataplane::pipeline::Pipeline;
 use dataplane::tables::affinity::AffinityTable;
-use dataplane::tables::node::OverlayMode;
 use dataplane::worker::{IdleMode, RunConfig, Worker};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -375,10 +374,8 @@ pub(super) fn clock() -> SyncClock {
 }
 
 fn pod_mtu(settings: &NodeSettings) -> u16 {
-    match settings.local.overlay {
-        OverlayMode::Vxlan => settings.local.underlay_mtu.saturating_sub(50),
-        OverlayMode::Routed => settings.local.underlay_mtu,
-    }
+    let local = &settings.local;
+    super::config::underlay6::pod_mtu(local.underlay_mtu, local.overlay, local.node_ip6)
 }
 
 fn check_cores(settings: &NodeSettings) -> Result<(), String> {

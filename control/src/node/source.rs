@@ -234,7 +234,7 @@ impl KubeSync {
             &mut metrics.input,
             &mut triggers,
         );
-        let mut publisher = NodePublisher::new(inputs.node);
+        let mut publisher = NodePublisher::new(inputs.node).with_underlay6(inputs.local.node_ip6);
         if let Some(publication) = publisher.due(&state) {
             source.publish_node(publication);
         }

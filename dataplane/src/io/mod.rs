@@ -25,6 +25,8 @@ mod testframes;
 mod testnet;
 pub mod thread;
 pub mod udp_tunnel;
+#[cfg(test)]
+mod underlay6_tests;
 pub mod words;
 
 use std::io;

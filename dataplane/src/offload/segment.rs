@@ -1,12 +1,13 @@
 //! Software TCP segmentation (GSO) of a super-packet into wire-sized segments, for a device
 //! that cannot take the super-packet whole (the uplink, a pod on AF_PACKET or AF_XDP).
 //!
-//! The frame is `encap_len` bytes of outer headers (Ethernet, IPv4, UDP, VXLAN; 0 when not
-//! encapsulated), then Ethernet, IPv4 and TCP with the payload. Each segment copies all the
+//! The frame is `encap_len` bytes of outer headers (Ethernet, IPv4 or IPv6, UDP, VXLAN; 0 when
+//! not encapsulated), then Ethernet, IPv4 and TCP with the payload. Each segment copies all the
 //! headers and its slice of the payload, then fixes: inner IPv4 total length, ident (+i) and
 //! header checksum; TCP sequence (+i * mss), flags (FIN and PSH on the last segment only,
 //! CWR on the first only) and a complete checksum; outer IPv4 total length and checksum and
-//! outer UDP length (its checksum stays zero, RFC 7348).
+//! outer UDP length (its checksum stays zero over IPv4, RFC 7348); over an IPv6 outer header,
+//! its payload length and the outer UDP checksum (mandatory there, `stages::vxlan6`).
 //!
 //! Invariants:
 //! - Every segment carries at most `mss` payload bytes and has correct checksums whatever the
@@ -17,7 +18,7 @@
 use crate::drop::DropReason;
 use crate::packet::{Packet, PacketPool};
 use crate::wire::checksum::{combine, finish, pseudo_header_v4, sum};
-use crate::wire::{Ipv4Packet, TcpFlags, TcpPacket, ethernet, ipv4};
+use crate::wire::{Ipv4Packet, Ipv6Packet, TcpFlags, TcpPacket, ethernet, ipv4, ipv6};
 
 /// Offsets of a super-packet's headers, found by `parse`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,9 +37,17 @@ pub struct Layout {
 pub fn parse(frame: &[u8], encap_len: usize) -> Result<Layout, DropReason> {
     let malformed = DropReason::Malformed;
     let outer_l3 = if encap_len > 0 {
-        let ip = Ipv4Packet::new_checked(frame.get(ethernet::HEADER_LEN..).ok_or(malformed)?)
-            .map_err(|_| malformed)?;
-        if ip.protocol() != ipv4::PROTO_UDP {
+        let outer = frame.get(ethernet::HEADER_LEN..).ok_or(malformed)?;
+        let udp = if outer.first().is_some_and(|b| b >> 4 == 6) {
+            Ipv6Packet::new_checked(outer)
+                .map_err(|_| malformed)?
+                .next_header()
+        } else {
+            Ipv4Packet::new_checked(outer)
+                .map_err(|_| malformed)?
+                .protocol()
+        };
+        if udp != ipv4::PROTO_UDP {
             return Err(malformed);
         }
         Some(ethernet::HEADER_LEN)
@@ -149,7 +158,13 @@ pub(crate) fn fix_segment(
     payload_sum: u32,
 ) {
     let len = seg.len();
-    if let Some(outer) = at.outer_l3 {
+    let outer_v6 = at.outer_l3.filter(|&o| seg[o] >> 4 == 6);
+    if let Some(outer) = outer_v6 {
+        let payload_len = (len - outer - ipv6::HEADER_LEN) as u16;
+        seg[outer + 4..outer + 6].copy_from_slice(&payload_len.to_be_bytes());
+        let outer_l4 = outer + ipv6::HEADER_LEN;
+        seg[outer_l4 + 4..outer_l4 + 6].copy_from_slice(&payload_len.to_be_bytes());
+    } else if let Some(outer) = at.outer_l3 {
         let mut ip = Ipv4Packet::new_unchecked(&mut seg[outer..]);
         let outer_len = len - outer;
         let outer_l4 = outer + ip.header_len();
@@ -179,6 +194,11 @@ pub(crate) fn fix_segment(
         payload_sum,
     );
     seg[at.l4 + 16..at.l4 + 18].copy_from_slice(&finish(total).to_be_bytes());
+    if let Some(outer) = outer_v6 {
+        let ip = Ipv6Packet::new_unchecked(&seg[outer..]);
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        crate::stages::vxlan6::fill_udp6_checksum(&mut seg[outer + ipv6::HEADER_LEN..], src, dst);
+    }
 }
 
 #[cfg(test)]

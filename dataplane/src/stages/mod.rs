@@ -20,6 +20,7 @@ pub mod route;
 pub mod service_rules;
 pub mod uplink;
 pub mod vxlan;
+pub mod vxlan6;
 
 use crate::flow::FlowKey;
 use crate::tables::ports::PortKind;

@@ -22,7 +22,6 @@ use crate::wire::{EthernetFrame, Ipv4Packet, MacAddr, icmp};
 
 use super::Ctx;
 use super::icmp::{make_error, translate_error};
-use super::vxlan::encap;
 
 pub fn route(p: &mut Pipeline, snap: &Snapshot, pkt: &mut Packet, ctx: &Ctx) -> Verdict {
     match route_inner(p, snap, pkt, ctx, true) {
@@ -135,9 +134,9 @@ fn to_remote(
     match node.overlay {
         OverlayMode::Vxlan => {
             let hash = ctx.key.symmetric_hash();
-            encap(snap, pkt, remote, hash)?;
+            let added = super::vxlan6::encap_to(snap, pkt, remote, hash, false)?;
             if pkt.meta.offload.is_gso() {
-                pkt.meta.offload.encap_len = crate::wire::vxlan::OVERHEAD_V4 as u8;
+                pkt.meta.offload.encap_len = added as u8;
             }
             p.trace(|| TraceEvent::Encapsulated { to: remote.node_ip });
         }

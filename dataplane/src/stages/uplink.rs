@@ -50,7 +50,10 @@ pub fn accept_destination(snap: &Snapshot, pkt: &Packet, ethertype: u16) -> Resu
 pub fn check_source(snap: &Snapshot, pkt: &Packet, ctx: &Ctx) -> Result<(), DropReason> {
     let src = ctx.key.src;
     let ok = match ctx.from_peer {
-        Some(peer) => inner_source_ok(snap, peer, src),
+        Some(peer) => snap
+            .routes
+            .peer(peer)
+            .is_some_and(|peer| inner_source_ok(snap, peer, src)),
         None => plain_source_ok(snap, pkt, src),
     };
     if ok {
@@ -66,15 +69,13 @@ fn is_pod_address(snap: &Snapshot, ip: Ipv4Addr) -> bool {
     node.cluster_cidr.contains(ip) || node.pod_cidr.contains(ip) || snap.routes.lookup(ip).is_some()
 }
 
-fn inner_source_ok(snap: &Snapshot, peer_ip: Ipv4Addr, src: Ipv4Addr) -> bool {
-    let Some(peer) = snap.routes.peer(peer_ip) else {
-        return false;
-    };
+/// Whether an inner source from VXLAN peer `peer` (either outer family) is one it may send.
+pub(crate) fn inner_source_ok(snap: &Snapshot, peer: &RemoteNode, src: Ipv4Addr) -> bool {
     if is_pod_address(snap, src) {
         return peer.pod_cidr.contains(src);
     }
     if src == snap.node.node_ip || snap.routes.peer(src).is_some() {
-        return src == peer.node_ip;
+        return src == peer.node_ip && !src.is_unspecified();
     }
     true
 }

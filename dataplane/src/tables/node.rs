@@ -3,7 +3,7 @@
 //! Invariant: built by the control thread and immutable inside a snapshot; every field
 //! the pipeline reads per packet is a plain value (no lookups behind it).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::cidr::Cidr;
 use crate::wire::MacAddr;
@@ -21,7 +21,12 @@ pub enum OverlayMode {
 pub struct NodeConfig {
     pub name: String,
     /// The node's underlay address: VXLAN outer source, SNAT address, NodePort address.
+    /// `0.0.0.0` on a node whose underlay is IPv6 only (then everything VXLAN carries rides
+    /// `node_ip6`; see `stages::vxlan6`).
     pub node_ip: Ipv4Addr,
+    /// The node's IPv6 underlay address, if the underlay has IPv6: the outer source of
+    /// IPv6-outer VXLAN, answered by neighbour discovery on the uplink.
+    pub node_ip6: Option<Ipv6Addr>,
     /// MAC of the uplink port (outer source MAC, ARP answers for `node_ip`).
     pub uplink_mac: MacAddr,
     /// MAC of the underlay next hop (router) for traffic that leaves through the uplink.
@@ -49,7 +54,8 @@ pub struct NodeConfig {
     pub overlay: OverlayMode,
     pub vxlan_port: u16,
     pub vni: u32,
-    /// MTU of the underlay link; pods get `underlay_mtu - 50` in VXLAN mode.
+    /// MTU of the underlay link; pods get `underlay_mtu - 50` in VXLAN mode (`- 70` when the
+    /// node has an IPv6 underlay address: IPv6-outer VXLAN is 20 bytes longer).
     pub underlay_mtu: u16,
     /// Range SNAT ports are drawn from (inclusive).
     pub snat_ports: (u16, u16),
@@ -59,10 +65,19 @@ impl NodeConfig {
     /// The largest IPv4 packet a pod may send or receive.
     pub fn pod_mtu(&self) -> u16 {
         match self.overlay {
-            OverlayMode::Vxlan => self
-                .underlay_mtu
-                .saturating_sub(crate::wire::vxlan::OVERHEAD_V4 as u16),
+            OverlayMode::Vxlan => self.underlay_mtu.saturating_sub(self.vxlan_overhead()),
             OverlayMode::Routed => self.underlay_mtu,
+        }
+    }
+
+    /// What VXLAN adds to a pod's packet on the underlay: 50 bytes over IPv4, 70 over IPv6
+    /// (the larger whenever this node may send IPv6-outer VXLAN, so one pod MTU fits both).
+    #[inline]
+    pub fn vxlan_overhead(&self) -> u16 {
+        if self.node_ip6.is_some() {
+            crate::wire::vxlan::OVERHEAD_V6 as u16
+        } else {
+            crate::wire::vxlan::OVERHEAD_V4 as u16
         }
     }
 
@@ -92,6 +107,7 @@ impl NodeConfig {
         Self {
             name: name.to_string(),
             node_ip,
+            node_ip6: None,
             uplink_mac: MacAddr([0x02, 0xfe, ip[0], ip[1], ip[2], ip[3]]),
             uplink_next_hop_mac: MacAddr([0x02, 0xfd, 0, 0, 0, 1]),
             vtep_mac: MacAddr([0x02, 0xfc, ip[0], ip[1], ip[2], ip[3]]),

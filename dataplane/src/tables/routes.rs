@@ -5,16 +5,27 @@
 //! whose networks lie close together (the per-node /24s of one cluster CIDR) is an array
 //! indexed by the network number, without hashing; others are a hash map. Both answer alike.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::cidr::Cidr;
 use crate::wire::MacAddr;
+
+/// A VXLAN peer by the underlay address its packets come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerAddr {
+    V4(Ipv4Addr),
+    V6(Ipv6Addr),
+}
 
 /// Another node of the cluster, as the overlay needs it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RemoteNode {
     pub name: String,
+    /// The node's IPv4 underlay address (VXLAN over IPv4, its key for `peer`); `0.0.0.0` when
+    /// its underlay is IPv6 only.
     pub node_ip: Ipv4Addr,
+    /// The node's IPv6 underlay address, if any (VXLAN over IPv6, its key for `peer6`).
+    pub node_ip6: Option<Ipv6Addr>,
     pub pod_cidr: Cidr,
     /// The node's VTEP MAC (inner destination MAC), from the Node's flannel backend-data.
     pub vtep_mac: MacAddr,
@@ -28,6 +39,7 @@ pub struct RouteTable {
     /// (prefix length, the networks of that length), longest first.
     by_len: Vec<(u8, Networks)>,
     by_node_ip: foldhash::HashMap<Ipv4Addr, usize>,
+    by_node_ip6: foldhash::HashMap<Ipv6Addr, usize>,
 }
 
 /// The most array slots a dense prefix index may take.
@@ -97,6 +109,7 @@ impl RouteTable {
     pub fn new(nodes: Vec<RemoteNode>) -> Self {
         let mut by_len: Vec<(u8, foldhash::HashMap<u32, usize>)> = Vec::new();
         let mut by_node_ip = foldhash::HashMap::default();
+        let mut by_node_ip6 = foldhash::HashMap::default();
         for (i, n) in nodes.iter().enumerate() {
             let len = n.pod_cidr.prefix();
             let slot = match by_len.iter().position(|(l, _)| *l == len) {
@@ -107,7 +120,12 @@ impl RouteTable {
                 }
             };
             by_len[slot].1.insert(u32::from(n.pod_cidr.network()), i);
-            by_node_ip.insert(n.node_ip, i);
+            if !n.node_ip.is_unspecified() {
+                by_node_ip.insert(n.node_ip, i);
+            }
+            if let Some(ip6) = n.node_ip6 {
+                by_node_ip6.insert(ip6, i);
+            }
         }
         by_len.sort_by_key(|(len, _)| std::cmp::Reverse(*len));
         let by_len = by_len
@@ -118,6 +136,7 @@ impl RouteTable {
             nodes,
             by_len,
             by_node_ip,
+            by_node_ip6,
         }
     }
 
@@ -141,6 +160,29 @@ impl RouteTable {
             .and_then(|i| self.nodes.get(*i))
     }
 
+    /// The remote node with this IPv6 underlay address (IPv6-outer VXLAN peers).
+    #[inline]
+    pub fn peer6(&self, node_ip6: Ipv6Addr) -> Option<&RemoteNode> {
+        self.by_node_ip6
+            .get(&node_ip6)
+            .and_then(|i| self.nodes.get(*i))
+    }
+
+    /// The remote node a `Remote6` (or anything keyed alike) names: by its IPv4 underlay
+    /// address, else by its IPv6 one.
+    #[inline]
+    pub fn peer_either(
+        &self,
+        node_ip: Ipv4Addr,
+        node_ip6: Option<Ipv6Addr>,
+    ) -> Option<&RemoteNode> {
+        if node_ip.is_unspecified() {
+            node_ip6.and_then(|ip| self.peer6(ip))
+        } else {
+            self.peer(node_ip)
+        }
+    }
+
     pub fn nodes(&self) -> &[RemoteNode] {
         &self.nodes
     }
@@ -154,6 +196,7 @@ mod tests {
         RemoteNode {
             name: name.into(),
             node_ip: Ipv4Addr::from(ip),
+            node_ip6: None,
             pod_cidr: cidr.parse().expect("cidr"),
             vtep_mac: MacAddr([2, 0, 0, 0, 0, ip[3]]),
             underlay_mac: MacAddr([2, 1, 0, 0, 0, ip[3]]),

@@ -8,17 +8,19 @@
 //! - Built by the control thread, immutable inside a snapshot, like the IPv4 tables.
 //! - A pod's IPv6 address maps to exactly one pod port; `pod_on(port)` and `pod(ip)` agree.
 //! - Remote IPv6 pod CIDRs are matched longest prefix first (one hash probe per distinct
-//!   prefix length); each names its node by the node's IPv4 underlay address, the key of the
-//!   IPv4 [`RouteTable`](super::routes::RouteTable) that holds its VTEP.
+//!   prefix length); each names its node by the node's underlay address (IPv4, else IPv6),
+//!   the key of the [`RouteTable`](super::routes::RouteTable) that holds its VTEP.
 //! - A frontend is kept even without backends (its traffic is rejected, as kube-proxy does);
 //!   its `local` backends are those on this node (a local pod or the node's own address),
 //!   computed when the frontends are set; every ClusterIP frontend's address is a VIP; every
 //!   frontend address is in the node's Service ranges or in `external_addrs`.
+
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use crate::cidr6::{Cidr6, mask};
 use crate::packet::PortId;
+use crate::tables::routes::PeerAddr;
 use crate::wire::MacAddr;
 
 /// The link-local address pods use as their IPv6 default gateway (answered on every pod port).
@@ -114,8 +116,11 @@ pub struct Pod6 {
 pub struct Remote6 {
     pub name: String,
     pub pod_cidr: Cidr6,
-    /// The node's IPv4 underlay address (its VTEP, and its key in the IPv4 route table).
+    /// The node's IPv4 underlay address (its VTEP, and its key in the IPv4 route table);
+    /// `0.0.0.0` when its underlay is IPv6 only.
     pub node_ip: Ipv4Addr,
+    /// The node's IPv6 underlay address, if any (its key there when `node_ip` is `0.0.0.0`).
+    pub node_ip6: Option<Ipv6Addr>,
     /// The node's own IPv6 addresses.
     pub node_ips: Vec<Ipv6Addr>,
 }
@@ -207,6 +212,7 @@ pub struct V6Tables {
     by_len: Vec<(u8, foldhash::HashMap<u128, usize>)>,
     by_node_ip: foldhash::HashMap<Ipv4Addr, usize>,
     by_node_ip6: foldhash::HashMap<Ipv6Addr, usize>,
+    by_underlay6: foldhash::HashMap<Ipv6Addr, usize>,
 }
 
 impl V6Tables {
@@ -223,6 +229,7 @@ impl V6Tables {
         let mut by_len: Vec<(u8, foldhash::HashMap<u128, usize>)> = Vec::new();
         let mut by_node_ip = foldhash::HashMap::default();
         let mut by_node_ip6 = foldhash::HashMap::default();
+        let mut by_underlay6 = foldhash::HashMap::default();
         for (i, r) in remotes.iter().enumerate() {
             let len = r.pod_cidr.prefix();
             let slot = match by_len.iter().position(|(l, _)| *l == len) {
@@ -233,7 +240,12 @@ impl V6Tables {
                 }
             };
             by_len[slot].1.insert(u128::from(r.pod_cidr.network()), i);
-            by_node_ip.insert(r.node_ip, i);
+            if !r.node_ip.is_unspecified() {
+                by_node_ip.insert(r.node_ip, i);
+            }
+            if let Some(ip) = r.node_ip6 {
+                by_underlay6.insert(ip, i);
+            }
             for ip in &r.node_ips {
                 by_node_ip6.insert(*ip, i);
             }
@@ -250,6 +262,7 @@ impl V6Tables {
             by_len,
             by_node_ip,
             by_node_ip6,
+            by_underlay6,
         }
     }
 
@@ -349,6 +362,16 @@ impl V6Tables {
             .and_then(|i| self.remotes.get(*i))
     }
 
+    /// The remote node a VXLAN packet came from, by its outer source.
+    #[inline]
+    pub fn peer_at(&self, from: PeerAddr) -> Option<&Remote6> {
+        let index = match from {
+            PeerAddr::V4(ip) => self.by_node_ip.get(&ip),
+            PeerAddr::V6(ip) => self.by_underlay6.get(&ip),
+        };
+        index.and_then(|i| self.remotes.get(*i))
+    }
+
     /// The remote node that owns this IPv6 node address.
     #[inline]
     pub fn peer_by_ip6(&self, ip: Ipv6Addr) -> Option<&Remote6> {
@@ -373,6 +396,7 @@ mod tests {
             name: name.into(),
             pod_cidr: cidr.parse().unwrap(),
             node_ip: Ipv4Addr::from(v4),
+            node_ip6: None,
             node_ips: vec![format!("2001:db8::{}", v4[3]).parse().unwrap()],
         }
     }

@@ -3,7 +3,7 @@
 //! Invariants after `VxlanPacket::new_checked`: the 8-byte header is in the buffer and its I flag
 //! (a valid VNI) is set. Other flag and reserved bits are ignored on receipt, as RFC 7348 asks.
 
-use super::{Result, WireError, ethernet, ipv4, read_u32, udp, write_u32};
+use super::{Result, WireError, ethernet, ipv4, ipv6, read_u32, udp, write_u32};
 
 /// Length of the VXLAN header.
 pub const HEADER_LEN: usize = 8;
@@ -11,6 +11,10 @@ pub const HEADER_LEN: usize = 8;
 /// headers (so pod MTU = underlay MTU - 50).
 pub const OVERHEAD_V4: usize =
     ethernet::HEADER_LEN + ipv4::HEADER_LEN + udp::HEADER_LEN + HEADER_LEN;
+/// Bytes VXLAN adds over IPv6: outer Ethernet, IPv6 (no extension headers), UDP and VXLAN
+/// headers (pod MTU = underlay MTU - 70).
+pub const OVERHEAD_V6: usize =
+    ethernet::HEADER_LEN + ipv6::HEADER_LEN + udp::HEADER_LEN + HEADER_LEN;
 /// UDP port of the Linux kernel and flannel.
 pub const DEFAULT_PORT: u16 = 8472;
 /// UDP port assigned by IANA.
@@ -168,5 +172,6 @@ mod tests {
     #[test]
     fn overhead_is_fifty_bytes() {
         assert_eq!(OVERHEAD_V4, 50);
+        assert_eq!(OVERHEAD_V6, 70);
     }
 }

@@ -194,6 +194,7 @@ pub fn snapshot(overlay: OverlayMode) -> Snapshot {
     let routes = RouteTable::new(vec![RemoteNode {
         name: "node-b".into(),
         node_ip: ip(NODE_B),
+        node_ip6: None,
         pod_cidr: Cidr::new(ip("10.244.2.0"), 24).expect("cidr"),
         vtep_mac: NODE_B_VTEP_MAC,
         underlay_mac: NODE_B_UPLINK_MAC,

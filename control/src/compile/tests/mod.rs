@@ -9,6 +9,7 @@ mod node_ports;
 mod policy;
 mod policy_ports;
 mod services;
+mod underlay6;
 mod verdicts;
 
 use std::collections::BTreeSet;

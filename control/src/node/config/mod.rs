@@ -11,6 +11,7 @@ mod diff;
 pub mod kube_proxy;
 mod resolve;
 mod servers;
+pub mod underlay6;
 pub mod units;
 mod uplink_vxlan;
 mod workers;
@@ -44,6 +45,8 @@ pub struct FileConfig {
     pub node_name: Option<String>,
     #[serde(rename = "nodeIP")]
     pub node_ip: Option<Ipv4Addr>,
+    #[serde(rename = "nodeIP6")]
+    pub node_ip6: Option<std::net::Ipv6Addr>,
     pub source: Option<SourceKind>,
     pub state_dir: Option<PathBuf>,
     pub kubeconfig: Option<PathBuf>,
@@ -261,6 +264,11 @@ pub const CONFIG_HELP: &str = "\
 node.yaml keys (all optional unless marked; command-line flags override them):
   nodeName                 this node's name (Node object); also --node-name / FERROPLANE_NODE_NAME [required]
   nodeIP                   this node's underlay IPv4 address; default: the Node's InternalIP.
+  nodeIP6                  this node's underlay IPv6 address (VXLAN over IPv6 to peers that
+                           publish flannel.alpha.coreos.com/public-ipv6; each pod family rides
+                           its own underlay family where both ends have it, else the other;
+                           pods get mtu - 70); without nodeIP and an IPv4 InternalIP the
+                           underlay is IPv6 only. Default: none (IPv4 underlay)
                            Health-check node ports listen on it
   source                   state | kubernetes: where the cluster is read from (default state)
   stateDir                 state directory for source state (default: --state, /var/lib/ferroplane)
@@ -312,7 +320,7 @@ node.yaml keys (all optional unless marked; command-line flags override them):
   workers.spin             adaptive and keep-warm: how long to keep polling (or the CPU warm)
                            after work, at most 10ms (default 50us)
   overlay                  vxlan (default) | routed
-  mtu                      underlay MTU (default 1500); pods get mtu - 50 with vxlan
+  mtu                      underlay MTU (default 1500); pods get mtu - 50 with vxlan (- 70 with nodeIP6)
   conntrack.maxEntries     flow table capacity (default max(32768 x workers, 131072))
   conntrack.tcpSynSentTimeout, tcpSynRecvTimeout, tcpEstablishedTimeout (24h),
   conntrack.tcpFinWaitTimeout, tcpCloseWaitTimeout (1h), tcpLastAckTimeout, tcpTimeWaitTimeout,

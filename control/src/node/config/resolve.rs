@@ -201,6 +201,7 @@ pub fn resolve(file: FileConfig, flags: &Overrides) -> Result<NodeSettings, Conf
             None | Some(OverlayKind::Vxlan) => OverlayMode::Vxlan,
             Some(OverlayKind::Routed) => OverlayMode::Routed,
         },
+        node_ip6: super::underlay6::check(file.node_ip6).map_err(|e| err("nodeIP6", e))?,
         underlay_mtu: resolve_mtu(file.mtu)?,
         masquerade_exempt: file.masquerade_exempt,
         node_port_cidrs: node_port_cidrs(file.node_port_addresses.as_deref()),

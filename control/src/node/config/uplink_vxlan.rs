@@ -35,7 +35,11 @@ pub fn check(
         return Err("udp-socket needs overlay vxlan (routed mode has no VXLAN)".to_owned());
     }
     if node_ip.is_none() {
-        return Err("udp-socket needs nodeIP (the tunnel socket binds to it)".to_owned());
+        return Err(
+            "udp-socket needs nodeIP (the tunnel socket binds to it; an IPv6-only underlay, \
+             nodeIP6 alone, uses raw)"
+                .to_owned(),
+        );
     }
     Ok(())
 }

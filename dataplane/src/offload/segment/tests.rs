@@ -84,6 +84,45 @@ fn vxlan_segments_have_correct_outer_headers() {
 }
 
 #[test]
+fn vxlan_segments_over_ipv6_have_lengths_and_a_correct_udp_checksum() {
+    let sp = super_packet(77, 3 * MSS + 1);
+    let mut frame = vec![0u8; 70];
+    frame[12..14].copy_from_slice(&[0x86, 0xdd]);
+    let (src, dst): (std::net::Ipv6Addr, std::net::Ipv6Addr) = (
+        "2001:db8::2".parse().unwrap(),
+        "2001:db8::3".parse().unwrap(),
+    );
+    let outer = crate::wire::Ipv6Repr {
+        src,
+        dst,
+        next_header: crate::wire::ipv4::PROTO_UDP,
+        hop_limit: 64,
+        payload_len: 100, // wrong on purpose: segmentation sets it
+    };
+    outer.emit(&mut frame[14..]).unwrap();
+    frame[56..58].copy_from_slice(&4789u16.to_be_bytes());
+    frame.extend_from_slice(sp.data());
+    let segs = split(&frame, 70, MSS);
+    assert_eq!(segs.len(), 4);
+    for seg in &segs {
+        let d = seg.data();
+        let h = etherparse::PacketHeaders::from_ethernet_slice(d).unwrap();
+        let Some(etherparse::NetHeaders::Ipv6(ip, _)) = h.net else {
+            panic!("outer IPv6")
+        };
+        assert_eq!(usize::from(ip.payload_length), d.len() - 54);
+        let Some(etherparse::TransportHeader::Udp(udp)) = h.transport else {
+            panic!("outer UDP")
+        };
+        assert_eq!(usize::from(udp.length), d.len() - 54);
+        assert_ne!(udp.checksum, 0);
+        let want = udp.calc_checksum_ipv6(&ip, &d[62..]).unwrap();
+        assert_eq!(udp.checksum, want, "outer UDP checksum");
+        check_tcp(&d[70..]);
+    }
+}
+
+#[test]
 fn malformed_or_unaffordable_input_makes_no_segment() {
     let mut pool = PacketPool::with_capacity(2);
     let mut out = Vec::new();

@@ -14,7 +14,8 @@
 //!
 //! Invariants:
 //! - A node without IPv6 settings (`snap.v6.node()` is `None`) drops every IPv6 frame as
-//!   `ipv6_disabled`.
+//!   `ipv6_disabled`, except, on the uplink of a node with an IPv6 underlay address, neighbour
+//!   solicitations for that address (IPv6-outer VXLAN is decapsulated before this path).
 //! - Flows are tracked per worker (`nat`) when they are translated (Service DNAT, masquerade)
 //!   or a NetworkPolicy isolates one of their pods; the rest passes untracked. What cannot be
 //!   translated or checked (SCTP needing NAT) is a named drop, never forwarded unchecked.
@@ -33,13 +34,14 @@ mod source;
 #[cfg(test)]
 mod tests;
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv6Addr;
 
 use crate::drop::DropReason;
 use crate::packet::{Packet, Verdict};
 use crate::snapshot::Snapshot;
 use crate::tables::conntrack6::Tuple6;
 use crate::tables::ports::PortKind;
+use crate::tables::routes::PeerAddr;
 use crate::wire::checksum;
 use crate::wire::icmpv6::{Icmpv6Packet, PROTO_ICMPV6};
 use crate::wire::ipv6::HEADER_LEN;
@@ -56,7 +58,7 @@ pub(super) const PROTO_SCTP: u8 = 132;
 pub(crate) struct Ctx6 {
     pub in_kind: PortKind,
     /// Arrived VXLAN-encapsulated from this peer (already decapsulated).
-    pub from_peer: Option<Ipv4Addr>,
+    pub from_peer: Option<PeerAddr>,
     /// Offset of the IPv6 header.
     pub l3: usize,
     /// Offset of the upper-layer header (after the extension headers).
@@ -100,11 +102,14 @@ pub(crate) fn front(
     pkt: &mut Packet,
     in_kind: PortKind,
     l3: usize,
-    from_peer: Option<Ipv4Addr>,
+    from_peer: Option<PeerAddr>,
 ) -> Result<Verdict, DropReason> {
-    let Some(node) = snap.v6.node() else {
+    let node = snap.v6.node();
+    // Without IPv6 pods, only neighbour discovery of the IPv6 underlay address is served.
+    let underlay_only = in_kind == PortKind::Uplink && snap.node.node_ip6.is_some();
+    if node.is_none() && !underlay_only {
         return Err(DropReason::Ipv6Disabled);
-    };
+    }
     if in_kind == PortKind::Uplink && from_peer.is_none() {
         source::accept_destination(snap, pkt)?;
     }
@@ -183,6 +188,9 @@ pub(crate) fn front(
     if dst.is_multicast() {
         return Err(DropReason::Ipv6Multicast);
     }
+    let Some(node) = node else {
+        return Err(DropReason::Ipv6Disabled);
+    };
     source::check(snap, pkt, &ctx, node)?;
     if pkt.meta.csum_partial {
         complete_l4_checksum(pkt, &ctx)?;

@@ -5,7 +5,8 @@
 //! - pod ports: every target but the pod's own addresses and other link-local addresses (the
 //!   pods' default route is via [`GATEWAY_LINK_LOCAL`] or the gateway address; a pod with an
 //!   on-link pod-CIDR route still reaches everything through the gateway MAC);
-//! - uplink: the node's own IPv6 addresses;
+//! - uplink: the node's own IPv6 addresses and its IPv6 underlay address (`node_ip6`, answered
+//!   also on a node without IPv6 pods: the underlay alone may be IPv6);
 //! - host port: every address that is not the node's own (proxy, as ARP on the host port).
 //!
 //! Invariants: only messages with hop limit 255 (RFC 4861) that did not come through the
@@ -68,11 +69,14 @@ pub(super) fn handle(
     if sender_mac.is_some_and(|m| m != frame_src) {
         return Err(DropReason::SpoofedSource);
     }
-    let Some(node) = snap.v6.node() else {
-        return Err(DropReason::Ipv6Disabled);
-    };
-    let answer: Option<MacAddr> = match ctx.in_kind {
-        PortKind::Pod => {
+    let node = snap.v6.node();
+    let answer: Option<MacAddr> = match (ctx.in_kind, node) {
+        // The node's own addresses, its IPv6 underlay address (`vxlan6`) among them.
+        (PortKind::Uplink, _) => (snap.node.node_ip6 == Some(target)
+            || node.is_some_and(|n| n.is_own_address(target)))
+        .then_some(snap.node.uplink_mac),
+        (_, None) => return Err(DropReason::Ipv6Disabled),
+        (PortKind::Pod, Some(_)) => {
             let pod = snap
                 .v6
                 .pod_on(pkt.meta.in_port)
@@ -83,15 +87,14 @@ pub(super) fn handle(
             let other_link_local = is_link_local(target) && target != GATEWAY_LINK_LOCAL;
             (target != pod.ip && !other_link_local).then_some(snap.node.gateway_mac)
         }
-        PortKind::Uplink => node.is_own_address(target).then_some(snap.node.uplink_mac),
-        PortKind::Host => (!node.is_own_address(target) && !is_link_local(target)
+        (PortKind::Host, Some(node)) => (!node.is_own_address(target) && !is_link_local(target)
             || target == GATEWAY_LINK_LOCAL)
             .then_some(snap.node.gateway_mac),
     };
     let Some(our_mac) = answer else {
         return Err(DropReason::NotForUs);
     };
-    let router = node.is_gateway(target) || ctx.in_kind == PortKind::Host;
+    let router = node.is_some_and(|n| n.is_gateway(target)) || ctx.in_kind == PortKind::Host;
     let flags = icmpv6::NA_FLAG_SOLICITED
         | icmpv6::NA_FLAG_OVERRIDE
         | if router { icmpv6::NA_FLAG_ROUTER } else { 0 };

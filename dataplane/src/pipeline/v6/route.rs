@@ -1,4 +1,4 @@
-//! IPv6 routing: local pod port, remote node (VXLAN over the IPv4 underlay, or routed), host
+//! IPv6 routing: local pod port, remote node (VXLAN over the IPv4 or IPv6 underlay, or routed), host
 //! port, or uplink; with the hop limit (ICMPv6 time exceeded) and the MTU (ICMPv6 packet too
 //! big), as `stages::route` does for IPv4.
 //!
@@ -104,7 +104,8 @@ pub(super) fn route(
     Ok(Verdict::Tx(uplink))
 }
 
-/// Sends pod traffic to `remote` over the uplink: VXLAN over the IPv4 underlay, or routed.
+/// Sends pod traffic to `remote` over the uplink: VXLAN (`stages::vxlan6` picks the
+/// underlay family), or routed.
 fn to_remote(
     p: &mut Pipeline,
     snap: &Snapshot,
@@ -119,12 +120,12 @@ fn to_remote(
     let uplink = snap.ports.uplink().ok_or(DropReason::NoRoute)?;
     let vtep = snap
         .routes
-        .peer(remote.node_ip)
+        .peer_either(remote.node_ip, remote.node_ip6)
         .ok_or(DropReason::UnknownVtep)?;
     p.trace(|| TraceEvent::Route(RouteTarget::Node(remote.node_ip)));
     match snap.node.overlay {
         OverlayMode::Vxlan => {
-            crate::stages::vxlan::encap(snap, pkt, vtep, ctx.symmetric_hash())?;
+            crate::stages::vxlan6::encap_to(snap, pkt, vtep, ctx.symmetric_hash(), true)?;
             p.trace(|| TraceEvent::Encapsulated { to: remote.node_ip });
         }
         OverlayMode::Routed => {

@@ -17,6 +17,7 @@ use crate::packet::Packet;
 use crate::snapshot::Snapshot;
 use crate::tables::node::OverlayMode;
 use crate::tables::ports::PortKind;
+use crate::tables::routes::PeerAddr;
 use crate::tables::v6::{Remote6, V6Node};
 use crate::wire::EthernetFrame;
 
@@ -71,8 +72,8 @@ fn is_pod_address(snap: &Snapshot, node: &V6Node, ip: std::net::Ipv6Addr) -> boo
     node.is_pod_network(ip) || snap.v6.lookup(ip).is_some()
 }
 
-fn inner_source_ok(snap: &Snapshot, node: &V6Node, peer: std::net::Ipv4Addr, ctx: &Ctx6) -> bool {
-    let Some(owner) = snap.v6.peer(peer) else {
+fn inner_source_ok(snap: &Snapshot, node: &V6Node, peer: PeerAddr, ctx: &Ctx6) -> bool {
+    let Some(owner) = snap.v6.peer_at(peer) else {
         return false;
     };
     if is_pod_address(snap, node, ctx.src) {
@@ -82,7 +83,7 @@ fn inner_source_ok(snap: &Snapshot, node: &V6Node, peer: std::net::Ipv4Addr, ctx
         return false;
     }
     match snap.v6.peer_by_ip6(ctx.src) {
-        Some(claimed) => claimed.node_ip == owner.node_ip,
+        Some(claimed) => std::ptr::eq(claimed, owner),
         None => true,
     }
 }
@@ -110,6 +111,6 @@ fn sent_by(snap: &Snapshot, owner: &Remote6, from_mac: crate::wire::MacAddr) -> 
     from_mac == snap.node.uplink_next_hop_mac
         || snap
             .routes
-            .peer(owner.node_ip)
+            .peer_either(owner.node_ip, owner.node_ip6)
             .is_some_and(|r| r.underlay_mac == from_mac)
 }

@@ -70,6 +70,7 @@ fn snapshot(overlay: OverlayMode, policy: PolicyTable, with_v6: bool) -> Snapsho
     let routes = RouteTable::new(vec![RemoteNode {
         name: "b".into(),
         node_ip: PEER4,
+        node_ip6: None,
         pod_cidr: Cidr::new(Ipv4Addr::new(10, 244, 2, 0), 24).unwrap(),
         vtep_mac: PEER_VTEP_MAC,
         underlay_mac: PEER_MAC,
@@ -97,6 +98,7 @@ fn snapshot(overlay: OverlayMode, policy: PolicyTable, with_v6: bool) -> Snapsho
             name: "b".into(),
             pod_cidr: "fd00:10:244:2::/64".parse().unwrap(),
             node_ip: PEER4,
+            node_ip6: None,
             node_ips: vec![v6(PEER6)],
         }],
     )

@@ -8,6 +8,10 @@
 //!   bench checks the insert count at the end);
 //! - `decap_local`: VXLAN from a peer -> decap -> conntrack -> local pod, 10k flows;
 //! - `egress_snat`: pod -> external address, masqueraded, 10k established flows.
+//! - `housekeeping_10k`, `housekeeping_1`: one call of the worker's housekeeping step (a
+//!   conntrack sweep of 8 buckets, the worker's default budget) over a table of the default
+//!   capacity holding 10k established flows, or one (a single bulk flow); throughput counts
+//!   the buckets visited;
 //! - `ipv6_established_10k`, `ipv6_new_flows`: the IPv6 variants, pod -> pod on another node
 //!   (VXLAN on the IPv4 underlay), 10k repeated flows and 1M first packets (SYNs). The IPv6
 //!   path has no conntrack, Service DNAT or policy yet (`dataplane/README.md`), so these time
@@ -285,6 +289,38 @@ fn egress_snat(c: &mut Criterion) {
     load.assert_all_forwarded();
 }
 
+/// Buckets the worker's housekeeping visits per call by default (`worker::runtime`).
+const SWEEP_BUDGET: usize = 8;
+
+fn bench_housekeeping(c: &mut Criterion, id: &str, flows: u32) {
+    let scale = Scale {
+        services: 1_000,
+        endpoints_per_service: 10,
+        policies: 100,
+        local_pods: 64,
+    };
+    let mut load = service_flows(scale, flows, ConntrackConfig::default().capacity);
+    let mut g = c.benchmark_group("pipeline");
+    g.throughput(Throughput::Elements(SWEEP_BUDGET as u64));
+    g.bench_function(id, |b| {
+        b.iter(|| std::hint::black_box(load.pipe.housekeeping(SWEEP_BUDGET)))
+    });
+    g.finish();
+    assert_eq!(
+        load.pipe.conntrack().len(),
+        flows as usize,
+        "housekeeping ended live flows"
+    );
+}
+
+fn housekeeping_10k(c: &mut Criterion) {
+    bench_housekeeping(c, "housekeeping_10k", 10_000);
+}
+
+fn housekeeping_1(c: &mut Criterion) {
+    bench_housekeeping(c, "housekeeping_1", 1);
+}
+
 /// `flows` IPv6 TCP segments from the local pods to pods on the remote nodes (VXLAN).
 fn ipv6_frames(load: &mut Load, scale: Scale, flows: u32, flags: TcpFlags) {
     let gw = load.snap.node.gateway_mac;
@@ -346,6 +382,8 @@ criterion_group!(
     new_flows,
     decap_local,
     egress_snat,
+    housekeeping_10k,
+    housekeeping_1,
     ipv6_established_10k,
     ipv6_new_flows
 );

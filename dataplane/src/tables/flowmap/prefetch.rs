@@ -3,11 +3,11 @@
 //! on memory (at a million flows a lookup otherwise misses the caches and the TLB).
 //!
 //! Two stages, issued some packets apart:
-//! 1. [`FlowMap::prefetch_buckets`]: the header line (version, tags) of the key's first
-//!    bucket, where inserts put most records (`Locked::vacancy`);
-//! 2. [`FlowMap::prefetch_records`]: the record lines of the lanes of that bucket whose tag
-//!    matches the key's, found by reading the (by now cached) tags; where none matches, the
-//!    header line of the second bucket (a record there, or a miss, reads it).
+//! 1. [`FlowMap::prefetch_buckets`]: the header line (version, tags) of both candidate
+//!    buckets;
+//! 2. [`FlowMap::prefetch_records`]: the record lines of the lanes whose tag matches the key's,
+//!    found by reading the (by now cached) tags: in the first bucket, where inserts put most
+//!    records (`Locked::vacancy`), and in the second only where the first has no match.
 //!
 //! Invariants:
 //! - Hints only: nothing is written, no lock is taken or waited for, and the tags are read
@@ -28,27 +28,39 @@ impl<const V: usize> FlowMap<V> {
         Probe(self.placement(key))
     }
 
-    /// Stage 1: starts loading the header of the key's first bucket (a probe of another,
+    /// Stage 1: starts loading the headers of both candidate buckets (a probe of another,
     /// larger table names buckets this one lacks: those are skipped).
     #[inline]
     pub fn prefetch_buckets(&self, probe: &Probe) {
-        self.prefetch_header(probe.0.buckets[0]);
+        let [first, second] = probe.0.buckets;
+        self.prefetch_header(first);
+        if second != first {
+            self.prefetch_header(second);
+        }
     }
 
-    /// Stage 2: starts loading the records in the first bucket whose tag matches, as far as the
-    /// tags read now say (the zero-byte test may flag a lane too many: a wasted hint); where
-    /// none matches, the second bucket's header.
+    /// Stage 2: starts loading the records whose tag matches, as far as the tags read now say
+    /// (the zero-byte test may flag a lane too many: a wasted hint): those of the first bucket,
+    /// and only where none matches there, those of the second.
     #[inline]
     pub fn prefetch_records(&self, probe: &Probe) {
-        const ONES: u64 = 0x0101_0101_0101_0101;
-        const HIGHS: u64 = 0x8080_8080_8080_8080;
         let place = probe.0;
         let [first, second] = place.buckets;
-        if first >= self.buckets {
-            return;
+        if !self.prefetch_matching(first, place.tag) && second != first {
+            self.prefetch_matching(second, place.tag);
         }
-        let pattern = u64::from(place.tag) * ONES;
-        let words = self.bucket_words(first);
+    }
+
+    /// Prefetches the records of `bucket` whose tag may be `tag`; whether there was one.
+    #[inline(always)]
+    fn prefetch_matching(&self, bucket: usize, tag: u8) -> bool {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGHS: u64 = 0x8080_8080_8080_8080;
+        if bucket >= self.buckets {
+            return false;
+        }
+        let pattern = u64::from(tag) * ONES;
+        let words = self.bucket_words(bucket);
         let mut matched = false;
         for (half, tags) in load_tags(words).into_iter().enumerate() {
             let x = tags ^ pattern;
@@ -61,9 +73,7 @@ impl<const V: usize> FlowMap<V> {
                 flagged &= flagged - 1;
             }
         }
-        if !matched && second != first {
-            self.prefetch_header(second);
-        }
+        matched
     }
 
     #[inline(always)]

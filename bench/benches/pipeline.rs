@@ -4,8 +4,14 @@
 //!   VXLAN encap), 10k established TCP flows;
 //! - `established_1m`: the same with 1M live flows;
 //! - `new_flows`: first packets (TCP SYN) with 10k Services x 10 endpoints and 1k policies;
+//!   every timed SYN creates a flow (the pool of 2^20 starts over on an emptied table, and the
+//!   bench checks the insert count at the end);
 //! - `decap_local`: VXLAN from a peer -> decap -> conntrack -> local pod, 10k flows;
 //! - `egress_snat`: pod -> external address, masqueraded, 10k established flows.
+//! - `housekeeping_10k`, `housekeeping_1`: one call of the worker's housekeeping step (a
+//!   conntrack sweep of 8 buckets, the worker's default budget) over a table of the default
+//!   capacity holding 10k established flows, or one (a single bulk flow); throughput counts
+//!   the buckets visited;
 //! - `ipv6_established_10k`, `ipv6_new_flows`: the IPv6 variants, pod -> pod on another node
 //!   (VXLAN on the IPv4 underlay), 10k repeated flows and 1M first packets (SYNs). The IPv6
 //!   path has no conntrack, Service DNAT or policy yet (`dataplane/README.md`), so these time
@@ -185,20 +191,31 @@ fn new_flows(c: &mut Criterion) {
     }
     let mut g = c.benchmark_group("pipeline");
     g.throughput(Throughput::Elements(BATCH as u64));
+    // SYNs sent since the table was last emptied: every SYN must be a first packet, so the pool
+    // starts over on an empty table (the flush untimed) before any SYN would be sent twice.
+    // (`measure` wraps the cursor itself, so the cursor alone cannot tell when to flush.)
+    let (mut sent, mut sent_total) = (0usize, 0u64);
     g.bench_function("new_flows", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                if load.cursor + BATCH > load.frames.len() {
-                    // Every SYN must be a first packet: start the pool over on an empty table.
+                if sent + BATCH > load.frames.len() {
                     load.pipe.conntrack().flush(NOW, |_| true);
                     load.cursor = 0;
+                    sent = 0;
                 }
                 total += load.measure(1);
+                sent += BATCH;
+                sent_total += BATCH as u64;
             }
             total
         })
     });
+    assert_eq!(
+        load.pipe.conntrack().stats().inserts,
+        sent_total,
+        "every SYN new_flows timed must have created a flow"
+    );
     g.finish();
     load.assert_all_forwarded();
 }
@@ -272,6 +289,38 @@ fn egress_snat(c: &mut Criterion) {
     load.assert_all_forwarded();
 }
 
+/// Buckets the worker's housekeeping visits per call by default (`worker::runtime`).
+const SWEEP_BUDGET: usize = 8;
+
+fn bench_housekeeping(c: &mut Criterion, id: &str, flows: u32) {
+    let scale = Scale {
+        services: 1_000,
+        endpoints_per_service: 10,
+        policies: 100,
+        local_pods: 64,
+    };
+    let mut load = service_flows(scale, flows, ConntrackConfig::default().capacity);
+    let mut g = c.benchmark_group("pipeline");
+    g.throughput(Throughput::Elements(SWEEP_BUDGET as u64));
+    g.bench_function(id, |b| {
+        b.iter(|| std::hint::black_box(load.pipe.housekeeping(SWEEP_BUDGET)))
+    });
+    g.finish();
+    assert_eq!(
+        load.pipe.conntrack().len(),
+        flows as usize,
+        "housekeeping ended live flows"
+    );
+}
+
+fn housekeeping_10k(c: &mut Criterion) {
+    bench_housekeeping(c, "housekeeping_10k", 10_000);
+}
+
+fn housekeeping_1(c: &mut Criterion) {
+    bench_housekeeping(c, "housekeeping_1", 1);
+}
+
 /// `flows` IPv6 TCP segments from the local pods to pods on the remote nodes (VXLAN).
 fn ipv6_frames(load: &mut Load, scale: Scale, flows: u32, flags: TcpFlags) {
     let gw = load.snap.node.gateway_mac;
@@ -333,6 +382,8 @@ criterion_group!(
     new_flows,
     decap_local,
     egress_snat,
+    housekeeping_10k,
+    housekeeping_1,
     ipv6_established_10k,
     ipv6_new_flows
 );

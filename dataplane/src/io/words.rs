@@ -11,6 +11,8 @@
 //! Invariants:
 //! - A `Words` derefs to the same words, of the same length, for its whole life; moving it
 //!   moves no word (the heap slice and the mapping stay where they are).
+//! - The words of [`Words::zeroed`] start on a cache line (64 bytes; mappings start on a page),
+//!   so tables can lay out their buckets by cache line.
 //! - A shared `Words` holds its file's exclusive lock for its whole life, so no other process
 //!   maps that file as a writer meanwhile.
 
@@ -21,11 +23,15 @@ use std::sync::atomic::AtomicU64;
 use super::hugepages::{AnonWords, HUGE_PAGE, HugePages, Pages, pages_of};
 use super::shm::MappedWords;
 
+/// Words of a cache line.
+const CACHE_LINE_WORDS: usize = 64 / size_of::<AtomicU64>();
+
 /// Owned storage of `AtomicU64` words; see the module doc.
 pub struct Words(Storage);
 
 enum Storage {
-    Heap(Box<[AtomicU64]>),
+    /// A heap slice and the range of it that holds the words handed out.
+    Heap(Box<[AtomicU64]>, std::ops::Range<usize>),
     Anonymous(AnonWords),
     Shared(MappedWords),
 }
@@ -44,11 +50,14 @@ impl Words {
         {
             return Self(Storage::Anonymous(anon));
         }
-        Self(Storage::Heap(
-            std::iter::repeat_with(|| AtomicU64::new(0))
-                .take(len)
-                .collect(),
-        ))
+        // A few words more than asked, so the words handed out can start on a cache line.
+        let spare = CACHE_LINE_WORDS - 1;
+        let words: Box<[AtomicU64]> = std::iter::repeat_with(|| AtomicU64::new(0))
+            .take(len + spare)
+            .collect();
+        let misalign = (words.as_ptr() as usize / size_of::<AtomicU64>()) % CACHE_LINE_WORDS;
+        let offset = (CACHE_LINE_WORDS - misalign) % CACHE_LINE_WORDS;
+        Self(Storage::Heap(words, offset..offset + len))
     }
 
     pub(super) fn shared(mapped: MappedWords) -> Self {
@@ -64,10 +73,10 @@ impl Words {
     /// Transparent huge pages come at first touch, so ask once the table was written.
     pub fn pages(&self) -> Pages {
         match &self.0 {
-            Storage::Heap(words) if size_of_val(&**words) < HUGE_PAGE => {
+            Storage::Heap(words, _) if size_of_val(&**words) < HUGE_PAGE => {
                 Pages::Base("smaller than a huge page")
             }
-            Storage::Heap(words) => pages_of(words),
+            Storage::Heap(words, _) => pages_of(words),
             Storage::Anonymous(anon) => anon.pages(),
             Storage::Shared(mapped) => pages_of(mapped.table()),
         }
@@ -76,7 +85,8 @@ impl Words {
 
 impl From<Box<[AtomicU64]>> for Words {
     fn from(words: Box<[AtomicU64]>) -> Self {
-        Self(Storage::Heap(words))
+        let len = words.len();
+        Self(Storage::Heap(words, 0..len))
     }
 }
 
@@ -85,7 +95,7 @@ impl Deref for Words {
 
     fn deref(&self) -> &[AtomicU64] {
         match &self.0 {
-            Storage::Heap(words) => words,
+            Storage::Heap(words, range) => &words[range.clone()],
             Storage::Anonymous(anon) => anon.words(),
             Storage::Shared(mapped) => mapped.table(),
         }
@@ -95,10 +105,27 @@ impl Deref for Words {
 impl fmt::Debug for Words {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match self.0 {
-            Storage::Heap(_) => "heap",
+            Storage::Heap(..) => "heap",
             Storage::Anonymous(_) => "anonymous",
             Storage::Shared(_) => "shared",
         };
         write!(f, "Words({} words, {kind})", self.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+
+    #[test]
+    fn heap_words_start_on_a_cache_line_and_have_the_length_asked() {
+        for len in [1, 7, 8, 100, 4097] {
+            let words = Words::zeroed_with(len, HugePages::Off);
+            assert_eq!(words.len(), len);
+            assert_eq!(words.as_ptr() as usize % 64, 0, "{len} words");
+            assert!(words.iter().all(|w| w.load(Ordering::Relaxed) == 0));
+        }
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! Invariants:
 //! - `sweep` visits at most `budget` buckets per call and resumes where it stopped, so its cost per
-//!   call is bounded whatever the table size (no full scan on the data path).
+//!   call is bounded whatever the table size (no full scan on the data path): at most
+//!   `budget` header lines and `16 * budget` records, each read in place (no bucket copy).
 //! - Scans read consistent bucket snapshots and act through the same kill-then-purge path as
 //!   `remove`, so they race safely with workers: a flow refreshed after the snapshot is spared.
 //! - Garbage met on the way (records of dead flows, orphaned reply records) is cleared, after
@@ -12,36 +13,58 @@
 use std::sync::atomic::Ordering;
 
 use super::lifecycle::Kill;
-use super::record::{self, HEAD, Head};
+use super::record::{self, HEAD, HEAD_IN_RECORD, Head, VALUE_WORDS};
 use super::{Conntrack, FlowView, Now, SweepCursor};
 use crate::flow::FlowKey;
-use crate::tables::flowmap::{Key, SlotId};
+use crate::tables::flowmap::{KEY_WORDS, Key, SLOTS_PER_BUCKET, SlotId};
 
 impl Conntrack {
     /// Visits up to `budget` buckets from `cursor` (wrapping), ending flows whose last packet plus
     /// timeout is before `now`, both records together. Returns the flows it ended.
+    ///
+    /// Cheap per bucket: an empty bucket costs the read of its header line; an occupied lane the
+    /// read of its head word (a reply record also its translation and its partner's head, to
+    /// tell an orphan). Nothing is copied; what a read without the seqlock suggests is checked
+    /// again where it is acted on (the kill CAS, the garbage check under the bucket's lock).
     pub fn sweep(&self, cursor: &mut SweepCursor, budget: usize, now: Now) -> usize {
         let mut ended = 0;
         for _ in 0..budget.min(self.map.buckets()) {
             let bucket = cursor.advance(self.map.buckets());
-            for (slot, key, value) in self.map.read_bucket(bucket).iter() {
-                let head = Head(value[HEAD]);
-                if head.is_live_original() {
-                    let still_expired = |h: Head| self.is_expired(h, now);
-                    if still_expired(head)
-                        && let Kill::Killed(killed) =
-                            self.kill(slot, head.generation(), still_expired)
-                    {
-                        self.counters.expired.fetch_add(1, Ordering::Relaxed);
-                        self.purge(&killed);
-                        ended += 1;
-                    }
-                } else if self.owner(slot, &value).is_none() {
-                    self.clear_garbage(slot, &key);
-                }
+            let mut lanes = self.map.occupied_lanes(bucket);
+            while lanes != 0 {
+                let lane = lanes.trailing_zeros() as usize;
+                lanes &= lanes - 1;
+                let Some(slot) = self.map.slot((bucket * SLOTS_PER_BUCKET + lane) as u32) else {
+                    continue;
+                };
+                ended += self.sweep_record(slot, now);
             }
         }
         ended
+    }
+
+    /// Ends the flow of the original record at `slot` if it expired (1 if this call ended it),
+    /// or clears the record if it is garbage.
+    fn sweep_record(&self, slot: SlotId, now: Now) -> usize {
+        let words = self.map.record(slot);
+        let head = Head(words[HEAD_IN_RECORD].load(Ordering::Acquire));
+        if head.is_live_original() {
+            let still_expired = |h: Head| self.is_expired(h, now);
+            if still_expired(head)
+                && let Kill::Killed(killed) = self.kill(slot, head.generation(), still_expired)
+            {
+                self.counters.expired.fetch_add(1, Ordering::Relaxed);
+                self.purge(&killed);
+                return 1;
+            }
+            return 0;
+        }
+        let load = |i: usize| words[i].load(Ordering::Relaxed);
+        let value: [u64; VALUE_WORDS] = std::array::from_fn(|i| load(KEY_WORDS + i));
+        if self.owner(slot, &value).is_none() {
+            self.clear_garbage(slot, &[load(0), load(1)]);
+        }
+        0
     }
 
     /// Ends every live flow `pred` selects (e.g. those to a removed backend). A full scan: for the

@@ -13,9 +13,10 @@ use crate::io::shm::{Origin, SharedFile};
 use crate::tables::flowmap::{Key, SlotId};
 
 /// Flowmap geometry for 4 value words: an 8-word header, buckets of a version word, two tag
-/// words and 16 slots of 6 words (see `flowmap`'s module doc).
+/// words, a reserved word and 16 slots of 6 words (see `flowmap`'s module doc).
 const HEADER_WORDS: usize = 8;
-const BUCKET_WORDS: usize = 3 + 16 * 6;
+const BUCKET_HEADER_WORDS: usize = 4;
+const BUCKET_WORDS: usize = BUCKET_HEADER_WORDS + 16 * 6;
 
 fn config(capacity: usize) -> ConntrackConfig {
     ConntrackConfig {
@@ -34,7 +35,7 @@ fn lane(slot: SlotId) -> usize {
 
 /// The words of the record at `slot`: key (2), head, ids, translation (2).
 fn record_words(ct: &Conntrack, slot: SlotId) -> &[AtomicU64] {
-    let start = HEADER_WORDS + slot.bucket() * BUCKET_WORDS + 3 + lane(slot) * 6;
+    let start = HEADER_WORDS + slot.bucket() * BUCKET_WORDS + BUCKET_HEADER_WORDS + lane(slot) * 6;
     &ct.words()[start..start + 6]
 }
 

@@ -21,7 +21,7 @@ pub(super) const HEADER_WORDS: usize = 8;
 /// "FPFLOWMP".
 const MAGIC: u64 = u64::from_be_bytes(*b"FPFLOWMP");
 /// Bumped whenever the bucket layout or an owner's record encoding changes.
-pub const LAYOUT_VERSION: u64 = 1;
+pub const LAYOUT_VERSION: u64 = 2;
 
 const AT_MAGIC: usize = 0;
 const AT_LAYOUT: usize = 1;

@@ -14,6 +14,8 @@ use super::{KEY_WORDS, lane_tag};
 
 /// At most two keys, two candidate buckets each.
 const MAX_HELD: usize = 4;
+/// Empty slots a key's first bucket keeps before new records go to the emptier candidate.
+const FIRST_BUCKET_SPARE: usize = 6;
 
 #[derive(Clone, Copy, Debug, Default)]
 struct Held {
@@ -85,9 +87,15 @@ impl<'a, const V: usize> Locked<'a, V> {
         FlowMap::<V>::load_value(self.map.bucket_words(slot.bucket()), slot.lane())
     }
 
-    /// A slot for a new record of `key`, other than `exclude`: an empty slot of the emptier
-    /// candidate bucket, else the first occupied slot that `reclaimable` gives up (it may act,
-    /// e.g. retire the old record, before saying yes). `None`: both buckets are full.
+    /// A slot for a new record of `key`, other than `exclude`: an empty slot of the key's first
+    /// bucket while that has `FIRST_BUCKET_SPARE` empty slots, else of the emptier candidate
+    /// bucket, preferring a lane whose record lies in one cache line; else the first occupied
+    /// slot that `reclaimable` gives up (it may act, e.g. retire the old record, before saying
+    /// yes). `None`: both buckets are full.
+    ///
+    /// Keeping most records in their key's first bucket makes most lookups read one bucket
+    /// header; the switch to the emptier bucket near full keeps two-choice hashing's balance
+    /// where it matters (a full pair of buckets forces an eviction).
     pub fn vacancy(
         &self,
         key: &Key,
@@ -96,19 +104,30 @@ impl<'a, const V: usize> Locked<'a, V> {
     ) -> Option<SlotId> {
         let place = self.map.placement(key);
         let mut emptiest: Option<(usize, SlotId)> = None;
-        for bucket in place.distinct() {
+        for (nth, bucket) in place.distinct().enumerate() {
             self.held_index(bucket);
             let tags = load_tags(self.map.bucket_words(bucket));
+            let mut count = 0;
+            let mut pick: Option<(SlotId, bool)> = None;
             let empty = (0..SLOTS_PER_BUCKET)
                 .filter(|&lane| lane_tag(tags, lane) == 0)
                 .map(|lane| SlotId::new(bucket, lane))
                 .filter(|&slot| Some(slot) != exclude);
-            let (count, first) =
-                empty.fold((0, None), |(n, first), slot| (n + 1, first.or(Some(slot))));
-            if let Some(first) = first
-                && emptiest.is_none_or(|(best, _)| count > best)
-            {
-                emptiest = Some((count, first));
+            for slot in empty {
+                count += 1;
+                let one_line = FlowMap::<V>::in_one_line(slot);
+                if pick.is_none_or(|(_, picked_one_line)| one_line && !picked_one_line) {
+                    pick = Some((slot, one_line));
+                }
+            }
+            let Some((pick, _)) = pick else {
+                continue;
+            };
+            if nth == 0 && count >= FIRST_BUCKET_SPARE {
+                return Some(pick);
+            }
+            if emptiest.is_none_or(|(best, _)| count > best) {
+                emptiest = Some((count, pick));
             }
         }
         if let Some((_, slot)) = emptiest {

@@ -6,8 +6,16 @@
 //! that outlives the process):
 //! - a header of 8 words: magic, layout version, value words `V`, slots per bucket, bucket count,
 //!   seed 0, seed 1, and a reserved zero word;
-//! - `buckets` buckets of `3 + 16 * (2 + V)` words: a version word, two tag words (one byte per
-//!   slot, 0 = empty), then 16 slots, each a key (2 words) and a value (`V` words).
+//! - `buckets` buckets of `4 + 16 * (2 + V)` words: a version word, two tag words (one byte per
+//!   slot, 0 = empty), a reserved zero word, then 16 slots, each a key (2 words) and a value
+//!   (`V` words).
+//!
+//! Cache lines: the words start on a 64-byte boundary (`Words` guarantees it), so with the
+//! 8-word table header and buckets of a multiple of 4 words every bucket's 32-byte header lies
+//! in one cache line. Where a record (`2 + V` words) cannot lie in one line in every lane, an
+//! insert prefers a lane where it does, and the key's first bucket while it has room (see
+//! [`Locked::vacancy`]): an established flow's lookup then reads one header line and one record
+//! line.
 //!
 //! Invariants and protocol:
 //! - A key has two candidate buckets (two seeded hashes) and lives in at most one slot of them.
@@ -51,8 +59,11 @@ pub type Key = [u64; 2];
 pub const SLOTS_PER_BUCKET: usize = 16;
 /// Words of a key at the start of every record.
 pub const KEY_WORDS: usize = 2;
-/// Words at the start of a bucket: version, then two tag words.
-const BUCKET_HEADER_WORDS: usize = 3;
+/// Words at the start of a bucket: version, two tag words and a reserved zero word (32 bytes, so
+/// a header never straddles two cache lines).
+const BUCKET_HEADER_WORDS: usize = 4;
+/// Bytes of a cache line.
+const LINE_BYTES: usize = 64;
 
 /// A record's position: bucket * [`SLOTS_PER_BUCKET`] + lane. Only a map makes them, in bounds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -317,6 +328,21 @@ impl<const V: usize> FlowMap<V> {
 
     fn lane_offset(lane: usize) -> usize {
         BUCKET_HEADER_WORDS + lane * Self::SLOT_WORDS
+    }
+
+    /// Whether the record at `slot` lies within one cache line (the storage starts on one).
+    fn in_one_line(slot: SlotId) -> bool {
+        let start = Self::record_start(slot) * 8;
+        start % LINE_BYTES + Self::SLOT_WORDS * 8 <= LINE_BYTES
+    }
+
+    /// The lanes of `bucket` that hold a record (bit `lane`), read without the seqlock: a
+    /// hint for scans that check each record again before acting on it.
+    pub fn occupied_lanes(&self, bucket: usize) -> u16 {
+        let tags = load_tags(self.bucket_words(bucket));
+        (0..SLOTS_PER_BUCKET)
+            .filter(|&lane| lane_tag(tags, lane) != 0)
+            .fold(0, |mask, lane| mask | 1 << lane)
     }
 
     /// Runs `read` over a bucket until it saw no concurrent writer (the seqlock read side).

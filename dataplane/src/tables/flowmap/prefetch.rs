@@ -3,9 +3,11 @@
 //! on memory (at a million flows a lookup otherwise misses the caches and the TLB).
 //!
 //! Two stages, issued some packets apart:
-//! 1. [`FlowMap::prefetch_buckets`]: the header line (version, tags) of both candidate buckets;
+//! 1. [`FlowMap::prefetch_buckets`]: the header line (version, tags) of both candidate
+//!    buckets;
 //! 2. [`FlowMap::prefetch_records`]: the record lines of the lanes whose tag matches the key's,
-//!    found by reading the (by now cached) tags.
+//!    found by reading the (by now cached) tags: in the first bucket, where inserts put most
+//!    records (`Locked::vacancy`), and in the second only where the first has no match.
 //!
 //! Invariants:
 //! - Hints only: nothing is written, no lock is taken or waited for, and the tags are read
@@ -26,38 +28,59 @@ impl<const V: usize> FlowMap<V> {
         Probe(self.placement(key))
     }
 
-    /// Stage 1: starts loading the header of both candidate buckets (a probe of another,
+    /// Stage 1: starts loading the headers of both candidate buckets (a probe of another,
     /// larger table names buckets this one lacks: those are skipped).
     #[inline]
     pub fn prefetch_buckets(&self, probe: &Probe) {
-        for bucket in probe.0.buckets {
-            let start = super::layout::HEADER_WORDS + bucket * Self::BUCKET_WORDS;
-            if let Some(header) = self.words.get(start..start + BUCKET_HEADER_WORDS) {
-                prefetch_record(header);
-            }
+        let [first, second] = probe.0.buckets;
+        self.prefetch_header(first);
+        if second != first {
+            self.prefetch_header(second);
         }
     }
 
-    /// Stage 2: starts loading the records in the candidate buckets whose tag matches, as far
-    /// as the tags read now say (the zero-byte test may flag a lane too many: a wasted hint).
+    /// Stage 2: starts loading the records whose tag matches, as far as the tags read now say
+    /// (the zero-byte test may flag a lane too many: a wasted hint): those of the first bucket,
+    /// and only where none matches there, those of the second.
     #[inline]
     pub fn prefetch_records(&self, probe: &Probe) {
+        let place = probe.0;
+        let [first, second] = place.buckets;
+        if !self.prefetch_matching(first, place.tag) && second != first {
+            self.prefetch_matching(second, place.tag);
+        }
+    }
+
+    /// Prefetches the records of `bucket` whose tag may be `tag`; whether there was one.
+    #[inline(always)]
+    fn prefetch_matching(&self, bucket: usize, tag: u8) -> bool {
         const ONES: u64 = 0x0101_0101_0101_0101;
         const HIGHS: u64 = 0x8080_8080_8080_8080;
-        let place = probe.0;
-        let pattern = u64::from(place.tag) * ONES;
-        for bucket in place.distinct().filter(|&b| b < self.buckets) {
-            let words = self.bucket_words(bucket);
-            for (half, tags) in load_tags(words).into_iter().enumerate() {
-                let x = tags ^ pattern;
-                let mut flagged = x.wrapping_sub(ONES) & !x & HIGHS;
-                while flagged != 0 {
-                    let lane = half * 8 + (flagged.trailing_zeros() / 8) as usize;
-                    let at = Self::lane_offset(lane);
-                    prefetch_record(&words[at..at + Self::SLOT_WORDS]);
-                    flagged &= flagged - 1;
-                }
+        if bucket >= self.buckets {
+            return false;
+        }
+        let pattern = u64::from(tag) * ONES;
+        let words = self.bucket_words(bucket);
+        let mut matched = false;
+        for (half, tags) in load_tags(words).into_iter().enumerate() {
+            let x = tags ^ pattern;
+            let mut flagged = x.wrapping_sub(ONES) & !x & HIGHS;
+            while flagged != 0 {
+                let lane = half * 8 + (flagged.trailing_zeros() / 8) as usize;
+                let at = Self::lane_offset(lane);
+                prefetch_record(&words[at..at + Self::SLOT_WORDS]);
+                matched = true;
+                flagged &= flagged - 1;
             }
+        }
+        matched
+    }
+
+    #[inline(always)]
+    fn prefetch_header(&self, bucket: usize) {
+        let start = super::layout::HEADER_WORDS + bucket * Self::BUCKET_WORDS;
+        if let Some(header) = self.words.get(start..start + BUCKET_HEADER_WORDS) {
+            prefetch_record(header);
         }
     }
 }

@@ -276,3 +276,20 @@ fn readers_never_see_a_torn_record() {
         assert!(reader.join().unwrap() > 0);
     }
 }
+
+#[test]
+fn records_go_to_their_first_bucket_and_lie_in_one_cache_line_while_there_is_room() {
+    let map = FlowMap::<4>::with_capacity(1 << 12);
+    for n in 0..100 {
+        let slot = insert(&map, key(n), [n, 0, 0, 0]).expect("room");
+        assert_eq!(slot.bucket(), map.candidate_buckets(&key(n))[0], "key {n}");
+        let record = map.record(slot);
+        let start = record.as_ptr() as usize;
+        let end = start + size_of_val(record) - 1;
+        assert_eq!(
+            start / 64,
+            end / 64,
+            "key {n}: record at {start:#x} straddles a line"
+        );
+    }
+}

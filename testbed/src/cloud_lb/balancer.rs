@@ -9,10 +9,12 @@
 //! Invariants: the routes are changed only when the healthy set changes (established flows
 //! keep their hash while nothing changes); a route whose Service is gone is removed; a state
 //! that cannot be read keeps the last good frontends; each round is bounded by the checks'
-//! timeouts.
+//! timeouts. IPv6 ingress IPs (a dual-stack testbed) are routed like IPv4 ones, over the same
+//! health checks, with the nodes' IPv4 addresses as next hops (`via inet`: the underlay stays
+//! IPv4).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
@@ -46,7 +48,7 @@ impl Check {
 }
 
 /// The ingress IPs of the LoadBalancer Services in `state`, each with its health check.
-fn frontends(state: &ClusterState) -> BTreeMap<Ipv4Addr, Check> {
+fn frontends(state: &ClusterState) -> BTreeMap<IpAddr, Check> {
     let mut found = BTreeMap::new();
     for service in state.services() {
         let Some(spec) = &service.spec else { continue };
@@ -86,7 +88,7 @@ pub fn serve(state_dir: &Path, nodes: &[Ipv4Addr]) -> Result<()> {
     let store = StateDir::new(state_dir);
     let mut generation = None;
     let mut wanted = BTreeMap::new();
-    let mut installed: BTreeMap<Ipv4Addr, BTreeSet<Ipv4Addr>> = BTreeMap::new();
+    let mut installed: BTreeMap<IpAddr, BTreeSet<Ipv4Addr>> = BTreeMap::new();
     let mut announced = false;
     loop {
         let now = store.read_generation().ok();
@@ -119,13 +121,13 @@ pub fn serve(state_dir: &Path, nodes: &[Ipv4Addr]) -> Result<()> {
                 installed.insert(ip, healthy);
             }
         }
-        let gone: Vec<Ipv4Addr> = installed
+        let gone: Vec<IpAddr> = installed
             .keys()
             .copied()
             .filter(|ip| !wanted.contains_key(ip))
             .collect();
         for ip in gone {
-            run("ip", &["route", "del", &format!("{ip}/32")])?;
+            run("ip", &["route", "del", &host_route(ip)])?;
             installed.remove(&ip);
             println!("{ip}: removed");
         }
@@ -138,16 +140,29 @@ pub fn serve(state_dir: &Path, nodes: &[Ipv4Addr]) -> Result<()> {
 }
 
 /// Points `ip` at `nodes` (ECMP), or makes it unreachable when there is none.
-fn program(ip: Ipv4Addr, nodes: &BTreeSet<Ipv4Addr>) -> Result<()> {
-    let dst = format!("{ip}/32");
+fn program(ip: IpAddr, nodes: &BTreeSet<Ipv4Addr>) -> Result<()> {
+    let dst = host_route(ip);
+    // An IPv6 route through IPv4 next hops names their family (`via inet`).
+    let via: &[&str] = if ip.is_ipv4() {
+        &["via"]
+    } else {
+        &["via", "inet"]
+    };
+    let via = || via.iter().map(|w| (*w).to_owned());
     let mut args = vec!["route".to_owned(), "replace".to_owned()];
     match nodes.len() {
         0 => args.extend(["unreachable".to_owned(), dst]),
-        1 => args.extend([dst, "via".to_owned(), first(nodes)]),
+        1 => {
+            args.push(dst);
+            args.extend(via());
+            args.push(first(nodes));
+        }
         _ => {
             args.push(dst);
             for node in nodes {
-                args.extend(["nexthop".to_owned(), "via".to_owned(), node.to_string()]);
+                args.push("nexthop".to_owned());
+                args.extend(via());
+                args.push(node.to_string());
             }
         }
     }
@@ -156,6 +171,14 @@ fn program(ip: Ipv4Addr, nodes: &BTreeSet<Ipv4Addr>) -> Result<()> {
     let list: Vec<String> = nodes.iter().map(Ipv4Addr::to_string).collect();
     println!("{ip}: to [{}]", list.join(", "));
     Ok(())
+}
+
+/// `ip`'s host route: `/32` or `/128`.
+fn host_route(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => format!("{v4}/32"),
+        IpAddr::V6(v6) => format!("{v6}/128"),
+    }
 }
 
 fn first(nodes: &BTreeSet<Ipv4Addr>) -> String {

@@ -240,3 +240,31 @@ pub fn apply(layout: &Layout, state: &mut RunState, files: &[PathBuf]) -> Result
     }
     Ok(printed)
 }
+
+/// What `up` prints about the demo's dual-stack Service (a dual-stack testbed running the
+/// demo): store-be's two ClusterIPs and a probe of each. None otherwise.
+pub fn dual_stack_hint(state: &RunState) -> Result<Option<String>> {
+    if !state.ip_family.has_ipv6() || state.pod("store-fe").is_none() {
+        return Ok(None);
+    }
+    let ferroplane = Ferroplane {
+        bin: state.ferroplane.clone(),
+        state_dir: state.state_dir.clone(),
+    };
+    let Ok(service) = ferroplane.get("svc", "default", "store-be") else {
+        return Ok(None);
+    };
+    let ips: Vec<&str> = service["spec"]["clusterIPs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(serde_json::Value::as_str)
+        .collect();
+    let [v4, v6] = ips.as_slice() else {
+        return Ok(None);
+    };
+    Ok(Some(format!(
+        "Dual-stack Service store-be, one Service on two ClusterIPs, both answering:\n  \
+         testbed probe store-fe {v4}:80\n  testbed probe store-fe '[{v6}]:80'"
+    )))
+}

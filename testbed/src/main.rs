@@ -232,6 +232,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             let state = lifecycle::up(&layout, &options)?;
             print_status(&state, None)?;
+            if let Some(hint) = lifecycle::dual_stack_hint(&state)? {
+                println!("\n{hint}");
+            }
             println!("\nNetworkPolicies ready to apply: testbed apply -f {DEMO_DIR}/{DEMO_POLICY}");
         }
         Verb::Down => {

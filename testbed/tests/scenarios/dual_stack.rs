@@ -490,9 +490,20 @@ fn dual_stack_internet_policy_node_port_and_change_in_ipv6() {
             cluster.ok(&["set-ready", "store-be-3", "true"]);
             load.join().unwrap()
         });
-        let report = String::from_utf8_lossy(&load.stdout);
+        let report: Value = serde_json::from_slice(&load.stdout).unwrap_or_default();
+        let count = |key: &str| report[key].as_u64().unwrap_or(0);
+        let cut = report["held"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|h| !h["cut_at_ms"].is_null())
+            .count();
         findings.check(
-            load.status.success(),
+            load.status.success()
+                && count("connected") > 0
+                && count("refused") == 0
+                && count("timeout") == 0
+                && cut == 0,
             format!(
                 "load to {to} across an unready backend: {report} {}",
                 String::from_utf8_lossy(&load.stderr)

@@ -12,7 +12,7 @@
 //!
 //! In a dual-stack testbed (`--ip-family dual`) the same holds in IPv6 (`fabric6`): the router,
 //! the internet host and the nodes' host stacks get IPv6 addresses too; the underlay the
-//! nodes' VXLAN runs on stays IPv4 ([`underlay_is_ipv6`]).
+//! nodes' VXLAN runs on stays IPv4 ([`crate::layout::UNDERLAY_IPV6`]).
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -25,14 +25,6 @@ use crate::layout::{
 };
 use crate::netns::{add, ip, sysctl, within};
 use crate::run_state::{IpFamily, Mode};
-
-/// Whether the nodes' underlay (their `nodeIP`, the VXLAN outer header, routed next hops) is
-/// IPv6 for a testbed of `family`. The one place that decides it: IPv4 for every family until
-/// the IPv6 underlay (VXLAN with an IPv6 outer header, routed IPv6) lands in the nodes.
-pub fn underlay_is_ipv6(family: IpFamily) -> bool {
-    let _ = family;
-    false
-}
 
 /// Builds the underlay bridge, the router and the internet host (in a dual-stack testbed with
 /// their IPv6 side, `fabric6`).
@@ -121,7 +113,7 @@ pub fn build(layout: &Layout, mode: Mode, family: IpFamily, nodes: &[NodeInfo]) 
         }
     }
     if family.has_ipv6() {
-        crate::fabric6::build(layout, mode, family, nodes)?;
+        crate::fabric6::build(layout, mode, nodes)?;
     }
     Ok(())
 }

@@ -1,8 +1,8 @@
 //! The IPv6 side of the fabric in a dual-stack testbed: the router's addresses on the node
 //! subnet (`fd00:192:168:50::1/64`) and towards the internet host (`2001:db8:203::1/64`), the
 //! internet host's `2001:db8:203::10`, the same pod-source rules as in IPv4, and in routed
-//! mode a route per node IPv6 podCIDR via the node on the underlay (its IPv4 address, `via
-//! inet`, while the underlay is IPv4: [`crate::fabric::underlay_is_ipv6`]).
+//! mode a route per node IPv6 podCIDR via the node's IPv6 address (on the node subnet; the
+//! kernels here refuse IPv6 routes through IPv4 next hops, `RTA_VIA`).
 //!
 //! Invariants: only testbed namespaces change; the router drops anything from a pod IPv6
 //! address that is not going to another pod (as the IPv4 side does: pods reach the internet
@@ -11,14 +11,13 @@
 
 use crate::cluster::NodeInfo;
 use crate::error::Result;
-use crate::fabric::underlay_is_ipv6;
 use crate::layout::{
     CLUSTER_CIDR6, INTERNET_HOST6, Layout, ROUTER_INTERNET_SIDE6, ROUTER_NODE_SIDE6, UNDERLAY_CIDR6,
 };
 use crate::netns::{ip, sysctl};
-use crate::run_state::{IpFamily, Mode};
+use crate::run_state::Mode;
 
-pub fn build(layout: &Layout, mode: Mode, family: IpFamily, nodes: &[NodeInfo]) -> Result<()> {
+pub fn build(layout: &Layout, mode: Mode, nodes: &[NodeInfo]) -> Result<()> {
     let router = layout.router_ns();
     let internet = layout.internet_ns();
     for ns in [&router, &internet] {
@@ -76,16 +75,12 @@ pub fn build(layout: &Layout, mode: Mode, family: IpFamily, nodes: &[NodeInfo]) 
     )?;
     if mode == Mode::Routed {
         for node in nodes {
-            let Some(cidr) = &node.pod_cidr6 else {
-                continue;
-            };
-            let via = match (underlay_is_ipv6(family), node.ip6) {
-                (true, Some(ip6)) => vec!["via".to_owned(), ip6.to_string()],
-                _ => vec!["via".to_owned(), "inet".to_owned(), node.ip.to_string()],
-            };
-            let mut args = vec!["-6", "route", "add", cidr.as_str()];
-            args.extend(via.iter().map(String::as_str));
-            ip(&router, &args)?;
+            if let (Some(cidr), Some(via)) = (&node.pod_cidr6, node.ip6) {
+                ip(
+                    &router,
+                    &["-6", "route", "add", cidr, "via", &via.to_string()],
+                )?;
+            }
         }
     }
     Ok(())

@@ -50,6 +50,19 @@ pub const ROUTER_INTERNET_SIDE6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x203, 
 pub const INTERNET_HOST6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x203, 0, 0, 0, 0, 0x10);
 pub const CLOUD_LB_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x192, 0x168, 0x50, 0, 0, 0, 0xfe);
 
+/// Whether a dual-stack testbed's nodes use their IPv6 address as `nodeIP` (the VXLAN outer
+/// header, routed next hops): the one switch for the underlay's family. Off until the nodes
+/// carry VXLAN over an IPv6 underlay; IPv4-only testbeds have no IPv6 address to use anyway.
+pub const UNDERLAY_IPV6: bool = false;
+
+/// The address a node's ferroplane takes as `nodeIP` ([`UNDERLAY_IPV6`]).
+pub fn underlay_address(ip: Ipv4Addr, ip6: Option<Ipv6Addr>) -> std::net::IpAddr {
+    match ip6 {
+        Some(ip6) if UNDERLAY_IPV6 => ip6.into(),
+        _ => ip.into(),
+    }
+}
+
 pub const BRIDGE: &str = "tb-br0";
 pub const UPLINK: &str = "tb-up0";
 pub const HOST_TAP: &str = "tb-host";

@@ -121,7 +121,8 @@ fn build(layout: &Layout, options: &UpOptions) -> Result<RunState> {
         state.save(layout)?;
     }
     let node_ips: Vec<_> = nodes.iter().map(|n| n.ip).collect();
-    cloud_lb::launch(layout, &state.state_dir, &node_ips)?;
+    let node_ips6: Vec<_> = nodes.iter().filter_map(|n| n.ip6).collect();
+    cloud_lb::launch(layout, &state.state_dir, &node_ips, &node_ips6)?;
     let manifests = if options.manifests.is_empty() {
         DEMO_APPLIED
             .iter()

@@ -158,6 +158,9 @@ enum Verb {
         state_dir: PathBuf,
         #[arg(long, value_delimiter = ',')]
         nodes: Vec<std::net::Ipv4Addr>,
+        /// The nodes' IPv6 addresses, in the order of `--nodes` (dual-stack testbeds).
+        #[arg(long, value_delimiter = ',')]
+        nodes6: Vec<std::net::Ipv6Addr>,
     },
     /// The pods' server (run inside a pod by `up`).
     #[command(hide = true)]
@@ -375,7 +378,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Verb::CloudLb { state_dir, nodes } => cloud_lb::balancer::serve(&state_dir, &nodes)?,
+        Verb::CloudLb {
+            state_dir,
+            nodes,
+            nodes6,
+        } => cloud_lb::balancer::serve(&state_dir, &nodes, &nodes6)?,
         Verb::Netexec { name, ports } => netexec::serve(&name, &ports)?,
     }
     Ok(ExitCode::SUCCESS)

@@ -92,7 +92,7 @@ pub fn start(
          workers:\n  count: {workers}\noverlay: {overlay}\nconntrack:\n  maxEntries: {conntrack_max}\n\
          admin:\n  socket: {socket}\nhealth:\n  bindAddress: 0.0.0.0:10256\nflowState: {flow_state}\n",
         name = node.name,
-        ip = node.ip,
+        ip = crate::layout::underlay_address(node.ip, node.ip6),
         state = state_dir.display(),
         mac = uplink_mac(node.ip),
         peers = if peer_macs.is_empty() {

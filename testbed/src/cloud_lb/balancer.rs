@@ -10,11 +10,11 @@
 //! keep their hash while nothing changes); a route whose Service is gone is removed; a state
 //! that cannot be read keeps the last good frontends; each round is bounded by the checks'
 //! timeouts. IPv6 ingress IPs (a dual-stack testbed) are routed like IPv4 ones, over the same
-//! health checks, with the nodes' IPv4 addresses as next hops (`via inet`: the underlay stays
-//! IPv4).
+//! health checks (on the nodes' IPv4 addresses), to the healthy nodes' IPv6 addresses (kernels
+//! here refuse IPv6 routes through IPv4 next hops).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
@@ -84,7 +84,7 @@ fn frontends(state: &ClusterState) -> BTreeMap<IpAddr, Check> {
 }
 
 /// Runs forever: one round of checks and route updates every [`ROUND`].
-pub fn serve(state_dir: &Path, nodes: &[Ipv4Addr]) -> Result<()> {
+pub fn serve(state_dir: &Path, nodes: &[Ipv4Addr], nodes6: &[Ipv6Addr]) -> Result<()> {
     let store = StateDir::new(state_dir);
     let mut generation = None;
     let mut wanted = BTreeMap::new();
@@ -117,7 +117,7 @@ pub fn serve(state_dir: &Path, nodes: &[Ipv4Addr]) -> Result<()> {
                 })
                 .collect();
             if installed.get(&ip) != Some(&healthy) {
-                program(ip, &healthy)?;
+                program(ip, &next_hops(ip, &healthy, nodes, nodes6))?;
                 installed.insert(ip, healthy);
             }
         }
@@ -139,36 +139,42 @@ pub fn serve(state_dir: &Path, nodes: &[Ipv4Addr]) -> Result<()> {
     }
 }
 
+/// The next hops of ingress IP `ip` for the `healthy` nodes: their IPv4 addresses, or for an
+/// IPv6 ingress IP their IPv6 ones (`nodes6[i]` is `nodes[i]`'s).
+fn next_hops(
+    ip: IpAddr,
+    healthy: &BTreeSet<Ipv4Addr>,
+    nodes: &[Ipv4Addr],
+    nodes6: &[Ipv6Addr],
+) -> BTreeSet<IpAddr> {
+    if ip.is_ipv4() {
+        return healthy.iter().map(|n| IpAddr::V4(*n)).collect();
+    }
+    nodes
+        .iter()
+        .zip(nodes6)
+        .filter(|(v4, _)| healthy.contains(v4))
+        .map(|(_, v6)| IpAddr::V6(*v6))
+        .collect()
+}
+
 /// Points `ip` at `nodes` (ECMP), or makes it unreachable when there is none.
-fn program(ip: IpAddr, nodes: &BTreeSet<Ipv4Addr>) -> Result<()> {
+fn program(ip: IpAddr, nodes: &BTreeSet<IpAddr>) -> Result<()> {
     let dst = host_route(ip);
-    // An IPv6 route through IPv4 next hops names their family (`via inet`).
-    let via: &[&str] = if ip.is_ipv4() {
-        &["via"]
-    } else {
-        &["via", "inet"]
-    };
-    let via = || via.iter().map(|w| (*w).to_owned());
     let mut args = vec!["route".to_owned(), "replace".to_owned()];
     match nodes.len() {
         0 => args.extend(["unreachable".to_owned(), dst]),
-        1 => {
-            args.push(dst);
-            args.extend(via());
-            args.push(first(nodes));
-        }
+        1 => args.extend([dst, "via".to_owned(), first(nodes)]),
         _ => {
             args.push(dst);
             for node in nodes {
-                args.push("nexthop".to_owned());
-                args.extend(via());
-                args.push(node.to_string());
+                args.extend(["nexthop".to_owned(), "via".to_owned(), node.to_string()]);
             }
         }
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     run("ip", &args)?;
-    let list: Vec<String> = nodes.iter().map(Ipv4Addr::to_string).collect();
+    let list: Vec<String> = nodes.iter().map(IpAddr::to_string).collect();
     println!("{ip}: to [{}]", list.join(", "));
     Ok(())
 }
@@ -181,10 +187,10 @@ fn host_route(ip: IpAddr) -> String {
     }
 }
 
-fn first(nodes: &BTreeSet<Ipv4Addr>) -> String {
+fn first(nodes: &BTreeSet<IpAddr>) -> String {
     nodes
         .iter()
         .next()
-        .map(Ipv4Addr::to_string)
+        .map(IpAddr::to_string)
         .unwrap_or_default()
 }

@@ -12,7 +12,7 @@
 pub mod balancer;
 pub mod health;
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -103,14 +103,23 @@ pub fn build(layout: &Layout, family: IpFamily) -> Result<()> {
 
 /// Starts the balancer (`testbed cloud-lb`) in the LB namespace for `nodes` and waits until it
 /// has programmed its first routes.
-pub fn launch(layout: &Layout, state_dir: &Path, nodes: &[Ipv4Addr]) -> Result<u32> {
+pub fn launch(
+    layout: &Layout,
+    state_dir: &Path,
+    nodes: &[Ipv4Addr],
+    nodes6: &[Ipv6Addr],
+) -> Result<u32> {
     let nodes: Vec<String> = nodes.iter().map(Ipv4Addr::to_string).collect();
+    let nodes6: Vec<String> = nodes6.iter().map(Ipv6Addr::to_string).collect();
     let mut command = Command::new(std::env::current_exe()?);
     command
         .arg("cloud-lb")
         .arg("--state-dir")
         .arg(state_dir)
         .args(["--nodes", &nodes.join(",")]);
+    if !nodes6.is_empty() {
+        command.args(["--nodes6", &nodes6.join(",")]);
+    }
     let log = layout.run_dir().join("cloud-lb.log");
     spawn_until_ready(&layout.cloud_lb_ns(), &command, &log, "ready", READY_WITHIN)
 }

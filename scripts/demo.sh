@@ -16,9 +16,9 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
-step "A cluster: underlay, router, internet host 203.0.113.10, two nodes running ferroplane, the store app"
+step "A dual-stack cluster: underlay, router, internet host 203.0.113.10 (and 2001:db8:203::10), two nodes running ferroplane, the store app"
 "$T" down >/dev/null 2>&1 || true
-run "$T" up --nodes 2
+run "$T" up --nodes 2 --ip-family dual
 export FERROPLANE_STATE
 FERROPLANE_STATE=$("$T" status -o json | json 'd["state_dir"]')
 PREFIX=${TESTBED_PREFIX:-fptb}
@@ -39,6 +39,14 @@ run "$T" probe store-fe "$BE2:80"
 step "Life of a packet: pod to service. New connections spread over the three backends"
 for _ in 1 2 3 4 5 6 7 8 9; do "$T" probe store-fe "$VIP:80"; done
 run "$F" trace --from default/store-fe --dst "$VIP:80"
+
+step "Dual-stack: store-be asked for PreferDualStack and got an IPv4 and an IPv6 ClusterIP; both answer"
+VIP6=$("$F" get service store-be -o json | json 'd["spec"]["clusterIPs"][1]')
+run "$F" get service store-be -o json | json '"clusterIPs", d["spec"]["clusterIPs"], "ipFamilies", d["spec"]["ipFamilies"]'
+run "$T" probe store-fe "$VIP:80"
+run "$T" probe store-fe "[$VIP6]:80"
+run "$T" exec store-fe -- dig +short AAAA store-be.default.svc.cluster.local
+run "$F" trace --from default/store-fe --dst "[$VIP6]:80"
 
 step "A VIP answers only on its Service ports"
 run "$T" probe store-fe "$VIP:22" --timeout 1s || true
@@ -103,4 +111,4 @@ rm -f "$LOAD_OUT"
 
 # The operator verbs find each node's admin socket through FERROPLANE_STATE (the nodes publish
 # their socket paths there).
-T="$T" F="$F" VIP="$VIP" LB="$LB" ./scripts/demo-hints.sh
+T="$T" F="$F" VIP="$VIP" VIP6="$VIP6" LB="$LB" ./scripts/demo-hints.sh

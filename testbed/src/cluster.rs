@@ -5,14 +5,17 @@
 //! `ferroplane apply`, which validates it and assigns addresses.
 
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
 use crate::error::{Error, Result, context};
-use crate::layout::{CLUSTER_CIDR, LB_POOL, SERVICE_CIDR, UNDERLAY_CIDR};
+use crate::layout::{
+    CLUSTER_CIDR, CLUSTER_CIDR6, LB_POOL, LB_POOL6, SERVICE_CIDR, SERVICE_CIDR6, UNDERLAY_CIDR,
+};
+use crate::run_state::IpFamily;
 
 /// A Node as the control plane stores it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,6 +23,9 @@ pub struct NodeInfo {
     pub name: String,
     pub ip: Ipv4Addr,
     pub pod_cidr: String,
+    /// The IPv6 InternalIP and IPv6 podCIDR, in a dual-stack cluster.
+    pub ip6: Option<Ipv6Addr>,
+    pub pod_cidr6: Option<String>,
 }
 
 /// A Pod as the control plane stores it.
@@ -29,6 +35,8 @@ pub struct PodInfo {
     pub name: String,
     pub node: Option<String>,
     pub ip: Option<Ipv4Addr>,
+    /// The IPv6 entry of `status.podIPs`, in a dual-stack cluster.
+    pub ip6: Option<Ipv6Addr>,
     pub ready: bool,
     /// Every containerPort of every container, sorted, without duplicates.
     pub ports: Vec<u16>,
@@ -76,16 +84,23 @@ impl Ferroplane {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    pub fn init(&self) -> Result<()> {
+    /// `ferroplane init` with the testbed's ranges: IPv4, or in a dual-stack testbed IPv4
+    /// primary and IPv6 second (cluster, Service and LoadBalancer ranges).
+    pub fn init(&self, family: IpFamily) -> Result<()> {
+        let both = |v4: &str, v6: &str| match family {
+            IpFamily::Ipv4 => v4.to_owned(),
+            IpFamily::Dual => format!("{v4},{v6}"),
+            IpFamily::Ipv6 => v6.to_owned(),
+        };
         self.run(
             &[
                 "init",
                 "--cluster-cidr",
-                CLUSTER_CIDR,
+                &both(CLUSTER_CIDR, CLUSTER_CIDR6),
                 "--service-cidr",
-                SERVICE_CIDR,
+                &both(SERVICE_CIDR, SERVICE_CIDR6),
                 "--lb-pool",
-                LB_POOL,
+                &both(LB_POOL, LB_POOL6),
                 // externalIPs may come from the underlay (node addresses stay refused).
                 "--external-ip-cidr",
                 UNDERLAY_CIDR,
@@ -143,18 +158,41 @@ fn node_info(node: &Value) -> Result<NodeInfo> {
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    let ip = node["status"]["addresses"]
+    let internal = || {
+        node["status"]["addresses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|a| a["type"] == "InternalIP")
+            .filter_map(|a| a["address"].as_str())
+    };
+    let ip = internal()
+        .find_map(|a| a.parse::<Ipv4Addr>().ok())
+        .ok_or_else(|| Error(format!("Node {name} has no IPv4 InternalIP")))?;
+    let ip6 = internal().find_map(|a| a.parse::<Ipv6Addr>().ok());
+    let pod_cidrs: Vec<&str> = node["spec"]["podCIDRs"]
         .as_array()
         .into_iter()
         .flatten()
-        .find(|a| a["type"] == "InternalIP")
-        .and_then(|a| a["address"].as_str()?.parse().ok())
-        .ok_or_else(|| Error(format!("Node {name} has no IPv4 InternalIP")))?;
-    let pod_cidr = node["spec"]["podCIDR"]
-        .as_str()
-        .ok_or_else(|| Error(format!("Node {name} was given no podCIDR")))?
-        .to_owned();
-    Ok(NodeInfo { name, ip, pod_cidr })
+        .filter_map(Value::as_str)
+        .chain(node["spec"]["podCIDR"].as_str())
+        .collect();
+    let pod_cidr = pod_cidrs
+        .iter()
+        .find(|c| !c.contains(':'))
+        .ok_or_else(|| Error(format!("Node {name} was given no IPv4 podCIDR")))?
+        .to_string();
+    let pod_cidr6 = pod_cidrs
+        .iter()
+        .find(|c| c.contains(':'))
+        .map(|c| c.to_string());
+    Ok(NodeInfo {
+        name,
+        ip,
+        pod_cidr,
+        ip6,
+        pod_cidr6,
+    })
 }
 
 fn pod_info(pod: &Value) -> PodInfo {
@@ -168,13 +206,20 @@ fn pod_info(pod: &Value) -> PodInfo {
         .collect();
     ports.sort_unstable();
     ports.dedup();
+    let pod_ips = || {
+        pod["status"]["podIPs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["ip"].as_str())
+            .chain(pod["status"]["podIP"].as_str())
+    };
     PodInfo {
         namespace: text(&pod["metadata"]["namespace"]).unwrap_or_else(|| "default".to_owned()),
         name: text(&pod["metadata"]["name"]).unwrap_or_default(),
         node: text(&pod["spec"]["nodeName"]),
-        ip: pod["status"]["podIP"]
-            .as_str()
-            .and_then(|ip| ip.parse().ok()),
+        ip: pod_ips().find_map(|ip| ip.parse().ok()),
+        ip6: pod_ips().find_map(|ip| ip.parse().ok()),
         ready: pod["status"]["conditions"]
             .as_array()
             .into_iter()

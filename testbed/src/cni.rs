@@ -1,7 +1,8 @@
 //! Wiring a pod through `ferroplane-cni` exactly as a container runtime does: the plugin
 //! exec'd in the node's namespace with `CNI_COMMAND`, `CNI_CONTAINERID`, `CNI_NETNS`,
 //! `CNI_IFNAME`, `CNI_PATH` and `CNI_ARGS` (the pod's namespace and name, and its address as
-//! `IP=`, the way host-local takes a requested address), the network configuration on stdin.
+//! `IP=`, the way host-local takes requested addresses: in a dual-stack cluster both of its
+//! `status.podIPs`, comma-separated), the network configuration on stdin.
 //!
 //! The default for every pod. `FERROPLANE_TESTBED_CNI=builtin` makes the testbed play CNI
 //! itself with `ip` commands instead (`pods.rs`), to tell a plugin fault from a dataplane one.
@@ -14,7 +15,7 @@
 //! in the run directory's `cni-bin/`; each node's address files live in `cni/<node>/`.
 
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -51,6 +52,8 @@ pub struct Attachment<'a> {
     /// The pod's network namespace (under /run/netns), also its container ID.
     pub netns: &'a str,
     pub ip: Ipv4Addr,
+    /// The pod's IPv6 address from `status.podIPs` (dual-stack): `IP=` then lists both.
+    pub ip6: Option<Ipv6Addr>,
 }
 
 /// The pod's hostPorts as the runtime passes them (`portMappings` capability), from its
@@ -116,9 +119,13 @@ pub fn call(
     if !mappings.is_empty() {
         conf["runtimeConfig"] = json!({ "portMappings": mappings });
     }
+    let ips = match pod.ip6 {
+        Some(ip6) => format!("{},{ip6}", pod.ip),
+        None => pod.ip.to_string(),
+    };
     let args = format!(
-        "IgnoreUnknown=1;K8S_POD_NAMESPACE={};K8S_POD_NAME={};IP={}",
-        pod.pod_namespace, pod.pod_name, pod.ip
+        "IgnoreUnknown=1;K8S_POD_NAMESPACE={};K8S_POD_NAME={};IP={ips}",
+        pod.pod_namespace, pod.pod_name
     );
     let mut child = Command::new("ip")
         .args(["netns", "exec", &node.netns])
@@ -162,6 +169,7 @@ pub fn release(layout: &Layout, state: &RunState, pod: &PodRecord) -> Result<()>
         pod_name: &pod.name,
         netns: &pod.netns,
         ip: pod.ip,
+        ip6: pod.ip6,
     };
     call(
         layout,

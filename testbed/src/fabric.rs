@@ -9,6 +9,10 @@
 //! them); the bridge forwards frames unread (no br_netfilter), as a switch does, and the
 //! kernels that send into it (router, cloud LB) send wire-sized frames (no TSO/GSO); every
 //! device is created inside a testbed namespace.
+//!
+//! In a dual-stack testbed (`--ip-family dual`) the same holds in IPv6 (`fabric6`): the router,
+//! the internet host and the nodes' host stacks get IPv6 addresses too; the underlay the
+//! nodes' VXLAN runs on stays IPv4 ([`crate::layout::UNDERLAY_IPV6`]).
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -20,10 +24,11 @@ use crate::layout::{
     ROUTER_NODE_SIDE, UPLINK, underlay_port,
 };
 use crate::netns::{add, ip, sysctl, within};
-use crate::run_state::Mode;
+use crate::run_state::{IpFamily, Mode};
 
-/// Builds the underlay bridge, the router and the internet host.
-pub fn build(layout: &Layout, mode: Mode, nodes: &[NodeInfo]) -> Result<()> {
+/// Builds the underlay bridge, the router and the internet host (in a dual-stack testbed with
+/// their IPv6 side, `fabric6`).
+pub fn build(layout: &Layout, mode: Mode, family: IpFamily, nodes: &[NodeInfo]) -> Result<()> {
     let underlay = layout.underlay_ns();
     let router = layout.router_ns();
     let internet = layout.internet_ns();
@@ -106,6 +111,9 @@ pub fn build(layout: &Layout, mode: Mode, nodes: &[NodeInfo]) -> Result<()> {
                 &["route", "add", &node.pod_cidr, "via", &node.ip.to_string()],
             )?;
         }
+    }
+    if family.has_ipv6() {
+        crate::fabric6::build(layout, mode, nodes)?;
     }
     Ok(())
 }

@@ -5,7 +5,7 @@
 //! internet from the documentation range 203.0.113.0/24, LoadBalancer IPs from
 //! 198.51.100.0/24; device names fit IFNAMSIZ.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
@@ -39,6 +39,30 @@ pub const CLUSTER_CIDR: &str = "10.244.0.0/16";
 pub const SERVICE_CIDR: &str = "10.96.0.0/12";
 
 /// Device names inside the testbed's namespaces.
+// IPv6 (`up --ip-family dual`): unique-local addresses for the cluster's own ranges and the
+// node subnet, documentation addresses (2001:db8::/32) for the internet and the LB pool.
+pub const CLUSTER_CIDR6: &str = "fd00:10:244::/56";
+pub const SERVICE_CIDR6: &str = "fd00:10:96::/112";
+pub const LB_POOL6: &str = "2001:db8:5100::/120";
+pub const UNDERLAY_CIDR6: &str = "fd00:192:168:50::/64";
+pub const ROUTER_NODE_SIDE6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x192, 0x168, 0x50, 0, 0, 0, 1);
+pub const ROUTER_INTERNET_SIDE6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x203, 0, 0, 0, 0, 1);
+pub const INTERNET_HOST6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x203, 0, 0, 0, 0, 0x10);
+pub const CLOUD_LB_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x192, 0x168, 0x50, 0, 0, 0, 0xfe);
+
+/// Whether a dual-stack testbed's nodes use their IPv6 address as `nodeIP` (the VXLAN outer
+/// header, routed next hops): the one switch for the underlay's family. Off until the nodes
+/// carry VXLAN over an IPv6 underlay; IPv4-only testbeds have no IPv6 address to use anyway.
+pub const UNDERLAY_IPV6: bool = false;
+
+/// The address a node's ferroplane takes as `nodeIP` ([`UNDERLAY_IPV6`]).
+pub fn underlay_address(ip: Ipv4Addr, ip6: Option<Ipv6Addr>) -> std::net::IpAddr {
+    match ip6 {
+        Some(ip6) if UNDERLAY_IPV6 => ip6.into(),
+        _ => ip.into(),
+    }
+}
+
 pub const BRIDGE: &str = "tb-br0";
 pub const UPLINK: &str = "tb-up0";
 pub const HOST_TAP: &str = "tb-host";
@@ -118,6 +142,15 @@ pub fn node_ip(index: usize) -> Option<Ipv4Addr> {
 }
 
 /// The dataplane's MAC on a node's uplink: `02:fe:` and the node IP's bytes.
+/// The IPv6 address of node `index` in a dual-stack testbed (`fd00:192:168:50::<index+2>`,
+/// mirroring its IPv4 address).
+pub fn node_ip6(index: usize) -> Option<Ipv6Addr> {
+    let last = u16::try_from(index + 2)
+        .ok()
+        .filter(|_| index < MAX_NODES)?;
+    Some(Ipv6Addr::new(0xfd00, 0x192, 0x168, 0x50, 0, 0, 0, last))
+}
+
 pub fn uplink_mac(node_ip: Ipv4Addr) -> String {
     let [a, b, c, d] = node_ip.octets();
     format!("02:fe:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
@@ -162,6 +195,11 @@ mod tests {
         assert_eq!(node_ip(0), Some(Ipv4Addr::new(192, 168, 50, 2)));
         assert_eq!(node_ip(99), Some(Ipv4Addr::new(192, 168, 50, 101)));
         assert_eq!(node_ip(MAX_NODES), None);
+        assert_eq!(
+            node_ip6(1),
+            Some("fd00:192:168:50::3".parse::<Ipv6Addr>().unwrap())
+        );
+        assert_eq!(node_ip6(MAX_NODES), None);
         assert_eq!(
             uplink_mac(Ipv4Addr::new(192, 168, 50, 3)),
             "02:fe:c0:a8:32:03"

@@ -14,6 +14,7 @@ pub mod cni;
 pub mod counters;
 pub mod error;
 pub mod fabric;
+pub mod fabric6;
 pub mod layout;
 pub mod lifecycle;
 pub mod load;

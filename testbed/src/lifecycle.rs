@@ -15,13 +15,13 @@ use crate::cloud_lb;
 use crate::cluster::{Ferroplane, NodeInfo};
 use crate::error::{Error, Result, context};
 use crate::fabric;
-use crate::layout::{Layout, MAX_NODES, node_ip, node_name};
+use crate::layout::{Layout, MAX_NODES, node_ip, node_ip6, node_name};
 use crate::nodes::{self, NodeTuning};
 use crate::operations;
 use crate::pending;
 use crate::pods::{self, PodSpec};
 use crate::resolv;
-use crate::run_state::{Io, Mode, RunState};
+use crate::run_state::{Io, IpFamily, Mode, RunState};
 use crate::teardown;
 
 /// The demo manifests applied by `up` without `-f`, in order.
@@ -34,6 +34,7 @@ pub const DEMO_APPLIED: [&str; 4] = [
 ];
 /// The demo's NetworkPolicies, ready for `testbed apply -f`.
 pub const DEMO_POLICY: &str = "30-store-policy.yaml";
+pub const DEMO_NODES: &str = "00-nodes.yaml";
 
 /// The internet host's server: how it answers, and on which ports (TCP and UDP).
 pub const INTERNET_SERVER_NAME: &str = "internet";
@@ -46,6 +47,9 @@ pub struct UpOptions {
     pub manifests: Vec<PathBuf>,
     pub ferroplane: PathBuf,
     pub tuning: NodeTuning,
+    /// IPv4 (the default), or dual-stack: nodes, pods, Services and the internet host in
+    /// both families.
+    pub ip_family: IpFamily,
 }
 
 /// Builds the whole testbed; on failure removes what was built and returns the error.
@@ -56,6 +60,13 @@ pub fn up(layout: &Layout, options: &UpOptions) -> Result<RunState> {
     if options.tuning.workers == 0 || options.tuning.conntrack_max == 0 {
         return Err(Error(
             "--workers and --conntrack-max: at least 1".to_owned(),
+        ));
+    }
+    if options.ip_family == IpFamily::Ipv6 {
+        return Err(Error(
+            "--ip-family ipv6: IPv6-only pods are not programmed by the dataplane yet (pod \
+             ports and MACs are keyed by the pod's IPv4 address); use --ip-family dual"
+                .to_owned(),
         ));
     }
     teardown::down(layout)?;
@@ -73,8 +84,8 @@ fn build(layout: &Layout, options: &UpOptions) -> Result<RunState> {
         bin: options.ferroplane.clone(),
         state_dir: state_dir.clone(),
     };
-    ferroplane.init()?;
-    ferroplane.apply_text(&nodes_manifest(options.nodes)?)?;
+    ferroplane.init(options.ip_family)?;
+    ferroplane.apply_text(&nodes_manifest(options.nodes, options.ip_family)?)?;
     let nodes: Vec<NodeInfo> = ferroplane.nodes()?;
     let mut state = RunState {
         prefix: layout.prefix.clone(),
@@ -82,12 +93,13 @@ fn build(layout: &Layout, options: &UpOptions) -> Result<RunState> {
         ferroplane: options.ferroplane.clone(),
         io: options.io,
         mode: options.mode,
+        ip_family: options.ip_family,
         nodes: Vec::new(),
         pods: Vec::new(),
     };
     state.save(layout)?;
-    fabric::build(layout, options.mode, &nodes)?;
-    cloud_lb::build(layout)?;
+    fabric::build(layout, options.mode, options.ip_family, &nodes)?;
+    cloud_lb::build(layout, options.ip_family)?;
     pods::start_server(
         layout,
         &layout.internet_ns(),
@@ -109,10 +121,14 @@ fn build(layout: &Layout, options: &UpOptions) -> Result<RunState> {
         state.save(layout)?;
     }
     let node_ips: Vec<_> = nodes.iter().map(|n| n.ip).collect();
-    cloud_lb::launch(layout, &state.state_dir, &node_ips)?;
+    let node_ips6: Vec<_> = nodes.iter().filter_map(|n| n.ip6).collect();
+    cloud_lb::launch(layout, &state.state_dir, &node_ips, &node_ips6)?;
     let manifests = if options.manifests.is_empty() {
         DEMO_APPLIED
             .iter()
+            // The testbed made the Nodes already (with both addresses in dual-stack); the
+            // demo's own Node manifest names only their IPv4 ones.
+            .filter(|f| options.ip_family == IpFamily::Ipv4 || **f != DEMO_NODES)
             .map(|f| PathBuf::from(DEMO_DIR).join(f))
             .collect()
     } else {
@@ -123,12 +139,20 @@ fn build(layout: &Layout, options: &UpOptions) -> Result<RunState> {
 }
 
 /// The testbed's Node objects: `node-1` .. `node-N` at 192.168.50.2 ..
-fn nodes_manifest(count: usize) -> Result<String> {
+fn nodes_manifest(count: usize, family: IpFamily) -> Result<String> {
     (0..count)
         .map(|index| {
             let ip = node_ip(index).ok_or_else(|| Error(format!("no address for node {index}")))?;
+            let ip6 = match family {
+                IpFamily::Ipv4 => String::new(),
+                _ => {
+                    let ip6 = node_ip6(index)
+                        .ok_or_else(|| Error(format!("no IPv6 address for node {index}")))?;
+                    format!("  - type: InternalIP\n    address: {ip6}\n")
+                }
+            };
             Ok(format!(
-                "apiVersion: v1\nkind: Node\nmetadata:\n  name: {}\nstatus:\n  addresses:\n  - type: InternalIP\n    address: {ip}\n---\n",
+                "apiVersion: v1\nkind: Node\nmetadata:\n  name: {}\nstatus:\n  addresses:\n  - type: InternalIP\n    address: {ip}\n{ip6}---\n",
                 node_name(index)
             ))
         })
@@ -183,10 +207,17 @@ pub fn apply(layout: &Layout, state: &mut RunState, files: &[PathBuf]) -> Result
         let ip = pod
             .ip
             .ok_or_else(|| Error(format!("Pod {} was given no IP", pod.name)))?;
+        if state.ip_family.has_ipv6() && pod.ip6.is_none() {
+            return Err(Error(format!(
+                "Pod {} was given no IPv6 address in a dual-stack cluster",
+                pod.name
+            )));
+        }
         let spec = PodSpec {
             namespace: &pod.namespace,
             name: &pod.name,
             ip,
+            ip6: pod.ip6,
             ports: &pod.ports,
             dns: pod.dns.then_some(&ferroplane),
             cni: crate::cni::enabled().then_some(ferroplane.bin.as_path()),
@@ -209,4 +240,32 @@ pub fn apply(layout: &Layout, state: &mut RunState, files: &[PathBuf]) -> Result
         operations::set_ready(state, &format!("{namespace}/{name}"), true)?;
     }
     Ok(printed)
+}
+
+/// What `up` prints about the demo's dual-stack Service (a dual-stack testbed running the
+/// demo): store-be's two ClusterIPs and a probe of each. None otherwise.
+pub fn dual_stack_hint(state: &RunState) -> Result<Option<String>> {
+    if !state.ip_family.has_ipv6() || state.pod("store-fe").is_none() {
+        return Ok(None);
+    }
+    let ferroplane = Ferroplane {
+        bin: state.ferroplane.clone(),
+        state_dir: state.state_dir.clone(),
+    };
+    let Ok(service) = ferroplane.get("svc", "default", "store-be") else {
+        return Ok(None);
+    };
+    let ips: Vec<&str> = service["spec"]["clusterIPs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(serde_json::Value::as_str)
+        .collect();
+    let [v4, v6] = ips.as_slice() else {
+        return Ok(None);
+    };
+    Ok(Some(format!(
+        "Dual-stack Service store-be, one Service on two ClusterIPs, both answering:\n  \
+         testbed probe store-fe {v4}:80\n  testbed probe store-fe '[{v6}]:80'"
+    )))
 }

@@ -14,7 +14,7 @@ use testbed::layout::{DEFAULT_PREFIX, Layout};
 use testbed::lifecycle::{self, DEMO_DIR, DEMO_POLICY, UpOptions};
 use testbed::nodes::NodeTuning;
 use testbed::probe::{Protocol, probe_sized};
-use testbed::run_state::{Io, Mode, RunState};
+use testbed::run_state::{Io, IpFamily, Mode, RunState};
 use testbed::{cloud_lb, load, netexec, netns, operations, teardown};
 
 #[derive(Parser)]
@@ -43,6 +43,11 @@ enum Verb {
         /// Flow table capacity of every node (conntrack.maxEntries).
         #[arg(long, default_value_t = 16384)]
         conntrack_max: usize,
+        /// The cluster's IP families: ipv4, or dual (IPv4 primary and IPv6: nodes, pods,
+        /// Services and the internet host get addresses of both); ipv6 (IPv6-only) is
+        /// refused until the dataplane programs pods without an IPv4 address.
+        #[arg(long, value_enum, default_value_t = IpFamily::Ipv4)]
+        ip_family: IpFamily,
         /// Manifests to apply (default: the demo store app and its Service).
         #[arg(short = 'f', long = "filename")]
         manifests: Vec<PathBuf>,
@@ -153,6 +158,9 @@ enum Verb {
         state_dir: PathBuf,
         #[arg(long, value_delimiter = ',')]
         nodes: Vec<std::net::Ipv4Addr>,
+        /// The nodes' IPv6 addresses, in the order of `--nodes` (dual-stack testbeds).
+        #[arg(long, value_delimiter = ',')]
+        nodes6: Vec<std::net::Ipv6Addr>,
     },
     /// The pods' server (run inside a pod by `up`).
     #[command(hide = true)]
@@ -209,6 +217,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             mode,
             workers,
             conntrack_max,
+            ip_family,
             manifests,
             ferroplane,
         } => {
@@ -222,9 +231,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     workers,
                     conntrack_max,
                 },
+                ip_family,
             };
             let state = lifecycle::up(&layout, &options)?;
             print_status(&state, None)?;
+            if let Some(hint) = lifecycle::dual_stack_hint(&state)? {
+                println!("\n{hint}");
+            }
             println!("\nNetworkPolicies ready to apply: testbed apply -f {DEMO_DIR}/{DEMO_POLICY}");
         }
         Verb::Down => {
@@ -365,7 +378,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Verb::CloudLb { state_dir, nodes } => cloud_lb::balancer::serve(&state_dir, &nodes)?,
+        Verb::CloudLb {
+            state_dir,
+            nodes,
+            nodes6,
+        } => cloud_lb::balancer::serve(&state_dir, &nodes, &nodes6)?,
         Verb::Netexec { name, ports } => netexec::serve(&name, &ports)?,
     }
     Ok(ExitCode::SUCCESS)
@@ -393,10 +410,12 @@ fn print_status(state: &RunState, output: Option<OutputFormat>) -> Result<()> {
             "mode": state.mode,
             "nodes": state.nodes.iter().map(|n| json!({
                 "name": n.name, "ip": n.ip, "pod_cidr": n.pod_cidr, "netns": n.netns,
+                "ip6": n.ip6, "pod_cidr6": n.pod_cidr6,
                 "pid": n.pid, "admin_socket": n.admin_socket, "log": n.log,
             })).collect::<Vec<_>>(),
             "pods": state.pods.iter().map(|p| json!({
                 "name": p.name, "namespace": p.namespace, "node": p.node, "ip": p.ip,
+                "ip6": p.ip6,
                 "ready": is_ready(&p.namespace, &p.name), "netns": p.netns, "ports": p.ports,
             })).collect::<Vec<_>>(),
         });
@@ -407,6 +426,9 @@ fn print_status(state: &RunState, output: Option<OutputFormat>) -> Result<()> {
     println!("{:<12} {:<15} {:<16} NETNS", "NODE", "IP", "POD CIDR");
     for n in &state.nodes {
         println!("{:<12} {:<15} {:<16} {}", n.name, n.ip, n.pod_cidr, n.netns);
+        if let (Some(ip6), Some(cidr6)) = (n.ip6, &n.pod_cidr6) {
+            println!("{:<12} {ip6} {cidr6}", "");
+        }
     }
     println!("{:<24} {:<12} {:<15} READY", "POD", "NODE", "IP");
     for p in &state.pods {
@@ -422,6 +444,9 @@ fn print_status(state: &RunState, output: Option<OutputFormat>) -> Result<()> {
             p.ip,
             is_ready(&p.namespace, &p.name)
         );
+        if let Some(ip6) = p.ip6 {
+            println!("{:<24} {:<12} {ip6}", "", "");
+        }
     }
     Ok(())
 }

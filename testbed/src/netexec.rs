@@ -4,15 +4,24 @@
 //! request is answered only if it arrived whole.
 //!
 //! Invariants: it prints `ready` only once every port is bound for both protocols; one slow or
-//! broken client never stops the others (a thread per TCP connection).
+//! broken client never stops the others (a thread per TCP connection). It listens on both IP
+//! families (`[::]`, falling back to `0.0.0.0` where IPv6 is off); an IPv4 client is reported
+//! in IPv4 form (`10.244.1.2:41234`), never as a mapped IPv6 address.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 
 use crate::error::{Error, Result, context};
 
 /// The answer to one request: the pod's name and the client address it saw.
 pub fn answer(pod: &str, client: SocketAddr) -> String {
+    let client = match client {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::from((v4, v6.port())),
+            None => client,
+        },
+        v4 => v4,
+    };
     format!("{pod} {client}")
 }
 
@@ -30,9 +39,13 @@ pub fn serve(pod: &str, ports: &[u16]) -> Result<()> {
     let mut tcp = Vec::new();
     let mut udp = Vec::new();
     for &port in ports {
-        let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
-        tcp.push(TcpListener::bind(addr).map_err(context(format!("TCP port {port}")))?);
-        udp.push(UdpSocket::bind(addr).map_err(context(format!("UDP port {port}")))?);
+        // `[::]` takes both families (IPv4 as mapped addresses); without IPv6, IPv4 alone.
+        let both = SocketAddr::from((Ipv6Addr::UNSPECIFIED, port));
+        let v4 = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
+        let listener = TcpListener::bind(both).or_else(|_| TcpListener::bind(v4));
+        tcp.push(listener.map_err(context(format!("TCP port {port}")))?);
+        let socket = UdpSocket::bind(both).or_else(|_| UdpSocket::bind(v4));
+        udp.push(socket.map_err(context(format!("UDP port {port}")))?);
     }
     println!("ready");
     std::thread::scope(|scope| {
@@ -107,6 +120,10 @@ mod tests {
             Some(("store-be-1".to_owned(), "10.244.0.2:41234".to_owned()))
         );
         assert_eq!(parse_answer("garbage"), None);
+        let mapped: SocketAddr = "[::ffff:10.244.0.2]:41234".parse().unwrap();
+        assert_eq!(answer("p", mapped), "p 10.244.0.2:41234");
+        let v6: SocketAddr = "[fd00:10:244:1::2]:41234".parse().unwrap();
+        assert_eq!(answer("p", v6), "p [fd00:10:244:1::2]:41234");
     }
 
     #[test]

@@ -58,7 +58,8 @@ pub fn list() -> Result<Vec<String>> {
         .collect())
 }
 
-/// Creates `ns` with its loopback up and IPv6 off (the cluster is IPv4 only).
+/// Creates `ns` with its loopback up and IPv6 off (a dual-stack testbed turns it back on
+/// where it uses it: `fabric6::enable_ipv6`).
 pub fn add(ns: &str) -> Result<()> {
     run("ip", &["netns", "add", ns])?;
     ip(ns, &["link", "set", "lo", "up"])?;

@@ -15,7 +15,10 @@ use std::time::{Duration, Instant};
 
 use crate::cluster::NodeInfo;
 use crate::error::{Error, Result, context};
-use crate::layout::{CLUSTER_CIDR, HOST_TAP, Layout, ROUTER_MAC, SERVICE_CIDR, UPLINK, uplink_mac};
+use crate::layout::{
+    CLUSTER_CIDR, CLUSTER_CIDR6, HOST_TAP, Layout, ROUTER_MAC, SERVICE_CIDR, SERVICE_CIDR6, UPLINK,
+    uplink_mac,
+};
 use crate::netns::{ip, wait_for_link};
 use crate::run_state::{Io, Mode, NodeRecord};
 
@@ -58,6 +61,8 @@ pub fn start(
         name: node.name.clone(),
         ip: node.ip,
         pod_cidr: node.pod_cidr.clone(),
+        ip6: node.ip6,
+        pod_cidr6: node.pod_cidr6.clone(),
         netns: netns.to_owned(),
         pid: 0,
         config: dir.join("node.yaml"),
@@ -87,7 +92,7 @@ pub fn start(
          workers:\n  count: {workers}\noverlay: {overlay}\nconntrack:\n  maxEntries: {conntrack_max}\n\
          admin:\n  socket: {socket}\nhealth:\n  bindAddress: 0.0.0.0:10256\nflowState: {flow_state}\n",
         name = node.name,
-        ip = node.ip,
+        ip = crate::layout::underlay_address(node.ip, node.ip6),
         state = state_dir.display(),
         mac = uplink_mac(node.ip),
         peers = if peer_macs.is_empty() {
@@ -173,6 +178,28 @@ pub fn configure_host_port(node: &NodeRecord) -> Result<()> {
     )?;
     for cidr in [CLUSTER_CIDR, SERVICE_CIDR, "default"] {
         ip(ns, &["route", "replace", cidr, "dev", HOST_TAP])?;
+    }
+    if let Some(ip6) = node.ip6 {
+        // As in IPv4: the node's IPv6 address on the host TAP, and everything through it (the
+        // dataplane answers neighbour solicitations on the host port for every other address).
+        // The uplink stays without IPv6: the node kernel has nothing to say on it.
+        crate::fabric6::enable_ipv6(ns)?;
+        crate::netns::sysctl(ns, &format!("net/ipv6/conf/{UPLINK}/disable_ipv6"), "1")?;
+        ip(
+            ns,
+            &[
+                "-6",
+                "addr",
+                "replace",
+                &format!("{ip6}/128"),
+                "dev",
+                HOST_TAP,
+                "nodad",
+            ],
+        )?;
+        for cidr in [CLUSTER_CIDR6, SERVICE_CIDR6, "default"] {
+            ip(ns, &["-6", "route", "replace", cidr, "dev", HOST_TAP])?;
+        }
     }
     Ok(())
 }

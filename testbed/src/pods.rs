@@ -9,7 +9,7 @@
 //! (`gso_max_segs 1`) and computes its own checksums (TX offload off), as AF_XDP frames carry
 //! neither GSO metadata nor a partial mark.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -31,6 +31,8 @@ pub struct PodSpec<'a> {
     pub namespace: &'a str,
     pub name: &'a str,
     pub ip: Ipv4Addr,
+    /// Its IPv6 address, in a dual-stack cluster.
+    pub ip6: Option<Ipv6Addr>,
     pub ports: &'a [u16],
     /// Run the cluster DNS server (`ferroplane dns` on port 53) instead of netexec.
     pub dns: Option<&'a Ferroplane>,
@@ -47,6 +49,9 @@ pub fn start(
 ) -> Result<PodRecord> {
     let ns = layout.pod_ns(pod.namespace, pod.name);
     add(&ns)?;
+    if pod.ip6.is_some() {
+        crate::fabric6::enable_ipv6(&ns)?;
+    }
     let link = Path::new("/run/netns").join(&ns);
     let bound = netns_dir(layout, &node.name).join(&ns);
     std::os::unix::fs::symlink(&link, &bound).map_err(context(bound.display()))?;
@@ -61,6 +66,7 @@ pub fn start(
             pod_name: pod.name,
             netns: &ns,
             ip: pod.ip,
+            ip6: pod.ip6,
         };
         cni::call(layout, ferroplane, (io, mode), node, "ADD", &attachment)?;
         if io == Io::AfXdp {
@@ -68,6 +74,9 @@ pub fn start(
         }
     } else {
         wire_by_hand(node, &ns, &iface, (io, mode), pod.ip)?;
+        if let Some(ip6) = pod.ip6 {
+            wire_ipv6_by_hand(&ns, ip6)?;
+        }
     }
     let server_pid = match pod.dns {
         Some(ferroplane) => Some(start_dns(layout, &ns, ferroplane)?),
@@ -79,6 +88,7 @@ pub fn start(
         name: pod.name.to_owned(),
         node: node.name.clone(),
         ip: pod.ip,
+        ip6: pod.ip6,
         netns: ns,
         ports: pod.ports.to_vec(),
         server_pid,
@@ -144,6 +154,32 @@ fn wire_by_hand(
     )?;
     ip(&ns, &["route", "add", "default", "via", &gateway])?;
     Ok(())
+}
+
+/// The IPv6 half of [`wire_by_hand`]: the address without its connected route and the default
+/// route via the dataplane's link-local gateway, as the plugin sets them.
+fn wire_ipv6_by_hand(ns: &str, ip6: Ipv6Addr) -> Result<()> {
+    ip(
+        ns,
+        &[
+            "-6",
+            "addr",
+            "add",
+            &format!("{ip6}/64"),
+            "dev",
+            POD_IF,
+            "noprefixroute",
+            "nodad",
+        ],
+    )?;
+    let gateway = dataplane::tables::v6::GATEWAY_LINK_LOCAL.to_string();
+    ip(
+        ns,
+        &[
+            "-6", "route", "add", "default", "via", &gateway, "dev", POD_IF,
+        ],
+    )
+    .map(|_| ())
 }
 
 /// The first address of a podCIDR (`10.244.1.0/24` -> `10.244.1.1`).

@@ -121,7 +121,11 @@ pub fn udp_request(size: usize) -> Vec<u8> {
 }
 
 fn udp(target: SocketAddr, timeout: Duration, requests: usize, request: &[u8]) -> Observed {
-    let socket = match UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))
+    let local = match target {
+        SocketAddr::V4(_) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+        SocketAddr::V6(_) => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
+    };
+    let socket = match UdpSocket::bind(local)
         .and_then(|s| s.connect(target).map(|()| s))
         .and_then(|s| {
             s.set_read_timeout(Some(Duration::from_millis(200)))

@@ -4,7 +4,7 @@
 //! Invariant: the file is rewritten whole (write to a temporary file, then rename), so a
 //! reader sees the previous or the next state, never half of one.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -32,11 +32,35 @@ pub enum Mode {
     Routed,
 }
 
+/// The cluster's IP families (`up --ip-family`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum IpFamily {
+    /// IPv4 only, as every testbed before dual-stack.
+    #[default]
+    Ipv4,
+    /// IPv6 only: refused by `up` until the dataplane programs pods without an IPv4 address.
+    Ipv6,
+    /// IPv4 primary and IPv6: pods, nodes, Services and the internet host in both families.
+    Dual,
+}
+
+impl IpFamily {
+    pub fn has_ipv6(self) -> bool {
+        self != IpFamily::Ipv4
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NodeRecord {
     pub name: String,
     pub ip: Ipv4Addr,
     pub pod_cidr: String,
+    /// The node's IPv6 address and podCIDR (dual-stack testbeds).
+    #[serde(default)]
+    pub ip6: Option<Ipv6Addr>,
+    #[serde(default)]
+    pub pod_cidr6: Option<String>,
     pub netns: String,
     /// The `ferroplane run` process.
     pub pid: u32,
@@ -51,6 +75,9 @@ pub struct PodRecord {
     pub name: String,
     pub node: String,
     pub ip: Ipv4Addr,
+    /// The pod's IPv6 address (dual-stack testbeds).
+    #[serde(default)]
+    pub ip6: Option<Ipv6Addr>,
     pub netns: String,
     pub ports: Vec<u16>,
     /// The `testbed netexec` process, when the pod declares ports.
@@ -67,6 +94,8 @@ pub struct RunState {
     pub ferroplane: PathBuf,
     pub io: Io,
     pub mode: Mode,
+    #[serde(default)]
+    pub ip_family: IpFamily,
     pub nodes: Vec<NodeRecord>,
     pub pods: Vec<PodRecord>,
 }

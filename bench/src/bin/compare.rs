@@ -123,7 +123,7 @@ fn main() -> ExitCode {
         let served = match TestbedHelper::parse_from(std::env::args()) {
             TestbedHelper::Netexec { name, ports } => testbed::netexec::serve(&name, &ports),
             TestbedHelper::CloudLb { state_dir, nodes } => {
-                testbed::cloud_lb::balancer::serve(&state_dir, &nodes)
+                testbed::cloud_lb::balancer::serve(&state_dir, &nodes, &[])
             }
             TestbedHelper::Hog {
                 cpu,

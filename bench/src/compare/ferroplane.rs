@@ -112,6 +112,7 @@ pub fn build(
         manifests: vec![staging.clone()],
         ferroplane: ferroplane.to_owned(),
         tuning: NodeTuning::default(),
+        ip_family: Default::default(),
     };
     let state = up(&layout, &options);
     let _ = std::fs::remove_file(&staging);

@@ -90,6 +90,7 @@ pub fn build(ferroplane: &Path, io: Io, idle: Option<WorkerIdle>) -> Result<Test
         manifests: manifests(&staging),
         ferroplane: ferroplane.to_owned(),
         tuning: testbed::nodes::NodeTuning::default(),
+        ip_family: Default::default(),
     };
     let state = up(&layout, &options);
     let _ = std::fs::remove_file(&staging);

@@ -6,14 +6,16 @@
 //! Invariants:
 //! - Netlink sockets are opened on a short-lived thread, after it entered the target network
 //!   namespace (a socket talks to the namespace it was created in); no other thread moves.
-//! - The pod side routes everything through the gateway: its address is added without the
-//!   connected route (`noprefixroute`), with a link route to the gateway and a default route
-//!   via it, because the dataplane answers ARP only for the gateway on pod ports.
+//! - The pod side routes everything through the gateway: its addresses (one per family) are
+//!   added without the connected route (`noprefixroute`; IPv6 also `nodad`), IPv4 with a link
+//!   route to the gateway and a default route via it, because the dataplane answers ARP only
+//!   for the gateway on pod ports; IPv6 with a default route via the link-local gateway
+//!   `fe80::1`, which the dataplane answers neighbour solicitations for.
 //! - A missing link is not an error for deletion (DEL is idempotent).
 
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
@@ -194,9 +196,8 @@ pub struct PodSide {
     pub ifname: String,
     pub mac: [u8; 6],
     pub mtu: u32,
-    pub address: Ipv4Addr,
-    pub prefix_len: u8,
-    pub gateway: Ipv4Addr,
+    /// One per family; each gets a default route via its gateway.
+    pub addresses: Vec<super::spec::PodAddress>,
     pub gso_max_segs: Option<u32>,
 }
 
@@ -225,45 +226,75 @@ pub fn configure_pod_side(netns: &Path, pod: &PodSide) -> Result<(), String> {
             .execute()
             .await
             .map_err(fail("setting name, MAC and MTU"))?;
-        let mut add = handle
-            .address()
-            .add(index, IpAddr::V4(pod.address), pod.prefix_len);
-        add.message_mut()
-            .attributes
-            .push(AddressAttribute::Flags(AddressFlags::Noprefixroute));
-        add.replace()
-            .execute()
-            .await
-            .map_err(fail("adding the address"))?;
+        for address in &pod.addresses {
+            let mut add = handle
+                .address()
+                .add(index, address.address, address.prefix_len);
+            // No connected route; an IPv6 address is usable at once (the dataplane never
+            // answers duplicate address detection, so DAD would only delay the pod).
+            let flags = if address.address.is_ipv4() {
+                AddressFlags::Noprefixroute
+            } else {
+                AddressFlags::Noprefixroute | AddressFlags::Nodad
+            };
+            add.message_mut()
+                .attributes
+                .push(AddressAttribute::Flags(flags));
+            add.replace()
+                .execute()
+                .await
+                .map_err(fail("adding an address"))?;
+        }
         handle
             .link()
             .set(LinkUnspec::new_with_index(index).up().build())
             .execute()
             .await
             .map_err(fail("bringing up"))?;
-        let to_gateway = RouteMessageBuilder::<Ipv4Addr>::new()
-            .destination_prefix(pod.gateway, 32)
-            .output_interface(index)
-            .scope(RouteScope::Link)
-            .build();
-        handle
-            .route()
-            .add(to_gateway)
-            .replace()
-            .execute()
-            .await
-            .map_err(fail("adding the route to the gateway"))?;
-        let default = RouteMessageBuilder::<Ipv4Addr>::new()
-            .gateway(pod.gateway)
-            .output_interface(index)
-            .build();
-        handle
-            .route()
-            .add(default)
-            .replace()
-            .execute()
-            .await
-            .map_err(fail("adding the default route"))
+        for address in &pod.addresses {
+            match address.gateway {
+                IpAddr::V4(gateway) => {
+                    let to_gateway = RouteMessageBuilder::<Ipv4Addr>::new()
+                        .destination_prefix(gateway, 32)
+                        .output_interface(index)
+                        .scope(RouteScope::Link)
+                        .build();
+                    handle
+                        .route()
+                        .add(to_gateway)
+                        .replace()
+                        .execute()
+                        .await
+                        .map_err(fail("adding the route to the gateway"))?;
+                    let default = RouteMessageBuilder::<Ipv4Addr>::new()
+                        .gateway(gateway)
+                        .output_interface(index)
+                        .build();
+                    handle
+                        .route()
+                        .add(default)
+                        .replace()
+                        .execute()
+                        .await
+                        .map_err(fail("adding the default route"))?;
+                }
+                IpAddr::V6(gateway) => {
+                    // A link-local gateway is on-link by definition: no route to it needed.
+                    let default = RouteMessageBuilder::<Ipv6Addr>::new()
+                        .gateway(gateway)
+                        .output_interface(index)
+                        .build();
+                    handle
+                        .route()
+                        .add(default)
+                        .replace()
+                        .execute()
+                        .await
+                        .map_err(fail("adding the IPv6 default route"))?;
+                }
+            }
+        }
+        Ok(())
     })
 }
 
@@ -272,8 +303,10 @@ pub fn configure_pod_side(netns: &Path, pod: &PodSide) -> Result<(), String> {
 pub struct Found {
     pub mac: Option<[u8; 6]>,
     pub mtu: Option<u32>,
-    pub addresses: Vec<(Ipv4Addr, u8)>,
-    pub default_gateway: Option<Ipv4Addr>,
+    /// IPv4 and IPv6 (global) addresses with their prefix lengths.
+    pub addresses: Vec<(IpAddr, u8)>,
+    /// The gateways of the namespace's default routes, both families.
+    pub default_gateways: Vec<IpAddr>,
 }
 
 /// The pod link `ifname` in `netns`, if it exists.
@@ -296,30 +329,38 @@ pub fn inspect(netns: &Path, ifname: &str) -> Result<Option<Found>, String> {
             .map_err(|e| format!("listing addresses of {ifname}: {e}"))?
         {
             for attribute in &message.attributes {
-                if let AddressAttribute::Address(IpAddr::V4(ip)) = attribute {
+                if let AddressAttribute::Address(ip) = attribute {
                     addresses.push((*ip, message.header.prefix_len));
                 }
             }
         }
-        let mut default_gateway = None;
-        let mut routes = handle
-            .route()
-            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
-            .execute();
-        while let Some(route) = routes
-            .try_next()
-            .await
-            .map_err(|e| format!("listing routes: {e}"))?
-        {
-            if route.header.destination_prefix_length != 0 {
-                continue;
-            }
-            for attribute in &route.attributes {
-                if let RouteAttribute::Gateway(
-                    rtnetlink::packet_route::route::RouteAddress::Inet(gw),
-                ) = attribute
-                {
-                    default_gateway = Some(*gw);
+        let mut default_gateways = Vec::new();
+        let dumps = [
+            RouteMessageBuilder::<Ipv4Addr>::new().build(),
+            RouteMessageBuilder::<Ipv6Addr>::new().build(),
+        ];
+        for dump in dumps {
+            let mut routes = handle.route().get(dump).execute();
+            while let Some(route) = routes
+                .try_next()
+                .await
+                .map_err(|e| format!("listing routes: {e}"))?
+            {
+                if route.header.destination_prefix_length != 0 {
+                    continue;
+                }
+                for attribute in &route.attributes {
+                    if let RouteAttribute::Gateway(gw) = attribute {
+                        match gw {
+                            rtnetlink::packet_route::route::RouteAddress::Inet(v4) => {
+                                default_gateways.push(IpAddr::V4(*v4));
+                            }
+                            rtnetlink::packet_route::route::RouteAddress::Inet6(v6) => {
+                                default_gateways.push(IpAddr::V6(*v6));
+                            }
+                            _ => {}
+                        }
+                    }
                 }
             }
         }
@@ -327,7 +368,7 @@ pub fn inspect(netns: &Path, ifname: &str) -> Result<Option<Found>, String> {
             mac: link_mac(&link),
             mtu: link_mtu(&link),
             addresses,
-            default_gateway,
+            default_gateways,
         }))
     })
 }

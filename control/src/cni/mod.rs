@@ -2,7 +2,8 @@
 //!
 //! The runtime execs it with `CNI_COMMAND` and friends in the environment and the network
 //! configuration on stdin; it answers on stdout (a result, or an error object with exit
-//! status 1). ADD allocates the pod's address from the node's podCIDR ([`ipam`]), creates the
+//! status 1). ADD allocates the pod's addresses from the node's podCIDRs, one per family
+//! ([`ipam`]; `podCIDR`/`podCIDRFile` hold one range or a comma-separated pair), creates the
 //! pod's device in the runtime's netns ([`link`]) and prints the result ([`spec`]); DEL undoes
 //! that and is idempotent; CHECK compares the pod with `prevResult`; STATUS says whether the
 //! node process answers; GC frees the addresses of attachments the runtime no longer has.
@@ -15,8 +16,13 @@
 //!   created are deleted before the error is printed; that includes an ADD the node process
 //!   did not acknowledge (down, a hostPort another pod holds, a port it could not open).
 //! - Every error carries a spec code and a message naming the cause (variable, field, file).
-//! - The pod's MAC is `0a:58:<ip>` and its node-side name `pod_interface_name(namespace,
-//!   name)`, which is how the node process finds the pod's device.
+//! - The pod's MAC is `0a:58:<IPv4 address>` and its node-side name
+//!   `pod_interface_name(namespace, name)`, which is how the node process finds the pod's
+//!   device. Every pod has an IPv4 address (the dataplane keys pod ports by it): a node with
+//!   only an IPv6 podCIDR is refused with a message saying so.
+//! - Each family's default route goes through its gateway: IPv4 the podCIDR's first address
+//!   (on a link route), IPv6 the link-local `fe80::1`, both answered by the dataplane (ARP,
+//!   neighbour discovery); addresses carry no connected route.
 
 pub mod attach;
 pub mod ipam;
@@ -25,7 +31,7 @@ pub mod spec;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -35,7 +41,7 @@ use serde_json::Value;
 use crate::compile::node::pod_mac;
 use crate::node::pod_interface_name;
 use ipam::{PodRange, Store};
-use spec::{Attached, CniError, CniResult, InterfaceKind, Mode, NetConf, code};
+use spec::{Attached, CniError, CniResult, InterfaceKind, Mode, NetConf, PodAddress, code};
 
 /// The name the binary answers to as a CNI plugin.
 pub const PLUGIN_NAME: &str = "ferroplane-cni";
@@ -257,23 +263,35 @@ impl Call {
         }
     }
 
-    fn requested_ip(&self) -> Result<Option<Ipv4Addr>, CniError> {
-        self.args
-            .get("IP")
-            .map(|ip| {
-                ip.parse().map_err(|_| {
-                    CniError::new(
-                        code::INVALID_ENV,
-                        format!("CNI_ARGS IP={ip:?} is not an IPv4 address"),
-                    )
-                })
-            })
-            .transpose()
+    /// The addresses `IP=` asks for (host-local's form: one address or a comma-separated
+    /// list, at most one per family).
+    fn requested_ips(&self) -> Result<Vec<IpAddr>, CniError> {
+        let Some(list) = self.args.get("IP") else {
+            return Ok(Vec::new());
+        };
+        let mut ips: Vec<IpAddr> = Vec::new();
+        for text in list.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            let ip: IpAddr = text.parse().map_err(|_| {
+                CniError::new(
+                    code::INVALID_ENV,
+                    format!("CNI_ARGS IP={list:?}: {text:?} is not an IP address"),
+                )
+            })?;
+            if ips.iter().any(|other| other.is_ipv4() == ip.is_ipv4()) {
+                return Err(CniError::new(
+                    code::INVALID_ENV,
+                    format!("CNI_ARGS IP={list:?} asks for two addresses of one family"),
+                ));
+            }
+            ips.push(ip);
+        }
+        Ok(ips)
     }
 }
 
-/// The node's podCIDR, from the configuration or the file it names.
-fn pod_range(conf: &NetConf) -> Result<PodRange, CniError> {
+/// The node's podCIDRs (one per family, primary first), from the configuration or the file
+/// it names.
+fn pod_ranges(conf: &NetConf) -> Result<Vec<PodRange>, CniError> {
     let text = match (&conf.pod_cidr, &conf.pod_cidr_file) {
         (Some(cidr), _) => cidr.clone(),
         (None, Some(file)) => std::fs::read_to_string(file).map_err(|e| {
@@ -291,7 +309,18 @@ fn pod_range(conf: &NetConf) -> Result<PodRange, CniError> {
             ));
         }
     };
-    PodRange::parse(&text).map_err(|e| CniError::new(code::INVALID_CONFIG, e))
+    let ranges = PodRange::parse_list(&text).map_err(|e| CniError::new(code::INVALID_CONFIG, e))?;
+    if !ranges.iter().any(PodRange::is_ipv4) {
+        return Err(CniError::new(
+            code::INVALID_CONFIG,
+            format!(
+                "podCIDRs {}: no IPv4 range; IPv6-only pods are not supported yet (the \
+                 dataplane keys pod ports and MACs by the pod's IPv4 address)",
+                text.trim()
+            ),
+        ));
+    }
+    Ok(ranges)
 }
 
 fn pod_mtu(conf: &NetConf) -> Result<u32, CniError> {
@@ -365,19 +394,62 @@ fn netns_of(call: &Call) -> Result<&Path, CniError> {
 
 fn add(conf: &NetConf, call: &Call) -> Result<Value, CniError> {
     let netns = netns_of(call)?;
-    let range = pod_range(conf)?;
+    let ranges = pod_ranges(conf)?;
     let mtu = pod_mtu(conf)?;
-    let requested = call.requested_ip()?;
+    let requested = call.requested_ips()?;
+    if let Some(stray) = requested
+        .iter()
+        .find(|ip| !ranges.iter().any(|r| r.same_family(**ip)))
+    {
+        return Err(CniError::new(
+            code::INVALID_CONFIG,
+            format!(
+                "requested address {stray} (CNI_ARGS IP) is of no family of the node's podCIDRs"
+            ),
+        ));
+    }
     let host_ports = attach::port_mappings(conf.runtime_config.as_ref())
         .map_err(|e| CniError::new(code::INVALID_CONFIG, e))?;
     require_node(conf, code::TRY_AGAIN_LATER)?;
     let data_dir = Path::new(&conf.data_dir);
-    let address = {
+    let allocated = {
         let store = Store::open(data_dir, &conf.name)?;
-        store.check_range(range)?;
-        store.allocate(range, &call.container_id, &call.ifname, requested)?
+        let mut allocated = Vec::new();
+        let mut failed = None;
+        for range in &ranges {
+            let wanted = requested.iter().copied().find(|ip| range.same_family(*ip));
+            let step = store
+                .check_range(*range)
+                .and_then(|()| store.allocate(*range, &call.container_id, &call.ifname, wanted));
+            match step {
+                Ok(ip) => allocated.push(PodAddress {
+                    address: ip,
+                    prefix_len: range.prefix_len,
+                    gateway: gateway_of(range),
+                }),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(error) = failed {
+            let _ = store.release(&call.container_id, &call.ifname);
+            return Err(error);
+        }
+        allocated
     };
-    let wired = set_up_interface(conf, call, netns, range, mtu, address).and_then(|attached| {
+    // pod_ranges guarantees an IPv4 range, so this finds the address allocated in it.
+    let address = match ipv4_of(&allocated) {
+        Ok(address) => address,
+        Err(error) => {
+            if let Ok(store) = Store::open(data_dir, &conf.name) {
+                let _ = store.release(&call.container_id, &call.ifname);
+            }
+            return Err(error);
+        }
+    };
+    let wired = set_up_interface(conf, call, netns, mtu, &allocated).and_then(|attached| {
         attach_to_node(conf, call, netns, address, host_ports)?;
         Ok(attached)
     });
@@ -483,15 +555,36 @@ fn detach_from_node(conf: &NetConf, call: &Call) -> Result<(), CniError> {
     }
 }
 
+/// The gateway of `range`'s family: its first address in IPv4, the dataplane's link-local
+/// gateway in IPv6.
+fn gateway_of(range: &PodRange) -> IpAddr {
+    if range.is_ipv4() {
+        range.gateway()
+    } else {
+        IpAddr::V6(dataplane::tables::v6::GATEWAY_LINK_LOCAL)
+    }
+}
+
+/// The IPv4 address among `addresses` (every attachment has one, see [`pod_ranges`]).
+fn ipv4_of(addresses: &[PodAddress]) -> Result<Ipv4Addr, CniError> {
+    addresses
+        .iter()
+        .find_map(|a| match a.address {
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(_) => None,
+        })
+        .ok_or_else(|| CniError::new(code::INVALID_CONFIG, "the pod has no IPv4 address"))
+}
+
 /// Creates and configures the pod's device.
 fn set_up_interface(
     conf: &NetConf,
     call: &Call,
     netns: &Path,
-    range: PodRange,
     mtu: u32,
-    address: Ipv4Addr,
+    addresses: &[PodAddress],
 ) -> Result<Attached, CniError> {
+    let address = ipv4_of(addresses)?;
     let host_name = call.host_name();
     let fail = |e: String| CniError::new(code::IO_FAILURE, e);
     let (current_name, host_interface) = match conf.interface {
@@ -522,9 +615,7 @@ fn set_up_interface(
         ifname: call.ifname.clone(),
         mac: pod_mac(address).0,
         mtu,
-        address,
-        prefix_len: range.prefix_len,
-        gateway: range.gateway(),
+        addresses: addresses.to_vec(),
         gso_max_segs: conf.gso_max_segs,
     };
     link::configure_pod_side(netns, &pod).map_err(fail)?;
@@ -534,9 +625,7 @@ fn set_up_interface(
         pod_mac: pod.mac,
         mtu,
         netns: netns.display().to_string(),
-        address,
-        prefix_len: range.prefix_len,
-        gateway: range.gateway(),
+        addresses: addresses.to_vec(),
     })
 }
 
@@ -581,22 +670,11 @@ fn check(conf: &NetConf, call: &Call) -> Result<(), CniError> {
     let prev: CniResult = serde_json::from_value(prev.clone())
         .map_err(|e| CniError::new(code::DECODE_FAILURE, format!("prevResult: {e}")))?;
     let mismatch = |msg: String| CniError::new(code::CHECK_MISMATCH, msg);
-    let (address, prefix_len) = prev
-        .pod_address(&call.ifname)
-        .ok_or_else(|| mismatch(format!("prevResult has no IPv4 address on {}", call.ifname)))?;
-    let range = pod_range(conf)?;
+    let listed = prev.pod_addresses(&call.ifname);
+    let ranges = pod_ranges(conf)?;
     let store = Store::open(Path::new(&conf.data_dir), &conf.name)?;
-    let held = store
-        .leases()?
-        .into_iter()
-        .any(|l| l.ip == address && l.container_id == call.container_id && l.ifname == call.ifname);
+    let leases = store.leases()?;
     drop(store);
-    if !held {
-        return Err(mismatch(format!(
-            "{address} is not allocated to container {} {}",
-            call.container_id, call.ifname
-        )));
-    }
     let found = link::inspect(netns, &call.ifname)
         .map_err(|e| CniError::new(code::IO_FAILURE, e))?
         .ok_or_else(|| {
@@ -606,33 +684,58 @@ fn check(conf: &NetConf, call: &Call) -> Result<(), CniError> {
                 netns.display()
             ))
         })?;
-    if found.mac != Some(pod_mac(address).0) {
-        return Err(mismatch(format!(
-            "{} has MAC {}, expected {}",
-            call.ifname,
-            found.mac.map(spec::mac_string).unwrap_or_default(),
-            spec::mac_string(pod_mac(address).0)
-        )));
-    }
-    if !found.addresses.contains(&(address, prefix_len)) {
-        return Err(mismatch(format!(
-            "{} lacks {address}/{prefix_len} (has {:?})",
-            call.ifname, found.addresses
-        )));
-    }
-    if found.default_gateway != Some(range.gateway()) {
-        return Err(mismatch(format!(
-            "the default route goes via {:?}, expected {}",
-            found.default_gateway,
-            range.gateway()
-        )));
+    // Every family of the node's podCIDRs, each checked on its own.
+    for range in &ranges {
+        let family = if range.is_ipv4() { "IPv4" } else { "IPv6" };
+        let (address, prefix_len, _) = listed
+            .iter()
+            .copied()
+            .find(|(ip, _, _)| range.same_family(*ip))
+            .ok_or_else(|| {
+                mismatch(format!(
+                    "prevResult has no {family} address on {}",
+                    call.ifname
+                ))
+            })?;
+        let held = leases.iter().any(|l| {
+            l.ip == address && l.container_id == call.container_id && l.ifname == call.ifname
+        });
+        if !held {
+            return Err(mismatch(format!(
+                "{address} is not allocated to container {} {}",
+                call.container_id, call.ifname
+            )));
+        }
+        if let IpAddr::V4(v4) = address
+            && found.mac != Some(pod_mac(v4).0)
+        {
+            return Err(mismatch(format!(
+                "{} has MAC {}, expected {}",
+                call.ifname,
+                found.mac.map(spec::mac_string).unwrap_or_default(),
+                spec::mac_string(pod_mac(v4).0)
+            )));
+        }
+        if !found.addresses.contains(&(address, prefix_len)) {
+            return Err(mismatch(format!(
+                "{} lacks {address}/{prefix_len} (has {:?})",
+                call.ifname, found.addresses
+            )));
+        }
+        let gateway = gateway_of(range);
+        if !found.default_gateways.contains(&gateway) {
+            return Err(mismatch(format!(
+                "no {family} default route goes via {gateway} (default routes via {:?})",
+                found.default_gateways
+            )));
+        }
     }
     Ok(())
 }
 
 fn status(conf: &NetConf) -> Result<(), CniError> {
     require_node(conf, code::PLUGIN_NOT_AVAILABLE)?;
-    pod_range(conf).map_err(|e| CniError::new(code::PLUGIN_NOT_AVAILABLE, e.msg))?;
+    pod_ranges(conf).map_err(|e| CniError::new(code::PLUGIN_NOT_AVAILABLE, e.msg))?;
     Ok(())
 }
 

@@ -7,7 +7,7 @@
 //! useful, `details`.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -268,9 +268,17 @@ pub struct Attached {
     pub pod_mac: [u8; 6],
     pub mtu: u32,
     pub netns: String,
-    pub address: Ipv4Addr,
+    /// One per family, the primary family first.
+    pub addresses: Vec<PodAddress>,
+}
+
+/// One of the pod's addresses: its prefix length (the podCIDR's) and the gateway its
+/// family's default route goes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PodAddress {
+    pub address: IpAddr,
     pub prefix_len: u8,
-    pub gateway: Ipv4Addr,
+    pub gateway: IpAddr,
 }
 
 pub fn mac_string(mac: [u8; 6]) -> String {
@@ -301,30 +309,49 @@ impl CniResult {
         CniResult {
             cni_version: version.to_owned(),
             interfaces,
-            ips: vec![IpConfig {
-                version: (version == "0.4.0").then(|| "4".to_owned()),
-                address: format!("{}/{}", attached.address, attached.prefix_len),
-                gateway: Some(attached.gateway.to_string()),
-                interface: Some(pod_index),
-            }],
-            routes: vec![Route {
-                dst: "0.0.0.0/0".to_owned(),
-                gw: Some(attached.gateway.to_string()),
-            }],
+            ips: attached
+                .addresses
+                .iter()
+                .map(|a| IpConfig {
+                    version: (version == "0.4.0")
+                        .then(|| if a.address.is_ipv4() { "4" } else { "6" }.to_owned()),
+                    address: format!("{}/{}", a.address, a.prefix_len),
+                    gateway: Some(a.gateway.to_string()),
+                    interface: Some(pod_index),
+                })
+                .collect(),
+            routes: attached
+                .addresses
+                .iter()
+                .map(|a| Route {
+                    dst: if a.address.is_ipv4() {
+                        "0.0.0.0/0"
+                    } else {
+                        "::/0"
+                    }
+                    .to_owned(),
+                    gw: Some(a.gateway.to_string()),
+                })
+                .collect(),
             dns,
         }
     }
 
-    /// The pod's address and prefix length in a previous result, on interface `ifname`.
-    pub fn pod_address(&self, ifname: &str) -> Option<(Ipv4Addr, u8)> {
-        self.ips.iter().find_map(|ip| {
-            let on_pod = ip
-                .interface
-                .and_then(|i| self.interfaces.get(i))
-                .is_none_or(|i| i.name == ifname);
-            let (addr, len) = ip.address.split_once('/')?;
-            on_pod.then_some((addr.parse().ok()?, len.parse().ok()?))
-        })
+    /// The pod's addresses and prefix lengths in a previous result, on interface `ifname`,
+    /// with the gateway each names (in the result's order).
+    pub fn pod_addresses(&self, ifname: &str) -> Vec<(IpAddr, u8, Option<IpAddr>)> {
+        self.ips
+            .iter()
+            .filter_map(|ip| {
+                let on_pod = ip
+                    .interface
+                    .and_then(|i| self.interfaces.get(i))
+                    .is_none_or(|i| i.name == ifname);
+                let (addr, len) = ip.address.split_once('/')?;
+                let gateway = ip.gateway.as_deref().and_then(|g| g.parse().ok());
+                on_pod.then_some((addr.parse().ok()?, len.parse().ok()?, gateway))
+            })
+            .collect()
     }
 }
 

@@ -228,9 +228,18 @@ fn results_follow_the_asked_version() {
         pod_mac: [0x0a, 0x58, 10, 244, 1, 2],
         mtu: 1450,
         netns: "/run/netns/x".to_owned(),
-        address: Ipv4Addr::new(10, 244, 1, 2),
-        prefix_len: 24,
-        gateway: Ipv4Addr::new(10, 244, 1, 1),
+        addresses: vec![
+            spec::PodAddress {
+                address: IpAddr::from([10, 244, 1, 2]),
+                prefix_len: 24,
+                gateway: IpAddr::from([10, 244, 1, 1]),
+            },
+            spec::PodAddress {
+                address: "fd00:10:244:1::2".parse().unwrap(),
+                prefix_len: 64,
+                gateway: "fe80::1".parse().unwrap(),
+            },
+        ],
     };
     let new =
         serde_json::to_value(CniResult::new("1.1.0", &attached, spec::Dns::default())).unwrap();
@@ -240,13 +249,29 @@ fn results_follow_the_asked_version() {
     assert_eq!(new["interfaces"][1]["sandbox"], "/run/netns/x");
     assert_eq!(new["interfaces"][1]["mac"], "0a:58:0a:f4:01:02");
     assert_eq!(new["routes"][0]["gw"], "10.244.1.1");
+    assert_eq!(new["ips"][1]["address"], "fd00:10:244:1::2/64");
+    assert_eq!(new["ips"][1]["gateway"], "fe80::1");
+    assert_eq!(new["routes"][1]["dst"], "::/0");
+    assert_eq!(new["routes"][1]["gw"], "fe80::1");
     let old =
         serde_json::to_value(CniResult::new("0.4.0", &attached, spec::Dns::default())).unwrap();
     assert_eq!(old["ips"][0]["version"], "4");
+    assert_eq!(old["ips"][1]["version"], "6");
     let back: CniResult = serde_json::from_value(new).unwrap();
     assert_eq!(
-        back.pod_address("eth0"),
-        Some((Ipv4Addr::new(10, 244, 1, 2), 24))
+        back.pod_addresses("eth0"),
+        vec![
+            (
+                IpAddr::from([10, 244, 1, 2]),
+                24,
+                Some(IpAddr::from([10, 244, 1, 1]))
+            ),
+            (
+                "fd00:10:244:1::2".parse().unwrap(),
+                64,
+                Some("fe80::1".parse().unwrap())
+            ),
+        ]
     );
 }
 

@@ -1,7 +1,10 @@
 //! The node's own [`NodeConfig`]: addresses and CIDRs from its Node object and the cluster
 //! settings, MACs and link settings from [`NodeLocal`].
 //!
-//! Invariants: the gateway is the first address of the podCIDR (the bridge CNI's `.1`); MACs
+//! Invariants: the IPv4 tables come from the IPv4 ranges wherever they sit in the settings
+//! (primary in IPv4-primary clusters, secondary in IPv6-primary ones); an IPv6-only cluster is
+//! refused with a message saying why (the dataplane's pod ports are keyed by IPv4 addresses).
+//! The gateway is the first address of the podCIDR (the bridge CNI's `.1`); MACs
 //! not configured locally are derived from the node name and a role, so they are stable across
 //! restarts and differ between roles and nodes; the VTEP MAC is the one the Node publishes.
 
@@ -15,7 +18,8 @@ use k8s_openapi::api::core::v1::Node;
 use super::local::NodeLocal;
 use super::{CompileError, Problem};
 use crate::model::node as node_model;
-use crate::net::{Cidr, MacAddr};
+use crate::net::{Cidr, IpFamily, MacAddr};
+use crate::settings::ClusterSettings;
 use crate::state::ClusterState;
 
 /// The IPv4 address, if `ip` is one.
@@ -69,6 +73,23 @@ fn vtep_mac(node: &Node, name: &str) -> DpMac {
         .map_or_else(|| to_dp_mac(MacAddr::derived_from_name(name)), to_dp_mac)
 }
 
+/// The cluster's IPv4 pod and Service ranges, primary or secondary.
+fn ipv4_ranges(settings: &ClusterSettings) -> Result<(DpCidr, DpCidr), String> {
+    let of = |cidr: Option<Cidr>, what: &str| {
+        cidr.as_ref().and_then(to_dp_cidr).ok_or_else(|| {
+            format!(
+                "the cluster has no IPv4 {what}: IPv6-only clusters are not supported yet (the \
+                 dataplane keys pod ports and MACs by the pod's IPv4 address); add an IPv4 range \
+                 as the secondary one (dual-stack, IPv6 primary)"
+            )
+        })
+    };
+    Ok((
+        of(settings.cluster_cidr_of(IpFamily::IPv4), "cluster CIDR")?,
+        of(settings.service_cidr_of(IpFamily::IPv4), "service CIDR")?,
+    ))
+}
+
 pub(super) fn node_config(
     state: &ClusterState,
     name: &str,
@@ -91,10 +112,7 @@ pub(super) fn node_config(
         .and_then(to_dp_cidr)
         .ok_or_else(|| fail("the Node has no IPv4 spec.podCIDR"))?;
     let settings = state.settings();
-    let cluster_cidr =
-        to_dp_cidr(&settings.cluster_cidr).ok_or_else(|| fail("the cluster CIDR is not IPv4"))?;
-    let service_cidr =
-        to_dp_cidr(&settings.service_cidr).ok_or_else(|| fail("the service CIDR is not IPv4"))?;
+    let (cluster_cidr, service_cidr) = ipv4_ranges(settings).map_err(|e| fail(&e))?;
     let gateway_ip = Ipv4Addr::from(u32::from(pod_cidr.network()).saturating_add(1));
     let masquerade_exempt = local
         .masquerade_exempt
@@ -169,4 +187,28 @@ pub(super) fn node_config(
         underlay_mtu: local.underlay_mtu,
         snat_ports: local.snat_ports,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv4_ranges_come_from_either_position_and_ipv6_only_is_refused_with_the_reason() {
+        let v4_primary = r#"{"clusterCIDR":"10.244.0.0/16","secondaryClusterCIDR":"fd00:10:244::/56","serviceCIDR":"10.96.0.0/12","secondaryServiceCIDR":"fd00:10:96::/108"}"#;
+        let v6_primary = r#"{"clusterCIDR":"fd00:10:244::/56","secondaryClusterCIDR":"10.244.0.0/16","serviceCIDR":"fd00:10:96::/108","secondaryServiceCIDR":"10.96.0.0/12","clusterDNS":"fd00:10:96::a","loadBalancerPool":"2001:db8:51::/120","secondaryLoadBalancerPool":"198.51.100.0/24"}"#;
+        for json in [v4_primary, v6_primary] {
+            let settings = ClusterSettings::from_json(json.as_bytes()).unwrap();
+            let (cluster, service) = ipv4_ranges(&settings).unwrap();
+            assert_eq!(cluster.to_string(), "10.244.0.0/16", "{json}");
+            assert_eq!(service.to_string(), "10.96.0.0/12", "{json}");
+        }
+        let v6_only = r#"{"clusterCIDR":"fd00:10:244::/56","serviceCIDR":"fd00:10:96::/108","clusterDNS":"fd00:10:96::a","loadBalancerPool":"2001:db8:51::/120"}"#;
+        let settings = ClusterSettings::from_json(v6_only.as_bytes()).unwrap();
+        let error = ipv4_ranges(&settings).unwrap_err();
+        assert!(
+            error.contains("IPv6-only clusters are not supported yet"),
+            "{error}"
+        );
+    }
 }

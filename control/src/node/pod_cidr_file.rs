@@ -1,6 +1,7 @@
 //! The node's podCIDR for the CNI plugin: written next to the admin socket
 //! (`<socket without extension>.pod-cidr`, e.g. `/run/ferroplane/admin.pod-cidr`), which the
-//! plugin's `podCIDRFile` names, whenever the Node's `spec.podCIDR` is known or changes.
+//! plugin's `podCIDRFile` names, whenever the Node's `spec.podCIDRs` are known or change: one
+//! range, or in a dual-stack cluster both, comma-separated, primary family first.
 //!
 //! Invariants: the file appears whole (written under a temporary name, then renamed); it is
 //! rewritten only when the podCIDR changes; a failure to write is logged once per change and
@@ -33,13 +34,18 @@ impl PodCidrFile {
 
     /// Writes the podCIDR of `node` in `state` if it changed since the last write.
     pub fn update(&mut self, state: &ClusterState, node: &str) {
-        let Some(cidr) = state
+        let cidrs = state
             .node(node)
-            .and_then(node_model::pod_cidr)
-            .map(|c| c.to_string())
-        else {
+            .map(node_model::pod_cidrs)
+            .unwrap_or_default();
+        if cidrs.is_empty() {
             return;
-        };
+        }
+        let cidr = cidrs
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
         if self.written.as_deref() == Some(cidr.as_str()) {
             return;
         }
@@ -82,5 +88,8 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "10.244.1.0/24\n");
         let parsed = crate::cni::ipam::PodRange::parse(&std::fs::read_to_string(&path).unwrap());
         assert!(parsed.is_ok(), "the plugin reads what the node writes");
+        write(&path, "10.244.1.0/24,fd00:10:244:1::/64").unwrap();
+        let both = crate::cni::ipam::PodRange::parse_list(&std::fs::read_to_string(&path).unwrap());
+        assert_eq!(both.map(|r| r.len()), Ok(2), "both families");
     }
 }

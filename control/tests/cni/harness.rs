@@ -211,7 +211,7 @@ pub fn leases(data_dir: &Path) -> Vec<String> {
         Ok(entries) => entries
             .flatten()
             .filter_map(|e| e.file_name().to_str().map(str::to_owned))
-            .filter(|n| n.parse::<std::net::Ipv4Addr>().is_ok())
+            .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
             .collect(),
         Err(_) => Vec::new(),
     }

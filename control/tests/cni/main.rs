@@ -114,6 +114,106 @@ fn veth_add_check_del_as_a_runtime_calls_them() {
 }
 
 #[test]
+fn dual_stack_pods_get_an_address_and_a_default_route_per_family() {
+    let node = Netns::new();
+    let pod = Netns::new();
+    let data = tempfile::tempdir().unwrap();
+    let conf = our_conf("1.1.0", data.path(), "").replace(
+        r#""podCIDR":"10.244.7.0/24""#,
+        r#""podCIDR":"10.244.7.0/24,fd00:10:244:7::/64""#,
+    );
+    let args = "IP=10.244.7.9,fd00:10:244:7::9";
+    let add = exec_plugin(
+        &node,
+        &ours(),
+        &vars("ADD", "d1", Some(&pod), "dual", args),
+        &conf,
+    );
+    assert!(add.ok, "ADD: {} {}", add.json, add.stderr);
+    let result = add.json;
+    assert_eq!(result["ips"][0]["address"], "10.244.7.9/24");
+    assert_eq!(result["ips"][1]["address"], "fd00:10:244:7::9/64");
+    assert_eq!(result["ips"][1]["gateway"], "fe80::1");
+    assert_eq!(result["ips"][1]["interface"], 1);
+    assert_eq!(result["routes"][1]["dst"], "::/0");
+    let shown = pod.ip(&["-6", "addr", "show", "eth0"]);
+    assert!(shown.contains("inet6 fd00:10:244:7::9/64"), "{shown}");
+    assert!(shown.contains("noprefixroute"), "{shown}");
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.contains("inet6 fd00:10:244:7::9/64") && !l.contains("tentative")),
+        "no DAD wait: {shown}"
+    );
+    let routes6 = pod.ip(&["-6", "route", "show"]);
+    assert!(
+        routes6.contains("default via fe80::1 dev eth0"),
+        "{routes6}"
+    );
+    assert!(
+        !routes6.contains("fd00:10:244:7::/64"),
+        "no connected route: {routes6}"
+    );
+    assert!(
+        pod.ip(&["route", "show"])
+            .contains("default via 10.244.7.1 dev eth0")
+    );
+    let mut held = leases(data.path());
+    held.sort();
+    assert_eq!(held, vec!["10.244.7.9", "fd00:10:244:7::9"]);
+
+    let with_prev = |prev: &Value| {
+        let mut v: Value = serde_json::from_str(&conf).unwrap();
+        v["prevResult"] = prev.clone();
+        v.to_string()
+    };
+    let check = exec_plugin(
+        &node,
+        &ours(),
+        &vars("CHECK", "d1", Some(&pod), "dual", args),
+        &with_prev(&result),
+    );
+    assert!(check.ok, "CHECK: {}", check.json);
+    pod.ip(&["-6", "route", "del", "default"]);
+    let broken = exec_plugin(
+        &node,
+        &ours(),
+        &vars("CHECK", "d1", Some(&pod), "dual", args),
+        &with_prev(&result),
+    );
+    assert!(!broken.ok, "CHECK must see the missing IPv6 default route");
+    assert_eq!(broken.json["code"], 100, "{}", broken.json);
+    assert!(
+        broken.json["msg"].as_str().unwrap().contains("IPv6"),
+        "{}",
+        broken.json
+    );
+    let del = exec_plugin(
+        &node,
+        &ours(),
+        &vars("DEL", "d1", Some(&pod), "dual", args),
+        &with_prev(&result),
+    );
+    assert!(del.ok, "DEL: {}", del.json);
+    assert!(leases(data.path()).is_empty(), "DEL frees both families");
+
+    let v6_only = conf.replace("10.244.7.0/24,", "");
+    let refused = exec_plugin(
+        &node,
+        &ours(),
+        &vars("ADD", "d2", Some(&pod), "dual", ""),
+        &v6_only,
+    );
+    assert!(!refused.ok);
+    assert_eq!(refused.json["code"], 7, "{}", refused.json);
+    assert!(
+        refused.json["msg"].as_str().unwrap().contains("IPv6-only"),
+        "{}",
+        refused.json
+    );
+}
+
+#[test]
 fn tap_pods_get_a_tap_in_their_namespace_and_old_runtimes_a_0_4_0_result() {
     let node = Netns::new();
     let pod = Netns::new();

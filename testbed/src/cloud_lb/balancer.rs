@@ -9,10 +9,12 @@
 //! Invariants: the routes are changed only when the healthy set changes (established flows
 //! keep their hash while nothing changes); a route whose Service is gone is removed; a state
 //! that cannot be read keeps the last good frontends; each round is bounded by the checks'
-//! timeouts.
+//! timeouts. IPv6 ingress IPs (a dual-stack testbed) are routed like IPv4 ones, over the same
+//! health checks (on the nodes' IPv4 addresses), to the healthy nodes' IPv6 addresses (kernels
+//! here refuse IPv6 routes through IPv4 next hops).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
@@ -46,7 +48,7 @@ impl Check {
 }
 
 /// The ingress IPs of the LoadBalancer Services in `state`, each with its health check.
-fn frontends(state: &ClusterState) -> BTreeMap<Ipv4Addr, Check> {
+fn frontends(state: &ClusterState) -> BTreeMap<IpAddr, Check> {
     let mut found = BTreeMap::new();
     for service in state.services() {
         let Some(spec) = &service.spec else { continue };
@@ -82,11 +84,11 @@ fn frontends(state: &ClusterState) -> BTreeMap<Ipv4Addr, Check> {
 }
 
 /// Runs forever: one round of checks and route updates every [`ROUND`].
-pub fn serve(state_dir: &Path, nodes: &[Ipv4Addr]) -> Result<()> {
+pub fn serve(state_dir: &Path, nodes: &[Ipv4Addr], nodes6: &[Ipv6Addr]) -> Result<()> {
     let store = StateDir::new(state_dir);
     let mut generation = None;
     let mut wanted = BTreeMap::new();
-    let mut installed: BTreeMap<Ipv4Addr, BTreeSet<Ipv4Addr>> = BTreeMap::new();
+    let mut installed: BTreeMap<IpAddr, BTreeSet<Ipv4Addr>> = BTreeMap::new();
     let mut announced = false;
     loop {
         let now = store.read_generation().ok();
@@ -115,17 +117,17 @@ pub fn serve(state_dir: &Path, nodes: &[Ipv4Addr]) -> Result<()> {
                 })
                 .collect();
             if installed.get(&ip) != Some(&healthy) {
-                program(ip, &healthy)?;
+                program(ip, &next_hops(ip, &healthy, nodes, nodes6))?;
                 installed.insert(ip, healthy);
             }
         }
-        let gone: Vec<Ipv4Addr> = installed
+        let gone: Vec<IpAddr> = installed
             .keys()
             .copied()
             .filter(|ip| !wanted.contains_key(ip))
             .collect();
         for ip in gone {
-            run("ip", &["route", "del", &format!("{ip}/32")])?;
+            run("ip", &["route", "del", &host_route(ip)])?;
             installed.remove(&ip);
             println!("{ip}: removed");
         }
@@ -137,9 +139,28 @@ pub fn serve(state_dir: &Path, nodes: &[Ipv4Addr]) -> Result<()> {
     }
 }
 
+/// The next hops of ingress IP `ip` for the `healthy` nodes: their IPv4 addresses, or for an
+/// IPv6 ingress IP their IPv6 ones (`nodes6[i]` is `nodes[i]`'s).
+fn next_hops(
+    ip: IpAddr,
+    healthy: &BTreeSet<Ipv4Addr>,
+    nodes: &[Ipv4Addr],
+    nodes6: &[Ipv6Addr],
+) -> BTreeSet<IpAddr> {
+    if ip.is_ipv4() {
+        return healthy.iter().map(|n| IpAddr::V4(*n)).collect();
+    }
+    nodes
+        .iter()
+        .zip(nodes6)
+        .filter(|(v4, _)| healthy.contains(v4))
+        .map(|(_, v6)| IpAddr::V6(*v6))
+        .collect()
+}
+
 /// Points `ip` at `nodes` (ECMP), or makes it unreachable when there is none.
-fn program(ip: Ipv4Addr, nodes: &BTreeSet<Ipv4Addr>) -> Result<()> {
-    let dst = format!("{ip}/32");
+fn program(ip: IpAddr, nodes: &BTreeSet<IpAddr>) -> Result<()> {
+    let dst = host_route(ip);
     let mut args = vec!["route".to_owned(), "replace".to_owned()];
     match nodes.len() {
         0 => args.extend(["unreachable".to_owned(), dst]),
@@ -153,15 +174,23 @@ fn program(ip: Ipv4Addr, nodes: &BTreeSet<Ipv4Addr>) -> Result<()> {
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     run("ip", &args)?;
-    let list: Vec<String> = nodes.iter().map(Ipv4Addr::to_string).collect();
+    let list: Vec<String> = nodes.iter().map(IpAddr::to_string).collect();
     println!("{ip}: to [{}]", list.join(", "));
     Ok(())
 }
 
-fn first(nodes: &BTreeSet<Ipv4Addr>) -> String {
+/// `ip`'s host route: `/32` or `/128`.
+fn host_route(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => format!("{v4}/32"),
+        IpAddr::V6(v6) => format!("{v6}/128"),
+    }
+}
+
+fn first(nodes: &BTreeSet<IpAddr>) -> String {
     nodes
         .iter()
         .next()
-        .map(Ipv4Addr::to_string)
+        .map(IpAddr::to_string)
         .unwrap_or_default()
 }

@@ -97,6 +97,7 @@ pub fn run(layout: &Layout, options: &SoakOptions) -> Result<(Verdict, String)> 
             .collect(),
         ferroplane: options.ferroplane.clone(),
         tuning: NodeTuning::default(),
+        ip_family: Default::default(),
     };
     eprintln!("soak: bringing testbed {} up", layout.prefix);
     let result = lifecycle::up(layout, &up).and_then(|state| soak(layout, state, options, stop));

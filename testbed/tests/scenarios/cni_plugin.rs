@@ -27,6 +27,7 @@ pub fn plugin(
         pod_name: name,
         netns,
         ip,
+        ip6: None,
     };
     call(
         &layout,

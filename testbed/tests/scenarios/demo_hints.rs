@@ -1,7 +1,7 @@
 //! The commands `scripts/demo.sh` suggests at its end (printed by `scripts/demo-hints.sh`)
 //! work as printed on the cluster the demo leaves: each one is run, in order, against a
-//! testbed set up as the demo sets it up (two nodes, the store app, the LoadBalancer
-//! Service), with only `FERROPLANE_STATE` and `TESTBED_PREFIX` in the environment, as a user
+//! testbed set up as the demo sets it up (two nodes, dual-stack, the store app, the
+//! LoadBalancer Service), with only `FERROPLANE_STATE` and `TESTBED_PREFIX` in the environment, as a user
 //! who copies them would have.
 
 use std::process::{Child, Command, Output, Stdio};
@@ -79,10 +79,14 @@ fn check(hint: &str, out: &Output) {
 
 #[test]
 fn every_command_the_demo_prints_at_its_end_works() {
-    let cluster = Cluster::up("hint", &["--nodes", "2"]);
+    let cluster = Cluster::up("hint", &["--nodes", "2", "--ip-family", "dual"]);
     cluster.ok(&["apply", "-f", &format!("{DEMO}/40-store-be-lb.yaml")]);
     let state = cluster.status()["state_dir"].as_str().unwrap().to_owned();
     let vip = cluster.cluster_ip("store-be");
+    let vip6 = cluster.get("service", "store-be")["spec"]["clusterIPs"][1]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let lb = cluster.get("service", "store-be-lb")["status"]["loadBalancer"]["ingress"][0]["ip"]
         .as_str()
         .unwrap()
@@ -94,6 +98,7 @@ fn every_command_the_demo_prints_at_its_end_works() {
         .env("F", ferroplane())
         .env("FERROPLANE_STATE", &state)
         .env("VIP", &vip)
+        .env("VIP6", &vip6)
         .env("LB", &lb)
         .output()
         .unwrap();
@@ -101,7 +106,9 @@ fn every_command_the_demo_prints_at_its_end_works() {
     let printed = String::from_utf8(printed.stdout).unwrap();
     let hints = parse(&printed);
     let ran: Vec<&str> = hints.iter().map(|h| h.line.as_str()).collect();
+    let probe6 = format!(" probe store-fe '[{vip6}]:80'");
     for verb in [
+        probe6.as_str(),
         " stats --node-name node-1",
         " conntrack list --node-name node-1",
         " down",

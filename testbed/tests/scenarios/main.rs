@@ -11,6 +11,7 @@ mod cni_plugin;
 mod conformance;
 mod demo_hints;
 mod dns;
+mod dual_stack;
 mod host_port;
 mod hostile;
 mod internet;

@@ -1,5 +1,6 @@
 //! The kernel side of the tunnel: one UDP socket per worker bound to the node's VXLAN
-//! address on the uplink device, batch send with `UDP_SEGMENT` and batch receive with
+//! address on the uplink device (and send sockets bound to the node IP and ephemeral ports,
+//! one per outer source port bucket), batch send with `UDP_SEGMENT` and batch receive with
 //! `UDP_GRO` (`sendmmsg`/`recvmmsg`), and the epoll set a worker sleeps on.
 //!
 //! Invariants:
@@ -75,11 +76,32 @@ fn set_buffer(fd: &OwnedFd, forced: c_int, capped: c_int, what: &str) -> io::Res
         .or_else(|_| set_int(fd, libc::SOL_SOCKET, capped, BUFFER_BYTES, what))
 }
 
-/// Opens the tunnel socket of one worker (see the module invariants).
+/// Opens the tunnel socket of one worker (see the module invariants): it receives every
+/// VXLAN datagram for the node (`UDP_GRO`).
 pub(crate) fn open(node_ip: Ipv4Addr, port: u16, device: &str) -> io::Result<OwnedFd> {
+    let fd = configured(device)?;
+    set_int(&fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1, "SO_REUSEPORT")?;
+    set_int(&fd, SOL_UDP, UDP_GRO, 1, "UDP_GRO")?;
+    set_buffer(&fd, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, "SO_RCVBUF")?;
+    bind(&fd, node_ip, port)?;
+    Ok(fd)
+}
+
+/// Opens one of a worker's send sockets: bound to `node_ip` and a port the kernel picks
+/// (ephemeral), so what it sends carries that outer source port. It receives nothing: the
+/// node's kernel delivers only UDP to the VXLAN port from the uplink (module doc of
+/// `udp_tunnel`).
+pub(crate) fn open_sender(node_ip: Ipv4Addr, device: &str) -> io::Result<OwnedFd> {
+    let fd = configured(device)?;
+    bind(&fd, node_ip, 0)?;
+    Ok(fd)
+}
+
+/// A non-blocking UDP socket with the options both kinds share: free bind, DF without
+/// path-MTU state, the uplink device, a large send buffer.
+fn configured(device: &str) -> io::Result<OwnedFd> {
     let fd = sys::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_NONBLOCK, 0)
         .map_err(|e| context(e, "UDP tunnel socket"))?;
-    set_int(&fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1, "SO_REUSEPORT")?;
     set_int(&fd, libc::SOL_IP, libc::IP_FREEBIND, 1, "IP_FREEBIND")?;
     // DF on every datagram, and no path-MTU state: a VTEP never fragments, and the segment
     // size is fitted to the uplink MTU by the pipeline.
@@ -100,9 +122,11 @@ pub(crate) fn open(node_ip: Ipv4Addr, port: u16, device: &str) -> io::Result<Own
         &name,
         "SO_BINDTODEVICE",
     )?;
-    set_int(&fd, SOL_UDP, UDP_GRO, 1, "UDP_GRO")?;
-    set_buffer(&fd, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, "SO_RCVBUF")?;
     set_buffer(&fd, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, "SO_SNDBUF")?;
+    Ok(fd)
+}
+
+fn bind(fd: &OwnedFd, node_ip: Ipv4Addr, port: u16) -> io::Result<()> {
     let addr = sockaddr(node_ip, port);
     let len = size_of::<libc::sockaddr_in>() as libc::socklen_t;
     // SAFETY: `addr` is a live sockaddr_in of `len` bytes, only read by the kernel.
@@ -117,7 +141,7 @@ pub(crate) fn open(node_ip: Ipv4Addr, port: u16, device: &str) -> io::Result<Own
         ret,
         format_args!("bind UDP tunnel socket to {node_ip}:{port}"),
     )?;
-    Ok(fd)
+    Ok(())
 }
 
 /// Sends `msgs` with one `sendmmsg` (non-blocking); returns how many went out (0 when the

@@ -31,6 +31,10 @@ pub(crate) const MAX_SEGMENTS: usize = 64;
 pub(crate) const ARENA_BYTES: usize = 1 << 20;
 /// Messages one flush can carry.
 pub(crate) const MAX_MESSAGES: usize = 128;
+/// Send sockets per worker: the outer UDP source port the pipeline chose from the inner
+/// flow hash picks one (`lane`), so one flow always leaves from one source port and flows
+/// spread over this many (ECMP and receive-side hashing on a real underlay).
+pub(crate) const SEND_LANES: usize = 8;
 
 /// One message: `len` bytes at `off` in the arena to `dst`, cut by the kernel into datagrams
 /// of `gso` bytes (0: one datagram).
@@ -42,6 +46,18 @@ pub(crate) struct TxMsg {
     pub gso: u16,
     /// The last message of its packet: the packet counts as sent once this one is.
     pub ends_packet: bool,
+    /// The send socket (`SEND_LANES`) it leaves by.
+    pub lane: u8,
+}
+
+/// The send lane of a tunnel frame: its outer UDP source port (the pipeline's inner flow
+/// hash) modulo `SEND_LANES`.
+pub(crate) fn lane(frame: &[u8]) -> u8 {
+    let at = ethernet::HEADER_LEN + ipv4::HEADER_LEN;
+    let sport = frame
+        .get(at..at + 2)
+        .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+    (usize::from(sport) % SEND_LANES) as u8
 }
 
 /// What became of a frame offered to the batch.
@@ -112,10 +128,11 @@ impl TxBatch {
             return Added::NotTunnel;
         };
         let o = pkt.meta.offload;
+        let lane = lane(frame);
         if o.is_gso() {
             return self.add_super(
                 frame,
-                dst,
+                (dst, lane),
                 usize::from(o.encap_len),
                 usize::from(o.gso_size),
             );
@@ -131,12 +148,19 @@ impl TxBatch {
             len: datagram.len(),
             gso: 0,
             ends_packet: true,
+            lane,
         });
         self.used += datagram.len();
         Added::Queued
     }
 
-    fn add_super(&mut self, frame: &[u8], dst: Ipv4Addr, encap_len: usize, mss: usize) -> Added {
+    fn add_super(
+        &mut self,
+        frame: &[u8],
+        (dst, lane): (Ipv4Addr, u8),
+        encap_len: usize,
+        mss: usize,
+    ) -> Added {
         if encap_len != OUTER + vxlan::HEADER_LEN || mss == 0 {
             return Added::Invalid;
         }
@@ -196,6 +220,7 @@ impl TxBatch {
                     len: self.used - msg_start,
                     gso: if in_msg > 1 { full as u16 } else { 0 },
                     ends_packet: i + 1 == n,
+                    lane,
                 });
                 msg_start = self.used;
                 in_msg = 0;

@@ -144,11 +144,24 @@ pub(crate) fn segment_flags(flags: u8, i: usize, n: usize) -> u8 {
 pub(crate) fn fix_segment(
     seg: &mut [u8],
     at: &Layout,
-    (ident, seq): (u16, u32),
+    ids: (u16, u32),
     flags: u8,
     payload_sum: u32,
 ) {
     let len = seg.len();
+    fix_headers(seg, len, at, ids, flags, payload_sum);
+}
+
+/// As [`fix_segment`] for a segment of `len` bytes whose headers (up to `at.payload`) are
+/// `seg` and whose payload lies elsewhere (a gather write): `payload_sum` is its sum.
+pub(crate) fn fix_headers(
+    seg: &mut [u8],
+    len: usize,
+    at: &Layout,
+    (ident, seq): (u16, u32),
+    flags: u8,
+    payload_sum: u32,
+) {
     if let Some(outer) = at.outer_l3 {
         let mut ip = Ipv4Packet::new_unchecked(&mut seg[outer..]);
         let outer_len = len - outer;

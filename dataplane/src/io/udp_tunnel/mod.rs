@@ -57,7 +57,7 @@ pub(crate) use self::filter::attach as attach_filter;
 pub use self::filter::exclude_udp_port;
 pub use self::rx::{RxContext, RxCounts, split_message};
 use self::socket::{CONTROL_LEN, from_sockaddr, gro_size, put_segment_size, sockaddr};
-use self::tx::{Added, MAX_MESSAGES, SEND_LANES, TxBatch};
+use self::tx::{Added, MAX_MESSAGES, MAX_PIECES, SEND_LANES, TxBatch};
 
 /// Messages one receive call asks for (each up to ~64 KB in a large buffer).
 const RX_MESSAGES: usize = 8;
@@ -150,7 +150,7 @@ impl TunnelUplink {
 
     /// Sends the queued messages, one `sendmmsg` per lane that has any (a lane keeps its
     /// messages' order); returns how many packets went out whole.
-    fn flush(&mut self) -> usize {
+    fn flush(&mut self, pool: &mut PacketPool) -> usize {
         let msgs = self.tx.messages();
         let k = msgs.len().min(MAX_MESSAGES);
         if k == 0 {
@@ -174,29 +174,37 @@ impl TunnelUplink {
             order[next[lane]] = j;
             next[lane] += 1;
         }
-        let arena = self.tx.arena();
         let mut names = [sockaddr(Ipv4Addr::UNSPECIFIED, 0); MAX_MESSAGES];
         let mut iov = [libc::iovec {
             iov_base: ptr::null_mut(),
             iov_len: 0,
-        }; MAX_MESSAGES];
+        }; MAX_PIECES];
+        let mut iov_count = [0usize; MAX_MESSAGES];
         let mut control = [[0u8; CONTROL_LEN]; MAX_MESSAGES];
         let mut control_len = [0usize; MAX_MESSAGES];
+        let mut at = 0;
         for (p, &j) in order[..k].iter().enumerate() {
             let m = &msgs[j];
             names[p] = sockaddr(m.dst, self.config.port);
-            iov[p] = libc::iovec {
-                iov_base: arena[m.off..].as_ptr().cast_mut().cast(),
-                iov_len: m.len,
-            };
+            for bytes in self.tx.pieces(m) {
+                iov[at] = libc::iovec {
+                    iov_base: bytes.as_ptr().cast_mut().cast(),
+                    iov_len: bytes.len(),
+                };
+                at += 1;
+                iov_count[p] += 1;
+            }
             if m.gso > 0 {
                 control_len[p] = put_segment_size(&mut control[p], m.gso);
             }
         }
         let mut hdrs = [socket::empty_mmsghdr(); MAX_MESSAGES];
+        let mut rest = &mut iov[..at];
         for p in 0..k {
+            let (this, after) = rest.split_at_mut(iov_count[p]);
+            rest = after;
             let control = &mut control[p][..control_len[p]];
-            socket::point_header(&mut hdrs[p].msg_hdr, &mut names[p], &mut iov[p], control);
+            socket::point_header(&mut hdrs[p].msg_hdr, &mut names[p], this, control);
         }
         let mut packets = 0;
         let mut start = 0;
@@ -224,7 +232,7 @@ impl TunnelUplink {
             self.tx_counts.refused += (end - done) as u64;
             start = end;
         }
-        self.tx.clear();
+        self.tx.clear(pool);
         packets
     }
 
@@ -267,7 +275,7 @@ impl TunnelUplink {
             socket::point_header(
                 &mut hdrs[j].msg_hdr,
                 &mut names[j],
-                &mut iov[j],
+                std::slice::from_mut(&mut iov[j]),
                 &mut control[j],
             );
         }
@@ -334,14 +342,14 @@ impl PacketIo for TunnelUplink {
         let offered = pkts.len();
         let mut sent = 0;
         for pkt in pkts.drain(..) {
-            let mut added = self.tx.add(&pkt, node_ip, port);
-            if added == Added::NoRoom {
-                sent += self.flush();
-                added = self.tx.add(&pkt, node_ip, port);
+            let mut added = self.tx.add(pkt, node_ip, port);
+            if let Err((Added::NoRoom, pkt)) = added {
+                sent += self.flush(pool);
+                added = self.tx.add(pkt, node_ip, port);
             }
             match added {
-                Added::Queued => pool.put(pkt),
-                Added::NotTunnel if pkt.meta.offload.is_gso() => {
+                Ok(()) => {}
+                Err((Added::NotTunnel, pkt)) if pkt.meta.offload.is_gso() => {
                     // Not for a peer VTEP: cut it for the raw socket as the worker would.
                     let o = pkt.meta.offload;
                     let _ = segment::segment(
@@ -354,14 +362,14 @@ impl PacketIo for TunnelUplink {
                     );
                     pool.put(pkt);
                 }
-                Added::NotTunnel => self.raw_queue.push(pkt),
-                Added::NoRoom | Added::Invalid => {
-                    self.tx_counts.invalid += u64::from(added == Added::Invalid);
+                Err((Added::NotTunnel, pkt)) => self.raw_queue.push(pkt),
+                Err((why @ (Added::NoRoom | Added::Invalid), pkt)) => {
+                    self.tx_counts.invalid += u64::from(why == Added::Invalid);
                     pool.put(pkt);
                 }
             }
         }
-        sent += self.flush();
+        sent += self.flush(pool);
         if !self.raw_queue.is_empty() {
             sent += self.raw.tx_burst(&mut self.raw_queue, pool)?;
         }

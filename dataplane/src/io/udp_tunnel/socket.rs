@@ -28,18 +28,18 @@ pub(crate) const UDP_GRO: c_int = 104;
 /// worker or the peer is busy.
 const BUFFER_BYTES: c_int = 16 << 20;
 
-/// Points one message header at its peer address, its one buffer and its control space (none
-/// when `control` is empty), for `sendmmsg` and `recvmmsg` alike.
+/// Points one message header at its peer address, its buffers (gathered in order) and its
+/// control space (none when `control` is empty), for `sendmmsg` and `recvmmsg` alike.
 pub(crate) fn point_header(
     h: &mut libc::msghdr,
     name: &mut libc::sockaddr_in,
-    iov: &mut libc::iovec,
+    iov: &mut [libc::iovec],
     control: &mut [u8],
 ) {
     h.msg_name = std::ptr::addr_of_mut!(*name).cast();
     h.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    h.msg_iov = std::ptr::addr_of_mut!(*iov);
-    h.msg_iovlen = 1;
+    h.msg_iov = iov.as_mut_ptr();
+    h.msg_iovlen = iov.len() as _;
     if !control.is_empty() {
         h.msg_control = control.as_mut_ptr().cast();
         h.msg_controllen = control.len() as _;

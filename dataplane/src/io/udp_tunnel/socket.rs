@@ -156,11 +156,7 @@ pub(crate) fn send_batch(fd: &OwnedFd, msgs: &mut [libc::mmsghdr]) -> io::Result
     // keeps borrowed (unchanged) across this call; the kernel reads those and writes only
     // each header's `msg_len`.
     let ret = unsafe { libc::sendmmsg(fd.as_raw_fd(), msgs.as_mut_ptr(), n, libc::MSG_DONTWAIT) };
-    match check(ret, "sendmmsg on the UDP tunnel") {
-        Ok(sent) => Ok(sent as usize),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
-        Err(e) => Err(e),
-    }
+    batch_result(ret, "sendmmsg on the UDP tunnel")
 }
 
 /// Receives into `msgs` with one `recvmmsg` (non-blocking); returns how many were filled.
@@ -181,10 +177,21 @@ pub(crate) fn receive_batch(fd: &OwnedFd, msgs: &mut [libc::mmsghdr]) -> io::Res
             ptr::null_mut(),
         )
     };
-    match check(ret, "recvmmsg on the UDP tunnel") {
-        Ok(got) => Ok(got as usize),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
-        Err(e) => Err(e),
+    batch_result(ret, "recvmmsg on the UDP tunnel")
+}
+
+/// The count a batch call returned, 0 when it would block; an error named by `what`
+/// otherwise. The would-block case (every empty poll of the socket) is told from the bare
+/// `errno`, before any message is formatted: nothing is allocated per poll.
+fn batch_result(ret: c_int, what: &str) -> io::Result<usize> {
+    if let Ok(n) = usize::try_from(ret) {
+        return Ok(n);
+    }
+    let err = io::Error::last_os_error();
+    if err.kind() == io::ErrorKind::WouldBlock {
+        Ok(0)
+    } else {
+        Err(context(err, what))
     }
 }
 

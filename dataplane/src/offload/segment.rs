@@ -153,7 +153,7 @@ pub(crate) fn segment_flags(flags: u8, i: usize, n: usize) -> u8 {
 pub(crate) fn fix_segment(
     seg: &mut [u8],
     at: &Layout,
-    (ident, seq): (u16, u32),
+    ids: (u16, u32),
     flags: u8,
     payload_sum: u32,
 ) {
@@ -164,7 +164,27 @@ pub(crate) fn fix_segment(
         seg[outer + 4..outer + 6].copy_from_slice(&payload_len.to_be_bytes());
         let outer_l4 = outer + ipv6::HEADER_LEN;
         seg[outer_l4 + 4..outer_l4 + 6].copy_from_slice(&payload_len.to_be_bytes());
-    } else if let Some(outer) = at.outer_l3 {
+    }
+    fix_headers(seg, len, at, ids, flags, payload_sum);
+    if let Some(outer) = outer_v6 {
+        let ip = Ipv6Packet::new_unchecked(&seg[outer..]);
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        crate::stages::vxlan6::fill_udp6_checksum(&mut seg[outer + ipv6::HEADER_LEN..], src, dst);
+    }
+}
+
+/// As [`fix_segment`] for a segment of `len` bytes whose headers (up to `at.payload`) are
+/// `seg` and whose payload lies elsewhere (a gather write): `payload_sum` is its sum. An IPv6
+/// outer header is left to [`fix_segment`], whose UDP checksum needs the whole datagram.
+pub(crate) fn fix_headers(
+    seg: &mut [u8],
+    len: usize,
+    at: &Layout,
+    (ident, seq): (u16, u32),
+    flags: u8,
+    payload_sum: u32,
+) {
+    if let Some(outer) = at.outer_l3.filter(|&o| seg[o] >> 4 == 4) {
         let mut ip = Ipv4Packet::new_unchecked(&mut seg[outer..]);
         let outer_len = len - outer;
         let outer_l4 = outer + ip.header_len();
@@ -194,11 +214,6 @@ pub(crate) fn fix_segment(
         payload_sum,
     );
     seg[at.l4 + 16..at.l4 + 18].copy_from_slice(&finish(total).to_be_bytes());
-    if let Some(outer) = outer_v6 {
-        let ip = Ipv6Packet::new_unchecked(&seg[outer..]);
-        let (src, dst) = (ip.src_addr(), ip.dst_addr());
-        crate::stages::vxlan6::fill_udp6_checksum(&mut seg[outer + ipv6::HEADER_LEN..], src, dst);
-    }
 }
 
 #[cfg(test)]

@@ -20,9 +20,11 @@ use crate::tables::conntrack::Now;
 mod idle;
 mod keep_warm;
 mod runtime;
+mod sweep_pace;
 
 pub use idle::{DEFAULT_SPIN, IdleMode, RoundStats};
 pub use runtime::{Rounds, RunConfig, WorkerCommand, WorkerReport, run};
+pub use sweep_pace::DEFAULT_SWEEP_PERIOD;
 
 /// How many frames one port may contribute to a batch.
 pub const BURST: usize = 64;

@@ -7,6 +7,8 @@
 //! Invariants:
 //! - The snapshot is loaded once per round and the clock read once per round; the packet
 //!   path between them does no syscalls besides the devices' own.
+//! - Housekeeping (the conntrack sweep) is paced by that clock, not by rounds: at most once
+//!   a millisecond, the whole table about once per `sweep_period` (`sweep_pace`).
 //! - It polls for a bounded time after work, then sleeps (`IdleMode`), so an idle node costs
 //!   ~0% CPU and a real-time worker never holds its core while idle.
 //! - A SCHED_OTHER worker never yields: under EEVDF each sched_yield pushes the thread's
@@ -23,11 +25,13 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
 use super::idle::{IdleMode, RoundClock, RoundStats};
 use super::keep_warm::KeepWarm;
+use super::sweep_pace::{DEFAULT_SWEEP_PERIOD, SweepPace};
 use super::{PortCounters, Worker};
 use crate::drop::DropCounters;
 use crate::io::PacketIo;
@@ -49,8 +53,9 @@ pub struct RunConfig {
     pub idle: IdleMode,
     /// Longest sleep (the worker also wakes when a port turns readable).
     pub sleep_ms: i32,
-    /// Conntrack buckets aged per round.
-    pub housekeeping_budget: usize,
+    /// One pass of the conntrack sweep over the whole table takes this long; the sweep
+    /// runs at most once a millisecond, paced by the clock (`sweep_pace`).
+    pub sweep_period: Duration,
     pub report_every_ms: u64,
 }
 
@@ -61,7 +66,7 @@ impl Default for RunConfig {
             scheduling: None,
             idle: IdleMode::default(),
             sleep_ms: 10,
-            housekeeping_budget: 8,
+            sweep_period: DEFAULT_SWEEP_PERIOD,
             report_every_ms: 100,
         }
     }
@@ -132,6 +137,7 @@ pub fn run<P: PacketIo>(
         _ => None,
     };
     let mut last_report = 0;
+    let mut pace = SweepPace::new(cfg.sweep_period, monotonic_ns());
     while !stop.load(Ordering::Relaxed) {
         while let Ok(cmd) = commands.try_recv() {
             match cmd {
@@ -156,7 +162,10 @@ pub fn run<P: PacketIo>(
         drop(snap);
         worker.pipeline.epoch().leave();
         worker.pipeline.begin_batch(now);
-        worker.pipeline.housekeeping(cfg.housekeeping_budget);
+        let sweep = pace.due(now_ns, worker.pipeline.ct.scan_buckets());
+        if sweep > 0 {
+            worker.pipeline.housekeeping(sweep);
+        }
         if clock.finish(n) {
             if fds.is_empty() {
                 fds.extend(

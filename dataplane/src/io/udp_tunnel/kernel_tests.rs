@@ -39,7 +39,12 @@ fn open(ns: &Netns, dev: &str, ip: Ipv4Addr) -> TunnelUplink {
 
 /// The inner super-packet wrapped as the pipeline sends it from A to B.
 fn vxlan_super_packet(len: usize) -> Packet {
-    let inner = super_packet(1000, len);
+    vxlan_super_packet_from(50000, 1000, len)
+}
+
+/// As `vxlan_super_packet`, with outer source port `sport` and inner sequence `seq`.
+fn vxlan_super_packet_from(sport: u16, seq: u32, len: usize) -> Packet {
+    let inner = super_packet(seq, len);
     let mut frame = vec![0u8; 50];
     frame[12..14].copy_from_slice(&[0x08, 0x00]);
     frame[14] = 0x45;
@@ -48,7 +53,7 @@ fn vxlan_super_packet(len: usize) -> Packet {
     frame[23] = 17;
     frame[26..30].copy_from_slice(&A.octets());
     frame[30..34].copy_from_slice(&B.octets());
-    frame[34..36].copy_from_slice(&50000u16.to_be_bytes());
+    frame[34..36].copy_from_slice(&sport.to_be_bytes());
     frame[36..38].copy_from_slice(&PORT.to_be_bytes());
     frame[42] = 0x08;
     frame[48] = 1;
@@ -64,15 +69,7 @@ fn vxlan_super_packet(len: usize) -> Packet {
     pkt
 }
 
-fn is_udp_to(frame: &[u8], port: u16) -> bool {
-    frame.len() > 38
-        && frame[12..14] == [8, 0]
-        && frame[23] == 17
-        && frame[36..38] == port.to_be_bytes()
-}
-
-#[test]
-fn a_super_packet_crosses_as_gso_datagrams_and_merges_back_once() {
+fn two_nodes() -> (Netns, Netns) {
     let (na, nb) = (Netns::create(), Netns::create());
     na.ip(&[
         "link",
@@ -90,6 +87,19 @@ fn a_super_packet_crosses_as_gso_datagrams_and_merges_back_once() {
     nb.ip(&["addr", "add", "10.77.0.2/24", "dev", "fpt1"]);
     na.ip(&["link", "set", "fpt0", "up"]);
     nb.ip(&["link", "set", "fpt1", "up"]);
+    (na, nb)
+}
+
+fn is_udp_to(frame: &[u8], port: u16) -> bool {
+    frame.len() > 38
+        && frame[12..14] == [8, 0]
+        && frame[23] == 17
+        && frame[36..38] == port.to_be_bytes()
+}
+
+#[test]
+fn a_super_packet_crosses_as_gso_datagrams_and_merges_back_once() {
+    let (na, nb) = two_nodes();
     let mut a = open(&na, "fpt0", A);
     let mut b = open(&nb, "fpt1", B);
     let mut pool = PacketPool::with_large(1024, 64);
@@ -153,4 +163,49 @@ fn a_super_packet_crosses_as_gso_datagrams_and_merges_back_once() {
     let counts = b.rx_counts();
     assert_eq!(counts.datagrams, segments as u64, "{counts:?}");
     assert!(counts.messages < counts.datagrams, "{counts:?}");
+}
+
+/// The outer source port on the wire of each inner flow: the pipeline's choice (from the
+/// inner flow hash) picks the send socket, so flows in different lanes leave from different
+/// ports and one lane always from the same one; every super-packet is still one message.
+#[test]
+fn flows_leave_from_the_source_port_of_their_lane() {
+    let (na, nb) = two_nodes();
+    let mut a = open(&na, "fpt0", A);
+    let mut b = open(&nb, "fpt1", B);
+    let mut pool = PacketPool::with_large(1024, 64);
+    let lanes = super::tx::SEND_LANES as u16;
+    // (outer source port chosen by the pipeline, inner sequence that names the packet)
+    let sent = [
+        (50_000, 1_000_000),
+        (50_001, 2_000_000),
+        (50_000 + lanes, 3_000_000),
+    ];
+    let mut out: Vec<Packet> = sent
+        .iter()
+        .map(|&(sport, seq)| vxlan_super_packet_from(sport, seq, 8_000))
+        .collect();
+    assert_eq!(a.tx_burst(&mut out, &mut pool).unwrap(), 3);
+    assert_eq!(a.tx_counts().messages, 3, "{:?}", a.tx_counts());
+    assert_eq!(a.tx_counts().calls, 2, "one sendmmsg per lane used");
+
+    let mut port_of_seq = std::collections::HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut batch = Vec::new();
+    while Instant::now() < deadline && port_of_seq.len() < sent.len() {
+        b.rx_burst(PortId(0), &mut pool, &mut batch, 64).unwrap();
+        for p in batch.drain(..) {
+            let d = p.data();
+            if is_udp_to(d, PORT) {
+                let sport = u16::from_be_bytes([d[34], d[35]]);
+                let seq = u32::from_be_bytes([d[50 + 38], d[50 + 39], d[50 + 40], d[50 + 41]]);
+                port_of_seq.entry(seq).or_insert(sport);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let port = |seq: u32| *port_of_seq.get(&seq).expect("every packet arrives");
+    assert_ne!(port(1_000_000), port(2_000_000), "{port_of_seq:?}");
+    assert_eq!(port(1_000_000), port(3_000_000), "{port_of_seq:?}");
+    assert_ne!(port(1_000_000), PORT, "sent from a send socket");
 }

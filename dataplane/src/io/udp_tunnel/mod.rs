@@ -5,7 +5,11 @@
 //!
 //! - Out: a VXLAN-encapsulated TCP super-packet from the pipeline becomes N datagrams written
 //!   end to end and one `sendmsg` with `UDP_SEGMENT` (`tx`); the batch of a burst is one
-//!   `sendmmsg`. Through a veth the kernel carries the GSO datagram whole; on a NIC it is
+//!   `sendmmsg` per send socket it uses. The worker has `tx::SEND_LANES` send sockets, each
+//!   bound to the node IP and its own ephemeral port; the outer source port the pipeline
+//!   chose from the inner flow hash picks the socket, so flows keep the source-port entropy
+//!   the kernel's VXLAN device gives them (in `SEND_LANES` values) and one flow's
+//!   super-packets still leave as one message each, in order. Through a veth the kernel carries the GSO datagram whole; on a NIC it is
 //!   segmented by the NIC (UDP segmentation offload) or by the kernel just before it.
 //! - In: one `recvmmsg` returns several `UDP_GRO` messages, each up to ~64 KB of datagrams
 //!   from one peer with their `gso_size`; they are split and one flow's TCP segments merged
@@ -53,7 +57,7 @@ pub(crate) use self::filter::attach as attach_filter;
 pub use self::filter::exclude_udp_port;
 pub use self::rx::{RxContext, RxCounts, split_message};
 use self::socket::{CONTROL_LEN, from_sockaddr, gro_size, put_segment_size, sockaddr};
-use self::tx::{Added, MAX_MESSAGES, TxBatch};
+use self::tx::{Added, MAX_MESSAGES, MAX_PIECES, SEND_LANES, TxBatch};
 
 /// Messages one receive call asks for (each up to ~64 KB in a large buffer).
 const RX_MESSAGES: usize = 8;
@@ -88,6 +92,8 @@ pub struct TxCounts {
 pub struct TunnelUplink {
     raw: AfPacketPort,
     socket: OwnedFd,
+    /// One send socket per lane (`tx::SEND_LANES`), each its own outer source port.
+    senders: Vec<OwnedFd>,
     epoll: OwnedFd,
     config: UdpTunnelConfig,
     tx: TxBatch,
@@ -111,10 +117,14 @@ impl TunnelUplink {
         };
         let raw = AfPacketPort::open(device, &raw_config)?;
         let socket = socket::open(config.node_ip, config.port, device)?;
+        let senders = (0..SEND_LANES)
+            .map(|_| socket::open_sender(config.node_ip, device))
+            .collect::<io::Result<Vec<_>>>()?;
         let epoll = socket::epoll_over(&[raw.raw_fd(), socket.as_raw_fd()])?;
         Ok(Self {
             raw,
             socket,
+            senders,
             epoll,
             config: config.clone(),
             tx: TxBatch::default(),
@@ -138,59 +148,91 @@ impl TunnelUplink {
         self.tx_counts
     }
 
-    /// Sends the queued messages; returns how many packets went out whole.
-    fn flush(&mut self) -> usize {
+    /// Sends the queued messages, one `sendmmsg` per lane that has any (a lane keeps its
+    /// messages' order); returns how many packets went out whole.
+    fn flush(&mut self, pool: &mut PacketPool) -> usize {
         let msgs = self.tx.messages();
         let k = msgs.len().min(MAX_MESSAGES);
         if k == 0 {
             return 0;
         }
-        let arena = self.tx.arena();
+        // Message indices grouped by lane (a counting sort, stable within a lane).
+        let mut lane_end = [0usize; SEND_LANES];
+        for m in &msgs[..k] {
+            lane_end[usize::from(m.lane) % SEND_LANES] += 1;
+        }
+        let mut next = [0usize; SEND_LANES];
+        let mut total = 0;
+        for (end, start) in lane_end.iter_mut().zip(next.iter_mut()) {
+            *start = total;
+            total += *end;
+            *end = total;
+        }
+        let mut order = [0usize; MAX_MESSAGES];
+        for (j, m) in msgs[..k].iter().enumerate() {
+            let lane = usize::from(m.lane) % SEND_LANES;
+            order[next[lane]] = j;
+            next[lane] += 1;
+        }
         let mut names = [sockaddr(Ipv4Addr::UNSPECIFIED, 0); MAX_MESSAGES];
         let mut iov = [libc::iovec {
             iov_base: ptr::null_mut(),
             iov_len: 0,
-        }; MAX_MESSAGES];
+        }; MAX_PIECES];
+        let mut iov_count = [0usize; MAX_MESSAGES];
         let mut control = [[0u8; CONTROL_LEN]; MAX_MESSAGES];
         let mut control_len = [0usize; MAX_MESSAGES];
-        for (j, m) in msgs[..k].iter().enumerate() {
-            names[j] = sockaddr(m.dst, self.config.port);
-            iov[j] = libc::iovec {
-                iov_base: arena[m.off..].as_ptr().cast_mut().cast(),
-                iov_len: m.len,
-            };
+        let mut at = 0;
+        for (p, &j) in order[..k].iter().enumerate() {
+            let m = &msgs[j];
+            names[p] = sockaddr(m.dst, self.config.port);
+            for bytes in self.tx.pieces(m) {
+                iov[at] = libc::iovec {
+                    iov_base: bytes.as_ptr().cast_mut().cast(),
+                    iov_len: bytes.len(),
+                };
+                at += 1;
+                iov_count[p] += 1;
+            }
             if m.gso > 0 {
-                control_len[j] = put_segment_size(&mut control[j], m.gso);
+                control_len[p] = put_segment_size(&mut control[p], m.gso);
             }
         }
         let mut hdrs = [socket::empty_mmsghdr(); MAX_MESSAGES];
-        for j in 0..k {
-            let control = &mut control[j][..control_len[j]];
-            socket::point_header(&mut hdrs[j].msg_hdr, &mut names[j], &mut iov[j], control);
+        let mut rest = &mut iov[..at];
+        for p in 0..k {
+            let (this, after) = rest.split_at_mut(iov_count[p]);
+            rest = after;
+            let control = &mut control[p][..control_len[p]];
+            socket::point_header(&mut hdrs[p].msg_hdr, &mut names[p], this, control);
         }
-        let mut done = 0;
         let mut packets = 0;
-        while done < k {
-            self.tx_counts.calls += 1;
-            let went = match socket::send_batch(&self.socket, &mut hdrs[done..k]) {
-                Ok(0) => break,
-                Ok(n) => n,
-                // The first message failed (no neighbour, unreachable): skip it.
-                Err(_) => {
-                    self.tx_counts.refused += 1;
-                    done += 1;
-                    continue;
-                }
-            };
-            packets += msgs[done..done + went]
-                .iter()
-                .filter(|m| m.ends_packet)
-                .count();
-            self.tx_counts.messages += went as u64;
-            done += went;
+        let mut start = 0;
+        for (lane, &end) in lane_end.iter().enumerate() {
+            let mut done = start;
+            while done < end {
+                self.tx_counts.calls += 1;
+                let went = match socket::send_batch(&self.senders[lane], &mut hdrs[done..end]) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    // The first message failed (no neighbour, unreachable): skip it.
+                    Err(_) => {
+                        self.tx_counts.refused += 1;
+                        done += 1;
+                        continue;
+                    }
+                };
+                packets += order[done..done + went]
+                    .iter()
+                    .filter(|&&j| msgs[j].ends_packet)
+                    .count();
+                self.tx_counts.messages += went as u64;
+                done += went;
+            }
+            self.tx_counts.refused += (end - done) as u64;
+            start = end;
         }
-        self.tx_counts.refused += (k - done) as u64;
-        self.tx.clear();
+        self.tx.clear(pool);
         packets
     }
 
@@ -233,7 +275,7 @@ impl TunnelUplink {
             socket::point_header(
                 &mut hdrs[j].msg_hdr,
                 &mut names[j],
-                &mut iov[j],
+                std::slice::from_mut(&mut iov[j]),
                 &mut control[j],
             );
         }
@@ -300,14 +342,14 @@ impl PacketIo for TunnelUplink {
         let offered = pkts.len();
         let mut sent = 0;
         for pkt in pkts.drain(..) {
-            let mut added = self.tx.add(&pkt, node_ip, port);
-            if added == Added::NoRoom {
-                sent += self.flush();
-                added = self.tx.add(&pkt, node_ip, port);
+            let mut added = self.tx.add(pkt, node_ip, port);
+            if let Err((Added::NoRoom, pkt)) = added {
+                sent += self.flush(pool);
+                added = self.tx.add(pkt, node_ip, port);
             }
             match added {
-                Added::Queued => pool.put(pkt),
-                Added::NotTunnel if pkt.meta.offload.is_gso() => {
+                Ok(()) => {}
+                Err((Added::NotTunnel, pkt)) if pkt.meta.offload.is_gso() => {
                     // Not for a peer VTEP: cut it for the raw socket as the worker would.
                     let o = pkt.meta.offload;
                     let _ = segment::segment(
@@ -320,14 +362,14 @@ impl PacketIo for TunnelUplink {
                     );
                     pool.put(pkt);
                 }
-                Added::NotTunnel => self.raw_queue.push(pkt),
-                Added::NoRoom | Added::Invalid => {
-                    self.tx_counts.invalid += u64::from(added == Added::Invalid);
+                Err((Added::NotTunnel, pkt)) => self.raw_queue.push(pkt),
+                Err((why @ (Added::NoRoom | Added::Invalid), pkt)) => {
+                    self.tx_counts.invalid += u64::from(why == Added::Invalid);
                     pool.put(pkt);
                 }
             }
         }
-        sent += self.flush();
+        sent += self.flush(pool);
         if !self.raw_queue.is_empty() {
             sent += self.raw.tx_burst(&mut self.raw_queue, pool)?;
         }

@@ -1,5 +1,6 @@
 //! The kernel side of the tunnel: one UDP socket per worker bound to the node's VXLAN
-//! address on the uplink device, batch send with `UDP_SEGMENT` and batch receive with
+//! address on the uplink device (and send sockets bound to the node IP and ephemeral ports,
+//! one per outer source port bucket), batch send with `UDP_SEGMENT` and batch receive with
 //! `UDP_GRO` (`sendmmsg`/`recvmmsg`), and the epoll set a worker sleeps on.
 //!
 //! Invariants:
@@ -27,18 +28,18 @@ pub(crate) const UDP_GRO: c_int = 104;
 /// worker or the peer is busy.
 const BUFFER_BYTES: c_int = 16 << 20;
 
-/// Points one message header at its peer address, its one buffer and its control space (none
-/// when `control` is empty), for `sendmmsg` and `recvmmsg` alike.
+/// Points one message header at its peer address, its buffers (gathered in order) and its
+/// control space (none when `control` is empty), for `sendmmsg` and `recvmmsg` alike.
 pub(crate) fn point_header(
     h: &mut libc::msghdr,
     name: &mut libc::sockaddr_in,
-    iov: &mut libc::iovec,
+    iov: &mut [libc::iovec],
     control: &mut [u8],
 ) {
     h.msg_name = std::ptr::addr_of_mut!(*name).cast();
     h.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    h.msg_iov = std::ptr::addr_of_mut!(*iov);
-    h.msg_iovlen = 1;
+    h.msg_iov = iov.as_mut_ptr();
+    h.msg_iovlen = iov.len() as _;
     if !control.is_empty() {
         h.msg_control = control.as_mut_ptr().cast();
         h.msg_controllen = control.len() as _;
@@ -75,11 +76,32 @@ fn set_buffer(fd: &OwnedFd, forced: c_int, capped: c_int, what: &str) -> io::Res
         .or_else(|_| set_int(fd, libc::SOL_SOCKET, capped, BUFFER_BYTES, what))
 }
 
-/// Opens the tunnel socket of one worker (see the module invariants).
+/// Opens the tunnel socket of one worker (see the module invariants): it receives every
+/// VXLAN datagram for the node (`UDP_GRO`).
 pub(crate) fn open(node_ip: Ipv4Addr, port: u16, device: &str) -> io::Result<OwnedFd> {
+    let fd = configured(device)?;
+    set_int(&fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1, "SO_REUSEPORT")?;
+    set_int(&fd, SOL_UDP, UDP_GRO, 1, "UDP_GRO")?;
+    set_buffer(&fd, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, "SO_RCVBUF")?;
+    bind(&fd, node_ip, port)?;
+    Ok(fd)
+}
+
+/// Opens one of a worker's send sockets: bound to `node_ip` and a port the kernel picks
+/// (ephemeral), so what it sends carries that outer source port. It receives nothing: the
+/// node's kernel delivers only UDP to the VXLAN port from the uplink (module doc of
+/// `udp_tunnel`).
+pub(crate) fn open_sender(node_ip: Ipv4Addr, device: &str) -> io::Result<OwnedFd> {
+    let fd = configured(device)?;
+    bind(&fd, node_ip, 0)?;
+    Ok(fd)
+}
+
+/// A non-blocking UDP socket with the options both kinds share: free bind, DF without
+/// path-MTU state, the uplink device, a large send buffer.
+fn configured(device: &str) -> io::Result<OwnedFd> {
     let fd = sys::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_NONBLOCK, 0)
         .map_err(|e| context(e, "UDP tunnel socket"))?;
-    set_int(&fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1, "SO_REUSEPORT")?;
     set_int(&fd, libc::SOL_IP, libc::IP_FREEBIND, 1, "IP_FREEBIND")?;
     // DF on every datagram, and no path-MTU state: a VTEP never fragments, and the segment
     // size is fitted to the uplink MTU by the pipeline.
@@ -100,9 +122,11 @@ pub(crate) fn open(node_ip: Ipv4Addr, port: u16, device: &str) -> io::Result<Own
         &name,
         "SO_BINDTODEVICE",
     )?;
-    set_int(&fd, SOL_UDP, UDP_GRO, 1, "UDP_GRO")?;
-    set_buffer(&fd, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, "SO_RCVBUF")?;
     set_buffer(&fd, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, "SO_SNDBUF")?;
+    Ok(fd)
+}
+
+fn bind(fd: &OwnedFd, node_ip: Ipv4Addr, port: u16) -> io::Result<()> {
     let addr = sockaddr(node_ip, port);
     let len = size_of::<libc::sockaddr_in>() as libc::socklen_t;
     // SAFETY: `addr` is a live sockaddr_in of `len` bytes, only read by the kernel.
@@ -117,7 +141,7 @@ pub(crate) fn open(node_ip: Ipv4Addr, port: u16, device: &str) -> io::Result<Own
         ret,
         format_args!("bind UDP tunnel socket to {node_ip}:{port}"),
     )?;
-    Ok(fd)
+    Ok(())
 }
 
 /// Sends `msgs` with one `sendmmsg` (non-blocking); returns how many went out (0 when the
@@ -132,11 +156,7 @@ pub(crate) fn send_batch(fd: &OwnedFd, msgs: &mut [libc::mmsghdr]) -> io::Result
     // keeps borrowed (unchanged) across this call; the kernel reads those and writes only
     // each header's `msg_len`.
     let ret = unsafe { libc::sendmmsg(fd.as_raw_fd(), msgs.as_mut_ptr(), n, libc::MSG_DONTWAIT) };
-    match check(ret, "sendmmsg on the UDP tunnel") {
-        Ok(sent) => Ok(sent as usize),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
-        Err(e) => Err(e),
-    }
+    batch_result(ret, "sendmmsg on the UDP tunnel")
 }
 
 /// Receives into `msgs` with one `recvmmsg` (non-blocking); returns how many were filled.
@@ -157,10 +177,21 @@ pub(crate) fn receive_batch(fd: &OwnedFd, msgs: &mut [libc::mmsghdr]) -> io::Res
             ptr::null_mut(),
         )
     };
-    match check(ret, "recvmmsg on the UDP tunnel") {
-        Ok(got) => Ok(got as usize),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
-        Err(e) => Err(e),
+    batch_result(ret, "recvmmsg on the UDP tunnel")
+}
+
+/// The count a batch call returned, 0 when it would block; an error named by `what`
+/// otherwise. The would-block case (every empty poll of the socket) is told from the bare
+/// `errno`, before any message is formatted: nothing is allocated per poll.
+fn batch_result(ret: c_int, what: &str) -> io::Result<usize> {
+    if let Ok(n) = usize::try_from(ret) {
+        return Ok(n);
+    }
+    let err = io::Error::last_os_error();
+    if err.kind() == io::ErrorKind::WouldBlock {
+        Ok(0)
+    } else {
+        Err(context(err, what))
     }
 }
 

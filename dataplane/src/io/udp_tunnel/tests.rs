@@ -57,12 +57,19 @@ fn encapsulated(inner: &Packet) -> Packet {
     pkt
 }
 
+/// The bytes of message `m` of `batch`, its pieces gathered as the kernel does.
+fn message_bytes(batch: &TxBatch, m: &TxMsg) -> Vec<u8> {
+    let bytes: Vec<u8> = batch.pieces(m).flatten().copied().collect();
+    assert_eq!(bytes.len(), m.len);
+    bytes
+}
+
 /// The datagrams of message `m` of `batch`.
-fn datagrams<'a>(batch: &'a TxBatch, m: &TxMsg) -> Vec<&'a [u8]> {
-    let bytes = &batch.arena()[m.off..m.off + m.len];
+fn datagrams(batch: &TxBatch, m: &TxMsg) -> Vec<Vec<u8>> {
+    let bytes = message_bytes(batch, m);
     match m.gso {
         0 => vec![bytes],
-        g => bytes.chunks(usize::from(g)).collect(),
+        g => bytes.chunks(usize::from(g)).map(<[u8]>::to_vec).collect(),
     }
 }
 
@@ -116,7 +123,7 @@ fn a_super_packet_becomes_equal_datagrams_with_complete_inner_headers() {
     let len = 64_000;
     let pkt = encapsulated(&super_packet(1000, len));
     let mut batch = TxBatch::default();
-    assert_eq!(batch.add(&pkt, NODE, PORT), Added::Queued);
+    assert!(batch.add(pkt, NODE, PORT).is_ok());
     let msgs = batch.messages().to_vec();
     let per_datagram = 8 + 66 + MSS;
     let per_msg = super::tx::MAX_UDP_PAYLOAD / per_datagram;
@@ -125,7 +132,7 @@ fn a_super_packet_becomes_equal_datagrams_with_complete_inner_headers() {
     assert!(msgs.iter().all(|m| m.dst == PEER));
     assert_eq!(msgs.iter().filter(|m| m.ends_packet).count(), 1);
     assert!(msgs.last().unwrap().ends_packet);
-    let all: Vec<&[u8]> = msgs.iter().flat_map(|m| datagrams(&batch, m)).collect();
+    let all: Vec<Vec<u8>> = msgs.iter().flat_map(|m| datagrams(&batch, m)).collect();
     assert_eq!(all.len(), n);
     let mut payload = Vec::new();
     for (i, d) in all.iter().enumerate() {
@@ -152,38 +159,46 @@ fn a_plain_vxlan_frame_is_one_datagram_and_other_frames_stay_raw() {
     let mut inner = super_packet(5, 300);
     inner.meta = Default::default();
     let pkt = encapsulated(&inner);
+    let datagram = pkt.data()[OUTER..].to_vec();
+    let inner_frame = inner.data().to_vec();
     let mut batch = TxBatch::default();
-    assert_eq!(batch.add(&pkt, NODE, PORT), Added::Queued);
-    assert_eq!(batch.add(&inner, NODE, PORT), Added::NotTunnel);
-    let m = batch.messages()[0];
-    assert_eq!((m.gso, m.len, m.ends_packet), (0, pkt.len() - OUTER, true));
-    assert_eq!(&batch.arena()[m.off..m.off + m.len], &pkt.data()[OUTER..]);
+    assert!(batch.add(pkt, NODE, PORT).is_ok());
+    let (why, back) = batch.add(inner, NODE, PORT).unwrap_err();
+    assert_eq!(why, Added::NotTunnel);
+    assert_eq!(back.data(), &inner_frame[..], "handed back whole");
+    let m = batch.messages()[0].clone();
+    assert_eq!((m.gso, m.len, m.ends_packet), (0, datagram.len(), true));
+    assert_eq!(message_bytes(&batch, &m), datagram);
 }
 
 #[test]
 fn a_full_arena_asks_for_a_flush_and_keeps_what_it_has() {
-    let pkt = encapsulated(&super_packet(1, 64_000));
+    let inner = super_packet(1, 64_000);
+    let mut pool = PacketPool::with_large(64, 64);
     let mut batch = TxBatch::default();
     let mut queued = 0;
-    while batch.add(&pkt, NODE, PORT) == Added::Queued {
-        queued += 1;
-    }
-    assert!(queued >= 10, "{queued} super-packets fit the arena");
-    assert_eq!(batch.add(&pkt, NODE, PORT), Added::NoRoom);
-    batch.clear();
-    assert_eq!(batch.add(&pkt, NODE, PORT), Added::Queued);
+    let refused = loop {
+        match batch.add(encapsulated(&inner), NODE, PORT) {
+            Ok(()) => queued += 1,
+            Err((why, _)) => break why,
+        }
+    };
+    assert!(queued >= 10, "{queued} super-packets fit the batch");
+    assert_eq!(refused, Added::NoRoom);
+    let packets = batch.messages().iter().filter(|m| m.ends_packet).count();
+    assert_eq!(packets, queued, "what was queued stays");
+    batch.clear(&mut pool);
+    assert!(batch.messages().is_empty());
+    assert!(batch.add(encapsulated(&inner), NODE, PORT).is_ok());
 }
 
 /// The datagrams of one 64,000-byte super-packet, as the receiver gets them.
 fn sent_datagrams(seq: u32, len: usize) -> Vec<Vec<u8>> {
     let pkt = encapsulated(&super_packet(seq, len));
     let mut batch = TxBatch::default();
-    assert_eq!(batch.add(&pkt, NODE, PORT), Added::Queued);
+    assert!(batch.add(pkt, NODE, PORT).is_ok());
     let msgs = batch.messages().to_vec();
-    msgs.iter()
-        .flat_map(|m| datagrams(&batch, m))
-        .map(<[u8]>::to_vec)
-        .collect()
+    msgs.iter().flat_map(|m| datagrams(&batch, m)).collect()
 }
 
 /// Checks a merged frame and returns its inner TCP payload.

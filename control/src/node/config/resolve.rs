@@ -95,6 +95,8 @@ pub struct NodeSettings {
     pub workers: usize,
     /// One per worker, or empty (not pinned).
     pub cores: Vec<usize>,
+    /// `workers.perCpu`: ports steer frames to the worker on the sending CPU (`cores`).
+    pub per_cpu: bool,
     /// The workers' scheduling class and idle mode.
     pub schedule: WorkerSchedule,
     /// The compile inputs only this node knows.
@@ -168,23 +170,13 @@ pub fn resolve(file: FileConfig, flags: &Overrides) -> Result<NodeSettings, Conf
         file.workers.spin,
         flags,
     )?;
-    let cores = file.workers.cores;
-    let workers = flags
-        .workers
-        .or(file.workers.count)
-        .unwrap_or(cores.len().max(1));
-    if workers == 0 {
-        return Err(err("workers.count", "must be at least 1"));
-    }
-    if !cores.is_empty() && cores.len() != workers {
-        return Err(err(
-            "workers.cores",
-            format!(
-                "lists {} cores for {workers} workers (give one core per worker)",
-                cores.len()
-            ),
-        ));
-    }
+    let placement = super::placement::resolve(
+        file.workers.count,
+        file.workers.cores,
+        file.workers.per_cpu,
+        flags.workers,
+    )?;
+    let (workers, cores, per_cpu) = (placement.workers, placement.cores, placement.per_cpu);
     let local = NodeLocal {
         uplink_mac: uplink_file.mac.map(|m| m.0),
         uplink_next_hop_mac: uplink_file
@@ -253,6 +245,7 @@ pub fn resolve(file: FileConfig, flags: &Overrides) -> Result<NodeSettings, Conf
         pods,
         workers,
         cores,
+        per_cpu,
         schedule,
         local,
         conntrack,

@@ -1,10 +1,15 @@
 //! `workers.count`, `workers.cores` and `workers.perCpu`: how many workers run and where.
 //!
+//! Also the idle mode a node gets when `workers.idle` is not given: `keep-warm` for per-CPU
+//! workers (each sleeps at once beside the pods it serves, so a pod it has just woken runs
+//! at once), `adaptive` otherwise (see control/src/node/README.md for the measurements).
+//!
 //! Invariants: `cores` is empty (workers not pinned) or lists one CPU per worker; with
 //! `perCpu` it is every CPU the process may run on, in ascending order, one worker each, and
 //! neither a count nor a core list may be given beside it (they would contradict it).
 
 use dataplane::io::thread::allowed_cpus;
+use dataplane::worker::IdleMode;
 
 use super::ConfigError;
 
@@ -71,6 +76,15 @@ pub fn resolve_placement(
     })
 }
 
+/// The idle mode when `workers.idle` is not named: `default` (adaptive, with its spin)
+/// becomes keep-warm with the same spin for per-CPU workers.
+pub fn default_idle(per_cpu: bool, default: IdleMode) -> IdleMode {
+    match default {
+        IdleMode::Adaptive { spin } if per_cpu => IdleMode::KeepWarm { spin },
+        other => other,
+    }
+}
+
 /// `resolve_placement` with the process's own affinity.
 pub fn resolve(
     count: Option<usize>,
@@ -114,6 +128,20 @@ mod tests {
         }
         let e = resolve_placement(None, vec![], true, None, || Ok(vec![])).unwrap_err();
         assert!(e.0.contains("no CPU"), "{}", e.0);
+    }
+
+    #[test]
+    fn per_cpu_workers_keep_warm_unless_told_otherwise() {
+        let spin = std::time::Duration::from_micros(30);
+        assert_eq!(
+            default_idle(true, IdleMode::Adaptive { spin }),
+            IdleMode::KeepWarm { spin }
+        );
+        assert_eq!(
+            default_idle(false, IdleMode::Adaptive { spin }),
+            IdleMode::Adaptive { spin }
+        );
+        assert_eq!(default_idle(true, IdleMode::BusyPoll), IdleMode::BusyPoll);
     }
 
     #[test]

@@ -164,7 +164,8 @@ pub fn resolve(file: FileConfig, flags: &Overrides) -> Result<NodeSettings, Conf
             .netns_dir
             .unwrap_or_else(|| PathBuf::from("/run/netns")),
     };
-    let schedule = resolve_schedule(
+    let idle_named = file.workers.idle.is_some();
+    let mut schedule = resolve_schedule(
         file.workers.scheduling,
         file.workers.idle,
         file.workers.spin,
@@ -177,6 +178,9 @@ pub fn resolve(file: FileConfig, flags: &Overrides) -> Result<NodeSettings, Conf
         flags.workers,
     )?;
     let (workers, cores, per_cpu) = (placement.workers, placement.cores, placement.per_cpu);
+    if !idle_named {
+        schedule.idle = super::placement::default_idle(per_cpu, schedule.idle);
+    }
     let local = NodeLocal {
         uplink_mac: uplink_file.mac.map(|m| m.0),
         uplink_next_hop_mac: uplink_file

@@ -310,7 +310,8 @@ node.yaml keys (all optional unless marked; command-line flags override them):
   workers.scheduling.priority  1..=99 for fifo and rr (default 1); also --worker-priority
   workers.scheduling.slice     policy other only: EEVDF slice hint, 100us..=100ms (default: the
                            kernel's base slice)
-  workers.idle             adaptive (default): poll for workers.spin after the last packet, then
+  workers.idle             adaptive (default; keep-warm with workers.perCpu): poll for
+                           workers.spin after the last packet, then
                            sleep until a port is readable; keep-warm: sleep after every
                            empty round while a SCHED_IDLE companion thread keeps the worker's
                            CPU out of halt for workers.spin (any other task preempts it);

@@ -16,8 +16,10 @@ use std::process::{Command, ExitCode};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use bench::compare::cpu::{PodsCpu, set_pods_cpu};
 use bench::compare::hogs::spin;
 use bench::compare::worker_idle::WorkerIdle;
+use bench::compare::worker_placement::Placement;
 use bench::compare::worker_sched::WorkerSched;
 use bench::compare::{
     Dataplane, Family, KernelRx, Options, Variants, chart, dataplanes, require_root, run,
@@ -66,6 +68,15 @@ struct Args {
     /// default, nothing written.
     #[arg(long, value_delimiter = ',')]
     worker_idle: Vec<WorkerIdle>,
+    /// With --testbed, where the nodes' workers run, comma separated: default (the testbed's
+    /// one worker, not pinned), per-cpu (`workers.perCpu: true`: a worker pinned on each CPU,
+    /// frames steered to the sending CPU's worker); a row per placement and idle mode.
+    #[arg(long, value_delimiter = ',')]
+    testbed_workers: Vec<Placement>,
+    /// Where the client and the servers in the pods run: pinned (on the load CPU, the
+    /// default) or any (the process's affinity, as an unpinned pod).
+    #[arg(long, default_value = "pinned")]
+    pods_cpu: PodsCpu,
     /// The latency workloads alone (request/response and connection setup under each
     /// background load): no rate search, connection rate, bulk or Service-count sweep.
     #[arg(long)]
@@ -157,6 +168,7 @@ fn main() -> ExitCode {
         }),
         scheds: args.worker_sched.clone(),
         idles: args.worker_idle.clone(),
+        placements: args.testbed_workers.clone(),
         kernel_rx: args.kernel_rx.clone(),
     };
     let chosen = if args.testbed {
@@ -176,6 +188,7 @@ fn main() -> ExitCode {
     } else {
         PathBuf::new()
     };
+    set_pods_cpu(args.pods_cpu);
     let cpus = match dataplane::io::thread::allowed_cpus() {
         Ok(cpus) if cpus.len() >= 2 => cpus,
         Ok(cpus) => return fail(&format!("needs two CPUs, this process may use {cpus:?}")),

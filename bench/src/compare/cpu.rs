@@ -4,9 +4,13 @@
 //! short softirq bursts on an otherwise idle CPU — the kernel path's whole work. It counts
 //! everything that ran on the CPU, other processes on a shared machine included.
 //!
+//! Also where the load threads (the pods' client and servers) run: `pin`, off with
+//! `--pods-cpu any`.
+//!
 //! Invariants: busy time is never negative nor longer than the elapsed time; times are in
 //! seconds (the kernel reports clock ticks).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use testbed::error::{Error, context};
@@ -92,8 +96,33 @@ fn busy(before: &[u64], after: &[u64], elapsed: f64) -> Vec<f64> {
 
 /// Pins the calling thread to `cpu`.
 pub fn pin(cpu: usize) -> Result<()> {
+    if !PIN_PODS.load(Ordering::Relaxed) {
+        return Ok(());
+    }
     dataplane::io::thread::pin_current_thread(cpu)
         .map_err(|e| Error(format!("pinning a load thread to cpu {cpu}: {e}")))
+}
+
+/// `--pods-cpu`: whether the client and servers in the pods are pinned to the load CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PodsCpu {
+    /// On the load CPU (the default).
+    Pinned,
+    /// Wherever the scheduler puts them (the process's affinity), as an unpinned pod runs.
+    Any,
+}
+
+static PIN_PODS: AtomicBool = AtomicBool::new(true);
+
+/// Makes `pin` pin (or leave alone) every load thread started from now on; set once at
+/// start.
+pub fn set_pods_cpu(pods: PodsCpu) {
+    PIN_PODS.store(pods == PodsCpu::Pinned, Ordering::Relaxed);
+}
+
+/// Whether the load threads are pinned (`--pods-cpu`).
+pub fn pods_pinned() -> bool {
+    PIN_PODS.load(Ordering::Relaxed)
 }
 
 #[cfg(test)]

@@ -68,7 +68,7 @@ fn testbed_text(c: &Comparison) -> String {
          selecting `{BACKEND_POD}` (node 2): one at {vip} with the harness's ports, one at \
          {bulk_vip} for iperf3; requests come from \
          `{CLIENT_POD}` (node 1); the harness's echo and TCP servers answer in `{BACKEND_POD}`'s \
-         namespace, pinned to cpu {load}, as is the client. Then the cluster is torn down and \
+         namespace, {pinned}, as is the client. Then the cluster is torn down and \
          the comparison's kernel path is built (flannel-style VXLAN, a bridge, kube-proxy \
          iptables rules; client pod on node 1, the Service's backends on node 2), once with \
          RPS steering the nodes' receive work onto cpu {dp} and once without (as users run \
@@ -78,7 +78,11 @@ fn testbed_text(c: &Comparison) -> String {
         vip = super::services::BENCH_VIP,
         bulk_vip = super::services::BULK_VIP,
         bulk_text = bulk_text(c),
-        load = c.load_cpu,
+        pinned = if super::cpu::pods_pinned() {
+            format!("pinned to cpu {}", c.load_cpu)
+        } else {
+            "not pinned (`--pods-cpu any`)".to_owned()
+        },
         dp = c.dataplane_cpu,
         hogs = cpu_list(&c.hog_cpus),
         latency = latency_text(c),

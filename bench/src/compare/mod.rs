@@ -48,6 +48,7 @@ pub mod stats;
 pub mod testbed_demo;
 pub mod udp_rate;
 pub mod worker_idle;
+pub mod worker_placement;
 pub mod worker_sched;
 
 use std::str::FromStr;
@@ -57,6 +58,7 @@ use testbed::run_state::Io;
 
 use self::kernel::ProxyMode;
 use self::worker_idle::WorkerIdle;
+use self::worker_placement::Placement;
 use self::worker_sched::WorkerSched;
 
 pub use self::session::{Options, run};
@@ -135,8 +137,8 @@ pub enum Dataplane {
     },
     Ovs,
     /// The testbed's demo cluster as `testbed up` runs it (`--testbed`), with `--worker-idle`'s
-    /// idle mode if given.
-    Testbed(Io, Option<WorkerIdle>),
+    /// idle mode if given and the workers placed as `--testbed-workers` says.
+    Testbed(Io, Option<WorkerIdle>, Placement),
 }
 
 fn io_key(io: Io) -> &'static str {
@@ -185,8 +187,12 @@ impl Dataplane {
                 rx: KernelRx::Default,
             } => mode_key(mode).to_owned(),
             Dataplane::Ovs => "ovs".to_owned(),
-            Dataplane::Testbed(io, None) => format!("testbed-{}", io_key(io)),
-            Dataplane::Testbed(io, Some(idle)) => format!("testbed-{}-{}", io_key(io), idle.key()),
+            Dataplane::Testbed(io, None, at) => {
+                format!("testbed-{}{}", io_key(io), at.key_suffix())
+            }
+            Dataplane::Testbed(io, Some(idle), at) => {
+                format!("testbed-{}-{}{}", io_key(io), idle.key(), at.key_suffix())
+            }
         }
     }
 
@@ -206,11 +212,19 @@ impl Dataplane {
                 }
             ),
             Dataplane::Ovs => "OVS userspace (netdev)".to_owned(),
-            Dataplane::Testbed(io, None) => {
+            Dataplane::Testbed(io, None, Placement::Default) => {
                 format!("testbed demo cluster, ferroplane ({} pods)", io_label(io))
             }
-            Dataplane::Testbed(io, Some(idle)) => format!(
+            Dataplane::Testbed(io, None, at) => format!(
+                "testbed demo cluster, ferroplane ({} pods, {at})",
+                io_label(io)
+            ),
+            Dataplane::Testbed(io, Some(idle), Placement::Default) => format!(
                 "testbed demo cluster, ferroplane ({} pods, workers {idle})",
+                io_label(io)
+            ),
+            Dataplane::Testbed(io, Some(idle), at) => format!(
+                "testbed demo cluster, ferroplane ({} pods, {at}, {idle})",
                 io_label(io)
             ),
         }
@@ -232,8 +246,16 @@ impl Dataplane {
                 rx: KernelRx::Default,
             } => mode_key(mode).to_owned(),
             Dataplane::Ovs => "OVS".to_owned(),
-            Dataplane::Testbed(io, None) => format!("testbed {}", io_label(io)),
-            Dataplane::Testbed(io, Some(idle)) => format!("testbed {} {idle}", io_label(io)),
+            Dataplane::Testbed(io, idle, at) => {
+                let mut short = format!("testbed {}", io_label(io));
+                if at == Placement::PerCpu {
+                    short.push_str(" per-CPU");
+                }
+                if let Some(idle) = idle {
+                    short.push_str(&format!(" {idle}"));
+                }
+                short
+            }
         }
     }
 
@@ -310,6 +332,8 @@ pub struct Variants {
     pub scheds: Vec<WorkerSched>,
     /// Empty: the node's default idle mode; else a row per policy and idle mode.
     pub idles: Vec<WorkerIdle>,
+    /// `--testbed-workers`; empty: the testbed's own placement.
+    pub placements: Vec<Placement>,
     pub kernel_rx: Vec<KernelRx>,
 }
 
@@ -370,10 +394,17 @@ pub fn testbed_dataplanes(variants: &Variants) -> Vec<Dataplane> {
     } else {
         variants.idles.iter().copied().map(Some).collect()
     };
+    let placements = if variants.placements.is_empty() {
+        vec![Placement::Default]
+    } else {
+        variants.placements.clone()
+    };
     for &io in &variants.ios {
-        for &idle in &idles {
-            if !out.contains(&Dataplane::Testbed(io, idle)) {
-                out.push(Dataplane::Testbed(io, idle));
+        for &at in &placements {
+            for &idle in &idles {
+                if !out.contains(&Dataplane::Testbed(io, idle, at)) {
+                    out.push(Dataplane::Testbed(io, idle, at));
+                }
             }
         }
     }
@@ -399,6 +430,7 @@ mod tests {
             ios: vec![Io::Tap, Io::AfPacket, Io::Tap],
             scheds: Vec::new(),
             idles: Vec::new(),
+            placements: Vec::new(),
             kernel_rx: vec![KernelRx::Steered, KernelRx::Default],
         };
         let all = dataplanes(
@@ -428,6 +460,7 @@ mod tests {
             ios: vec![Io::Tap],
             scheds: vec![WorkerSched::Other, WorkerSched::Fifo(10)],
             idles: Vec::new(),
+            placements: Vec::new(),
             kernel_rx: vec![KernelRx::Default],
         };
         let all = dataplanes(&[Family::Ferroplane, Family::Nftables], &variants);
@@ -455,6 +488,7 @@ mod tests {
             ios: vec![Io::Tap],
             scheds: vec![WorkerSched::Fifo(1)],
             idles: vec![WorkerIdle::BusyPoll, WorkerIdle::Spin(200)],
+            placements: Vec::new(),
             kernel_rx: vec![KernelRx::Default],
         };
         let all = dataplanes(&[Family::Ferroplane], &variants);

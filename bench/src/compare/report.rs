@@ -356,7 +356,11 @@ mod tests {
     fn the_goal_compares_with_the_faster_kernel_row() {
         use crate::compare::KernelRx;
         use crate::compare::kernel::ProxyMode;
-        let mut ours = DataplaneResult::new(Dataplane::Testbed(testbed::run_state::Io::Tap, None));
+        let mut ours = DataplaneResult::new(Dataplane::Testbed(
+            testbed::run_state::Io::Tap,
+            None,
+            Default::default(),
+        ));
         let mut steered = DataplaneResult::new(Dataplane::Kernel {
             mode: ProxyMode::Iptables,
             rx: KernelRx::Steered,
@@ -397,7 +401,7 @@ mod tests {
         };
         for testbed in [false, true] {
             let ours = if testbed {
-                Dataplane::Testbed(Io::Tap, None)
+                Dataplane::Testbed(Io::Tap, None, Default::default())
             } else {
                 Dataplane::Ferroplane {
                     io: Io::Tap,

@@ -125,8 +125,8 @@ impl Build {
             )?),
             Dataplane::Kernel { mode, .. } => Build::Kernel(kernel::build(mode)?),
             Dataplane::Ovs => Build::Ovs(ovs::build(options.dataplane_cpu)?),
-            Dataplane::Testbed(io, idle) => {
-                Build::Testbed(testbed_demo::build(&options.ferroplane, io, idle)?)
+            Dataplane::Testbed(io, idle, at) => {
+                Build::Testbed(testbed_demo::build(&options.ferroplane, io, idle, at)?)
             }
         };
         if !dataplane.is_ferroplane() {

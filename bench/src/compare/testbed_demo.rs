@@ -6,8 +6,8 @@
 //! `store-db` beside the pod's own server (other ports).
 //!
 //! Invariants: nothing of the testbed's node processes is changed (no pinning, no receive
-//! steering; a restart only with `--worker-idle`, which changes nothing but the workers' idle
-//! mode): the figure is the testbed's as it runs; everything is made under
+//! steering; a restart only with `--worker-idle` or `--testbed-workers per-cpu`, which change
+//! nothing but the workers' idle mode and placement): the figure is the testbed's as it runs; everything is made under
 //! the comparison's prefix, so one teardown removes it, on error and on panic alike.
 
 use std::fmt::Write;
@@ -22,6 +22,7 @@ use super::ferroplane::{self, Restarted};
 use super::plan::{Cluster, PodAddr, layout};
 use super::services::{ServiceSpec, bench_service, bulk_service};
 use super::worker_idle::{WorkerIdle, with_worker_idle};
+use super::worker_placement::{Placement, with_placement};
 use super::{Result, Teardown};
 
 /// The demo pod the requests come from (node 1).
@@ -76,9 +77,15 @@ pub fn manifests(staging: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// Brings the demo cluster up with its pods on `io`; with `idle`, each node's process is then
-/// restarted (default affinity, as before) with that `workers.idle` / `workers.spin`.
-pub fn build(ferroplane: &Path, io: Io, idle: Option<WorkerIdle>) -> Result<TestbedBuild> {
+/// Brings the demo cluster up with its pods on `io`; with `idle` or a placement other than
+/// the default, each node's process is then restarted with that `workers.idle` /
+/// `workers.spin` and its workers placed as `placement` says.
+pub fn build(
+    ferroplane: &Path,
+    io: Io,
+    idle: Option<WorkerIdle>,
+    placement: Placement,
+) -> Result<TestbedBuild> {
     let teardown = Teardown::begin()?;
     let layout = layout()?;
     let staging = std::env::temp_dir().join(format!("fpcmp-rr-{}.yaml", std::process::id()));
@@ -96,8 +103,14 @@ pub fn build(ferroplane: &Path, io: Io, idle: Option<WorkerIdle>) -> Result<Test
     let _ = std::fs::remove_file(&staging);
     let state = state?;
     let mut nodes = Vec::new();
-    if let Some(idle) = idle {
-        let rewrite = |config: &str| with_worker_idle(config, idle);
+    if idle.is_some() || placement != Placement::Default {
+        let rewrite = |config: &str| {
+            let config = with_placement(config, placement)?;
+            match idle {
+                Some(idle) => with_worker_idle(&config, idle),
+                None => Ok(config),
+            }
+        };
         for node in &state.nodes {
             nodes.push(ferroplane::restart(ferroplane, node, None, &rewrite)?);
         }

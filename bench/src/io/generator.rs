@@ -81,6 +81,7 @@ fn generator_socket(ifname: &str) -> io::Result<AfPacketPort> {
         promiscuous: false,
         vnet_hdr: false,
         exclude_udp_port: None,
+        fanout_by_cpu: None,
     };
     AfPacketPort::open(ifname, &config)
 }

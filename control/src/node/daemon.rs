@@ -93,6 +93,14 @@ pub fn run(settings: NodeSettings, reload: Reload) -> Result<(), String> {
         settings.pods.backend
     ));
     devices::set_af_xdp_busy_poll(settings.schedule.idle == IdleMode::BusyPoll);
+    devices::set_cpu_steering(settings.per_cpu.then_some(settings.cores.as_slice()))?;
+    if settings.per_cpu {
+        log::info(format_args!(
+            "workers.perCpu: a worker on each of CPUs {:?}; ports steer frames to the sending \
+             CPU's worker",
+            settings.cores
+        ));
+    }
     let (conntrack, adopted) = flow_state::conntrack_table(&settings)?;
     let affinity = Arc::new(AffinityTable::new(65_536));
     let observers = Arc::new(Observers::default());

@@ -7,18 +7,21 @@
 //! Invariants:
 //! - Every worker holds its own device for every port it serves, so each worker can transmit
 //!   on every port; receive is spread over them by the kernel (TAP queue selection, AF_PACKET
-//!   fanout by flow hash, NIC RSS for AF_XDP).
+//!   fanout by flow hash, NIC RSS for AF_XDP), or with `workers.perCpu` steered to the worker
+//!   on the sending CPU (`set_cpu_steering`; AF_XDP keeps RSS). Devices are opened in worker
+//!   order, so worker `i` holds the `i`-th queue or socket the steering programs name.
 //! - Capture costs one relaxed load per burst while nobody captures; frames are copied only
 //!   for a port someone captures (see `observe`).
 
 use std::io;
 use std::os::fd::RawFd;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use dataplane::io::af_packet::{AfPacketConfig, AfPacketPort};
 use dataplane::io::af_xdp::{AfXdpConfig, AfXdpPort, XdpMode};
+use dataplane::io::cpu_steering::{self, TapSteering};
 use dataplane::io::tap::TapQueue;
 use dataplane::io::udp_tunnel::{TunnelUplink, UdpTunnelConfig};
 use dataplane::io::{PacketIo, netdev};
@@ -167,6 +170,7 @@ pub fn open_tap(
             .collect::<io::Result<Vec<_>>>()?;
         if let Some(first) = queues.first() {
             first.set_persistent(true)?;
+            steer_tap(first)?;
         }
         Ok((queues.into_iter().map(Device::Tap).collect(), !existed))
     };
@@ -174,6 +178,55 @@ pub fn open_tap(
         None => open(),
         Some(ns) => netns::run_in(ns, open),
     }
+}
+
+/// What `workers.perCpu` steers by: the workers' CPUs and the loaded TAP program; `None`
+/// while the workers are not per CPU. Set once at start, before any device opens.
+struct CpuSteering {
+    cores: Vec<usize>,
+    tap: TapSteering,
+}
+
+static CPU_STEERING: Mutex<Option<Arc<CpuSteering>>> = Mutex::new(None);
+
+fn cpu_steering() -> Option<Arc<CpuSteering>> {
+    CPU_STEERING
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
+}
+
+/// Makes every device opened from now on steer frames to the worker on the sending CPU
+/// (worker `i` on `cores[i]`), or, with `None`, by the kernel's flow hash.
+pub fn set_cpu_steering(cores: Option<&[usize]>) -> Result<(), String> {
+    let steering = match cores {
+        Some(cores) => Some(Arc::new(CpuSteering {
+            cores: cores.to_vec(),
+            tap: TapSteering::load(cores)
+                .map_err(|e| format!("workers.perCpu: loading the TAP steering program: {e}"))?,
+        })),
+        None => None,
+    };
+    *CPU_STEERING.lock().unwrap_or_else(PoisonError::into_inner) = steering;
+    Ok(())
+}
+
+/// Gives the TAP of `queue` the CPU steering program, or clears one a previous process left
+/// on the persistent device (a kernel without TAP steering has none to clear).
+fn steer_tap(queue: &TapQueue) -> io::Result<()> {
+    use std::os::fd::AsFd;
+    match cpu_steering() {
+        Some(steering) => steering.tap.apply(queue.as_fd()),
+        None => {
+            let _ = cpu_steering::clear_tap(queue.as_fd());
+            Ok(())
+        }
+    }
+}
+
+/// The fanout steering of AF_PACKET sockets opened now (`AfPacketConfig::fanout_by_cpu`).
+fn fanout_by_cpu() -> Option<Vec<usize>> {
+    cpu_steering().map(|s| s.cores.clone())
 }
 
 /// Deletes the persistent TAP `name` (in the namespace bound at `netns` when given) once
@@ -210,6 +263,7 @@ pub fn open_af_packet(
         fanout_group: Some(group),
         rx_frames,
         vnet_hdr,
+        fanout_by_cpu: fanout_by_cpu(),
         ..AfPacketConfig::default()
     };
     (0..workers)
@@ -321,6 +375,7 @@ fn open_tunnel_uplink(settings: &NodeSettings) -> Result<Vec<Device>, String> {
     let raw = AfPacketConfig {
         fanout_group: Some(fanout_group(PortId(0))),
         rx_frames: UPLINK_RX_FRAMES,
+        fanout_by_cpu: fanout_by_cpu(),
         ..AfPacketConfig::default()
     };
     (0..settings.workers)

@@ -247,10 +247,15 @@ impl Node {
         self.dir.path().join("node.yaml")
     }
 
+    /// `workers` 0 writes no `workers.count` (the node decides, e.g. `perCpu`).
     fn write_config(&self, workers: usize, uplink: &str, yaml: &NodeYaml) {
         let underlay_mac = self.underlay.exec(&["cat", "/sys/class/net/ul0/address"]);
+        let count = match workers {
+            0 => String::new(),
+            n => format!("  count: {n}\n"),
+        };
         let config = format!(
-            "nodeName: {name}\nsource: state\nstateDir: {state}\nports:\n  uplink:\n    interface: up0\n    backend: {uplink}\n    nextHopMAC: {mac}\n  host:\n    interface: fp-host\n  pods:\n    backend: {backend}\n    netnsDir: {netns}\nworkers:\n  count: {workers}\n{workers_yaml}conntrack:\n  maxEntries: 16384\nadmin:\n  socket: {socket}\n{admin_yaml}health:\n  bindAddress: 0.0.0.0:10256\nflowState: {flow_state}\n{top_yaml}",
+            "nodeName: {name}\nsource: state\nstateDir: {state}\nports:\n  uplink:\n    interface: up0\n    backend: {uplink}\n    nextHopMAC: {mac}\n  host:\n    interface: fp-host\n  pods:\n    backend: {backend}\n    netnsDir: {netns}\nworkers:\n{count}{workers_yaml}conntrack:\n  maxEntries: 16384\nadmin:\n  socket: {socket}\n{admin_yaml}health:\n  bindAddress: 0.0.0.0:10256\nflowState: {flow_state}\n{top_yaml}",
             name = self.node_name(),
             state = self.dir.path().join("state").display(),
             mac = underlay_mac.trim(),

@@ -288,3 +288,65 @@ fn measure_udp_round_trips_by_class() {
         eprintln!("{row}");
     }
 }
+
+/// The CPUs the thread named `name` of `pid` may run on (`Cpus_allowed_list`).
+fn thread_cpus(pid: u32, name: &str) -> String {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = task.unwrap().path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim() != name {
+            continue;
+        }
+        let status = std::fs::read_to_string(dir.join("status")).unwrap();
+        let line = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .unwrap();
+        return line.trim().to_owned();
+    }
+    panic!("no thread {name} in process {pid}");
+}
+
+#[test]
+fn per_cpu_workers_are_pinned_one_per_cpu_and_forward_with_steering() {
+    let cpus = dataplane::io::thread::allowed_cpus().unwrap();
+    assert!(cpus.len() >= 2, "needs two CPUs, has {cpus:?}");
+    let mut node = Node::start_with_workers(
+        "pc",
+        Backend::Tap,
+        "af-packet",
+        2,
+        0,
+        "",
+        "  perCpu: true\n  idle: keep-warm\n",
+    );
+    let pid = node.process.as_ref().unwrap().id();
+    for (i, cpu) in cpus.iter().enumerate() {
+        assert_eq!(thread_cpus(pid, &format!("fp-worker-{i}")), cpu.to_string());
+    }
+    assert!(
+        node.log().contains(&format!(
+            "workers.perCpu: a worker on each of CPUs {cpus:?}"
+        )),
+        "{}",
+        node.log()
+    );
+    node.serve(1, 8080);
+    let (a, b) = (node.pods[0].ip.clone(), node.pods[1].ip.clone());
+    for _ in 0..4 {
+        assert_eq!(
+            node.udp(0, &b, 8080, "hi"),
+            format!("hi from {a}"),
+            "{}",
+            node.debug()
+        );
+    }
+    let (status, body) = node.admin("/stats").expect("/stats");
+    assert_eq!(status, 200, "{body}");
+    let stats: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(
+        stats["workers"].as_array().map(Vec::len),
+        Some(cpus.len()),
+        "{stats}"
+    );
+}

@@ -11,6 +11,7 @@
 
 pub mod af_packet;
 pub mod af_xdp;
+pub mod cpu_steering;
 pub mod hugepages;
 pub mod mem;
 pub mod netdev;

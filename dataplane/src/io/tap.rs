@@ -26,7 +26,7 @@
 use std::ffi::{c_int, c_short, c_ulong};
 use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 
 use super::PacketIo;
@@ -126,6 +126,13 @@ impl TapQueue {
 
     pub fn stats(&self) -> TapStats {
         self.stats
+    }
+}
+
+/// The queue's descriptor, for the device-wide ioctls (`cpu_steering`).
+impl AsFd for TapQueue {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
     }
 }
 

@@ -116,6 +116,7 @@ pub fn send(
             promiscuous: false,
             vnet_hdr: false,
             exclude_udp_port: None,
+            fanout_by_cpu: None,
         };
         let mut port = AfPacketPort::open(device, &config)
             .map_err(context(format!("AF_PACKET on {device} in {ns}")))?;

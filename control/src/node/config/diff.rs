@@ -60,6 +60,7 @@ impl NodeSettings {
                 "workers",
                 self.workers != other.workers
                     || self.cores != other.cores
+                    || self.per_cpu != other.per_cpu
                     || self.schedule != other.schedule,
             ),
             ("conntrack", self.conntrack != other.conntrack),

@@ -9,6 +9,7 @@
 
 mod diff;
 pub mod kube_proxy;
+mod placement;
 mod resolve;
 mod servers;
 pub mod underlay6;
@@ -186,6 +187,9 @@ pub struct WorkersFile {
     pub count: Option<usize>,
     #[serde(default)]
     pub cores: Vec<usize>,
+    /// One worker pinned on each CPU, frames steered to the sending CPU's worker.
+    #[serde(default)]
+    pub per_cpu: bool,
     pub scheduling: Option<SchedulingFile>,
     pub idle: Option<IdleKind>,
     pub spin: Option<ConfigDuration>,
@@ -304,6 +308,9 @@ node.yaml keys (all optional unless marked; command-line flags override them):
                            after a restart (default /run/netns)
   workers.count            worker threads (default: number of cores, else 1); also --workers
   workers.cores            CPUs to pin workers to, one per worker (default: not pinned)
+  workers.perCpu           true: one worker pinned on each CPU the process may use (no count or
+                           cores beside it), and every TAP, AF_PACKET and UDP tunnel port hands
+                           a frame to the worker on the CPU that sent it (no cross-CPU wakeup)
   workers.scheduling.policy    fifo (default) | rr | other: the workers' scheduling class; also
                            --worker-policy. fifo wins the core as soon as a packet wakes a worker;
                            a default the machine refuses (no CAP_SYS_NICE) falls back to other
@@ -311,7 +318,8 @@ node.yaml keys (all optional unless marked; command-line flags override them):
   workers.scheduling.priority  1..=99 for fifo and rr (default 1); also --worker-priority
   workers.scheduling.slice     policy other only: EEVDF slice hint, 100us..=100ms (default: the
                            kernel's base slice)
-  workers.idle             adaptive (default): poll for workers.spin after the last packet, then
+  workers.idle             adaptive (default; keep-warm with workers.perCpu): poll for
+                           workers.spin after the last packet, then
                            sleep until a port is readable; keep-warm: sleep after every
                            empty round while a SCHED_IDLE companion thread keeps the worker's
                            CPU out of halt for workers.spin (any other task preempts it);

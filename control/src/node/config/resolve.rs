@@ -95,6 +95,8 @@ pub struct NodeSettings {
     pub workers: usize,
     /// One per worker, or empty (not pinned).
     pub cores: Vec<usize>,
+    /// `workers.perCpu`: ports steer frames to the worker on the sending CPU (`cores`).
+    pub per_cpu: bool,
     /// The workers' scheduling class and idle mode.
     pub schedule: WorkerSchedule,
     /// The compile inputs only this node knows.
@@ -162,28 +164,22 @@ pub fn resolve(file: FileConfig, flags: &Overrides) -> Result<NodeSettings, Conf
             .netns_dir
             .unwrap_or_else(|| PathBuf::from("/run/netns")),
     };
-    let schedule = resolve_schedule(
+    let idle_named = file.workers.idle.is_some();
+    let mut schedule = resolve_schedule(
         file.workers.scheduling,
         file.workers.idle,
         file.workers.spin,
         flags,
     )?;
-    let cores = file.workers.cores;
-    let workers = flags
-        .workers
-        .or(file.workers.count)
-        .unwrap_or(cores.len().max(1));
-    if workers == 0 {
-        return Err(err("workers.count", "must be at least 1"));
-    }
-    if !cores.is_empty() && cores.len() != workers {
-        return Err(err(
-            "workers.cores",
-            format!(
-                "lists {} cores for {workers} workers (give one core per worker)",
-                cores.len()
-            ),
-        ));
+    let placement = super::placement::resolve(
+        file.workers.count,
+        file.workers.cores,
+        file.workers.per_cpu,
+        flags.workers,
+    )?;
+    let (workers, cores, per_cpu) = (placement.workers, placement.cores, placement.per_cpu);
+    if !idle_named {
+        schedule.idle = super::placement::default_idle(per_cpu, schedule.idle);
     }
     let local = NodeLocal {
         uplink_mac: uplink_file.mac.map(|m| m.0),
@@ -254,6 +250,7 @@ pub fn resolve(file: FileConfig, flags: &Overrides) -> Result<NodeSettings, Conf
         pods,
         workers,
         cores,
+        per_cpu,
         schedule,
         local,
         conntrack,

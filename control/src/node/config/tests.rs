@@ -322,3 +322,32 @@ fn the_udp_socket_uplink_needs_af_packet_vxlan_and_a_node_ip() {
         );
     }
 }
+
+#[test]
+fn per_cpu_workers_take_every_allowed_cpu_and_keep_warm_by_default() {
+    let allowed = dataplane::io::thread::allowed_cpus().unwrap();
+    let s = resolved(&minimal("workers:\n  perCpu: true\n")).unwrap();
+    assert!(s.per_cpu);
+    assert_eq!((s.workers, s.cores.clone()), (allowed.len(), allowed));
+    assert!(
+        matches!(
+            s.schedule.idle,
+            dataplane::worker::IdleMode::KeepWarm { .. }
+        ),
+        "{:?}",
+        s.schedule.idle
+    );
+    let named = resolved(&minimal("workers:\n  perCpu: true\n  idle: adaptive\n")).unwrap();
+    assert!(matches!(
+        named.schedule.idle,
+        dataplane::worker::IdleMode::Adaptive { .. }
+    ));
+    let e = resolved(&minimal("workers:\n  perCpu: true\n  count: 2\n")).unwrap_err();
+    assert!(e.0.starts_with("workers.perCpu:"), "{}", e.0);
+    let unpinned = resolved(&minimal("")).unwrap();
+    assert!(!unpinned.per_cpu);
+    assert!(matches!(
+        unpinned.schedule.idle,
+        dataplane::worker::IdleMode::Adaptive { .. }
+    ));
+}

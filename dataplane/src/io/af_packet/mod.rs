@@ -51,6 +51,10 @@ pub struct AfPacketConfig {
     /// Drop UDP to this port in the kernel before the ring (`udp_tunnel`: VXLAN goes to the
     /// tunnel socket, not here).
     pub exclude_udp_port: Option<u16>,
+    /// Hand each frame to the group's socket of the worker on the receiving CPU (worker `i`
+    /// on `cores[i]`, sockets opened in worker order: `cpu_steering`) instead of by flow
+    /// hash; only with a fanout group.
+    pub fanout_by_cpu: Option<Vec<usize>>,
 }
 
 impl Default for AfPacketConfig {
@@ -62,6 +66,7 @@ impl Default for AfPacketConfig {
             promiscuous: true,
             vnet_hdr: false,
             exclude_udp_port: None,
+            fanout_by_cpu: None,
         }
     }
 }
@@ -171,8 +176,15 @@ impl AfPacketPort {
             )?;
         }
         if let Some(group) = config.fanout_group {
-            let mode = c_int::from(group) | (libc::PACKET_FANOUT_HASH as c_int) << 16;
+            let kind = match config.fanout_by_cpu {
+                Some(_) => libc::PACKET_FANOUT_CBPF,
+                None => libc::PACKET_FANOUT_HASH,
+            };
+            let mode = c_int::from(group) | (kind as c_int) << 16;
             packet_option(&fd, libc::PACKET_FANOUT, &mode, "PACKET_FANOUT")?;
+            if let Some(cores) = &config.fanout_by_cpu {
+                super::cpu_steering::steer_fanout(&fd, cores)?;
+            }
         }
         Ok(Self {
             rings,

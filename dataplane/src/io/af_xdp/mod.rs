@@ -27,7 +27,7 @@
 //!   driver asks for.
 
 mod datapath;
-mod program;
+pub(crate) mod program;
 mod umem;
 
 use std::io;

@@ -37,25 +37,25 @@ const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
 /// and source register in the high nibble of `regs`, offset, immediate.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Insn {
-    pub(super) code: u8,
-    pub(super) regs: u8,
-    pub(super) off: i16,
-    pub(super) imm: i32,
+pub(crate) struct Insn {
+    pub(crate) code: u8,
+    pub(crate) regs: u8,
+    pub(crate) off: i16,
+    pub(crate) imm: i32,
 }
 
 /// Opcodes used: class | size or operation | mode or source, per the eBPF ISA.
-mod op {
+pub(crate) mod op {
     /// BPF_LDX (0x01) | BPF_MEM (0x60) | BPF_W (0x00): `dst = *(u32 *)(src + off)`.
-    pub(super) const LOAD_U32: u8 = 0x61;
+    pub(crate) const LOAD_U32: u8 = 0x61;
     /// BPF_LD (0x00) | BPF_IMM (0x00) | BPF_DW (0x18): a 64-bit immediate over two slots.
-    pub(super) const LOAD_IMM64: u8 = 0x18;
+    pub(crate) const LOAD_IMM64: u8 = 0x18;
     /// BPF_ALU64 (0x07) | BPF_MOV (0xb0) | BPF_K (0x00): `dst = imm`.
-    pub(super) const MOV64_IMM: u8 = 0xb7;
+    pub(crate) const MOV64_IMM: u8 = 0xb7;
     /// BPF_JMP (0x05) | BPF_CALL (0x80): call helper `imm`.
-    pub(super) const CALL: u8 = 0x85;
+    pub(crate) const CALL: u8 = 0x85;
     /// BPF_JMP (0x05) | BPF_EXIT (0x90): return r0.
-    pub(super) const EXIT: u8 = 0x95;
+    pub(crate) const EXIT: u8 = 0x95;
 }
 
 /// `src` of a 64-bit immediate load whose immediate is a map descriptor.
@@ -67,7 +67,7 @@ const BPF_FUNC_REDIRECT_MAP: i32 = 51;
 /// XDP verdict that hands the frame to the kernel stack.
 const XDP_PASS: i32 = 2;
 
-const fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
+pub(crate) const fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
     Insn {
         code,
         regs: dst | src << 4,
@@ -215,19 +215,37 @@ const LOG_SIZE: usize = 16 * 1024;
 /// Loads the redirect program over `map`; a rejection carries the verifier's log.
 fn load_program(map: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     let insns = redirect_program(map.as_raw_fd());
-    // The program calls no GPL-only helper, so it can carry the project's own licence.
+    load(
+        BPF_PROG_TYPE_XDP,
+        BPF_XDP,
+        &insns,
+        "fp_xsk_redirect",
+        "the XDP redirect program",
+    )
+}
+
+/// Loads `insns` as a program of `prog_type` named `name`; a rejection carries the
+/// verifier's log and says `what` was refused.
+pub(crate) fn load(
+    prog_type: u32,
+    expected_attach_type: u32,
+    insns: &[Insn],
+    name: &str,
+    what: &str,
+) -> io::Result<OwnedFd> {
+    // The programs call no GPL-only helper, so they can carry the project's own licence.
     let license = c"Apache-2.0";
     let mut log = vec![0u8; LOG_SIZE];
     let mut attr = ProgLoadAttr {
-        prog_type: BPF_PROG_TYPE_XDP,
-        insn_cnt: insns.len() as u32,
+        prog_type,
+        insn_cnt: u32::try_from(insns.len()).map_err(io::Error::other)?,
         insns: insns.as_ptr() as u64,
         license: license.as_ptr() as u64,
         log_level: 1,
         log_size: LOG_SIZE as u32,
         log_buf: log.as_mut_ptr() as u64,
-        prog_name: object_name("fp_xsk_redirect"),
-        expected_attach_type: BPF_XDP,
+        prog_name: object_name(name),
+        expected_attach_type,
         ..ProgLoadAttr::default()
     };
     // SAFETY: `ProgLoadAttr` is the BPF_PROG_LOAD prefix; `insns` (read, `insn_cnt` entries),
@@ -239,7 +257,7 @@ fn load_program(map: BorrowedFd<'_>) -> io::Result<OwnedFd> {
             let text = String::from_utf8_lossy(&log[..end]);
             Err(context(
                 err,
-                format_args!("BPF_PROG_LOAD of the XDP redirect program (verifier log: {text:?})"),
+                format_args!("BPF_PROG_LOAD of {what} (verifier log: {text:?})"),
             ))
         }
     }

@@ -117,6 +117,11 @@ impl TunnelUplink {
         };
         let raw = AfPacketPort::open(device, &raw_config)?;
         let socket = socket::open(config.node_ip, config.port, device)?;
+        // Per-CPU workers: the tunnel sockets' reuseport group steers by CPU like the raw
+        // sockets' fanout group (`cpu_steering`).
+        if let Some(cores) = &raw_config.fanout_by_cpu {
+            super::cpu_steering::steer_reuseport(&socket, cores)?;
+        }
         let senders = (0..SEND_LANES)
             .map(|_| socket::open_sender(config.node_ip, device))
             .collect::<io::Result<Vec<_>>>()?;

@@ -8,6 +8,7 @@
 //! DIR/lock                              flock(2) target: exclusive for writers, shared for readers
 //! DIR/transaction-in-progress           present only while a commit is being written
 //! DIR/changes                           which objects each recent generation touched
+//! DIR/journal                           the commits since the last file-system sync
 //! DIR/objects/<plural>/<name>.json              cluster-scoped objects (namespaces, nodes)
 //! DIR/objects/<plural>/<namespace>/<name>.json  namespaced objects
 //! ```
@@ -16,13 +17,17 @@
 //! directory's lock timeout ([`DEFAULT_LOCK_TIMEOUT`]), then fails naming who holds it.
 //!
 //! Invariants: every write happens under the exclusive lock; each object file is replaced
-//! atomically ([`durable`]); `generation` is written last in a commit, so a watcher that sees a
+//! atomically ([`durable`]); a commit is durable once its journal record is synced (one
+//! `fdatasync` per commit, [`journal`]: the files, change log and generation are written
+//! without syncing, and recovery replays the journal when the lock is taken after a crash);
+//! `generation` is written last in a commit, so a watcher that sees a
 //! new generation and then loads under the shared lock sees the whole commit. Names used in paths
 //! have been validated as DNS names first, so they cannot contain `/` or be `.`/`..`.
 
 pub mod access;
 pub mod changelog;
 pub mod durable;
+pub mod journal;
 mod lock_holder;
 
 use std::fmt;
@@ -178,9 +183,15 @@ impl StateDir {
 
     /// Waits until no other process holds the lock (at most the lock timeout), then holds it
     /// exclusively.
+    /// Finishes (replays) what the journal holds of commits a crash interrupted first.
     pub fn lock_exclusive(&self) -> Result<StateLock, StoreError> {
         self.ensure_exists()?;
-        self.lock(true)
+        let lock = self.lock(true)?;
+        let recovered = journal::recover(self)?;
+        if let Some(damage) = &recovered.damage {
+            crate::node::log::warn(format_args!("state {}: {damage}", self.root.display()));
+        }
+        Ok(lock)
     }
 
     /// Waits until no writer holds the lock (at most the lock timeout); readers share it.
@@ -254,14 +265,16 @@ impl StateDir {
         Ok((objects, problems))
     }
 
-    /// Writes one commit under the exclusive lock the caller holds: each object's file
-    /// (`None` removes it), then the change log entry, then `generation` (last, so a reader
-    /// that sees the new generation sees the whole commit).
+    /// Writes one commit under the exclusive lock the caller holds: its journal record
+    /// (synced: the commit is durable from here), each object's file (`None` removes it), the
+    /// change log entry, then `generation` (last, so a reader that sees the new generation sees
+    /// the whole commit). Only the journal is synced ([`journal`]).
     pub fn write_commit(
         &self,
         generation: u64,
         objects: &[(ObjectRef, Option<Vec<u8>>)],
     ) -> Result<(), StoreError> {
+        journal::append(self, &journal::encode(generation, objects))?;
         let mut writes = Vec::new();
         let mut removals = Vec::new();
         for (key, bytes) in objects {
@@ -271,14 +284,14 @@ impl StateDir {
                 None => removals.push(path),
             }
         }
-        durable::write_all_atomic(&writes).map_err(|e| StoreError::io(&self.root, &e))?;
-        durable::remove_all_durable(&removals).map_err(|e| StoreError::io(&self.root, &e))?;
+        durable::replace_all(&writes).map_err(|e| StoreError::io(&self.root, &e))?;
+        durable::remove_all(&removals).map_err(|e| StoreError::io(&self.root, &e))?;
         let keys: Vec<ObjectRef> = objects.iter().map(|(key, _)| key.clone()).collect();
         let log = self.change_log();
-        log.append(generation.saturating_sub(1), generation, &keys)
+        log.append_unsynced(generation.saturating_sub(1), generation, &keys)
             .map_err(|e| StoreError::io(log.path(), &e))?;
         let path = self.generation_path();
-        durable::write_atomic(&path, format!("{generation}\n").as_bytes())
+        durable::replace_all(&[(path.clone(), format!("{generation}\n").into_bytes())])
             .map_err(|e| StoreError::io(&path, &e))
     }
 

@@ -320,7 +320,10 @@ impl KubeSync {
         let mut snapshot = compiled.snapshot;
         self.published += 1;
         snapshot.generation = self.published;
-        self.metrics.objects = ObjectCounts::of(&snapshot, compiled.problems.len());
+        self.metrics.objects =
+            self.metrics
+                .objects
+                .updated(&self.cell.load(), &snapshot, compiled.problems.len());
         let old = self.cell.publish(snapshot);
         let new = self.cell.load();
         for ct in &self.conntracks {

@@ -47,8 +47,11 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/ferroplane";
 
 /// How long taking the lock waits for another holder before failing.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
-/// Pause between tries while the lock is held elsewhere.
-const LOCK_RETRY_PAUSE: Duration = Duration::from_millis(20);
+/// Pauses between tries while the lock is held elsewhere: the first short (a commit holds the
+/// lock for about one journal sync, and a node's sync waiting on it is programming latency),
+/// doubling up to the last.
+const FIRST_LOCK_RETRY_PAUSE: Duration = Duration::from_millis(1);
+const LAST_LOCK_RETRY_PAUSE: Duration = Duration::from_millis(20);
 
 /// An error reading or writing the state directory, with the path involved.
 #[derive(Debug)]
@@ -156,6 +159,7 @@ impl StateDir {
         // owner may fail to (root-owned file, user process): that is no reason not to lock.
         let _ = access.apply_to_file(&file);
         let deadline = Instant::now() + self.lock_timeout;
+        let mut pause = FIRST_LOCK_RETRY_PAUSE;
         loop {
             let tried = if exclusive {
                 file.try_lock()
@@ -176,7 +180,10 @@ impl StateDir {
                         ),
                     });
                 }
-                Err(fs::TryLockError::WouldBlock) => std::thread::sleep(LOCK_RETRY_PAUSE),
+                Err(fs::TryLockError::WouldBlock) => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(LAST_LOCK_RETRY_PAUSE);
+                }
             }
         }
     }

@@ -259,7 +259,10 @@ impl Syncer {
         problems.append(&mut compiled.problems);
         self.published += 1;
         compiled.snapshot.generation = self.published;
-        let counts = ObjectCounts::of(&compiled.snapshot, problems.len());
+        let counts =
+            self.metrics
+                .objects
+                .updated(&self.cell.load(), &compiled.snapshot, problems.len());
         let old = self.cell.publish(compiled.snapshot);
         let new = self.cell.load();
         for ct in &self.conntracks {

@@ -23,9 +23,12 @@
 //!   the last generation (readers behind it load the directory once) and the journal starts
 //!   afresh. In the same boot the page cache holds every write, so only a last record newer
 //!   than `generation` (a writer died mid-commit) is replayed, finishing that commit.
-//! - Bounded: past [`MAX_JOURNAL_BYTES`] a commit first syncs the file system (`syncfs`: every
-//!   replaced file is then durable) and starts the journal afresh, so recovery reads at most
-//!   `MAX_JOURNAL_BYTES` plus one commit.
+//! - Bounded: past [`MAX_JOURNAL_BYTES`] a commit seals the journal (renamed
+//!   `journal.sealed-<n>`) and starts a fresh one; a checkpoint thread then syncs the file
+//!   system (`syncfs`, off the lock: a flush slowed by other processes' writes holds up no
+//!   commit and no reader) and removes the journals sealed before it began. Recovery reads
+//!   the sealed journals not yet checkpointed plus the active one: about `MAX_JOURNAL_BYTES`
+//!   per checkpoint still running.
 //! - A damaged journal (bad header, a malformed line in the middle) is a named
 //!   [`JournalError`]: recovery replays the complete records before the damage, syncs and
 //!   starts afresh; nothing after the damage is trusted.
@@ -273,14 +276,69 @@ pub fn append(dir: &StateDir, record: &[u8]) -> Result<(), StoreError> {
     match size {
         None => reset(dir).map_err(err)?,
         Some(size) if size > MAX_JOURNAL_BYTES => {
-            sync_file_system(dir.root()).map_err(err)?;
+            // Sealed, it waits for a checkpoint off the lock; a fresh one takes this commit.
+            let sealed = dir
+                .root()
+                .join(format!("{SEALED_PREFIX}{:020}", now_nanos()));
+            fs::rename(&path, &sealed).map_err(err)?;
             reset(dir).map_err(err)?;
+            start_checkpoint(dir.root());
         }
         Some(_) => {}
     }
     let mut file = OpenOptions::new().append(true).open(&path).map_err(err)?;
     file.write_all(record).map_err(err)?;
     file.sync_data().map_err(err)
+}
+
+/// A sealed journal's name: this prefix and a zero-padded number that sorts by sealing time.
+const SEALED_PREFIX: &str = "journal.sealed-";
+
+fn now_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+/// The sealed journals, oldest first.
+fn sealed_segments(root: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut sealed: Vec<PathBuf> = fs::read_dir(root)?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(SEALED_PREFIX))
+        .map(|e| e.path())
+        .collect();
+    sealed.sort();
+    Ok(sealed)
+}
+
+/// Syncs the file system, then removes the journals sealed before the sync began: every
+/// write they record is on the disk. Runs on its own thread, without the lock, so a slow
+/// flush (other processes' dirty data included) never holds up a commit or a reader. A
+/// process that exits first leaves its sealed journals to the next checkpoint or recovery.
+fn start_checkpoint(root: &Path) {
+    let root = root.to_path_buf();
+    let checkpoint = move || -> io::Result<()> {
+        let sealed = sealed_segments(&root)?;
+        sync_file_system(&root)?;
+        sealed
+            .iter()
+            .try_for_each(|path| match fs::remove_file(path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            })
+    };
+    let spawned = std::thread::Builder::new()
+        .name("state-checkpoint".to_owned())
+        .spawn(move || {
+            if let Err(error) = checkpoint() {
+                crate::node::log::warn(format_args!("state journal checkpoint: {error}"));
+            }
+        });
+    if let Err(error) = spawned {
+        crate::node::log::warn(format_args!(
+            "state journal checkpoint not started: {error}"
+        ));
+    }
 }
 
 /// Makes every write to the file system holding `root` durable (one `syncfs`).
@@ -296,7 +354,14 @@ pub fn recover(dir: &StateDir) -> Result<Recovered, StoreError> {
     let err = |e: io::Error| StoreError::io(&path, &e);
     let mut file = match File::open(&path) {
         Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Recovered::default()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            // Only a crash between sealing and starting afresh leaves sealed journals alone.
+            let sealed = sealed_segments(dir.root()).map_err(err)?;
+            if sealed.is_empty() {
+                return Ok(Recovered::default());
+            }
+            return recover_everything(dir, &sealed);
+        }
         Err(e) => return Err(err(e)),
     };
     let size = file.metadata().map_err(err)?.len();
@@ -304,7 +369,12 @@ pub fn recover(dir: &StateDir) -> Result<Recovered, StoreError> {
     let mut head = vec![0; header.len()];
     let head_len = read_at(&mut file, 0, &mut head).map_err(err)?;
     let same_boot = head[..head_len] == *header.as_bytes();
-    if same_boot {
+    if !same_boot {
+        let mut segments = sealed_segments(dir.root()).map_err(err)?;
+        segments.push(path.clone());
+        return recover_everything(dir, &segments);
+    }
+    {
         // Cheap when nothing is pending: only the tail is read.
         let mut tail = vec![0; size.min(64) as usize];
         let tail_len = read_at(&mut file, size - tail.len() as u64, &mut tail).map_err(err)?;
@@ -316,19 +386,32 @@ pub fn recover(dir: &StateDir) -> Result<Recovered, StoreError> {
         }
     }
     let bytes = fs::read(&path).map_err(err)?;
-    if same_boot {
-        return recover_same_boot(dir, &path, &bytes);
-    }
-    let parsed = parse(&path, &bytes);
-    let mut recovered = Recovered {
-        damage: parsed.damage,
-        ..Recovered::default()
-    };
+    recover_same_boot(dir, &path, &bytes)
+}
+
+/// Another boot wrote `segments` (sealed journals oldest first, then the active one): every
+/// complete record is replayed in order, durably, up to the first damage; the change log
+/// restarts after the last generation and the journal starts afresh.
+fn recover_everything(dir: &StateDir, segments: &[PathBuf]) -> Result<Recovered, StoreError> {
+    let path = path_of(dir);
+    let mut recovered = Recovered::default();
     let mut last = None;
-    for record in &parsed.records {
-        replay(dir, record, true)?;
-        recovered.replayed.push(record.generation);
-        last = Some(record.generation);
+    for segment in segments {
+        let bytes = match fs::read(segment) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(StoreError::io(segment, &e)),
+        };
+        let parsed = parse(segment, &bytes);
+        for record in &parsed.records {
+            replay(dir, record, true)?;
+            recovered.replayed.push(record.generation);
+            last = Some(record.generation);
+        }
+        if parsed.damage.is_some() {
+            recovered.damage = parsed.damage;
+            break;
+        }
     }
     if let Some(last) = last {
         let current = dir.read_generation()?;
@@ -342,6 +425,10 @@ pub fn recover(dir: &StateDir) -> Result<Recovered, StoreError> {
     }
     sync_file_system(dir.root()).map_err(|e| StoreError::io(&path, &e))?;
     reset(dir).map_err(|e| StoreError::io(&path, &e))?;
+    for segment in segments.iter().filter(|s| **s != path) {
+        durable::remove_all(std::slice::from_ref(segment))
+            .map_err(|e| StoreError::io(segment, &e))?;
+    }
     Ok(recovered)
 }
 

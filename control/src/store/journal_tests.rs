@@ -227,4 +227,40 @@ fn a_journal_past_its_bound_is_started_afresh() {
         fs::metadata(dir.object_path(&big)).unwrap().len(),
         MAX_JOURNAL_BYTES + 1
     );
+    // The sealed journal goes once the checkpoint thread has synced the file system.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !sealed_segments(root.path()).unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sealed journal was never checkpointed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn after_a_reboot_sealed_journals_are_replayed_before_the_active_one() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = StateDir::new(root.path());
+    let web = key(Kind::Service, "default", "web");
+    {
+        let _lock = dir.lock_exclusive().unwrap();
+        dir.write_commit(1, &[(web.clone(), Some(b"{\"v\":1}".to_vec()))])
+            .unwrap();
+    }
+    // Seal it by hand (as a commit past the bound does) and journal one more commit.
+    from_another_boot(&dir);
+    let sealed = root.path().join(format!("{SEALED_PREFIX}{:020}", 1));
+    fs::rename(path_of(&dir), sealed).unwrap();
+    let mut active = format!("{HEADER_PREFIX}an-earlier-boot\n").into_bytes();
+    active.extend(encode(2, &[(web.clone(), Some(b"{\"v\":2}".to_vec()))]));
+    fs::write(path_of(&dir), active).unwrap();
+    fs::write(dir.object_path(&web), b"").unwrap();
+    fs::write(dir.generation_path(), b"0\n").unwrap();
+    let _lock = dir.lock(true).unwrap();
+    let recovered = recover(&dir).unwrap();
+    assert_eq!(recovered.replayed, vec![1, 2]);
+    assert_eq!(fs::read(dir.object_path(&web)).unwrap(), b"{\"v\":2}");
+    assert_eq!(dir.read_generation().unwrap(), 2);
+    assert!(sealed_segments(root.path()).unwrap().is_empty());
 }

@@ -29,13 +29,14 @@ pub mod changelog;
 pub mod durable;
 pub mod journal;
 mod lock_holder;
+mod lock_wait;
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use access::Access;
 
@@ -47,11 +48,6 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/ferroplane";
 
 /// How long taking the lock waits for another holder before failing.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
-/// Pauses between tries while the lock is held elsewhere: the first short (a commit holds the
-/// lock for about one journal sync, and a node's sync waiting on it is programming latency),
-/// doubling up to the last.
-const FIRST_LOCK_RETRY_PAUSE: Duration = Duration::from_millis(1);
-const LAST_LOCK_RETRY_PAUSE: Duration = Duration::from_millis(20);
 
 /// An error reading or writing the state directory, with the path involved.
 #[derive(Debug)]
@@ -158,39 +154,35 @@ impl StateDir {
         // A lock file left readable by others (an older version) is closed to them; the
         // owner may fail to (root-owned file, user process): that is no reason not to lock.
         let _ = access.apply_to_file(&file);
-        let deadline = Instant::now() + self.lock_timeout;
-        let mut pause = FIRST_LOCK_RETRY_PAUSE;
-        loop {
-            let tried = if exclusive {
-                file.try_lock()
-            } else {
-                file.try_lock_shared()
-            };
-            match tried {
-                Ok(()) => return Ok(StateLock { _file: file }),
-                Err(fs::TryLockError::Error(e)) => return Err(StoreError::io(&path, &e)),
-                Err(fs::TryLockError::WouldBlock) if Instant::now() >= deadline => {
-                    let holder = lock_holder::describe(&file)
-                        .unwrap_or_else(|| "another process".to_owned());
-                    return Err(StoreError {
-                        path,
-                        message: format!(
-                            "still locked after {:?}: held by {holder}",
-                            self.lock_timeout
-                        ),
-                    });
-                }
-                Err(fs::TryLockError::WouldBlock) => {
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(LAST_LOCK_RETRY_PAUSE);
-                }
+        let tried = if exclusive {
+            file.try_lock()
+        } else {
+            file.try_lock_shared()
+        };
+        match tried {
+            Ok(()) => return Ok(StateLock { _file: file }),
+            Err(fs::TryLockError::Error(e)) => return Err(StoreError::io(&path, &e)),
+            Err(fs::TryLockError::WouldBlock) => {}
+        }
+        match lock_wait::wait(&file, exclusive, self.lock_timeout) {
+            Ok(()) => Ok(StateLock { _file: file }),
+            Err(lock_wait::WaitError::Io(e)) => Err(StoreError::io(&path, &e)),
+            Err(lock_wait::WaitError::TimedOut) => {
+                let holder =
+                    lock_holder::describe(&file).unwrap_or_else(|| "another process".to_owned());
+                Err(StoreError {
+                    path,
+                    message: format!(
+                        "still locked after {:?}: held by {holder}",
+                        self.lock_timeout
+                    ),
+                })
             }
         }
     }
 
     /// Waits until no other process holds the lock (at most the lock timeout), then holds it
-    /// exclusively.
-    /// Finishes (replays) what the journal holds of commits a crash interrupted first.
+    /// exclusively. Finishes (replays) what the journal holds of commits a crash interrupted first.
     pub fn lock_exclusive(&self) -> Result<StateLock, StoreError> {
         self.ensure_exists()?;
         let lock = self.lock(true)?;

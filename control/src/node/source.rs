@@ -382,6 +382,6 @@ impl KubeSync {
             .ok()
             .map(|d| d.as_secs_f64());
         self.triggers
-            .published(clock.wall, &mut m.programming_latency);
+            .published(clock.wall + started.elapsed(), &mut m.programming_latency);
     }
 }

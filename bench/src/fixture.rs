@@ -129,7 +129,7 @@ pub fn snapshot(scale: Scale) -> Snapshot {
     Snapshot {
         generation: 1,
         ports: PortTable::new(kinds, pods),
-        routes,
+        routes: std::sync::Arc::new(routes),
         services: std::sync::Arc::new(services),
         policy: std::sync::Arc::new(policies(scale)),
         node,

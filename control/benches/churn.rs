@@ -13,8 +13,9 @@
 //! that rate: for the state directory, commits through `StateDir::write_commit` (the
 //! transaction's own write path: fsynced files, change log, generation) every 10 ms holding
 //! the changes due; for Kubernetes, watch events pushed to the recorded API server
-//! (`tests/kube_source/server.rs`) as they fall due. The node side polls as the daemon does
-//! (every 10 ms). Each change carries its due time as the trigger-time annotation, so the
+//! (`tests/kube_source/server.rs`) as they fall due. The node side waits as the daemon does
+//! (`Source::wait_for_change`: the Kubernetes source wakes on a watch event and gathers a burst
+//! for `BATCH_WINDOW`; the state directory is polled every 10 ms). Each change carries its due time as the trigger-time annotation, so the
 //! latency is event to live table, queueing in the writer included. CPU per change counts the
 //! node's threads only (the polling thread and, for Kubernetes, the watcher thread). RSS is
 //! sampled every second. Results: `DIR/churn.json`, `DIR/churn.md`, `DIR/churn.svg`.
@@ -447,7 +448,9 @@ fn run_once(
                 break;
             }
         }
-        thread::sleep(POLL_INTERVAL);
+        // As the daemon's loop: woken by a watch event (a bounded batching window), or polling
+        // the state directory every interval.
+        source.wait_for_change(POLL_INTERVAL);
     }
     let cpu = measure::threads_cpu(&NODE_THREADS) - cpu_before;
     let _ = writer.join();

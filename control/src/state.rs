@@ -30,7 +30,18 @@ pub struct ClusterState {
     objects: BTreeMap<ObjectRef, Object>,
     /// `spec.nodeName` -> the Pods bound to it.
     pods_by_node: BTreeMap<String, BTreeSet<ObjectRef>>,
+    /// Set to a fresh process-wide number by every insert or removal of a Service, so per-sync
+    /// consumers of the Services (the health-check listeners) skip the walk of every Service
+    /// when none changed: two states share a version only if one is a copy of the other with
+    /// the same Services (or neither has any).
+    services_version: u64,
     problems: Vec<String>,
+}
+
+/// A number no state used before ([`ClusterState::services_version`]).
+fn next_services_version() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// The node a stored Pod object is bound to.
@@ -228,6 +239,9 @@ impl ClusterState {
     /// Stores an object under its own key, returning the one it replaces.
     pub fn insert(&mut self, object: Object) -> Option<Object> {
         let key = object.object_ref();
+        if key.kind == Kind::Service {
+            self.services_version = next_services_version();
+        }
         let new_node = bound_node(&object).map(str::to_owned);
         if let Some(node) = &new_node {
             self.pods_by_node
@@ -242,8 +256,17 @@ impl ClusterState {
         old
     }
 
+    /// Changes whenever a Service is inserted, replaced or removed (never otherwise); unique
+    /// across states (see the field).
+    pub fn services_version(&self) -> u64 {
+        self.services_version
+    }
+
     pub fn remove(&mut self, key: &ObjectRef) -> Option<Object> {
         let old = self.objects.remove(key)?;
+        if key.kind == Kind::Service {
+            self.services_version = next_services_version();
+        }
         self.unindex_moved(&old, None);
         Some(old)
     }

@@ -104,11 +104,27 @@ pub fn flush_stale_within(
 }
 
 /// Services of `old` that `new` does not share (the only ones a rebuild may have changed).
+///
+/// A Service kept at the same id is told by one pointer compare; only the others are looked
+/// up among `new`'s Services not kept in place (few, unless ids shifted), so a sync that
+/// changed a few Services costs a pass over two arrays of pointers, not a hash set of all.
 fn unshared(old: &ServiceTable, new: &ServiceTable) -> Vec<(u32, Arc<Service>)> {
-    let shared: HashSet<*const Service> = new.shared().map(Arc::as_ptr).collect();
-    (1u32..)
-        .zip(old.shared())
-        .filter(|(_, s)| !shared.contains(&Arc::as_ptr(s)))
+    let mut moved_old = Vec::new();
+    let mut moved_new = HashSet::new();
+    let (mut olds, mut news) = ((1u32..).zip(old.shared()), new.shared());
+    loop {
+        match (olds.next(), news.next()) {
+            (Some((_, o)), Some(n)) if Arc::ptr_eq(o, n) => {}
+            (None, None) => break,
+            (o, n) => {
+                moved_old.extend(o);
+                moved_new.extend(n.map(Arc::as_ptr));
+            }
+        }
+    }
+    moved_old
+        .into_iter()
+        .filter(|(_, s)| !moved_new.contains(&Arc::as_ptr(s)))
         .map(|(id, s)| (id, Arc::clone(s)))
         .collect()
 }

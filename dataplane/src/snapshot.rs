@@ -22,7 +22,9 @@ pub struct Snapshot {
     pub generation: u64,
     pub node: NodeConfig,
     pub ports: PortTable,
-    pub routes: RouteTable,
+    /// Shared between generations until the nodes change (a Service or endpoint change
+    /// publishes the same table, not a copy of every remote node).
+    pub routes: Arc<RouteTable>,
     /// Shared between generations when unchanged (a publication that only moved an endpoint
     /// reuses the policy table, and the Services it did not touch).
     pub services: Arc<ServiceTable>,

@@ -69,7 +69,7 @@ fn three_nodes(overlay: OverlayMode) -> Harness {
         vtep_mac: MacAddr([0x02, 0xfc, 192, 168, 50, 4]),
         underlay_mac: NODE_C_UPLINK_MAC,
     });
-    h.snap.routes = RouteTable::new(nodes);
+    h.snap.routes = std::sync::Arc::new(RouteTable::new(nodes));
     h
 }
 

@@ -53,7 +53,7 @@ pub struct Compiler {
 struct Cache {
     settings: ClusterSettings,
     node: NodeConfig,
-    routes: RouteTable,
+    routes: Arc<RouteTable>,
     /// Problems of the node config and routes.
     node_problems: Vec<Problem>,
     /// Local pods, `namespace/name` -> IP.
@@ -180,7 +180,7 @@ impl Cache {
         let mut cache = Cache {
             settings: state.settings().clone(),
             node,
-            routes,
+            routes: Arc::new(routes),
             node_problems,
             local_pods,
             services: BTreeMap::new(),
@@ -309,7 +309,7 @@ impl Cache {
         if node_dirty {
             let mut problems = Vec::new();
             self.node = node::node_config(state, name, local, &mut problems)?;
-            self.routes = routes::route_table(state, name, local, &mut problems);
+            self.routes = Arc::new(routes::route_table(state, name, local, &mut problems));
             self.node_problems = problems;
             let zone = node_zone(state, name);
             if zone != self.zone {
@@ -403,7 +403,7 @@ impl Cache {
                 generation: state.generation(),
                 node: self.node.clone(),
                 ports: port_table,
-                routes: self.routes.clone(),
+                routes: Arc::clone(&self.routes),
                 services,
                 policy,
                 v6: Arc::new(v6),

@@ -264,7 +264,10 @@ pub fn run(settings: NodeSettings, reload: Reload) -> Result<(), String> {
     let mut last_watch = Instant::now();
     loop {
         health.heartbeat(Instant::now());
-        match wait_signal(&signals, POLL_INTERVAL) {
+        // The Kubernetes source wakes the loop on a watch event (its wait is the poll
+        // interval at most); the state directory is polled every interval.
+        let wakes = source.wakes_on_change();
+        match wait_signal(&signals, if wakes { Duration::ZERO } else { POLL_INTERVAL }) {
             Some(SIGHUP) => {
                 super::reload::reload_config(
                     &reload,
@@ -277,6 +280,9 @@ pub fn run(settings: NodeSettings, reload: Reload) -> Result<(), String> {
             }
             Some(_) => break,
             None => {}
+        }
+        if wakes {
+            source.wait_for_change(POLL_INTERVAL);
         }
         if records.take_wake() {
             source.request_sync();

@@ -94,6 +94,8 @@ pub struct PortManager {
     names: Arc<ArcSwap<PortNames>>,
     base_names: PortNames,
     health: Arc<ArcSwap<Vec<HealthService>>>,
+    /// The [`ClusterState::services_version`] `health` was computed from.
+    health_of: Option<u64>,
     pod_cidr_file: Option<PodCidrFile>,
     records: Option<Arc<Registry>>,
 }
@@ -158,6 +160,7 @@ impl PortManager {
             names: Arc::new(ArcSwap::from_pointee(base_names.clone())),
             base_names,
             health: Arc::new(ArcSwap::from_pointee(Vec::new())),
+            health_of: None,
             pod_cidr_file: pod_cidr_file.clone().map(PodCidrFile::new),
             records: None,
         }
@@ -185,8 +188,13 @@ impl PortManager {
 
     /// The assignments for `state`: opens and attaches new local pods first.
     pub fn assignments(&mut self, state: &ClusterState) -> PortAssignments {
-        self.health
-            .store(Arc::new(super::health::services_of(state)));
+        // Walks every Service: only when one changed.
+        let version = state.services_version();
+        if self.health_of != Some(version) {
+            self.health
+                .store(Arc::new(super::health::services_of(state)));
+            self.health_of = Some(version);
+        }
         if let Some(file) = &mut self.pod_cidr_file {
             file.update(state, &self.node);
         }

@@ -23,6 +23,11 @@ use crate::sync::metrics::{ObjectCounts, SyncMetrics};
 use crate::sync::trigger::TriggerTimes;
 use crate::sync::{PollOutcome, PortSource, SyncClock, SyncError, Syncer};
 
+/// How long a sync loop woken by a watch event waits for more before syncing, so a burst of
+/// events is one sync: the bounded delay of batching (everything that arrives while a sync
+/// runs is the next sync's batch as well).
+pub const BATCH_WINDOW: Duration = Duration::from_millis(2);
+
 /// A running snapshot source.
 pub enum Source {
     /// The Syncer and its state directory.
@@ -43,6 +48,26 @@ impl Source {
             Source::State(s, _) => s.poll(clock),
             Source::Kubernetes(k) => k.poll(clock),
         }
+    }
+
+    /// Waits until there may be something to sync, at most `timeout`. The Kubernetes source
+    /// wakes on its first new watch event and then gathers a burst for [`BATCH_WINDOW`]; the
+    /// state directory is polled (this sleeps `timeout`).
+    pub fn wait_for_change(&self, timeout: Duration) {
+        match self {
+            Source::Kubernetes(k) if k.force => {}
+            Source::Kubernetes(k) => {
+                if k.source.wait_for_change(k.seen, timeout) != k.seen {
+                    std::thread::sleep(BATCH_WINDOW);
+                }
+            }
+            Source::State(..) => std::thread::sleep(timeout),
+        }
+    }
+
+    /// Whether [`Source::wait_for_change`] wakes on a change (else it only sleeps).
+    pub fn wakes_on_change(&self) -> bool {
+        matches!(self, Source::Kubernetes(_))
     }
 
     pub fn request_sync(&mut self) {
@@ -320,7 +345,10 @@ impl KubeSync {
         let mut snapshot = compiled.snapshot;
         self.published += 1;
         snapshot.generation = self.published;
-        self.metrics.objects = ObjectCounts::of(&snapshot, compiled.problems.len());
+        self.metrics.objects =
+            self.metrics
+                .objects
+                .updated(&self.cell.load(), &snapshot, compiled.problems.len());
         let old = self.cell.publish(snapshot);
         let new = self.cell.load();
         for ct in &self.conntracks {
@@ -354,6 +382,6 @@ impl KubeSync {
             .ok()
             .map(|d| d.as_secs_f64());
         self.triggers
-            .published(clock.wall, &mut m.programming_latency);
+            .published(clock.wall + started.elapsed(), &mut m.programming_latency);
     }
 }

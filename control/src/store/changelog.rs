@@ -159,7 +159,7 @@ fn parse_header(line: &str) -> Option<u64> {
 }
 
 /// One entry: `(generation, key)`.
-fn parse_entry(line: &str) -> Option<(u64, ObjectRef)> {
+pub(super) fn parse_entry(line: &str) -> Option<(u64, ObjectRef)> {
     let mut fields = line.split('\t');
     let generation = fields.next()?.parse().ok()?;
     let kind = kind_of_plural(fields.next()?)?;
@@ -177,7 +177,7 @@ fn parse_entry(line: &str) -> Option<(u64, ObjectRef)> {
     Some((generation, ObjectRef::new(kind, namespace, name)))
 }
 
-fn entry_line(generation: u64, key: &ObjectRef) -> String {
+pub(super) fn entry_line(generation: u64, key: &ObjectRef) -> String {
     format!(
         "{generation}\t{}\t{}\t{}\n",
         key.kind.plural(),
@@ -207,6 +207,36 @@ impl ChangeLog {
     /// Records that `generation` (= `previous + 1`) touched `keys`. Call under the exclusive
     /// lock, before the generation file is written.
     pub fn append(&self, previous: u64, generation: u64, keys: &[ObjectRef]) -> io::Result<()> {
+        self.append_with(previous, generation, keys, true)
+    }
+
+    /// Like [`ChangeLog::append`], leaving the write in the page cache: for commits the
+    /// journal ([`super::journal`]) makes durable (its recovery restarts this log).
+    pub fn append_unsynced(
+        &self,
+        previous: u64,
+        generation: u64,
+        keys: &[ObjectRef],
+    ) -> io::Result<()> {
+        self.append_with(previous, generation, keys, false)
+    }
+
+    /// Starts the log afresh after `generation` (durably): readers behind it load the whole
+    /// directory once.
+    pub fn restart(&self, generation: u64) -> io::Result<()> {
+        durable::write_atomic(
+            &self.path,
+            format!("{HEADER_PREFIX}{generation}\n").as_bytes(),
+        )
+    }
+
+    fn append_with(
+        &self,
+        previous: u64,
+        generation: u64,
+        keys: &[ObjectRef],
+        sync: bool,
+    ) -> io::Result<()> {
         let lines: String = keys.iter().map(|k| entry_line(generation, k)).collect();
         let size = match fs::metadata(&self.path) {
             Ok(meta) => Some(meta.len()),
@@ -220,7 +250,7 @@ impl ChangeLog {
         if extendable {
             let mut file = OpenOptions::new().append(true).open(&self.path)?;
             file.write_all(lines.as_bytes())?;
-            return file.sync_data();
+            return if sync { file.sync_data() } else { Ok(()) };
         }
         let kept = match size {
             Some(size) if size > MAX_LOG_BYTES => self.newest_entries(previous)?,
@@ -228,7 +258,11 @@ impl ChangeLog {
         };
         let (from, body) = kept.unwrap_or((previous, String::new()));
         let text = format!("{HEADER_PREFIX}{from}\n{body}{lines}");
-        durable::write_atomic(&self.path, text.as_bytes())
+        if sync {
+            durable::write_atomic(&self.path, text.as_bytes())
+        } else {
+            durable::replace_all(&[(self.path.clone(), text.into_bytes())])
+        }
     }
 
     /// The generation the log covers up to, if it is sound at its ends: a header that parses

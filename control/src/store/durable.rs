@@ -58,6 +58,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// Replaces several files: every temporary is written and synced before the first rename, and
 /// each directory is synced once at the end (one fsync per directory, not per file).
 pub fn write_all_atomic(files: &[(PathBuf, Vec<u8>)]) -> io::Result<()> {
+    write_all_replacing(files, true)
+}
+
+/// Replaces several files atomically (temporary + rename: a reader sees old or new, never a
+/// torn file) without syncing: for writes a journal makes durable ([`super::journal`]).
+pub fn replace_all(files: &[(PathBuf, Vec<u8>)]) -> io::Result<()> {
+    write_all_replacing(files, false)
+}
+
+fn write_all_replacing(files: &[(PathBuf, Vec<u8>)], sync: bool) -> io::Result<()> {
     let mut dirs = BTreeSet::new();
     let mut renames = Vec::with_capacity(files.len());
     for (path, bytes) in files {
@@ -73,14 +83,31 @@ pub fn write_all_atomic(files: &[(PathBuf, Vec<u8>)]) -> io::Result<()> {
             .open(&temp)?;
         access.apply_to_file(&file)?;
         file.write_all(bytes)?;
-        file.sync_all()?;
+        if sync {
+            file.sync_all()?;
+        }
         renames.push((temp, path));
         dirs.insert(dir.to_path_buf());
     }
     for (temp, path) in renames {
         fs::rename(temp, path)?;
     }
+    if !sync {
+        return Ok(());
+    }
     dirs.iter().try_for_each(|dir| sync_dir(dir))
+}
+
+/// Removes files (a missing one is fine) without syncing (journaled commits).
+pub fn remove_all(paths: &[PathBuf]) -> io::Result<()> {
+    for path in paths {
+        match fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Removes files (a missing one is fine), then syncs each directory once.

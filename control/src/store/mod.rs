@@ -8,6 +8,7 @@
 //! DIR/lock                              flock(2) target: exclusive for writers, shared for readers
 //! DIR/transaction-in-progress           present only while a commit is being written
 //! DIR/changes                           which objects each recent generation touched
+//! DIR/journal                           the commits since the last file-system sync
 //! DIR/objects/<plural>/<name>.json              cluster-scoped objects (namespaces, nodes)
 //! DIR/objects/<plural>/<namespace>/<name>.json  namespaced objects
 //! ```
@@ -16,21 +17,26 @@
 //! directory's lock timeout ([`DEFAULT_LOCK_TIMEOUT`]), then fails naming who holds it.
 //!
 //! Invariants: every write happens under the exclusive lock; each object file is replaced
-//! atomically ([`durable`]); `generation` is written last in a commit, so a watcher that sees a
+//! atomically ([`durable`]); a commit is durable once its journal record is synced (one
+//! `fdatasync` per commit, [`journal`]: the files, change log and generation are written
+//! without syncing, and recovery replays the journal when the lock is taken after a crash);
+//! `generation` is written last in a commit, so a watcher that sees a
 //! new generation and then loads under the shared lock sees the whole commit. Names used in paths
 //! have been validated as DNS names first, so they cannot contain `/` or be `.`/`..`.
 
 pub mod access;
 pub mod changelog;
 pub mod durable;
+pub mod journal;
 mod lock_holder;
+mod lock_wait;
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use access::Access;
 
@@ -42,8 +48,6 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/ferroplane";
 
 /// How long taking the lock waits for another holder before failing.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
-/// Pause between tries while the lock is held elsewhere.
-const LOCK_RETRY_PAUSE: Duration = Duration::from_millis(20);
 
 /// An error reading or writing the state directory, with the path involved.
 #[derive(Debug)]
@@ -150,37 +154,43 @@ impl StateDir {
         // A lock file left readable by others (an older version) is closed to them; the
         // owner may fail to (root-owned file, user process): that is no reason not to lock.
         let _ = access.apply_to_file(&file);
-        let deadline = Instant::now() + self.lock_timeout;
-        loop {
-            let tried = if exclusive {
-                file.try_lock()
-            } else {
-                file.try_lock_shared()
-            };
-            match tried {
-                Ok(()) => return Ok(StateLock { _file: file }),
-                Err(fs::TryLockError::Error(e)) => return Err(StoreError::io(&path, &e)),
-                Err(fs::TryLockError::WouldBlock) if Instant::now() >= deadline => {
-                    let holder = lock_holder::describe(&file)
-                        .unwrap_or_else(|| "another process".to_owned());
-                    return Err(StoreError {
-                        path,
-                        message: format!(
-                            "still locked after {:?}: held by {holder}",
-                            self.lock_timeout
-                        ),
-                    });
-                }
-                Err(fs::TryLockError::WouldBlock) => std::thread::sleep(LOCK_RETRY_PAUSE),
+        let tried = if exclusive {
+            file.try_lock()
+        } else {
+            file.try_lock_shared()
+        };
+        match tried {
+            Ok(()) => return Ok(StateLock { _file: file }),
+            Err(fs::TryLockError::Error(e)) => return Err(StoreError::io(&path, &e)),
+            Err(fs::TryLockError::WouldBlock) => {}
+        }
+        match lock_wait::wait(&file, exclusive, self.lock_timeout) {
+            Ok(()) => Ok(StateLock { _file: file }),
+            Err(lock_wait::WaitError::Io(e)) => Err(StoreError::io(&path, &e)),
+            Err(lock_wait::WaitError::TimedOut) => {
+                let holder =
+                    lock_holder::describe(&file).unwrap_or_else(|| "another process".to_owned());
+                Err(StoreError {
+                    path,
+                    message: format!(
+                        "still locked after {:?}: held by {holder}",
+                        self.lock_timeout
+                    ),
+                })
             }
         }
     }
 
     /// Waits until no other process holds the lock (at most the lock timeout), then holds it
-    /// exclusively.
+    /// exclusively. Finishes (replays) what the journal holds of commits a crash interrupted first.
     pub fn lock_exclusive(&self) -> Result<StateLock, StoreError> {
         self.ensure_exists()?;
-        self.lock(true)
+        let lock = self.lock(true)?;
+        let recovered = journal::recover(self)?;
+        if let Some(damage) = &recovered.damage {
+            crate::node::log::warn(format_args!("state {}: {damage}", self.root.display()));
+        }
+        Ok(lock)
     }
 
     /// Waits until no writer holds the lock (at most the lock timeout); readers share it.
@@ -254,14 +264,16 @@ impl StateDir {
         Ok((objects, problems))
     }
 
-    /// Writes one commit under the exclusive lock the caller holds: each object's file
-    /// (`None` removes it), then the change log entry, then `generation` (last, so a reader
-    /// that sees the new generation sees the whole commit).
+    /// Writes one commit under the exclusive lock the caller holds: its journal record
+    /// (synced: the commit is durable from here), each object's file (`None` removes it), the
+    /// change log entry, then `generation` (last, so a reader that sees the new generation sees
+    /// the whole commit). Only the journal is synced ([`journal`]).
     pub fn write_commit(
         &self,
         generation: u64,
         objects: &[(ObjectRef, Option<Vec<u8>>)],
     ) -> Result<(), StoreError> {
+        journal::append(self, &journal::encode(generation, objects))?;
         let mut writes = Vec::new();
         let mut removals = Vec::new();
         for (key, bytes) in objects {
@@ -271,14 +283,14 @@ impl StateDir {
                 None => removals.push(path),
             }
         }
-        durable::write_all_atomic(&writes).map_err(|e| StoreError::io(&self.root, &e))?;
-        durable::remove_all_durable(&removals).map_err(|e| StoreError::io(&self.root, &e))?;
+        durable::replace_all(&writes).map_err(|e| StoreError::io(&self.root, &e))?;
+        durable::remove_all(&removals).map_err(|e| StoreError::io(&self.root, &e))?;
         let keys: Vec<ObjectRef> = objects.iter().map(|(key, _)| key.clone()).collect();
         let log = self.change_log();
-        log.append(generation.saturating_sub(1), generation, &keys)
+        log.append_unsynced(generation.saturating_sub(1), generation, &keys)
             .map_err(|e| StoreError::io(log.path(), &e))?;
         let path = self.generation_path();
-        durable::write_atomic(&path, format!("{generation}\n").as_bytes())
+        durable::replace_all(&[(path.clone(), format!("{generation}\n").into_bytes())])
             .map_err(|e| StoreError::io(&path, &e))
     }
 

@@ -12,9 +12,11 @@
 use std::fmt::Write;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use dataplane::snapshot::Snapshot;
+use dataplane::tables::services::Service;
 
 /// The annotation the EndpointSlice controller sets to when the change that made the slice
 /// what it is happened (the start of network programming latency, as kube-proxy reads it).
@@ -127,25 +129,82 @@ pub struct ObjectCounts {
 
 impl ObjectCounts {
     pub fn of(snapshot: &Snapshot, problems: usize) -> ObjectCounts {
-        let mut counts = ObjectCounts {
+        let mut counts = ObjectCounts::of_tables(snapshot, problems);
+        for (_, service) in snapshot.services.iter() {
+            counts.add_service(service, 1);
+        }
+        counts
+    }
+
+    /// The counts of `new` from `self`, the counts of `old` (the snapshot `new` replaces): only
+    /// the Services `new` does not share with `old` at the same id are visited (a pointer
+    /// compare per Service, not a walk of every Service's backends).
+    pub fn updated(&self, old: &Snapshot, new: &Snapshot, problems: usize) -> ObjectCounts {
+        let mut counts = ObjectCounts::of_tables(new, problems);
+        let services = [
+            self.service_ports,
+            self.endpoints,
+            self.no_local_endpoints_internal,
+            self.no_local_endpoints_external,
+        ];
+        [
+            counts.service_ports,
+            counts.endpoints,
+            counts.no_local_endpoints_internal,
+            counts.no_local_endpoints_external,
+        ] = services;
+        if Arc::ptr_eq(&old.services, &new.services) {
+            return counts;
+        }
+        let (mut olds, mut news) = (old.services.shared(), new.services.shared());
+        loop {
+            match (olds.next(), news.next()) {
+                (Some(o), Some(n)) if Arc::ptr_eq(o, n) => {}
+                (o, n) if o.is_none() && n.is_none() => break,
+                (o, n) => {
+                    if let Some(o) = o {
+                        counts.add_service(o, -1);
+                    }
+                    if let Some(n) = n {
+                        counts.add_service(n, 1);
+                    }
+                }
+            }
+        }
+        counts
+    }
+
+    /// Everything but the per-Service counts.
+    fn of_tables(snapshot: &Snapshot, problems: usize) -> ObjectCounts {
+        ObjectCounts {
             local_pods: snapshot.ports.pods().count() as u64,
             policy_pods: snapshot.policy.len() as u64,
             remote_nodes: snapshot.routes.nodes().len() as u64,
             problems: problems as u64,
             ..ObjectCounts::default()
-        };
-        for (_, service) in snapshot.services.iter() {
-            counts.service_ports += 1;
-            counts.endpoints += service.backends().len() as u64;
-            let none_here = !service.backends().is_empty() && service.local_ready_endpoints() == 0;
-            if none_here && service.internal_local() {
-                counts.no_local_endpoints_internal += 1;
-            }
-            if none_here && service.external_local() {
-                counts.no_local_endpoints_external += 1;
-            }
         }
-        counts
+    }
+
+    /// Counts one Service port in (`sign` 1) or out (`sign` -1).
+    fn add_service(&mut self, service: &Service, sign: i64) {
+        let add = |count: &mut u64, n: u64| {
+            *count = if sign > 0 {
+                count.saturating_add(n)
+            } else {
+                count.saturating_sub(n)
+            };
+        };
+        add(&mut self.service_ports, 1);
+        add(&mut self.endpoints, service.backends().len() as u64);
+        let none_here = !service.backends().is_empty() && service.local_ready_endpoints() == 0;
+        add(
+            &mut self.no_local_endpoints_internal,
+            u64::from(none_here && service.internal_local()),
+        );
+        add(
+            &mut self.no_local_endpoints_external,
+            u64::from(none_here && service.external_local()),
+        );
     }
 }
 

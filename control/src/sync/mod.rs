@@ -259,7 +259,10 @@ impl Syncer {
         problems.append(&mut compiled.problems);
         self.published += 1;
         compiled.snapshot.generation = self.published;
-        let counts = ObjectCounts::of(&compiled.snapshot, problems.len());
+        let counts =
+            self.metrics
+                .objects
+                .updated(&self.cell.load(), &compiled.snapshot, problems.len());
         let old = self.cell.publish(compiled.snapshot);
         let new = self.cell.load();
         for ct in &self.conntracks {
@@ -298,8 +301,9 @@ impl Syncer {
             .map(|d| d.as_secs_f64());
         m.pending_changes = 0;
         if self.triggers.has_pending() {
+            // Live now, after the lock wait, the reads and the compile, not when the poll began.
             self.triggers
-                .published(clock.wall, &mut m.programming_latency);
+                .published(clock.wall + started.elapsed(), &mut m.programming_latency);
         } else if state_changed {
             let committed = std::fs::metadata(self.dir.generation_path())
                 .and_then(|meta| meta.modified())

@@ -153,6 +153,11 @@ fn a_committed_change_is_published_by_the_next_poll() {
     assert_eq!(m.objects.endpoints, 2);
     assert_eq!(m.objects.local_pods, 1);
     assert_eq!(m.objects.remote_nodes, 1);
+    // The counts kept up per sync are those of the published snapshot counted afresh.
+    assert_eq!(
+        m.objects,
+        super::metrics::ObjectCounts::of(&syncer.cell().load(), syncer.problems().len())
+    );
 }
 
 #[test]

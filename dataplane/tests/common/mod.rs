@@ -205,7 +205,7 @@ pub fn snapshot(overlay: OverlayMode) -> Snapshot {
         generation: 1,
         node,
         ports,
-        routes,
+        routes: std::sync::Arc::new(routes),
         services: Arc::new(services),
         policy: Arc::new(policy()),
         v6: Default::default(),

@@ -116,7 +116,7 @@ fn snapshot(overlay: OverlayMode, policy: PolicyTable, with_v6: bool) -> Snapsho
         generation: 1,
         node,
         ports,
-        routes,
+        routes: Arc::new(routes),
         services: Arc::new(ServiceTable::build(Vec::new(), &[], 251).unwrap()),
         policy: Arc::new(policy),
         v6: Arc::new(if with_v6 { tables } else { V6Tables::default() }),

@@ -111,7 +111,7 @@ fn snapshot(setup: Setup, node: &NodeConfig) -> Snapshot {
         generation: 1,
         node: node.clone(),
         ports,
-        routes,
+        routes: Arc::new(routes),
         services: Arc::new(ServiceTable::build(Vec::new(), &[], 251).unwrap()),
         policy: Arc::new(PolicyTable::builder().build()),
         v6: Arc::new(v6_tables),

@@ -117,7 +117,7 @@ fn snapshot(u: Underlay, overlay: OverlayMode) -> Snapshot {
         generation: 1,
         node,
         ports,
-        routes,
+        routes: Arc::new(routes),
         services: Arc::new(ServiceTable::build(Vec::new(), &[], 251).unwrap()),
         policy: Arc::new(PolicyTable::builder().build()),
         v6: Arc::new(tables),

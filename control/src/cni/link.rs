@@ -252,46 +252,41 @@ pub fn configure_pod_side(netns: &Path, pod: &PodSide) -> Result<(), String> {
             .await
             .map_err(fail("bringing up"))?;
         for address in &pod.addresses {
-            match address.gateway {
-                IpAddr::V4(gateway) => {
-                    let to_gateway = RouteMessageBuilder::<Ipv4Addr>::new()
-                        .destination_prefix(gateway, 32)
-                        .output_interface(index)
-                        .scope(RouteScope::Link)
-                        .build();
-                    handle
-                        .route()
-                        .add(to_gateway)
-                        .replace()
-                        .execute()
-                        .await
-                        .map_err(fail("adding the route to the gateway"))?;
-                    let default = RouteMessageBuilder::<Ipv4Addr>::new()
+            let routes = match address.gateway {
+                IpAddr::V4(gateway) => vec![
+                    (
+                        RouteMessageBuilder::<Ipv4Addr>::new()
+                            .destination_prefix(gateway, 32)
+                            .output_interface(index)
+                            .scope(RouteScope::Link)
+                            .build(),
+                        "adding the route to the gateway",
+                    ),
+                    (
+                        RouteMessageBuilder::<Ipv4Addr>::new()
+                            .gateway(gateway)
+                            .output_interface(index)
+                            .build(),
+                        "adding the default route",
+                    ),
+                ],
+                // A link-local gateway is on-link by definition: no route to it needed.
+                IpAddr::V6(gateway) => vec![(
+                    RouteMessageBuilder::<Ipv6Addr>::new()
                         .gateway(gateway)
                         .output_interface(index)
-                        .build();
-                    handle
-                        .route()
-                        .add(default)
-                        .replace()
-                        .execute()
-                        .await
-                        .map_err(fail("adding the default route"))?;
-                }
-                IpAddr::V6(gateway) => {
-                    // A link-local gateway is on-link by definition: no route to it needed.
-                    let default = RouteMessageBuilder::<Ipv6Addr>::new()
-                        .gateway(gateway)
-                        .output_interface(index)
-                        .build();
-                    handle
-                        .route()
-                        .add(default)
-                        .replace()
-                        .execute()
-                        .await
-                        .map_err(fail("adding the IPv6 default route"))?;
-                }
+                        .build(),
+                    "adding the IPv6 default route",
+                )],
+            };
+            for (route, what) in routes {
+                handle
+                    .route()
+                    .add(route)
+                    .replace()
+                    .execute()
+                    .await
+                    .map_err(fail(what))?;
             }
         }
         Ok(())

@@ -57,7 +57,22 @@ pub fn encap(
     flow_hash: u64,
 ) -> Result<(), DropReason> {
     let node = &snap.node;
-    let (buf, inner_len) = push_outer(snap, pkt, to, vxlan::OVERHEAD_V4, ethernet::ETHERTYPE_IPV4)?;
+    {
+        let mut inner = EthernetFrame::new_unchecked(pkt.data_mut());
+        inner.set_src_addr(node.vtep_mac);
+        inner.set_dst_addr(to.vtep_mac);
+    }
+    let inner_len = pkt.len();
+    if !pkt.push_front(vxlan::OVERHEAD_V4) {
+        return Err(DropReason::Malformed);
+    }
+    let buf = pkt.data_mut();
+    let eth = EthernetRepr {
+        src: node.uplink_mac,
+        dst: to.underlay_mac,
+        ethertype: ethernet::ETHERTYPE_IPV4,
+    };
+    eth.emit(buf).map_err(|_| DropReason::Malformed)?;
     // A GSO super-packet's outer lengths are set per segment by `offload::segment`; clamped
     // here only so that they are representable.
     let udp_len = (udp::HEADER_LEN + vxlan::HEADER_LEN + inner_len)
@@ -73,60 +88,16 @@ pub fn encap(
     };
     let l3 = ethernet::HEADER_LEN;
     ip.emit(&mut buf[l3..]).map_err(|_| DropReason::Malformed)?;
-    emit_udp_vxlan(snap, &mut buf[l3 + ipv4::HEADER_LEN..], udp_len, flow_hash)
-}
-
-/// The start of every encapsulation, whichever the outer family: sets the inner frame's MACs
-/// (this VTEP -> the peer's VTEP), takes `overhead` bytes of headroom and writes the outer
-/// Ethernet header toward the peer's underlay MAC. Returns the packet's bytes and the inner
-/// frame's length.
-#[inline]
-pub(super) fn push_outer<'p>(
-    snap: &Snapshot,
-    pkt: &'p mut Packet,
-    to: &RemoteNode,
-    overhead: usize,
-    ethertype: u16,
-) -> Result<(&'p mut [u8], usize), DropReason> {
-    let node = &snap.node;
-    {
-        let mut inner = EthernetFrame::new_unchecked(pkt.data_mut());
-        inner.set_src_addr(node.vtep_mac);
-        inner.set_dst_addr(to.vtep_mac);
-    }
-    let inner_len = pkt.len();
-    if !pkt.push_front(overhead) {
-        return Err(DropReason::Malformed);
-    }
-    let buf = pkt.data_mut();
-    EthernetRepr {
-        src: node.uplink_mac,
-        dst: to.underlay_mac,
-        ethertype,
-    }
-    .emit(buf)
-    .map_err(|_| DropReason::Malformed)?;
-    Ok((buf, inner_len))
-}
-
-/// Writes the outer UDP header (source port from `flow_hash`, J9) and the VXLAN header at the
-/// start of `l4`, for a UDP datagram of `udp_len` bytes; the UDP checksum is left zero.
-#[inline]
-pub(super) fn emit_udp_vxlan(
-    snap: &Snapshot,
-    l4: &mut [u8],
-    udp_len: usize,
-    flow_hash: u64,
-) -> Result<(), DropReason> {
-    let node = &snap.node;
-    UdpRepr {
-        src_port: 49152 + (flow_hash % 16384) as u16,
+    let l4 = l3 + ipv4::HEADER_LEN;
+    let sport = 49152 + (flow_hash % 16384) as u16;
+    let u = UdpRepr {
+        src_port: sport,
         dst_port: node.vxlan_port,
         payload_len: (udp_len - udp::HEADER_LEN) as u16,
-    }
-    .emit(l4)
-    .map_err(|_| DropReason::Malformed)?;
-    VxlanRepr { vni: node.vni }
-        .emit(&mut l4[udp::HEADER_LEN..])
-        .map_err(|_| DropReason::Malformed)
+    };
+    u.emit(&mut buf[l4..]).map_err(|_| DropReason::Malformed)?;
+    let vx = VxlanRepr { vni: node.vni };
+    vx.emit(&mut buf[l4 + udp::HEADER_LEN..])
+        .map_err(|_| DropReason::Malformed)?;
+    Ok(())
 }

@@ -32,8 +32,8 @@ use crate::tables::node::NodeConfig;
 use crate::tables::routes::RemoteNode;
 use crate::wire::ipv6_ext;
 use crate::wire::{
-    EthernetFrame, Ipv6Packet, Ipv6Repr, UdpPacket, VxlanPacket, checksum, ethernet, ipv4, ipv6,
-    udp, vxlan,
+    EthernetFrame, EthernetRepr, Ipv6Packet, Ipv6Repr, UdpPacket, UdpRepr, VxlanPacket, VxlanRepr,
+    checksum, ethernet, ipv4, ipv6, udp, vxlan,
 };
 
 /// The outer header family a packet to a peer gets.
@@ -86,9 +86,24 @@ pub fn encap6(
     flow_hash: u64,
     (src, dst): (Ipv6Addr, Ipv6Addr),
 ) -> Result<(), DropReason> {
+    let node = &snap.node;
+    {
+        let mut inner = EthernetFrame::new_unchecked(pkt.data_mut());
+        inner.set_src_addr(node.vtep_mac);
+        inner.set_dst_addr(to.vtep_mac);
+    }
+    let inner_len = pkt.len();
+    if !pkt.push_front(vxlan::OVERHEAD_V6) {
+        return Err(DropReason::Malformed);
+    }
     let gso = pkt.meta.offload.is_gso();
-    let (buf, inner_len) =
-        super::vxlan::push_outer(snap, pkt, to, vxlan::OVERHEAD_V6, ethernet::ETHERTYPE_IPV6)?;
+    let buf = pkt.data_mut();
+    let eth = EthernetRepr {
+        src: node.uplink_mac,
+        dst: to.underlay_mac,
+        ethertype: ethernet::ETHERTYPE_IPV6,
+    };
+    eth.emit(buf).map_err(|_| DropReason::Malformed)?;
     // A super-packet's lengths are set per segment; clamped here only to be representable.
     let udp_len = (udp::HEADER_LEN + vxlan::HEADER_LEN + inner_len).min(usize::from(u16::MAX));
     let l3 = ethernet::HEADER_LEN;
@@ -102,7 +117,16 @@ pub fn encap6(
     .emit(&mut buf[l3..])
     .map_err(|_| DropReason::Malformed)?;
     let l4 = l3 + ipv6::HEADER_LEN;
-    super::vxlan::emit_udp_vxlan(snap, &mut buf[l4..], udp_len, flow_hash)?;
+    UdpRepr {
+        src_port: 49152 + (flow_hash % 16384) as u16,
+        dst_port: node.vxlan_port,
+        payload_len: (udp_len - udp::HEADER_LEN) as u16,
+    }
+    .emit(&mut buf[l4..])
+    .map_err(|_| DropReason::Malformed)?;
+    VxlanRepr { vni: node.vni }
+        .emit(&mut buf[l4 + udp::HEADER_LEN..])
+        .map_err(|_| DropReason::Malformed)?;
     if !gso {
         fill_udp6_checksum(&mut buf[l4..], src, dst);
     }
